@@ -1,0 +1,59 @@
+//! Process glue shared by the binaries: logging to stderr, and `main` that runs `run()`,
+//! prints the error chain once and exits with a code scripts can rely on.
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::beanstalk;
+
+/// Exit codes, the same in every binary (after BSD's sysexits where one fits).
+pub mod exit {
+    /// Everything asked for was done.
+    pub const OK: u8 = 0;
+    /// Something failed; the message says what.
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The beanstalkd server could not be reached (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: u8 = 69;
+}
+
+/// Sends `tracing` output to stderr, filtered by `GRID_LOG` (or `RUST_LOG`), default `info`.
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_env("GRID_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Runs a binary's `run()`: on error prints `error: <chain>` once to stderr and picks the
+/// exit code from the error's cause.
+pub fn main_with(run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code_for(&err))
+        }
+    }
+}
+
+/// The exit code for an error: [`exit::UNAVAILABLE`] when the server could not be
+/// reached or went away, else [`exit::FAILURE`].
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    let unreachable = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<beanstalk::Error>()
+            .is_some_and(beanstalk::Error::is_connection_lost)
+    });
+    if unreachable {
+        exit::UNAVAILABLE
+    } else {
+        exit::FAILURE
+    }
+}

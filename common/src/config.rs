@@ -1,0 +1,161 @@
+//! The configuration every process shares: which beanstalkd (`--server`, `GRID_SERVER`)
+//! and which campaign's tubes (`--namespace`, `GRID_NAMESPACE`). Parsed and checked here
+//! once, so every binary accepts and rejects the same values with the same words.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::Context;
+
+use crate::beanstalk::{self, validate_tube_name, Client};
+
+/// The default beanstalkd address.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:11300";
+/// The default namespace.
+pub const DEFAULT_NAMESPACE: &str = "camhd";
+
+/// The `--server` and `--namespace` flags, for `#[command(flatten)]` in each binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GridArgs {
+    /// The beanstalkd server that connects the grid.
+    #[arg(long, global = true, env = "GRID_SERVER", default_value = DEFAULT_SERVER, value_name = "HOST:PORT")]
+    pub server: ServerAddr,
+
+    /// Prefix of the tubes (<NAME>.jobs, <NAME>.results), so that several campaigns can
+    /// share one server.
+    #[arg(long, global = true, env = "GRID_NAMESPACE", default_value = DEFAULT_NAMESPACE, value_name = "NAME")]
+    pub namespace: Namespace,
+}
+
+impl GridArgs {
+    /// The checked configuration.
+    pub fn config(&self) -> GridConfig {
+        GridConfig {
+            server: self.server.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
+/// Where the grid's server is and which tubes are ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridConfig {
+    /// The beanstalkd address.
+    pub server: ServerAddr,
+    /// The tube prefix.
+    pub namespace: Namespace,
+}
+
+impl GridConfig {
+    /// The tube jobs are queued in: `<namespace>.jobs`.
+    pub fn jobs_tube(&self) -> String {
+        format!("{}.jobs", self.namespace)
+    }
+
+    /// The tube results are put in: `<namespace>.results`.
+    pub fn results_tube(&self) -> String {
+        format!("{}.results", self.namespace)
+    }
+
+    /// Connects to the server, with an error that says how to point elsewhere.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        Client::connect(&self.server.0)
+            .await
+            .context("cannot reach the grid's server (is beanstalkd running there? set --server or GRID_SERVER)")
+    }
+}
+
+/// A `HOST:PORT` address, checked for shape (not resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr(String);
+
+impl FromStr for ServerAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hint = "expected HOST:PORT, for example 127.0.0.1:11300";
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} has no port; {hint}"))?;
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        if bare_host.is_empty() || bare_host.contains(char::is_whitespace) {
+            return Err(format!("{s:?} has no valid host; {hint}"));
+        }
+        if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+            return Err("write an IPv6 host in brackets, like [::1]:11300".into());
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(ServerAddr(s.to_owned())),
+            _ => Err(format!("{port:?} is not a port number (1-65535); {hint}")),
+        }
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A namespace whose `.jobs` and `.results` tubes are valid tube names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace(String);
+
+impl FromStr for Namespace {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // The longest tube we derive decides what fits in beanstalkd's 200 bytes.
+        match validate_tube_name(&format!("{s}.results")) {
+            _ if s.is_empty() => Err("the namespace is empty".into()),
+            Err(beanstalk::Error::InvalidTubeName { reason, .. }) => Err(format!(
+                "{s:?} cannot prefix a tube name: {reason} (at most 192 bytes of letters, digits and -+/;.$_(), not starting with '-')"
+            )),
+            _ => Ok(Namespace(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_need_a_host_and_a_port() {
+        for good in ["127.0.0.1:11300", "grid.example.org:1", "[::1]:11300"] {
+            good.parse::<ServerAddr>().unwrap();
+        }
+        for bad in [
+            "localhost",
+            ":11300",
+            "host:0",
+            "host:99999",
+            "host:port",
+            "::1:11300",
+        ] {
+            let err = bad.parse::<ServerAddr>().unwrap_err();
+            assert!(!err.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn namespaces_make_valid_tube_names() {
+        let ns: Namespace = "camhd-2017".parse().unwrap();
+        let config = GridConfig {
+            server: DEFAULT_SERVER.parse().unwrap(),
+            namespace: ns,
+        };
+        assert_eq!(config.jobs_tube(), "camhd-2017.jobs");
+        assert_eq!(config.results_tube(), "camhd-2017.results");
+        for bad in ["", "-x", "a b", "a:b", &"n".repeat(193)] {
+            assert!(bad.parse::<Namespace>().is_err(), "{bad:?}");
+        }
+        "n".repeat(192).parse::<Namespace>().unwrap();
+    }
+}

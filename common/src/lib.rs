@@ -1,0 +1,8 @@
+//! What every camhd-grid process shares: the beanstalkd client, the JSON wire format of
+//! jobs and results, the `--server`/`--namespace` configuration, and the glue that turns
+//! a `run()` into a process exit code.
+
+pub mod beanstalk;
+pub mod cli;
+pub mod config;
+pub mod wire;

@@ -1,0 +1,273 @@
+//! The JSON bodies that travel through the tubes: jobs (`<namespace>.jobs`) and results
+//! (`<namespace>.results`). Every body carries a `version`; decoding checks size, version
+//! and field sanity and never panics. Documented with examples in `docs/wire-format.md`.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The wire-format version this build writes and reads.
+pub const WIRE_VERSION: u32 = 1;
+
+/// The largest job body accepted on decode. Jobs only reference a video, so anything near
+/// this is not a job.
+pub const MAX_JOB_BYTES: usize = 64 * 1024;
+
+/// The largest result body accepted on decode. A 27,000-frame video at stride 1 gives a
+/// document of about 20 MB; this leaves room without inviting a memory blow-up.
+pub const MAX_RESULT_BYTES: usize = 128 << 20;
+
+/// Why a body could not be decoded. Every variant is a permanent failure: the same bytes
+/// will never decode.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The body is larger than this kind of body may be.
+    #[error("{kind} body is {size} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// "job" or "result".
+        kind: &'static str,
+        /// The body's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The body is not JSON, or not of the expected shape.
+    #[error("{kind} body is not valid JSON of the expected shape: {source}")]
+    Malformed {
+        /// "job" or "result".
+        kind: &'static str,
+        /// serde's description, with line and column.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The body is JSON but has no numeric `version`.
+    #[error("{kind} body has no numeric \"version\" field")]
+    MissingVersion {
+        /// "job" or "result".
+        kind: &'static str,
+    },
+    /// The body was written by a newer (or unknown) version of the format.
+    #[error("{kind} body has version {found}; this build reads version {WIRE_VERSION} (upgrade camhd-grid?)")]
+    UnknownVersion {
+        /// "job" or "result".
+        kind: &'static str,
+        /// The version found.
+        found: u64,
+    },
+    /// A field has a value no job could mean.
+    #[error("{kind} field \"{field}\" is invalid: {reason}")]
+    Invalid {
+        /// "job" or "result".
+        kind: &'static str,
+        /// The field's name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Who queued a job, from where, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedBy {
+    /// When it was put.
+    pub at: DateTime<Utc>,
+    /// The queuer's hostname.
+    pub host: String,
+    /// The SOURCE the queuer found the video in (folder, URL or list).
+    pub source: String,
+    /// The queuer's software and version, e.g. `camhd-grid queuer 0.1.0`.
+    pub software: String,
+}
+
+/// One failed attempt at a job, kept in the job body so that the record travels through
+/// the tubes and survives any process restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When the attempt ended.
+    pub at: DateTime<Utc>,
+    /// The filter's hostname.
+    pub host: String,
+    /// The error, one line.
+    pub error: String,
+    /// True when retrying cannot help (the job is buried).
+    pub permanent: bool,
+}
+
+/// A job: analyse one video and produce its `_optical_flow.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Always [`WIRE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The video: a local path, a `file://`, `http(s)://` or lazycache URL.
+    pub video: String,
+    /// Where the JSON goes, relative to the metadata checkout's root.
+    pub output: String,
+    /// Analyse every `stride`-th frame.
+    pub stride: u32,
+    /// The first sampled frame (1-based, as in QuickTime).
+    pub start: u64,
+    /// One past the last sampled frame; -1 means the number of frames.
+    pub stop: i64,
+    /// Replace an existing JSON in the checkout.
+    #[serde(default)]
+    pub force: bool,
+    /// Provenance, for the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_by: Option<QueuedBy>,
+    /// Earlier failed attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// Where, by what and how fast a result was computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputedBy {
+    /// The filter's hostname.
+    pub host: String,
+    /// The filter's software and version.
+    pub software: String,
+    /// When the analysis started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Wall-clock seconds of the analysis.
+    pub elapsed_seconds: f64,
+}
+
+/// A result: the `_optical_flow.json` document for one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// Always [`WIRE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The job this answers, as it was reserved.
+    pub job: Job,
+    /// The id the job had in the jobs tube, for the operator's cross-reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    /// The `_optical_flow.json` document, written as-is to `job.output`.
+    pub document: serde_json::Value,
+    /// Provenance and timing.
+    pub computed_by: ComputedBy,
+}
+
+impl Job {
+    /// A job with the original tool's defaults (stride 10, start 1, stop -1).
+    pub fn new(video: impl Into<String>, output: impl Into<String>) -> Job {
+        Job {
+            version: WIRE_VERSION,
+            video: video.into(),
+            output: output.into(),
+            stride: 10,
+            start: 1,
+            stop: -1,
+            force: false,
+            queued_by: None,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// The body to put into the jobs tube.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a job body.
+    pub fn decode(bytes: &[u8]) -> Result<Job, WireError> {
+        let job: Job = decode(bytes, "job", MAX_JOB_BYTES)?;
+        job.validate()?;
+        Ok(job)
+    }
+
+    fn validate(&self) -> Result<(), WireError> {
+        let invalid = |field, reason: &str| {
+            Err(WireError::Invalid {
+                kind: "job",
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.video.trim().is_empty() {
+            return invalid("video", "it is empty");
+        }
+        if self.output.trim().is_empty() {
+            return invalid("output", "it is empty");
+        }
+        if self.stride == 0 {
+            return invalid("stride", "it must be at least 1");
+        }
+        if self.start == 0 {
+            return invalid("start", "frames are numbered from 1");
+        }
+        if self.stop != -1 && self.stop <= self.start as i64 {
+            return invalid("stop", "it must be -1 (all frames) or greater than start");
+        }
+        Ok(())
+    }
+}
+
+impl JobResult {
+    /// The body to put into the results tube.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes and checks a result body.
+    pub fn decode(bytes: &[u8]) -> Result<JobResult, WireError> {
+        let result: JobResult = decode(bytes, "result", MAX_RESULT_BYTES)?;
+        result.job.validate().map_err(|e| match e {
+            WireError::Invalid { field, reason, .. } => WireError::Invalid {
+                kind: "result",
+                field,
+                reason: format!("in its job: {reason}"),
+            },
+            other => other,
+        })?;
+        if !result.document.is_object() {
+            return Err(WireError::Invalid {
+                kind: "result",
+                field: "document",
+                reason: "it must be a JSON object".into(),
+            });
+        }
+        Ok(result)
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail: no maps with non-string keys, no
+    // fallible Serialize impls.
+    serde_json::to_vec(value).unwrap_or_else(|e| panic!("wire body failed to serialise: {e}"))
+}
+
+/// The version check comes first, so that a body from a newer format is reported as
+/// such rather than as a confusing shape error.
+fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    kind: &'static str,
+    max: usize,
+) -> Result<T, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::TooLarge {
+            kind,
+            size: bytes.len(),
+            max,
+        });
+    }
+    #[derive(Deserialize)]
+    struct Probe {
+        version: Option<serde_json::Value>,
+    }
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|source| WireError::Malformed { kind, source })?;
+    match probe.version.as_ref().and_then(serde_json::Value::as_u64) {
+        None => return Err(WireError::MissingVersion { kind }),
+        Some(v) if v != u64::from(WIRE_VERSION) => {
+            return Err(WireError::UnknownVersion { kind, found: v })
+        }
+        Some(_) => {}
+    }
+    serde_json::from_slice(bytes).map_err(|source| WireError::Malformed { kind, source })
+}
+
+#[cfg(test)]
+mod tests;

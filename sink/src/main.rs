@@ -1,0 +1,28 @@
+//! `sink`: for now only its shared flags (`--server`, `--namespace`); its work —
+//! commit results into the metadata checkout (issue 4) — is not built yet, and it says so rather than pretend.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use common::cli::main_with;
+use common::config::GridArgs;
+
+/// camhd-grid sink: commit results into the metadata checkout (issue 4).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    grid: GridArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    main_with(|| {
+        let config = cli.grid.config();
+        anyhow::bail!(
+            "sink is not built yet (server {}, namespace {})",
+            config.server,
+            config.namespace
+        )
+    })
+}

@@ -1,0 +1,150 @@
+//! Specs of what every binary shares: the `--server` and `--namespace` flags with their
+//! `GRID_SERVER` and `GRID_NAMESPACE` fallbacks, the same words for the same mistakes, and
+//! exit codes scripts can rely on.
+
+use std::process::Output;
+
+use testkit::{bin, Beanstalkd};
+
+const BINARIES: [&str; 4] = ["queuer", "filter", "sink", "gridctl"];
+
+fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = bin::command(name);
+    cmd.args(args)
+        .env_remove("GRID_SERVER")
+        .env_remove("GRID_NAMESPACE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running the binary")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// gridctl needs a subcommand before it looks at the server.
+fn args_for<'a>(name: &str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    if name == "gridctl" {
+        all.push("status");
+    }
+    all
+}
+
+#[test]
+fn every_binary_explains_the_shared_flags_in_its_help() {
+    for name in BINARIES {
+        let out = run(name, &["--help"], &[]);
+        assert!(out.status.success(), "{name} --help failed");
+        let help = String::from_utf8_lossy(&out.stdout);
+        for needle in [
+            "--server",
+            "GRID_SERVER",
+            "127.0.0.1:11300",
+            "--namespace",
+            "GRID_NAMESPACE",
+            "camhd",
+        ] {
+            assert!(
+                help.contains(needle),
+                "{name} --help lacks {needle}:\n{help}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bad_server_is_a_usage_error_with_the_same_words_everywhere() {
+    let mut messages = Vec::new();
+    for name in BINARIES {
+        let out = run(name, &args_for(name, &["--server", "localhost"]), &[]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("expected HOST:PORT"), "{name}: {err}");
+        messages.push(err.lines().next().unwrap_or_default().to_owned());
+    }
+    assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:#?}");
+}
+
+#[test]
+fn the_environment_stands_in_for_the_flags() {
+    for name in BINARIES {
+        let out = run(name, &args_for(name, &[]), &[("GRID_SERVER", "nope")]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(
+            stderr(&out).contains("\"nope\" has no port"),
+            "{name}: {}",
+            stderr(&out)
+        );
+
+        let out = run(name, &args_for(name, &[]), &[("GRID_NAMESPACE", "-bad")]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(stderr(&out).contains("cannot prefix a tube name"), "{name}");
+    }
+}
+
+#[test]
+fn gridctl_reports_an_unreachable_server_with_exit_code_69() {
+    let server = Beanstalkd::start().unwrap();
+    let addr = server.addr();
+    drop(server);
+    let out = run("gridctl", &["--server", &addr, "status"], &[]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.starts_with("error: cannot reach the grid's server"),
+        "{err}"
+    );
+    assert!(err.contains(&addr), "{err}");
+}
+
+#[test]
+fn gridctl_status_counts_the_namespace_tubes() {
+    use common::beanstalk::{Client, PutOptions};
+    let server = Beanstalkd::start().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(&server.addr()).await.unwrap();
+        c.use_tube("survey.jobs").await.unwrap();
+        for _ in 0..3 {
+            c.put(b"{}", PutOptions::default()).await.unwrap();
+        }
+        c.watch("survey.jobs").await.unwrap();
+        let job = c.reserve().await.unwrap();
+        c.bury(job.id, 0).await.unwrap();
+    });
+    let out = run(
+        "gridctl",
+        &["status", "--json"],
+        &[
+            ("GRID_SERVER", &server.addr()),
+            ("GRID_NAMESPACE", "survey"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["jobs"]["tube"], "survey.jobs");
+    assert_eq!(v["jobs"]["ready"], 2);
+    assert_eq!(v["jobs"]["buried"], 1);
+    assert_eq!(v["results"]["exists"], false);
+    assert_eq!(v["binlog"], true);
+
+    let table = run(
+        "gridctl",
+        &[
+            "--server",
+            &server.addr(),
+            "--namespace",
+            "survey",
+            "status",
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("survey.jobs") && text.contains("(not created yet)"),
+        "{text}"
+    );
+}
