@@ -1,28 +1,46 @@
-//! `filter`: for now only its shared flags (`--server`, `--namespace`); its work —
-//! reserve jobs and analyse videos (issues 3 and 4) — is not built yet, and it says so rather than pretend.
+//! `filter`: the grid worker (issue 4) and `filter analyze`, the same analysis on one
+//! video with no queue. `main` parses the command line and hands a checked configuration
+//! to the command.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use common::cli::main_with;
+use clap::{Parser, Subcommand};
+use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
 
-/// camhd-grid filter: reserve jobs and analyse videos (issues 3 and 4).
+mod analyze_cmd;
+
+/// camhd-grid filter: estimate camera motion in CamHD videos.
+///
+/// With no command, runs as a grid worker (not built yet). `filter analyze VIDEO` runs the
+/// analysis on one video and writes its _optical_flow.json.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Cli {
     #[command(flatten)]
     grid: GridArgs,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Analyze(analyze_cmd::AnalyzeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    main_with(|| {
-        let config = cli.grid.config();
-        anyhow::bail!(
-            "filter is not built yet (server {}, namespace {})",
-            config.server,
-            config.namespace
-        )
-    })
+    init_logging();
+    match cli.command {
+        Some(Command::Analyze(args)) => analyze_cmd::main(args),
+        None => main_with(|| {
+            let config = cli.grid.config();
+            anyhow::bail!(
+                "the filter worker is not built yet (server {}, namespace {}); use `filter analyze VIDEO`",
+                config.server,
+                config.namespace
+            )
+        }),
+    }
 }

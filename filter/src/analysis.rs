@@ -1,0 +1,346 @@
+//! The analysis of one video: plan the pairs, fetch the needed frames on a prefetch
+//! thread, decode them and estimate each pair's motion on a pool of worker threads, and
+//! assemble the `_optical_flow.json` document.
+//!
+//! Work goes in blocks of pairs, so memory stays bounded by the block size whatever the
+//! video's length; a decoded frame is kept only until the last pair that uses it is done.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use rayon::prelude::*;
+
+use crate::decode::{analysis_size, decode_image, GreyImage, ProresDecoder};
+use crate::document::*;
+use crate::motion::{self, Estimate, MotionConfig, Similarity};
+use crate::plan::{plan, Pair, PlanError};
+use crate::source::{Fetched, FrameSource, Payload, VideoInfo};
+use crate::AnalysisError;
+
+/// Frames between `fromFrame` and `toFrame`, as the original.
+pub const PAIR_GAP: u64 = 10;
+
+/// What to analyse and how.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Sample every `stride`-th frame.
+    pub stride: u32,
+    /// First sampled frame (1-based).
+    pub start: u64,
+    /// One past the last sampled frame; -1: the number of frames.
+    pub stop: i64,
+    /// The analysis scale (0.25: 480x270 for 1080p).
+    pub img_scale: f64,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            stride: 10,
+            start: 1,
+            stop: -1,
+            img_scale: 0.25,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// How far an analysis has got.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Pairs estimated.
+    pub pairs_done: usize,
+    /// Pairs in the plan.
+    pub pairs_total: usize,
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// Bytes fetched from the source.
+    pub bytes_fetched: u64,
+}
+
+/// Counters of a finished run, for logs and benchmarks.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    /// Frames decoded.
+    pub frames_decoded: usize,
+    /// Bytes fetched from the source.
+    pub bytes_fetched: u64,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+/// A finished analysis.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// The `_optical_flow.json` document.
+    pub document: OpticalFlowDocument,
+    /// Counters.
+    pub stats: RunStats,
+}
+
+/// A decoded frame, or why it could not be had.
+type Frame = Arc<Result<GreyImage, String>>;
+
+/// Analyses the video behind `source`, calling `progress` after each block.
+pub fn analyze(
+    source: Box<dyn FrameSource>,
+    settings: &Settings,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Analysis, AnalysisError> {
+    let started = Instant::now();
+    let start_time = Utc::now();
+    let info = source.info().clone();
+    let plan = plan(
+        info.num_frames,
+        settings.start,
+        settings.stop,
+        settings.stride,
+        PAIR_GAP,
+    )
+    .map_err(|e| match e {
+        PlanError::TooShort { needed } => AnalysisError::TooShort {
+            what: info.cache_url.clone(),
+            frames: info.num_frames,
+            needed,
+        },
+        PlanError::Empty(why) => AnalysisError::NothingToDo(why),
+    })?;
+
+    let threads = settings.threads.max(1);
+    let block = (threads * 8).clamp(16, 64);
+    let blocks: Vec<&[Pair]> = plan.pairs.chunks(block).collect();
+    let frame_lists = frames_per_block(&blocks, &plan.needed);
+
+    let fetched_bytes = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::sync_channel(2);
+    let prefetch = spawn_prefetch(source, frame_lists, tx, Arc::clone(&fetched_bytes));
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("analysis-{i}"))
+        .build()
+        .map_err(|e| AnalysisError::Internal(format!("starting worker threads: {e}")))?;
+    let decoders = Decoders::new(&info, settings.img_scale, threads);
+    let motion_cfg = MotionConfig::new(info.width, info.height, settings.img_scale);
+
+    let mut cache: BTreeMap<u64, Frame> = BTreeMap::new();
+    let mut stats = Vec::with_capacity(plan.pairs.len());
+    let mut frames_decoded = 0;
+    for (i, pairs) in blocks.iter().enumerate() {
+        let fetched = rx
+            .recv()
+            .map_err(|_| AnalysisError::Internal("the prefetch thread stopped".into()))??;
+        frames_decoded += fetched.len();
+        let decoded: Vec<(u64, Frame)> = pool.install(|| {
+            fetched
+                .into_par_iter()
+                .map(|(n, payload)| (n, Arc::new(decoders.decode(payload))))
+                .collect()
+        });
+        cache.extend(decoded);
+        let block_stats: Vec<FrameStat> = pool.install(|| {
+            pairs
+                .par_iter()
+                .map(|p| frame_stat(p, &cache[&p.from], &cache[&p.to], &motion_cfg, settings))
+                .collect()
+        });
+        stats.extend(block_stats);
+        if let Some(next) = blocks.get(i + 1) {
+            let keep_from = next[0].from;
+            cache.retain(|&n, _| n >= keep_from);
+        }
+        progress(&Progress {
+            pairs_done: stats.len(),
+            pairs_total: plan.pairs.len(),
+            elapsed: started.elapsed(),
+            bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
+        });
+    }
+    drop(rx);
+    let _ = prefetch.join();
+
+    let elapsed = started.elapsed();
+    let document = assemble(&info, settings, stats, start_time, elapsed);
+    Ok(Analysis {
+        document,
+        stats: RunStats {
+            frames_decoded,
+            bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
+            elapsed,
+        },
+    })
+}
+
+/// For each block, the needed frames it is the first to need.
+fn frames_per_block(blocks: &[&[Pair]], needed: &[u64]) -> Vec<Vec<u64>> {
+    let mut rest = needed;
+    blocks
+        .iter()
+        .map(|pairs| {
+            let last = pairs.iter().map(|p| p.to).max().unwrap_or(0);
+            let n = rest.partition_point(|&f| f <= last);
+            let (mine, later) = rest.split_at(n);
+            rest = later;
+            mine.to_vec()
+        })
+        .collect()
+}
+
+/// Fetches each block's frames in order on its own thread, at most two blocks ahead.
+fn spawn_prefetch(
+    mut source: Box<dyn FrameSource>,
+    lists: Vec<Vec<u64>>,
+    tx: mpsc::SyncSender<Result<Vec<Fetched>, AnalysisError>>,
+    bytes: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("prefetch".into())
+        .spawn(move || {
+            for frames in lists {
+                let result = source.fetch(&frames);
+                bytes.store(source.bytes_fetched(), Ordering::Relaxed);
+                let failed = result.is_err();
+                if tx.send(result).is_err() || failed {
+                    return;
+                }
+            }
+        })
+        .unwrap_or_else(|e| panic!("cannot start the prefetch thread: {e}"))
+}
+
+/// One ProRes decoder per worker thread, made on first use.
+struct Decoders {
+    slots: Vec<Mutex<Option<ProresDecoder>>>,
+    codec: [u8; 4],
+    width: u32,
+    height: u32,
+    scale: f64,
+    target: (usize, usize),
+}
+
+impl Decoders {
+    fn new(info: &VideoInfo, scale: f64, threads: usize) -> Decoders {
+        Decoders {
+            slots: (0..threads).map(|_| Mutex::new(None)).collect(),
+            codec: info.codec,
+            width: info.width,
+            height: info.height,
+            scale,
+            target: analysis_size(info.width, info.height, scale),
+        }
+    }
+
+    fn decode(&self, payload: Result<Payload, String>) -> Result<GreyImage, String> {
+        match payload? {
+            Payload::Image(bytes) => decode_image(&bytes, self.target.0, self.target.1),
+            Payload::Prores(bytes) => {
+                let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+                let mut guard = self.slots[slot].lock().unwrap_or_else(|p| p.into_inner());
+                if guard.is_none() {
+                    let d = ProresDecoder::new(self.codec, self.width, self.height, self.scale);
+                    *guard = Some(d.map_err(|e| e.to_string())?);
+                }
+                match guard.as_mut() {
+                    Some(decoder) => decoder.decode(&bytes),
+                    None => Err("no decoder".into()),
+                }
+            }
+        }
+    }
+}
+
+fn frame_stat(
+    pair: &Pair,
+    from: &Frame,
+    to: &Frame,
+    cfg: &MotionConfig,
+    settings: &Settings,
+) -> FrameStat {
+    let t = Instant::now();
+    let estimate = match (from.as_ref(), to.as_ref()) {
+        (Ok(a), Ok(b)) => motion::estimate(a, b, cfg).unwrap_or_else(|e| {
+            tracing::warn!(frame = pair.frame, error = %e, "OpenCV failed on a pair");
+            Estimate::Invalid(format!("OpenCV: {e}"))
+        }),
+        (Err(e), _) => Estimate::Invalid(format!("frame {}: {e}", pair.from)),
+        (_, Err(e)) => Estimate::Invalid(format!("frame {}: {e}", pair.to)),
+    };
+    let (similarity, valid) = match estimate {
+        Estimate::Valid { similarity, .. } => (similarity, true),
+        Estimate::Invalid(why) => {
+            tracing::debug!(frame = pair.frame, reason = %why, "invalid entry");
+            (Similarity::IDENTITY, false)
+        }
+    };
+    let elapsed = t.elapsed().as_secs_f64();
+    FrameStat {
+        frame_number: pair.frame,
+        duration_seconds: elapsed,
+        optical_flow: OpticalFlow {
+            from_frame: pair.from,
+            to_frame: pair.to,
+            img_scale: settings.img_scale,
+            flow_scale: 1.0,
+            center: [
+                -(cfg.full_width as f64) / 2.0,
+                -(cfg.full_height as f64) / 2.0,
+            ],
+            similarity: similarity.to_array(),
+            valid,
+            performance: EntryPerformance {
+                timing: EntryTiming {
+                    elapsed_seconds: elapsed,
+                },
+            },
+        },
+    }
+}
+
+fn assemble(
+    info: &VideoInfo,
+    settings: &Settings,
+    mut stats: Vec<FrameStat>,
+    start_time: chrono::DateTime<Utc>,
+    elapsed: Duration,
+) -> OpticalFlowDocument {
+    stats.sort_by_key(|s| s.frame_number);
+    let valid_entries = stats.iter().filter(|s| s.optical_flow.valid).count();
+    let end_time = start_time + chrono::Duration::from_std(elapsed).unwrap_or_default();
+    OpticalFlowDocument {
+        contents: Contents::default(),
+        frame_stats: stats,
+        movie: Movie {
+            url: info.url.clone(),
+            cache_url: info.cache_url.clone(),
+            duration: info.duration,
+            num_frames: info.num_frames,
+        },
+        performance: Performance {
+            timing: RunTiming {
+                elapsed_seconds: elapsed.as_secs_f64(),
+                start_time: start_time.to_rfc3339_opts(SecondsFormat::Millis, true),
+                end_time: end_time.to_rfc3339_opts(SecondsFormat::Millis, true),
+            },
+            hostinfo: HostInfo {
+                hostname: hostname(),
+                cpu: cpu_model(),
+            },
+        },
+        analysis: AnalysisInfo {
+            software: "camhd-grid filter".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            method: "Shi-Tomasi corners, pyramidal Lucas-Kanade tracked both ways, RANSAC partial-affine fit (OpenCV)".into(),
+            stride: settings.stride,
+            start: settings.start,
+            stop: settings.stop,
+            pair_gap: PAIR_GAP,
+            img_scale: settings.img_scale,
+            valid_entries,
+        },
+    }
+}

@@ -1,0 +1,144 @@
+//! The motion estimate against exact ground truth: clips rendered along a scripted camera
+//! path (pan, tilt, zoom in and out, roll, still, black frames), encoded as ProRes 422.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use filter::document::OpticalFlowDocument;
+use filter::source::{self, SourceKind};
+use filter::{analyze, Settings};
+use support::synth::{render, scripted, truth};
+use tempfile::TempDir;
+
+/// Worst errors seen, per component.
+#[derive(Debug, Default)]
+struct Errors {
+    scale: f64,
+    theta: f64,
+    translation: f64,
+    valid: usize,
+    invalid_but_lit: usize,
+}
+
+/// Where rendered clips go: a temp dir, or `KEEP_CLIPS` to look at them afterwards.
+fn clips() -> &'static TempDir {
+    static DIR: OnceLock<TempDir> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("KEEP_CLIPS") {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("clips-")
+            .disable_cleanup(true)
+            .tempdir_in(dir)
+            .expect("KEEP_CLIPS dir"),
+        None => tempfile::tempdir().expect("temp dir"),
+    })
+}
+
+fn clip(name: &str, width: u32, height: u32, frames: u64) -> PathBuf {
+    let path = clips().path().join(name);
+    if !path.exists() {
+        render(&path, width, height, frames, |n| scripted(n, width));
+    }
+    path
+}
+
+fn run(path: &std::path::Path, stride: u32, scale: f64) -> OpticalFlowDocument {
+    let video = source::open(path.to_str().expect("utf-8 path"), SourceKind::File, scale)
+        .expect("opening the clip");
+    let settings = Settings {
+        stride,
+        img_scale: scale,
+        ..Settings::default()
+    };
+    analyze(video, &settings, &mut |_| {})
+        .expect("analysis")
+        .document
+}
+
+/// Compares every entry with the truth; black pairs must be invalid.
+fn errors(doc: &OpticalFlowDocument, width: u32) -> Errors {
+    let mut e = Errors::default();
+    for stat in &doc.frame_stats {
+        let of = &stat.optical_flow;
+        let (a, b) = (scripted(of.from_frame, width), scripted(of.to_frame, width));
+        if a.black || b.black {
+            assert!(
+                !of.valid,
+                "frame {} spans a black frame but is valid",
+                stat.frame_number
+            );
+            assert_eq!(of.similarity, [1.0, 0.0, 0.0, 0.0]);
+            continue;
+        }
+        if !of.valid {
+            e.invalid_but_lit += 1;
+            continue;
+        }
+        e.valid += 1;
+        let t = truth(&a, &b);
+        let s = of.similarity;
+        e.scale = e.scale.max((s[0] - t[0]).abs());
+        e.theta = e.theta.max((s[1] - t[1]).abs());
+        e.translation = e.translation.max((s[2] - t[2]).hypot(s[3] - t[3]));
+    }
+    e
+}
+
+#[test]
+fn a_640x360_clip_at_half_scale_matches_the_ground_truth() {
+    let path = clip("scripted-640.mov", 640, 360, 300);
+    let doc = run(&path, 5, 0.5);
+    assert_eq!(doc.movie.num_frames, 300);
+    assert_eq!(doc.frame_stats.len(), 60);
+    let e = errors(&doc, 640);
+    eprintln!("640x360 @0.5: {e:?}");
+    assert_eq!(e.invalid_but_lit, 0, "every lit pair has texture: {e:?}");
+    // A quarter of an analysis pixel (2 full-resolution pixels each at scale 0.5); scale and
+    // theta to 1e-3, about a pixel at the corner of a 1080p frame. Measured: 0.02 px, 2e-4.
+    assert!(e.translation < 0.5, "{e:?}");
+    assert!(e.scale < 1e-3, "{e:?}");
+    assert!(e.theta < 1e-3, "{e:?}");
+}
+
+#[test]
+fn a_1080p_clip_at_the_default_scale_matches_the_ground_truth() {
+    // Short: pan, tilt and the start of the zoom, as CamHD's own moves are.
+    let path = clip("scripted-1080.mov", 1920, 1080, 140);
+    let doc = run(&path, 10, 0.25);
+    let e = errors(&doc, 1920);
+    eprintln!("1920x1080 @0.25: {e:?}");
+    assert_eq!(e.invalid_but_lit, 0, "{e:?}");
+    // A quarter of an analysis pixel (4 full-resolution pixels each). Measured: 0.10 px.
+    assert!(e.translation < 1.0, "{e:?}");
+    assert!(e.scale < 1e-3, "{e:?}");
+    assert!(e.theta < 1e-3, "{e:?}");
+}
+
+#[test]
+fn a_fast_pan_of_200_full_hd_pixels_across_the_pair_is_tracked() {
+    // 960x540 at scale 0.5 gives the 480x270 analysis image of 1080p at 0.25; 10 px a
+    // frame here is 100 px across the pair, i.e. 200 px at 1080p.
+    let path = clips().path().join("fast-pan.mov");
+    let pose = |n: u64| support::synth::Pose {
+        scale: 1.0,
+        theta: 0.0,
+        cx: 10.0 * n as f64,
+        cy: -3.0 * n as f64,
+        black: false,
+    };
+    render(&path, 960, 540, 40, pose);
+    let doc = run(&path, 5, 0.5);
+    for stat in &doc.frame_stats {
+        let of = &stat.optical_flow;
+        assert!(of.valid, "frame {} invalid", stat.frame_number);
+        let t = truth(&pose(of.from_frame), &pose(of.to_frame));
+        let err = (of.similarity[2] - t[2]).hypot(of.similarity[3] - t[3]);
+        assert!(
+            err < 0.5,
+            "frame {}: {:?} vs {t:?}",
+            stat.frame_number,
+            of.similarity
+        );
+    }
+}
