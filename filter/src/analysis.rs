@@ -112,6 +112,7 @@ pub fn analyze(
     })?;
 
     let threads = settings.threads.max(1);
+    single_threaded_opencv();
     let block = (threads * 8).clamp(16, 64);
     let blocks: Vec<&[Pair]> = plan.pairs.chunks(block).collect();
     let frame_lists = frames_per_block(&blocks, &plan.needed);
@@ -128,38 +129,51 @@ pub fn analyze(
     let decoders = Decoders::new(&info, settings.img_scale, threads);
     let motion_cfg = MotionConfig::new(info.width, info.height, settings.img_scale);
 
+    // Block i's frames are decoded while block i-1's pairs, whose frames are all
+    // decoded by then, are estimated: one pool, no idle barrier between the two.
     let mut cache: BTreeMap<u64, Frame> = BTreeMap::new();
     let mut stats = Vec::with_capacity(plan.pairs.len());
     let mut frames_decoded = 0;
-    for (i, pairs) in blocks.iter().enumerate() {
-        let fetched = rx
-            .recv()
-            .map_err(|_| AnalysisError::Internal("the prefetch thread stopped".into()))??;
+    let estimate = |pairs: &[Pair], cache: &BTreeMap<u64, Frame>| -> Vec<FrameStat> {
+        pairs
+            .par_iter()
+            .map(|p| frame_stat(p, &cache[&p.from], &cache[&p.to], &motion_cfg, settings))
+            .collect()
+    };
+    for i in 0..=blocks.len() {
+        let fetched = match i < blocks.len() {
+            true => rx
+                .recv()
+                .map_err(|_| AnalysisError::Internal("the prefetch thread stopped".into()))??,
+            false => Vec::new(),
+        };
         frames_decoded += fetched.len();
-        let decoded: Vec<(u64, Frame)> = pool.install(|| {
-            fetched
-                .into_par_iter()
-                .map(|(n, payload)| (n, Arc::new(decoders.decode(payload))))
-                .collect()
+        let previous: &[Pair] = if i > 0 { blocks[i - 1] } else { &[] };
+        let (decoded, done) = pool.install(|| {
+            rayon::join(
+                || {
+                    fetched
+                        .into_par_iter()
+                        .map(|(n, payload)| (n, Arc::new(decoders.decode(&payload))))
+                        .collect::<Vec<_>>()
+                },
+                || estimate(previous, &cache),
+            )
         });
-        cache.extend(decoded);
-        let block_stats: Vec<FrameStat> = pool.install(|| {
-            pairs
-                .par_iter()
-                .map(|p| frame_stat(p, &cache[&p.from], &cache[&p.to], &motion_cfg, settings))
-                .collect()
-        });
-        stats.extend(block_stats);
-        if let Some(next) = blocks.get(i + 1) {
-            let keep_from = next[0].from;
+        stats.extend(done);
+        if let Some(block) = blocks.get(i) {
+            let keep_from = block[0].from;
             cache.retain(|&n, _| n >= keep_from);
         }
-        progress(&Progress {
-            pairs_done: stats.len(),
-            pairs_total: plan.pairs.len(),
-            elapsed: started.elapsed(),
-            bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
-        });
+        cache.extend(decoded);
+        if i > 0 {
+            progress(&Progress {
+                pairs_done: stats.len(),
+                pairs_total: plan.pairs.len(),
+                elapsed: started.elapsed(),
+                bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
+            });
+        }
     }
     drop(rx);
     let _ = prefetch.join();
@@ -174,6 +188,60 @@ pub fn analyze(
             elapsed,
         },
     })
+}
+
+/// Fetches and decodes the frames the analysis of `source` would need, and nothing else:
+/// the floor under the analysis's cost, for benchmarks and for telling I/O from decoding.
+pub fn decode_only(
+    source: Box<dyn FrameSource>,
+    settings: &Settings,
+) -> Result<RunStats, AnalysisError> {
+    let started = Instant::now();
+    let info = source.info().clone();
+    let plan = plan(info.num_frames, settings.start, settings.stop, settings.stride, PAIR_GAP)
+        .map_err(|e| AnalysisError::NothingToDo(format!("{e:?}")))?;
+    let threads = settings.threads.max(1);
+    let lists: Vec<Vec<u64>> = plan
+        .needed
+        .chunks((threads * 8).clamp(16, 64))
+        .map(<[u64]>::to_vec)
+        .collect();
+    let blocks = lists.len();
+    let fetched_bytes = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::sync_channel(2);
+    let prefetch = spawn_prefetch(source, lists, tx, Arc::clone(&fetched_bytes));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| AnalysisError::Internal(format!("starting worker threads: {e}")))?;
+    let decoders = Decoders::new(&info, settings.img_scale, threads);
+    let mut frames_decoded = 0;
+    for _ in 0..blocks {
+        let fetched = rx
+            .recv()
+            .map_err(|_| AnalysisError::Internal("the prefetch thread stopped".into()))??;
+        frames_decoded += pool.install(|| {
+            fetched
+                .into_par_iter()
+                .filter(|(_, payload)| decoders.decode(payload).is_ok())
+                .count()
+        });
+    }
+    drop(rx);
+    let _ = prefetch.join();
+    Ok(RunStats {
+        frames_decoded,
+        bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Pairs run in parallel on our pool; OpenCV's own thread pool inside each call would
+/// only contend with it (measured: flow took twice as long with it on).
+fn single_threaded_opencv() {
+    if let Err(e) = opencv::core::set_num_threads(1) {
+        tracing::warn!(error = %e, "could not limit OpenCV to one thread per call");
+    }
 }
 
 /// For each block, the needed frames it is the first to need.
@@ -235,9 +303,9 @@ impl Decoders {
         }
     }
 
-    fn decode(&self, payload: Result<Payload, String>) -> Result<GreyImage, String> {
-        match payload? {
-            Payload::Image(bytes) => decode_image(&bytes, self.target.0, self.target.1),
+    fn decode(&self, payload: &Result<Payload, String>) -> Result<GreyImage, String> {
+        match payload.as_ref().map_err(Clone::clone)? {
+            Payload::Image(bytes) => decode_image(bytes, self.target.0, self.target.1),
             Payload::Prores(bytes) => {
                 let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
                 let mut guard = self.slots[slot].lock().unwrap_or_else(|p| p.into_inner());
@@ -246,7 +314,7 @@ impl Decoders {
                     *guard = Some(d.map_err(|e| e.to_string())?);
                 }
                 match guard.as_mut() {
-                    Some(decoder) => decoder.decode(&bytes),
+                    Some(decoder) => decoder.decode(bytes),
                     None => Err("no decoder".into()),
                 }
             }

@@ -60,6 +60,11 @@ pub struct AnalyzeArgs {
     /// Write the document here (atomically) instead of stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
+
+    /// Only fetch and decode the frames the analysis would need, then print one JSON line
+    /// of counts and timing instead of the document: the floor under the analysis's cost.
+    #[arg(long)]
+    decode_only: bool,
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
@@ -104,6 +109,16 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         threads = settings.threads,
         "analysing"
     );
+    if args.decode_only {
+        let stats = filter::decode_only(video, &settings)?;
+        let summary = serde_json::json!({
+            "frames_decoded": stats.frames_decoded,
+            "bytes_fetched": stats.bytes_fetched,
+            "seconds": stats.elapsed.as_secs_f64(),
+        });
+        println!("{summary}");
+        return Ok(());
+    }
     let mut bar = ProgressLine::new();
     let analysis = analyze(video, &settings, &mut |p| bar.show(p))?;
     bar.finish();
@@ -128,8 +143,12 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
 }
 
 /// Writes via a temporary file in the same folder and a rename, so a reader never sees
-/// half a document.
+/// half a document. A device or pipe (`/dev/null`, `/dev/stdout`) is written in place:
+/// renaming onto it would replace it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if path.exists() && !path.is_file() {
+        return std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()));
+    }
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

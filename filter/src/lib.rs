@@ -10,5 +10,5 @@ pub mod motion;
 pub mod plan;
 pub mod source;
 
-pub use analysis::{analyze, Analysis, Progress, Settings};
+pub use analysis::{analyze, decode_only, Analysis, Progress, RunStats, Settings};
 pub use error::AnalysisError;

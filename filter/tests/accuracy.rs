@@ -3,14 +3,11 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use filter::document::OpticalFlowDocument;
 use filter::source::{self, SourceKind};
 use filter::{analyze, Settings};
 use support::synth::{render, scripted, truth};
-use tempfile::TempDir;
+use support::{clip, clips};
 
 /// Worst errors seen, per component.
 #[derive(Debug, Default)]
@@ -20,27 +17,6 @@ struct Errors {
     translation: f64,
     valid: usize,
     invalid_but_lit: usize,
-}
-
-/// Where rendered clips go: a temp dir, or `KEEP_CLIPS` to look at them afterwards.
-fn clips() -> &'static TempDir {
-    static DIR: OnceLock<TempDir> = OnceLock::new();
-    DIR.get_or_init(|| match std::env::var_os("KEEP_CLIPS") {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("clips-")
-            .disable_cleanup(true)
-            .tempdir_in(dir)
-            .expect("KEEP_CLIPS dir"),
-        None => tempfile::tempdir().expect("temp dir"),
-    })
-}
-
-fn clip(name: &str, width: u32, height: u32, frames: u64) -> PathBuf {
-    let path = clips().path().join(name);
-    if !path.exists() {
-        render(&path, width, height, frames, |n| scripted(n, width));
-    }
-    path
 }
 
 fn run(path: &std::path::Path, stride: u32, scale: f64) -> OpticalFlowDocument {

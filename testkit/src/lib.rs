@@ -1,8 +1,9 @@
-//! Fixtures that own real servers for the length of a test: start on a free loopback
-//! port, wait until ready, keep the server's log, kill on drop.
+//! Fixtures that own real servers for the length of a test: beanstalkd and a small HTTP
+//! server, each on a free loopback port, ready before use, stopped on drop.
 
 mod beanstalkd;
 pub mod bin;
+pub mod http;
 mod port;
 
 pub use beanstalkd::{Beanstalkd, BeanstalkdBuilder};
