@@ -144,7 +144,7 @@ fn gridctl_status_counts_the_namespace_tubes() {
     );
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.contains("survey.jobs") && text.contains("(not created yet)"),
+        text.contains("survey.jobs") && text.contains("(no such tube"),
         "{text}"
     );
 }

@@ -57,6 +57,11 @@ impl GridConfig {
         format!("{}.results", self.namespace)
     }
 
+    /// The tube failure records go to: `<namespace>.failures`.
+    pub fn failures_tube(&self) -> String {
+        format!("{}.failures", self.namespace)
+    }
+
     /// Connects to the server, with an error that says how to point elsewhere.
     pub async fn connect(&self) -> anyhow::Result<Client> {
         Client::connect(&self.server.0)
@@ -106,10 +111,10 @@ impl FromStr for Namespace {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // The longest tube we derive decides what fits in beanstalkd's 200 bytes.
-        match validate_tube_name(&format!("{s}.results")) {
+        match validate_tube_name(&format!("{s}.failures")) {
             _ if s.is_empty() => Err("the namespace is empty".into()),
             Err(beanstalk::Error::InvalidTubeName { reason, .. }) => Err(format!(
-                "{s:?} cannot prefix a tube name: {reason} (at most 192 bytes of letters, digits and -+/;.$_(), not starting with '-')"
+                "{s:?} cannot prefix a tube name: {reason} (at most 191 bytes of letters, digits and -+/;.$_(), not starting with '-')"
             )),
             _ => Ok(Namespace(s.to_owned())),
         }
@@ -153,9 +158,9 @@ mod tests {
         };
         assert_eq!(config.jobs_tube(), "camhd-2017.jobs");
         assert_eq!(config.results_tube(), "camhd-2017.results");
-        for bad in ["", "-x", "a b", "a:b", &"n".repeat(193)] {
+        for bad in ["", "-x", "a b", "a:b", &"n".repeat(192)] {
             assert!(bad.parse::<Namespace>().is_err(), "{bad:?}");
         }
-        "n".repeat(192).parse::<Namespace>().unwrap();
+        "n".repeat(191).parse::<Namespace>().unwrap();
     }
 }

@@ -5,4 +5,7 @@
 pub mod beanstalk;
 pub mod cli;
 pub mod config;
+pub mod paths;
+pub mod process;
+pub mod shutdown;
 pub mod wire;

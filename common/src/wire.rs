@@ -119,6 +119,43 @@ pub struct Job {
     pub attempts: Vec<Attempt>,
 }
 
+/// A record of one failed attempt, put into `<namespace>.failures` so that what went
+/// wrong travels through the tubes and survives restarts (with beanstalkd's binlog). The
+/// job itself keeps its id: released with backoff, or buried when retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Always [`WIRE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The job's id in the jobs tube.
+    pub job_id: u64,
+    /// The job's video.
+    pub video: String,
+    /// The job's output path.
+    pub output: String,
+    /// Which attempt this was (1 for the first).
+    pub attempt: u32,
+    /// What happened to the job: "released" (will be retried) or "buried".
+    pub action: String,
+    /// The error, one line.
+    pub error: String,
+    /// The filter's hostname.
+    pub host: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl Failure {
+    /// The body to put into the failures tube.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes a failure record.
+    pub fn decode(bytes: &[u8]) -> Result<Failure, WireError> {
+        decode(bytes, "failure", MAX_JOB_BYTES)
+    }
+}
+
 /// Where, by what and how fast a result was computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComputedBy {

@@ -198,8 +198,14 @@ pub fn decode_only(
 ) -> Result<RunStats, AnalysisError> {
     let started = Instant::now();
     let info = source.info().clone();
-    let plan = plan(info.num_frames, settings.start, settings.stop, settings.stride, PAIR_GAP)
-        .map_err(|e| AnalysisError::NothingToDo(format!("{e:?}")))?;
+    let plan = plan(
+        info.num_frames,
+        settings.start,
+        settings.stop,
+        settings.stride,
+        PAIR_GAP,
+    )
+    .map_err(|e| AnalysisError::NothingToDo(format!("{e:?}")))?;
     let threads = settings.threads.max(1);
     let lists: Vec<Vec<u64>> = plan
         .needed

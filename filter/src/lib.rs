@@ -9,6 +9,7 @@ mod error;
 pub mod motion;
 pub mod plan;
 pub mod source;
+pub mod worker;
 
 pub use analysis::{analyze, decode_only, Analysis, Progress, RunStats, Settings};
 pub use error::AnalysisError;

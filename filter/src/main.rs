@@ -1,24 +1,76 @@
-//! `filter`: the grid worker (issue 4) and `filter analyze`, the same analysis on one
-//! video with no queue. `main` parses the command line and hands a checked configuration
-//! to the command.
+//! `filter`: the grid worker, and `filter analyze`, the same analysis on one video with
+//! no queue. `main` parses the command line into a checked configuration and hands it to
+//! the worker loop or the command.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
+use common::shutdown::Shutdown;
+use filter::worker::{self, Retry, WorkerConfig};
 
 mod analyze_cmd;
 
 /// camhd-grid filter: estimate camera motion in CamHD videos.
 ///
-/// With no command, runs as a grid worker (not built yet). `filter analyze VIDEO` runs the
-/// analysis on one video and writes its _optical_flow.json.
+/// With no command, runs as a grid worker: reserves jobs from <namespace>.jobs, analyses
+/// each video, puts the result into <namespace>.results. On SIGTERM or SIGINT it stops
+/// reserving and lets running jobs finish within --grace; a second signal releases them
+/// at once. `filter analyze VIDEO` runs the analysis on one video with no queue.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
     #[command(flatten)]
     grid: GridArgs,
+
+    /// Jobs analysed at once, each on its own connection.
+    #[arg(long, env = "FILTER_JOBS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..256))]
+    jobs: u32,
+
+    /// Analysis threads per job [default: cores / jobs].
+    #[arg(long, env = "FILTER_THREADS", value_parser = clap::value_parser!(u32).range(1..1024))]
+    threads: Option<u32>,
+
+    /// Touch a held job this often, so its TTR can stay short.
+    #[arg(long, env = "FILTER_TTR_TOUCH", default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    ttr_touch: u64,
+
+    /// After SIGTERM, let running jobs finish this long before releasing them.
+    #[arg(long, env = "FILTER_GRACE", default_value_t = 60, value_name = "SECS")]
+    grace: u64,
+
+    /// Exit after this many seconds without a job.
+    #[arg(long, env = "FILTER_EXIT_WHEN_IDLE", value_name = "SECS")]
+    exit_when_idle: Option<u64>,
+
+    /// Attempts before a transiently failing job is buried.
+    #[arg(long, env = "FILTER_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+
+    /// Delay before the first retry; doubles with each attempt (with jitter), up to an hour.
+    #[arg(
+        long,
+        env = "FILTER_BACKOFF",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    backoff: u64,
+
+    /// Analysis scale (0.25: 480x270 for 1080p).
+    #[arg(long, env = "FILTER_SCALE", default_value_t = 0.25)]
+    scale: f64,
+
+    /// Where results too big for the server's max job size are kept.
+    #[arg(
+        long,
+        env = "FILTER_SPOOL",
+        default_value = "/var/tmp/camhd-grid-spool",
+        value_name = "DIR"
+    )]
+    spool: PathBuf,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -34,13 +86,47 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Some(Command::Analyze(args)) => analyze_cmd::main(args),
-        None => main_with(|| {
-            let config = cli.grid.config();
-            anyhow::bail!(
-                "the filter worker is not built yet (server {}, namespace {}); use `filter analyze VIDEO`",
-                config.server,
-                config.namespace
-            )
-        }),
+        None => main_with(|| run_worker(&cli)),
     }
+}
+
+fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        cli.scale > 0.0 && cli.scale <= 1.0,
+        "--scale {} is not in (0, 1]",
+        cli.scale
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let config = WorkerConfig {
+        grid: cli.grid.config(),
+        jobs: cli.jobs as usize,
+        threads: cli
+            .threads
+            .map_or((cores / cli.jobs as usize).max(1), |t| t as usize),
+        scale: cli.scale,
+        touch_every: Duration::from_secs(cli.ttr_touch),
+        grace: Duration::from_secs(cli.grace),
+        exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),
+        retry: Retry {
+            max_attempts: cli.max_attempts,
+            base: Duration::from_secs(cli.backoff),
+        },
+        spool: cli.spool.clone(),
+        host: filter::document::hostname(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let totals = runtime.block_on(async {
+        let shutdown = Shutdown::on_signals()?;
+        tracing::info!(server = %config.grid.server, tube = %config.grid.jobs_tube(), jobs = config.jobs, threads = config.threads, "filter worker started");
+        anyhow::Ok(worker::run(config, shutdown).await)
+    })?;
+    // An analysis abandoned on a second signal may still be running; do not wait for it.
+    runtime.shutdown_background();
+    tracing::info!(
+        done = totals.done,
+        released = totals.released,
+        buried = totals.buried,
+        "filter worker stopped"
+    );
+    Ok(ExitCode::SUCCESS)
 }

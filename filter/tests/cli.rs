@@ -24,7 +24,11 @@ fn assert_fails(out: &Output, code: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "nothing else printed: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "nothing else printed: {stderr}"
+    );
     assert!(errors[0].contains(needle), "{needle:?} not in {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.stdout.is_empty(), "no document on failure");
@@ -48,18 +52,43 @@ fn scratch(name: &str) -> PathBuf {
 fn the_document_has_the_reference_shape() {
     let video = clip("cli-640-60.mov", 640, 360, 60);
     let out_path = scratch("cli_optical_flow.json");
-    let out = analyze(&[video.to_str().unwrap(), "--scale", "0.5", "--output", out_path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = analyze(&[
+        video.to_str().unwrap(),
+        "--scale",
+        "0.5",
+        "--output",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "with --output, stdout stays empty");
     let text = std::fs::read_to_string(&out_path).unwrap();
     assert!(text.ends_with("}\n"), "trailing newline");
-    assert!(text.starts_with("{\n  \"contents\": {\n    \"movie\": \"1.0\","), "2-space indent:\n{}", &text[..80]);
+    assert!(
+        text.starts_with("{\n  \"contents\": {\n    \"movie\": \"1.0\","),
+        "2-space indent:\n{}",
+        &text[..80]
+    );
 
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let keys: Vec<&str> = doc.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["contents", "frameStats", "movie", "performance", "analysis"]);
+    let keys: Vec<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["contents", "frameStats", "movie", "performance", "analysis"]
+    );
     assert_eq!(doc["contents"]["frameStats"]["opticalFlow"], "1.1");
-    assert_eq!(doc["contents"]["performance"], serde_json::json!({"timing": "1.0", "hostinfo": "1.1"}));
+    assert_eq!(
+        doc["contents"]["performance"],
+        serde_json::json!({"timing": "1.0", "hostinfo": "1.1"})
+    );
     assert_eq!(doc["contents"]["analysis"], "1.0");
     assert_eq!(doc["movie"]["NumFrames"], 60);
     assert!((doc["movie"]["Duration"].as_f64().unwrap() - 60.0 * 1001.0 / 30000.0).abs() < 0.01);
@@ -69,27 +98,76 @@ fn the_document_has_the_reference_shape() {
     assert!(doc["performance"]["hostinfo"]["hostname"].is_string());
     assert!(doc["performance"]["hostinfo"]["cpu"].is_string());
     let a = &doc["analysis"];
-    assert_eq!((a["stride"].as_u64(), a["start"].as_u64(), a["stop"].as_i64()), (Some(10), Some(1), Some(-1)));
-    assert_eq!((a["pairGap"].as_u64(), a["imgScale"].as_f64()), (Some(10), Some(0.5)));
+    assert_eq!(
+        (
+            a["stride"].as_u64(),
+            a["start"].as_u64(),
+            a["stop"].as_i64()
+        ),
+        (Some(10), Some(1), Some(-1))
+    );
+    assert_eq!(
+        (a["pairGap"].as_u64(), a["imgScale"].as_f64()),
+        (Some(10), Some(0.5))
+    );
 
     let stats = doc["frameStats"].as_array().unwrap();
-    let numbers: Vec<u64> = stats.iter().map(|s| s["frameNumber"].as_u64().unwrap()).collect();
+    let numbers: Vec<u64> = stats
+        .iter()
+        .map(|s| s["frameNumber"].as_u64().unwrap())
+        .collect();
     assert_eq!(numbers, [1, 11, 21, 31, 41, 51]);
     let first = &stats[0]["opticalFlow"];
-    assert_eq!((first["fromFrame"].as_u64(), first["toFrame"].as_u64()), (Some(1), Some(6)));
+    assert_eq!(
+        (first["fromFrame"].as_u64(), first["toFrame"].as_u64()),
+        (Some(1), Some(6))
+    );
     assert_eq!(first["center"], serde_json::json!([-320.0, -180.0]));
     assert_eq!(first["flowScale"], 1.0);
-    let entry_keys: Vec<&str> = stats[1].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(entry_keys, ["frameNumber", "durationSeconds", "opticalFlow"]);
-    let of_keys: Vec<&str> = stats[1]["opticalFlow"].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(of_keys, ["fromFrame", "toFrame", "imgScale", "flowScale", "center", "similarity", "valid", "performance"]);
+    let entry_keys: Vec<&str> = stats[1]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        entry_keys,
+        ["frameNumber", "durationSeconds", "opticalFlow"]
+    );
+    let of_keys: Vec<&str> = stats[1]["opticalFlow"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        of_keys,
+        [
+            "fromFrame",
+            "toFrame",
+            "imgScale",
+            "flowScale",
+            "center",
+            "similarity",
+            "valid",
+            "performance"
+        ]
+    );
     assert!(stats[1]["opticalFlow"]["performance"]["timing"]["elapsedSeconds"].is_f64());
 }
 
 #[test]
 fn the_document_goes_to_stdout_without_output() {
     let video = clip("cli-640-60.mov", 640, 360, 60);
-    let out = analyze(&[video.to_str().unwrap(), "--scale", "0.5", "--stride", "25", "--threads", "1"]);
+    let out = analyze(&[
+        video.to_str().unwrap(),
+        "--scale",
+        "0.5",
+        "--stride",
+        "25",
+        "--threads",
+        "1",
+    ]);
     assert!(out.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["frameStats"].as_array().unwrap().len(), 3);
@@ -116,7 +194,11 @@ fn a_truncated_or_corrupt_file_exits_17() {
     let bytes = std::fs::read(&video).unwrap();
     let cut = scratch("truncated.mov");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    assert_fails(&analyze(&[cut.to_str().unwrap()]), 17, "corrupt or truncated");
+    assert_fails(
+        &analyze(&[cut.to_str().unwrap()]),
+        17,
+        "corrupt or truncated",
+    );
 
     // Break the frame-size table's count inside an intact file.
     let mut broken = bytes.clone();
@@ -130,7 +212,10 @@ fn a_truncated_or_corrupt_file_exits_17() {
 #[test]
 fn a_movie_without_video_frames_exits_18() {
     let path = scratch("audio-only.mov");
-    ffmpeg(&["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "pcm_s16le"], &path);
+    ffmpeg(
+        &["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "pcm_s16le"],
+        &path,
+    );
     assert_fails(&analyze(&[path.to_str().unwrap()]), 18, "no video frames");
 }
 
@@ -144,17 +229,37 @@ fn a_video_shorter_than_a_pair_exits_19() {
 #[test]
 fn a_codec_other_than_prores_exits_20() {
     let path = scratch("mjpeg.mov");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-frames:v", "20", "-c:v", "mjpeg"], &path);
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-frames:v",
+            "20",
+            "-c:v",
+            "mjpeg",
+        ],
+        &path,
+    );
     assert_fails(&analyze(&[path.to_str().unwrap()]), 20, "not supported");
 }
 
 #[test]
 fn network_failures_have_their_own_codes() {
     let port = testkit::free_port().unwrap();
-    assert_fails(&analyze(&[&format!("http://127.0.0.1:{port}/a.mov")]), 13, "cannot reach");
+    assert_fails(
+        &analyze(&[&format!("http://127.0.0.1:{port}/a.mov")]),
+        13,
+        "cannot reach",
+    );
 
     let server = HttpServer::start(files_with_ranges(clips().path(), true));
-    assert_fails(&analyze(&[&format!("{}/missing.mov", server.url())]), 12, "HTTP 404");
+    assert_fails(
+        &analyze(&[&format!("{}/missing.mov", server.url())]),
+        12,
+        "HTTP 404",
+    );
 
     let cache = lazycache::start(clips().path().to_path_buf());
     let url = format!("{}{}gone.mov", cache.url(), lazycache::PREFIX);
@@ -171,12 +276,19 @@ fn bad_arguments_exit_2_with_a_reason() {
     ] {
         let out = analyze(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(needle),
+            "{args:?}"
+        );
     }
 }
 
 #[test]
 fn an_empty_frame_range_exits_21() {
     let video = clip("cli-640-60.mov", 640, 360, 60);
-    assert_fails(&analyze(&[video.to_str().unwrap(), "--start", "50", "--stop", "40"]), 21, "nothing to analyse");
+    assert_fails(
+        &analyze(&[video.to_str().unwrap(), "--start", "50", "--stop", "40"]),
+        21,
+        "nothing to analyse",
+    );
 }

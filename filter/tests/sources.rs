@@ -29,7 +29,11 @@ fn archived_clip() -> &'static Path {
     })
 }
 
-fn run(video: &str, kind: SourceKind, stride: u32) -> Result<(OpticalFlowDocument, u64), AnalysisError> {
+fn run(
+    video: &str,
+    kind: SourceKind,
+    stride: u32,
+) -> Result<(OpticalFlowDocument, u64), AnalysisError> {
     let source = source::open(video, kind, 0.5)?;
     let settings = Settings {
         stride,
@@ -54,7 +58,13 @@ fn needed_bytes(path: &Path, stride: u32) -> u64 {
 fn similarities(doc: &OpticalFlowDocument) -> Vec<(u64, [f64; 4], bool)> {
     doc.frame_stats
         .iter()
-        .map(|s| (s.frame_number, s.optical_flow.similarity, s.optical_flow.valid))
+        .map(|s| {
+            (
+                s.frame_number,
+                s.optical_flow.similarity,
+                s.optical_flow.valid,
+            )
+        })
         .collect()
 }
 
@@ -70,13 +80,26 @@ fn http_reads_only_the_bytes_of_the_frames_needed() {
     let file_size = std::fs::metadata(path).expect("size").len();
     eprintln!("needed {needed}, fetched {fetched}, served {served}, file {file_size}");
     assert_eq!(fetched, served, "the client counts what the server sent");
-    assert!(served as f64 <= 1.2 * needed as f64, "served {served} for {needed} needed");
-    assert!(served < file_size / 5, "at stride 10 most of the file is never read");
+    assert!(
+        served as f64 <= 1.2 * needed as f64,
+        "served {served} for {needed} needed"
+    );
+    assert!(
+        served < file_size / 5,
+        "at stride 10 most of the file is never read"
+    );
 
     let (local, _) = run(path.to_str().expect("utf-8"), SourceKind::File, 10).expect("local");
-    assert_eq!(similarities(&doc), similarities(&local), "same bytes, same answer");
+    assert_eq!(
+        similarities(&doc),
+        similarities(&local),
+        "same bytes, same answer"
+    );
     let tail = format!("/RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/{MOVIE}");
-    assert_eq!(doc.movie.url, tail, "movie.URL is the path below the archive root");
+    assert_eq!(
+        doc.movie.url, tail,
+        "movie.URL is the path below the archive root"
+    );
     assert_eq!(doc.movie.cache_url, url);
 }
 
@@ -88,8 +111,15 @@ fn http_at_stride_one_reads_the_file_about_once() {
     run(&url, SourceKind::Http, 1).expect("analysis over HTTP");
     let file_size = std::fs::metadata(path).expect("size").len();
     let served = server.body_bytes_sent();
-    assert!(served <= file_size + file_size / 10, "served {served} of a {file_size}-byte file");
-    assert!(server.requests() < 20, "contiguous frames are merged: {} requests", server.requests());
+    assert!(
+        served <= file_size + file_size / 10,
+        "served {served} of a {file_size}-byte file"
+    );
+    assert!(
+        server.requests() < 20,
+        "contiguous frames are merged: {} requests",
+        server.requests()
+    );
 }
 
 #[test]
@@ -97,7 +127,10 @@ fn http_errors_are_typed() {
     let server = HttpServer::start(files_with_ranges(clips().path(), true));
     let missing = format!("{}/files/nope.mov", server.url());
     let err = run(&missing, SourceKind::Auto, 10).unwrap_err();
-    assert!(matches!(err, AnalysisError::HttpStatus { status: 404, .. }), "{err}");
+    assert!(
+        matches!(err, AnalysisError::HttpStatus { status: 404, .. }),
+        "{err}"
+    );
     assert!(!err.is_transient());
 
     archived_clip();
@@ -107,7 +140,12 @@ fn http_errors_are_typed() {
     assert!(matches!(err, AnalysisError::NoRangeSupport { .. }), "{err}");
 
     let port = testkit::free_port().expect("port");
-    let err = run(&format!("http://127.0.0.1:{port}/a.mov"), SourceKind::Auto, 10).unwrap_err();
+    let err = run(
+        &format!("http://127.0.0.1:{port}/a.mov"),
+        SourceKind::Auto,
+        10,
+    )
+    .unwrap_err();
     assert!(matches!(err, AnalysisError::Unreachable { .. }), "{err}");
     assert!(err.is_transient(), "a network failure is worth retrying");
 }
@@ -124,7 +162,10 @@ fn lazycache_frames_scaled_on_the_server_give_the_same_motion() {
     assert_eq!(SourceKind::detect(&url), SourceKind::Lazycache);
     let (doc, _) = run(&url, SourceKind::Auto, 10).expect("analysis through lazycache");
     assert_eq!(doc.movie.num_frames, 120);
-    assert_eq!(doc.movie.url, format!("/RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/{MOVIE}"));
+    assert_eq!(
+        doc.movie.url,
+        format!("/RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/{MOVIE}")
+    );
     assert_eq!(doc.movie.cache_url, url);
     assert_eq!(doc.frame_stats.len(), 12);
     for stat in &doc.frame_stats {
@@ -133,7 +174,12 @@ fn lazycache_frames_scaled_on_the_server_give_the_same_motion() {
         let t = truth(&scripted(of.from_frame, 640), &scripted(of.to_frame, 640));
         let err = (of.similarity[2] - t[2]).hypot(of.similarity[3] - t[3]);
         // ffmpeg's scaler on the server, not ours: a little looser than the file path.
-        assert!(err < 1.0, "frame {}: {:?} vs {t:?}", stat.frame_number, of.similarity);
+        assert!(
+            err < 1.0,
+            "frame {}: {:?} vs {t:?}",
+            stat.frame_number,
+            of.similarity
+        );
     }
 }
 

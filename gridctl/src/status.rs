@@ -99,7 +99,11 @@ fn render(s: &Snapshot) -> String {
         "tube", "ready", "reserved", "delayed", "buried", "watching", "total"
     ));
     for t in [&s.jobs, &s.results] {
-        let note = if t.exists { "" } else { "  (not created yet)" };
+        let note = if t.exists {
+            ""
+        } else {
+            "  (no such tube: empty and unused)"
+        };
         out.push_str(&format!(
             "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}{note}\n",
             t.tube, t.ready, t.reserved, t.delayed, t.buried, t.workers_watching, t.total_jobs

@@ -1,28 +1,159 @@
-//! `queuer`: for now only its shared flags (`--server`, `--namespace`); its work —
-//! find videos whose JSON is missing and queue a job for each (issue 4) — is not built yet, and it says so rather than pretend.
+//! `queuer`: finds videos whose `_optical_flow.json` is missing and queues a job for each.
+//! `main` parses the flags into a checked configuration and runs one pass.
 
+mod ledger;
+mod run;
+mod sources;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+use chrono::NaiveDate;
 use clap::Parser;
-use common::cli::main_with;
+use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
 
-/// camhd-grid queuer: find videos whose JSON is missing and queue a job for each (issue 4).
+/// Exit code when some entries were rejected but the rest were handled.
+const PARTIAL: u8 = 3;
+
+/// camhd-grid queuer: queue a job for every video whose JSON is missing.
+///
+/// SOURCE is a local folder (walked for .mov files), an http(s) directory index (as the
+/// raw archive serves; followed into subfolders), a lazycache directory URL, or a text
+/// file (or - for stdin) with one video path or URL per line. A video is skipped when its
+/// JSON is in the checkout (unless --force) or its job is still in the grid, so running
+/// the queuer again queues nothing twice.
+///
+/// Exit codes: 0 all entries handled, 3 some entries rejected (listed on stderr),
+/// 1 failure, 2 bad arguments, 69 server unreachable.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Cli {
     #[command(flatten)]
     grid: GridArgs,
+
+    /// The CamHD_motion_metadata checkout whose JSON files count as done.
+    #[arg(long, env = "QUEUER_CHECKOUT", value_name = "DIR")]
+    checkout: PathBuf,
+
+    /// Where the ids of queued jobs are kept [default: CHECKOUT/.git/camhd-grid-queued-NAMESPACE.json].
+    #[arg(long, env = "QUEUER_LEDGER", value_name = "FILE")]
+    ledger: Option<PathBuf>,
+
+    /// Analyse every N-th frame.
+    #[arg(long, env = "QUEUER_STRIDE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    stride: u32,
+
+    /// First sampled frame (from 1).
+    #[arg(long, env = "QUEUER_START", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    start: u64,
+
+    /// One past the last sampled frame; -1 means all frames.
+    #[arg(long, env = "QUEUER_STOP", default_value_t = -1, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    stop: i64,
+
+    /// Job priority (0 is most urgent).
+    #[arg(long, env = "QUEUER_PRIORITY", default_value_t = 1024)]
+    priority: u32,
+
+    /// Seconds a filter may hold a job without touching it (filters touch every 10 s).
+    #[arg(long, env = "QUEUER_TTR", default_value_t = 300, value_parser = clap::value_parser!(u32).range(2..))]
+    ttr: u32,
+
+    /// Queue videos whose JSON exists, and have the sink replace it.
+    #[arg(long)]
+    force: bool,
+
+    /// Show what would be queued; queue nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Queue at most N jobs.
+    #[arg(long, env = "QUEUER_LIMIT", value_name = "N")]
+    limit: Option<usize>,
+
+    /// Only videos recorded on or after this date (YYYY-MM-DD, from the archive path).
+    #[arg(long, value_name = "DATE")]
+    since: Option<NaiveDate>,
+
+    /// Only videos recorded on or before this date (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    until: Option<NaiveDate>,
+
+    /// Open each video's index before queuing it; reject those that fail.
+    #[arg(long)]
+    verify: bool,
+
+    /// Folders, URLs or list files (- for stdin).
+    #[arg(required = true, value_name = "SOURCE")]
+    sources: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     main_with(|| {
-        let config = cli.grid.config();
-        anyhow::bail!(
-            "queuer is not built yet (server {}, namespace {})",
-            config.server,
-            config.namespace
-        )
+        let grid = cli.grid.config();
+        anyhow::ensure!(
+            cli.checkout.is_dir(),
+            "--checkout {} is not a folder",
+            cli.checkout.display()
+        );
+        let ledger = match &cli.ledger {
+            Some(l) => l.clone(),
+            None => {
+                let git = cli.checkout.join(".git");
+                anyhow::ensure!(
+                    git.is_dir(),
+                    "{} has no .git folder for the ledger; give --ledger FILE",
+                    cli.checkout.display()
+                );
+                git.join(format!("camhd-grid-queued-{}.json", grid.namespace))
+            }
+        };
+        let config = run::QueuerConfig {
+            grid,
+            checkout: cli.checkout.clone(),
+            ledger,
+            sources: cli.sources.clone(),
+            stride: cli.stride,
+            start: cli.start,
+            stop: cli.stop,
+            priority: cli.priority,
+            ttr: cli.ttr,
+            force: cli.force,
+            dry_run: cli.dry_run,
+            limit: cli.limit,
+            since: cli.since,
+            until: cli.until,
+            verify: cli.verify,
+        };
+        let runtime = tokio::runtime::Runtime::new()?;
+        let summary = runtime.block_on(async {
+            let mut client = config.grid.connect().await?;
+            run::run(&config, &mut client).await.context("queuing")
+        })?;
+        for r in &summary.rejected {
+            eprintln!("rejected: {}: {}", r.entry, r.reason);
+        }
+        println!(
+            "{} {}, already done {}, in flight {}, out of date range {}, rejected {}",
+            if config.dry_run {
+                "would queue"
+            } else {
+                "queued"
+            },
+            summary.queued,
+            summary.done,
+            summary.in_flight,
+            summary.out_of_range,
+            summary.rejected.len()
+        );
+        Ok(if summary.rejected.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(PARTIAL)
+        })
     })
 }

@@ -86,7 +86,9 @@ pub struct HttpServer {
 
 impl std::fmt::Debug for HttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpServer").field("addr", &self.addr).finish()
+        f.debug_struct("HttpServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -197,7 +199,10 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         target,
         headers,
     };
-    if let Some(n) = request.header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(n) = request
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         std::io::copy(&mut reader.take(n), &mut std::io::sink()).ok()?;
     }
     Some(request)
@@ -226,7 +231,11 @@ fn serve_file(root: &Path, req: &Request, ranges: bool) -> Response {
         .and_then(|r| r.split_once('-'))
         .and_then(|(a, b)| {
             let first: u64 = a.parse().ok()?;
-            let last: u64 = if b.is_empty() { total - 1 } else { b.parse().ok()? };
+            let last: u64 = if b.is_empty() {
+                total - 1
+            } else {
+                b.parse().ok()?
+            };
             Some((first, last.min(total.saturating_sub(1))))
         });
     match range {
@@ -236,8 +245,10 @@ fn serve_file(root: &Path, req: &Request, ranges: bool) -> Response {
                 "video/quicktime",
                 data[first as usize..=last as usize].to_vec(),
             );
-            r.headers
-                .push(("Content-Range".into(), format!("bytes {first}-{last}/{total}")));
+            r.headers.push((
+                "Content-Range".into(),
+                format!("bytes {first}-{last}/{total}"),
+            ));
             r
         }
         Some(_) => {

@@ -18,7 +18,11 @@ pub fn start(root: PathBuf) -> HttpServer {
 }
 
 fn error(message: &str) -> Response {
-    Response::new(200, "application/json", serde_json::json!({ "Error": message }).to_string())
+    Response::new(
+        200,
+        "application/json",
+        serde_json::json!({ "Error": message }).to_string(),
+    )
 }
 
 fn handle(root: &Path, req: &Request) -> Response {
@@ -60,17 +64,28 @@ fn directory(path: &Path, rel: &str) -> Response {
 fn metadata(path: &Path, url: &str) -> Response {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
-        .args(["-show_entries", "stream=nb_read_packets,duration", "-of", "json"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_packets,duration",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe");
     let probe: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let stream = &probe["streams"][0];
-    let frames: u64 = stream["nb_read_packets"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let frames: u64 = stream["nb_read_packets"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     if !out.status.success() || frames == 0 {
         return error("could not read the movie");
     }
-    let duration: f64 = stream["duration"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let duration: f64 = stream["duration"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let body = serde_json::json!({ "URL": url, "NumFrames": frames, "Duration": duration, "FileSize": size });
     Response::new(200, "application/json", body.to_string())
@@ -84,7 +99,17 @@ fn frame_png(movie: &Path, n: u64, size: Option<(&str, &str)>) -> Response {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(movie)
-        .args(["-vf", &filter, "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "-"])
+        .args([
+            "-vf",
+            &filter,
+            "-frames:v",
+            "1",
+            "-f",
+            "image2pipe",
+            "-vcodec",
+            "png",
+            "-",
+        ])
         .output()
         .expect("ffmpeg");
     if !out.status.success() || out.stdout.is_empty() {

@@ -1,0 +1,153 @@
+//! A job's outcome as a value, and the one function that decides it: success is
+//! deleted, a transient failure released with backoff (until the attempts run out), a
+//! permanent failure buried.
+
+use std::time::Duration;
+
+use common::wire::WireError;
+
+use crate::AnalysisError;
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The body is not a job this build can read.
+    #[error("malformed job: {0}")]
+    Malformed(#[from] WireError),
+    /// The analysis failed.
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
+    /// The result is larger than the server's max job size, even compressed.
+    #[error("the result ({size} bytes) exceeds beanstalkd's max job size; restart it with a larger -z (it is spooled in {spool})")]
+    ResultTooBig {
+        /// Its size.
+        size: usize,
+        /// Where it was kept.
+        spool: String,
+    },
+    /// Anything else (a crashed analysis thread, an unwritable spool).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl JobError {
+    fn is_transient(&self) -> bool {
+        match self {
+            JobError::Analysis(e) => e.is_transient(),
+            JobError::Internal(_) => true,
+            JobError::Malformed(_) | JobError::ResultTooBig { .. } => false,
+        }
+    }
+}
+
+/// What to do with a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delete it: its result is in the results tube.
+    Delete,
+    /// Release it to run again after `delay`.
+    Release {
+        /// Backoff before the next attempt.
+        delay: Duration,
+    },
+    /// Bury it: retrying cannot help, or the attempts ran out.
+    Bury,
+}
+
+/// The backoff policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Attempts before a transient failure is buried.
+    pub max_attempts: u32,
+    /// Delay after the first failure; doubles each attempt, up to an hour.
+    pub base: Duration,
+}
+
+/// Decides what happens to job `id` after `attempt` (1-based) ended with `result`.
+pub fn decide(result: &Result<(), JobError>, attempt: u32, id: u64, retry: &Retry) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Delete,
+        Err(e) if e.is_transient() && attempt < retry.max_attempts => Outcome::Release {
+            delay: backoff(retry.base, attempt, id),
+        },
+        Err(_) => Outcome::Bury,
+    }
+}
+
+/// `base * 2^(attempt-1)`, capped at an hour, with ±25% jitter so that jobs failing
+/// together (a server down) do not come back together.
+fn backoff(base: Duration, attempt: u32, id: u64) -> Duration {
+    let exp = base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(Duration::from_secs(3600));
+    let seed = id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(attempt).rotate_left(17)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+    let jitter = (seed % 501) as f64 / 1000.0 + 0.75; // 0.75 ..= 1.25
+    capped.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RETRY: Retry = Retry {
+        max_attempts: 3,
+        base: Duration::from_secs(10),
+    };
+
+    fn unreachable() -> JobError {
+        JobError::Analysis(AnalysisError::Unreachable {
+            url: "http://x/a.mov".into(),
+            detail: "refused".into(),
+        })
+    }
+
+    #[test]
+    fn success_deletes() {
+        assert_eq!(decide(&Ok(()), 1, 1, &RETRY), Outcome::Delete);
+    }
+
+    #[test]
+    fn transient_failures_back_off_until_the_attempts_run_out() {
+        let delays: Vec<Duration> = (1..3)
+            .map(|a| match decide(&Err(unreachable()), a, 9, &RETRY) {
+                Outcome::Release { delay } => delay,
+                other => panic!("attempt {a}: {other:?}"),
+            })
+            .collect();
+        assert!(
+            delays[0] >= Duration::from_millis(7500) && delays[0] <= Duration::from_millis(12500)
+        );
+        assert!(delays[1] >= Duration::from_secs(15) && delays[1] <= Duration::from_secs(25));
+        assert_eq!(decide(&Err(unreachable()), 3, 9, &RETRY), Outcome::Bury);
+    }
+
+    #[test]
+    fn permanent_failures_are_buried_at_once() {
+        let corrupt = JobError::Analysis(AnalysisError::NotQuickTime { what: "x".into() });
+        assert_eq!(decide(&Err(corrupt), 1, 1, &RETRY), Outcome::Bury);
+        let malformed = JobError::Malformed(WireError::MissingVersion { kind: "job" });
+        assert_eq!(decide(&Err(malformed), 1, 1, &RETRY), Outcome::Bury);
+        let http404 = JobError::Analysis(AnalysisError::HttpStatus {
+            url: "u".into(),
+            status: 404,
+        });
+        assert_eq!(decide(&Err(http404), 1, 1, &RETRY), Outcome::Bury);
+        let http503 = JobError::Analysis(AnalysisError::HttpStatus {
+            url: "u".into(),
+            status: 503,
+        });
+        assert!(matches!(
+            decide(&Err(http503), 1, 1, &RETRY),
+            Outcome::Release { .. }
+        ));
+    }
+
+    #[test]
+    fn backoff_is_capped_at_an_hour() {
+        let d = backoff(Duration::from_secs(600), 30, 1);
+        assert!(d <= Duration::from_secs(4500), "{d:?}");
+    }
+}

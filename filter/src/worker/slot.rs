@@ -1,0 +1,346 @@
+//! One job slot: its own connection, one job at a time, never dropping a reservation —
+//! every job it reserves ends deleted (result delivered), released or buried, or goes
+//! back to ready with the connection.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use common::beanstalk::{Client, Error as BsError, Job as Reserved, PutOptions};
+use common::shutdown::{Phase, Shutdown};
+use common::wire::{ComputedBy, Failure, Job, JobResult, WIRE_VERSION};
+use tracing::Instrument;
+
+use super::outcome::{decide, JobError, Outcome};
+use super::{Totals, WorkerConfig};
+use crate::source::{self, SourceKind};
+use crate::{analyze, Settings};
+
+/// Results may sit in the results tube while the sink batches them.
+const RESULT_TTR: u32 = 600;
+
+/// A slot's loop.
+pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> Totals {
+    let mut totals = Totals::default();
+    let mut conn: Option<Client> = None;
+    let mut backoff = Duration::from_millis(200);
+    let mut idle_since = Instant::now();
+    while !shutdown.stopping() {
+        let client = match conn.as_mut() {
+            Some(c) => c,
+            None => match connect(&config).await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(200);
+                    conn.insert(c)
+                }
+                Err(e) => {
+                    tracing::warn!(slot = index, error = %format!("{e:#}"), "reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            },
+        };
+        if let Some(idle) = config.exit_when_idle {
+            if idle_since.elapsed() >= idle {
+                tracing::info!(slot = index, "idle; exiting");
+                break;
+            }
+        }
+        // Not cancel-safe, so never raced against the signal: a 1 s timeout notices it.
+        match client.reserve_with_timeout(1).await {
+            Ok(job) => {
+                let span = tracing::info_span!("job", job = job.id, slot = index);
+                match process(&mut conn, job, &config, &mut shutdown)
+                    .instrument(span)
+                    .await
+                {
+                    Some(Outcome::Delete) => totals.done += 1,
+                    Some(Outcome::Release { .. }) => totals.released += 1,
+                    Some(Outcome::Bury) => totals.buried += 1,
+                    None => {}
+                }
+                idle_since = Instant::now();
+            }
+            Err(BsError::TimedOut | BsError::DeadlineSoon) => {}
+            Err(e) => {
+                tracing::warn!(slot = index, error = %e, "lost the server");
+                conn = None;
+            }
+        }
+    }
+    totals
+}
+
+async fn connect(config: &WorkerConfig) -> anyhow::Result<Client> {
+    let mut c = config.grid.connect().await?;
+    let jobs = config.grid.jobs_tube();
+    c.watch(&jobs)
+        .await
+        .with_context(|| format!("watching {jobs}"))?;
+    c.ignore("default").await?;
+    c.use_tube(&config.grid.results_tube()).await?;
+    Ok(c)
+}
+
+/// Handles one reserved job; returns its outcome, or `None` if it was given back
+/// unfinished (shutdown) or its reservation was lost with the connection.
+async fn process(
+    conn: &mut Option<Client>,
+    reserved: Reserved,
+    config: &WorkerConfig,
+    shutdown: &mut Shutdown,
+) -> Option<Outcome> {
+    let id = reserved.id;
+    let client = conn.as_mut()?;
+    let (priority, attempt) = match client.stats_job(id).await {
+        Ok(s) => (s.pri, s.reserves.max(1) as u32),
+        Err(_) => (1024, 1),
+    };
+    let job = match Job::decode(&reserved.body) {
+        Ok(job) => job,
+        Err(e) => {
+            let err = JobError::Malformed(e);
+            tracing::error!(error = %err, "burying a malformed job");
+            let failed = Job::new("(unreadable)", "(unreadable)");
+            return finish(conn, id, priority, attempt, &failed, Err(err), config).await;
+        }
+    };
+    tracing::info!(video = %job.video, attempt, "analysing");
+    let started = Utc::now();
+    let analysis = {
+        let (job, scale, threads) = (job.clone(), config.scale, config.threads);
+        tokio::task::spawn_blocking(move || {
+            let settings = Settings {
+                stride: job.stride,
+                start: job.start,
+                stop: job.stop,
+                img_scale: scale,
+                threads,
+            };
+            let source = source::open(&job.video, SourceKind::Auto, scale)?;
+            analyze(source, &settings, &mut |_| {})
+        })
+    };
+    tokio::pin!(analysis);
+    let mut ticker = tokio::time::interval(config.touch_every);
+    ticker.tick().await;
+    let mut deadline = shutdown.stopping().then(|| Instant::now() + config.grace);
+    let outcome = loop {
+        let grace = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut analysis => break r,
+            _ = ticker.tick() => touch(conn, id).await,
+            _ = shutdown.changed() => match shutdown.phase() {
+                Phase::Abort => return give_back(conn, id, priority, "second signal").await,
+                Phase::Draining => deadline = deadline.or(Some(Instant::now() + config.grace)),
+                Phase::Running => {}
+            },
+            _ = grace => return give_back(conn, id, priority, "grace period over").await,
+        }
+    };
+    let result = match outcome {
+        Ok(Ok(analysis)) => deliver(conn, id, &job, analysis, started, config, shutdown).await,
+        Ok(Err(e)) => Err(JobError::Analysis(e)),
+        Err(join) => Err(JobError::Internal(format!(
+            "the analysis thread failed: {join}"
+        ))),
+    };
+    finish(conn, id, priority, attempt, &job, result, config).await
+}
+
+/// Keeps the reservation alive; a failure means the connection is gone, and with it the
+/// reservation (the job went back to ready). The analysis goes on: its result is still
+/// delivered.
+async fn touch(conn: &mut Option<Client>, id: u64) {
+    if let Some(c) = conn.as_mut() {
+        if let Err(e) = c.touch(id).await {
+            tracing::warn!(error = %e, "touch failed; the reservation is lost, the result will still be delivered");
+            if e.is_connection_lost() {
+                *conn = None;
+            }
+        }
+    }
+}
+
+async fn give_back(
+    conn: &mut Option<Client>,
+    id: u64,
+    priority: u32,
+    why: &str,
+) -> Option<Outcome> {
+    tracing::warn!(reason = why, "releasing an unfinished job");
+    if let Some(c) = conn.as_mut() {
+        if let Err(e) = c.release(id, priority, 0).await {
+            tracing::warn!(error = %e, "release failed; the job returns when the connection closes");
+        }
+    }
+    None
+}
+
+/// Puts the result into the results tube, reconnecting if the connection was lost
+/// meanwhile. A result too big for the server is spooled, and so is one the server cannot
+/// take while we shut down (after the grace period, or at once on a second signal): a
+/// result is never dropped.
+async fn deliver(
+    conn: &mut Option<Client>,
+    id: u64,
+    job: &Job,
+    analysis: crate::Analysis,
+    started: chrono::DateTime<Utc>,
+    config: &WorkerConfig,
+    shutdown: &Shutdown,
+) -> Result<(), JobError> {
+    let result = JobResult {
+        version: WIRE_VERSION,
+        job: job.clone(),
+        job_id: Some(id),
+        document: serde_json::to_value(&analysis.document)
+            .map_err(|e| JobError::Internal(format!("serialising the document: {e}")))?,
+        computed_by: ComputedBy {
+            host: config.host.clone(),
+            software: format!("camhd-grid filter {}", env!("CARGO_PKG_VERSION")),
+            started_at: started,
+            finished_at: Utc::now(),
+            elapsed_seconds: analysis.stats.elapsed.as_secs_f64(),
+        },
+    };
+    let body = result.encode();
+    let options = PutOptions {
+        priority: 1024,
+        delay: 0,
+        ttr: RESULT_TTR,
+    };
+    let mut wait = Duration::from_millis(200);
+    let failing_since = Instant::now();
+    loop {
+        let given_up = shutdown.phase() == Phase::Abort
+            || (shutdown.stopping() && failing_since.elapsed() >= config.grace);
+        if given_up {
+            return Err(match spool(config, id, &body) {
+                JobError::ResultTooBig { spool, .. } => JobError::Internal(format!(
+                    "the server is unreachable and we are shutting down; the result is spooled in {spool}"
+                )),
+                other => other,
+            });
+        }
+        if conn.is_none() {
+            *conn = connect(config).await.ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            match c.put(&body, options).await {
+                Ok(rid) => {
+                    tracing::info!(result = rid, video = %job.video, "result delivered");
+                    return Ok(());
+                }
+                Err(BsError::JobTooBig) => return Err(spool(config, id, &body)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not put the result; retrying");
+                    *conn = None;
+                }
+            }
+        }
+        // The result is never dropped: keep trying until the server is back.
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Keeps a result the server refused for its size, named by its job id.
+fn spool(config: &WorkerConfig, id: u64, body: &[u8]) -> JobError {
+    let path = config.spool.join(format!("{id}.result.json"));
+    let written = std::fs::create_dir_all(&config.spool).and_then(|()| std::fs::write(&path, body));
+    match written {
+        Ok(()) => JobError::ResultTooBig {
+            size: body.len(),
+            spool: path.display().to_string(),
+        },
+        Err(e) => JobError::Internal(format!(
+            "the result is too big for the server (raise beanstalkd -z) and could not be spooled to {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Applies the outcome `decide` picks, recording any failure in the failures tube first.
+async fn finish(
+    conn: &mut Option<Client>,
+    id: u64,
+    priority: u32,
+    attempt: u32,
+    job: &Job,
+    result: Result<(), JobError>,
+    config: &WorkerConfig,
+) -> Option<Outcome> {
+    let outcome = decide(&result, attempt, id, &config.retry);
+    if conn.is_none() {
+        *conn = connect(config).await.ok();
+    }
+    let c = conn.as_mut()?;
+    if let Err(err) = &result {
+        let action = match outcome {
+            Outcome::Release { delay } => format!("released; retry in {}s", delay.as_secs()),
+            _ => "buried".into(),
+        };
+        tracing::warn!(error = %err, action = %action, "job failed");
+        record(c, config, id, attempt, job, err, &action).await;
+    }
+    let applied = match outcome {
+        Outcome::Delete => c.delete(id).await,
+        Outcome::Release { delay } => c.release(id, priority, delay.as_secs() as u32).await,
+        Outcome::Bury => c.bury(id, priority).await,
+    };
+    match applied {
+        Ok(()) => Some(outcome),
+        // Lost the reservation (TTR ran out, or a reconnect): the job is someone else's
+        // now; a delivered result is still in the results tube, and the sink de-duplicates.
+        Err(BsError::NotFound) => {
+            tracing::warn!(?outcome, "the job was no longer ours to finish");
+            Some(outcome)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not finish the job; it returns to ready with the connection");
+            *conn = None;
+            None
+        }
+    }
+}
+
+async fn record(
+    c: &mut Client,
+    config: &WorkerConfig,
+    id: u64,
+    attempt: u32,
+    job: &Job,
+    err: &JobError,
+    action: &str,
+) {
+    let failure = Failure {
+        version: WIRE_VERSION,
+        job_id: id,
+        video: job.video.clone(),
+        output: job.output.clone(),
+        attempt,
+        action: action.to_owned(),
+        error: err.to_string().replace('\n', " "),
+        host: config.host.clone(),
+        at: Utc::now(),
+    };
+    let tube = config.grid.failures_tube();
+    let put = async {
+        c.use_tube(&tube).await?;
+        c.put(&failure.encode(), PutOptions::default()).await?;
+        c.use_tube(&config.grid.results_tube()).await
+    };
+    if let Err(e) = put.await {
+        tracing::warn!(error = %e, "could not record the failure in {tube}");
+    }
+}

@@ -1,0 +1,178 @@
+//! The queuer's pass: walk the sources, skip videos whose JSON is in the checkout or whose
+//! job is still in the grid, and put a job for each of the rest.
+
+use std::path::PathBuf;
+
+use chrono::{NaiveDate, Utc};
+use common::beanstalk::{Client, Error as BsError, PutOptions};
+use common::config::GridConfig;
+use common::paths::{archive_date, output_for};
+use common::wire::{Job, QueuedBy, WIRE_VERSION};
+
+use crate::ledger::Ledger;
+use crate::sources::{walk, Candidate, Rejected};
+
+/// The queuer's checked configuration.
+#[derive(Debug, Clone)]
+pub struct QueuerConfig {
+    /// Server and tubes.
+    pub grid: GridConfig,
+    /// The metadata checkout (for the completeness check).
+    pub checkout: PathBuf,
+    /// The ledger file.
+    pub ledger: PathBuf,
+    /// SOURCEs.
+    pub sources: Vec<String>,
+    /// Job parameters.
+    pub stride: u32,
+    /// First sampled frame.
+    pub start: u64,
+    /// One past the last sampled frame (-1: all).
+    pub stop: i64,
+    /// Job priority.
+    pub priority: u32,
+    /// Job time-to-run.
+    pub ttr: u32,
+    /// Queue even if the JSON exists (and let the sink replace it).
+    pub force: bool,
+    /// Show, do not queue.
+    pub dry_run: bool,
+    /// Queue at most this many.
+    pub limit: Option<usize>,
+    /// Only videos recorded on or after this date.
+    pub since: Option<NaiveDate>,
+    /// Only videos recorded on or before this date.
+    pub until: Option<NaiveDate>,
+    /// Open each video's index before queuing it.
+    pub verify: bool,
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Jobs put (or, with --dry-run, that would be).
+    pub queued: usize,
+    /// Videos whose JSON is in the checkout.
+    pub done: usize,
+    /// Videos whose job is still in the grid.
+    pub in_flight: usize,
+    /// Videos outside --since/--until.
+    pub out_of_range: usize,
+    /// Entries that could not become jobs.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Runs one pass.
+pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    let mut ledger = Ledger::load(&config.ledger, &config.grid.server.to_string())?;
+    client.use_tube(&config.grid.jobs_tube()).await?;
+    let host = filter::document::hostname();
+    for source in &config.sources {
+        let found = walk(source);
+        summary.rejected.extend(found.rejected);
+        for candidate in found.videos {
+            if config.limit.is_some_and(|l| summary.queued >= l) {
+                break;
+            }
+            if let Some(job) =
+                consider(config, client, &mut ledger, &mut summary, &candidate).await?
+            {
+                let job = Job {
+                    queued_by: Some(QueuedBy {
+                        at: Utc::now(),
+                        host: host.clone(),
+                        source: source.clone(),
+                        software: format!("camhd-grid queuer {}", env!("CARGO_PKG_VERSION")),
+                    }),
+                    ..job
+                };
+                if config.dry_run {
+                    println!("would queue {}", job.video);
+                } else {
+                    let options = PutOptions {
+                        priority: config.priority,
+                        delay: 0,
+                        ttr: config.ttr,
+                    };
+                    let id = client.put(&job.encode(), options).await?;
+                    ledger.insert(&job.output, id);
+                    println!("queued {id} {}", job.video);
+                }
+                summary.queued += 1;
+            }
+        }
+    }
+    if !config.dry_run {
+        ledger.save()?;
+    }
+    Ok(summary)
+}
+
+/// The job for `candidate`, or `None` (counted in `summary`) if it must not be queued.
+async fn consider(
+    config: &QueuerConfig,
+    client: &mut Client,
+    ledger: &mut Ledger,
+    summary: &mut Summary,
+    c: &Candidate,
+) -> anyhow::Result<Option<Job>> {
+    let Some(output) = output_for(&c.rel) else {
+        summary.rejected.push(Rejected {
+            entry: c.video.clone(),
+            reason: "not a .mov".into(),
+        });
+        return Ok(None);
+    };
+    if config.since.is_some() || config.until.is_some() {
+        match archive_date(&c.rel) {
+            Some(d)
+                if config.since.is_none_or(|s| d >= s) && config.until.is_none_or(|u| d <= u) => {}
+            Some(_) => {
+                summary.out_of_range += 1;
+                return Ok(None);
+            }
+            None => {
+                summary.rejected.push(Rejected {
+                    entry: c.video.clone(),
+                    reason: "no YYYY/MM/DD in its path to compare with --since/--until".into(),
+                });
+                return Ok(None);
+            }
+        }
+    }
+    if !config.force && config.checkout.join(&output).exists() {
+        summary.done += 1;
+        return Ok(None);
+    }
+    if let Some(id) = ledger.get(&output) {
+        match client.stats_job(id).await {
+            Ok(s) if s.tube == config.grid.jobs_tube() => {
+                summary.in_flight += 1;
+                return Ok(None);
+            }
+            Ok(_) | Err(BsError::NotFound) => ledger.remove(&output),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if config.verify {
+        if let Err(e) = filter::source::open(&c.video, filter::source::SourceKind::Auto, 0.25) {
+            summary.rejected.push(Rejected {
+                entry: c.video.clone(),
+                reason: e.to_string(),
+            });
+            return Ok(None);
+        }
+    }
+    Ok(Some(Job {
+        version: WIRE_VERSION,
+        video: c.video.clone(),
+        output,
+        stride: config.stride,
+        start: config.start,
+        stop: config.stop,
+        force: config.force,
+        queued_by: None,
+        attempts: Vec::new(),
+    }))
+}

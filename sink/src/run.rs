@@ -1,0 +1,247 @@
+//! The sink's loop: reserve results, write each into the checkout, commit in batches, and
+//! delete a batch's results only after the commit that holds them. Killed at any moment,
+//! nothing is lost (undeleted results come back) and nothing is committed twice (a
+//! result already in the checkout changes nothing).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use common::beanstalk::{Client, Error as BsError, Job};
+use common::config::GridConfig;
+use common::paths::resolve_output;
+use common::shutdown::Shutdown;
+use common::wire::JobResult;
+
+use crate::checkout::Checkout;
+
+/// What the sink does, checked.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Server and tubes.
+    pub grid: GridConfig,
+    /// Commit after this many results…
+    pub batch: usize,
+    /// …or this long after the first of a batch arrived.
+    pub commit_every: Duration,
+    /// Push to this remote after each commit.
+    pub push: Option<String>,
+    /// Exit after this long with nothing to do.
+    pub exit_when_idle: Option<Duration>,
+}
+
+/// Counts for the final report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    /// Results whose document was written.
+    pub written: u64,
+    /// Results whose video already had a JSON that was kept.
+    pub kept: u64,
+    /// Results buried for a bad body or path.
+    pub buried: u64,
+    /// Commits made.
+    pub commits: u64,
+}
+
+/// A result written (or kept) and waiting for its commit.
+#[derive(Debug)]
+struct Pending {
+    id: u64,
+    path: PathBuf,
+    video: String,
+}
+
+/// Runs until shutdown or idle; returns the totals.
+pub async fn run(
+    config: &SinkConfig,
+    checkout: &Checkout,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<Totals> {
+    let mut totals = Totals::default();
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut batch_started = Instant::now();
+    let mut idle_since = Instant::now();
+    let mut conn: Option<Client> = None;
+    let mut unpushed = false;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let client = match conn.as_mut() {
+            Some(c) => c,
+            None => match connect(config).await {
+                Ok(c) => {
+                    backoff = Duration::from_millis(200);
+                    conn.insert(c)
+                }
+                Err(e) if shutdown.stopping() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            },
+        };
+        let due = !batch.is_empty()
+            && (batch.len() >= config.batch || batch_started.elapsed() >= config.commit_every);
+        if due || (shutdown.stopping() && !batch.is_empty()) {
+            flush(
+                client,
+                checkout,
+                config,
+                &mut batch,
+                &mut totals,
+                &mut unpushed,
+            )
+            .await;
+            continue;
+        }
+        if shutdown.stopping() {
+            return Ok(totals);
+        }
+        if let Some(idle) = config.exit_when_idle {
+            if batch.is_empty() && idle_since.elapsed() >= idle {
+                tracing::info!("idle; exiting");
+                return Ok(totals);
+            }
+        }
+        let reserve = client.reserve_with_timeout(1);
+        let result = tokio::select! {
+            r = reserve => r,
+            _ = shutdown.changed() => { conn = None; continue; }
+        };
+        match result {
+            Ok(job) => {
+                idle_since = Instant::now();
+                if batch.is_empty() {
+                    batch_started = Instant::now();
+                }
+                if let Some(p) = take(client, checkout, job, &mut totals).await? {
+                    batch.push(p);
+                }
+            }
+            Err(BsError::TimedOut) => {}
+            // A held result is about to time out: commit what we have now.
+            Err(BsError::DeadlineSoon) => {
+                flush(
+                    client,
+                    checkout,
+                    config,
+                    &mut batch,
+                    &mut totals,
+                    &mut unpushed,
+                )
+                .await
+            }
+            Err(e) => {
+                // Our reservations went back to ready with the connection; what was
+                // written stays and is committed when those results come back.
+                tracing::warn!(error = %e, pending = batch.len(), "lost the server");
+                batch.clear();
+                conn = None;
+            }
+        }
+    }
+}
+
+async fn connect(config: &SinkConfig) -> anyhow::Result<Client> {
+    let mut c = config.grid.connect().await?;
+    let tube = config.grid.results_tube();
+    c.watch(&tube)
+        .await
+        .with_context(|| format!("watching {tube}"))?;
+    c.ignore("default").await?;
+    Ok(c)
+}
+
+/// Writes (or keeps) one result; buries what must never be written.
+async fn take(
+    client: &mut Client,
+    checkout: &Checkout,
+    job: Job,
+    totals: &mut Totals,
+) -> anyhow::Result<Option<Pending>> {
+    let result = match JobResult::decode(&job.body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(job = job.id, error = %e, "burying a malformed result");
+            return bury(client, job.id, totals).await;
+        }
+    };
+    let video = result.job.video.clone();
+    let path = match resolve_output(checkout.root(), &result.job.output) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(job = job.id, video = %video, error = %e, "burying a result with a hostile path");
+            return bury(client, job.id, totals).await;
+        }
+    };
+    if path.exists() && !result.job.force {
+        tracing::info!(job = job.id, video = %video, "JSON exists; kept");
+        totals.kept += 1;
+    } else {
+        let mut text = serde_json::to_string_pretty(&result.document)?;
+        text.push('\n');
+        checkout.write_atomically(&path, text.as_bytes())?;
+        tracing::info!(job = job.id, video = %video, path = %path.display(), "written");
+        totals.written += 1;
+    }
+    Ok(Some(Pending {
+        id: job.id,
+        path,
+        video,
+    }))
+}
+
+async fn bury(
+    client: &mut Client,
+    id: u64,
+    totals: &mut Totals,
+) -> anyhow::Result<Option<Pending>> {
+    client.bury(id, 0).await.context("burying a result")?;
+    totals.buried += 1;
+    Ok(None)
+}
+
+/// Commits the batch, then deletes its results. A failed commit leaves them reserved
+/// until they time out and come back, so nothing is lost.
+async fn flush(
+    client: &mut Client,
+    checkout: &Checkout,
+    config: &SinkConfig,
+    batch: &mut Vec<Pending>,
+    totals: &mut Totals,
+    unpushed: &mut bool,
+) {
+    let paths: Vec<PathBuf> = batch.iter().map(|p| p.path.clone()).collect();
+    let mut message = format!("Add optical flow for {} video(s)\n\n", batch.len());
+    for p in batch.iter() {
+        message.push_str(&format!("- {}\n", p.video));
+    }
+    match checkout.commit(&paths, &message) {
+        Ok(commit) => {
+            if let Some(id) = &commit {
+                totals.commits += 1;
+                *unpushed = true;
+                tracing::info!(commit = %id, results = batch.len(), "committed");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "commit failed; results stay in the tube");
+            batch.clear();
+            return;
+        }
+    }
+    for p in batch.drain(..) {
+        if let Err(e) = client.delete(p.id).await {
+            tracing::warn!(job = p.id, error = %e, "could not delete a committed result");
+        }
+    }
+    if let (Some(remote), true) = (&config.push, *unpushed) {
+        match checkout.push(remote) {
+            Ok(()) => *unpushed = false,
+            Err(e) => {
+                tracing::warn!(remote = %remote, error = %format!("{e:#}"), "push failed; will retry after the next commit")
+            }
+        }
+    }
+}
