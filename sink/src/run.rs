@@ -43,6 +43,9 @@ pub struct Totals {
     pub commits: u64,
 }
 
+/// After a failed commit, its results come back this many seconds later.
+const COMMIT_RETRY_SECS: u32 = 10;
+
 /// A result written (or kept) and waiting for its commit.
 #[derive(Debug)]
 struct Pending {
@@ -99,7 +102,10 @@ pub async fn run(
             return Ok(totals);
         }
         if let Some(idle) = config.exit_when_idle {
-            if batch.is_empty() && idle_since.elapsed() >= idle {
+            if batch.is_empty()
+                && idle_since.elapsed() >= idle
+                && nothing_waiting(client, config).await
+            {
                 tracing::info!("idle; exiting");
                 return Ok(totals);
             }
@@ -140,6 +146,15 @@ pub async fn run(
                 conn = None;
             }
         }
+    }
+}
+
+/// True when no result is ready or delayed (released after a failed commit).
+async fn nothing_waiting(client: &mut Client, config: &SinkConfig) -> bool {
+    match client.stats_tube(&config.grid.results_tube()).await {
+        Ok(s) => s.current_jobs_ready + s.current_jobs_delayed == 0,
+        Err(BsError::NotFound) => true,
+        Err(_) => false,
     }
 }
 
@@ -226,8 +241,12 @@ async fn flush(
             }
         }
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "commit failed; results stay in the tube");
-            batch.clear();
+            tracing::error!(error = %format!("{e:#}"), results = batch.len(), "commit failed; releasing the results to retry");
+            for p in batch.drain(..) {
+                if let Err(e) = client.release(p.id, 1024, COMMIT_RETRY_SECS).await {
+                    tracing::warn!(job = p.id, error = %e, "could not release; it returns when the connection closes");
+                }
+            }
             return;
         }
     }

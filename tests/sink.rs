@@ -1,0 +1,186 @@
+//! The sink against crafted results on a real beanstalkd and git: it writes only inside
+//! the checkout, buries what it must not write, changes nothing for a duplicate, and
+//! refuses a folder that is not the metadata checkout.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::beanstalk::{Client, PutOptions};
+use common::wire::{ComputedBy, Job, JobResult, WIRE_VERSION};
+use testkit::{bin, Beanstalkd};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn checkout(dir: &Path) -> std::path::PathBuf {
+    let co = dir.join("checkout");
+    std::fs::create_dir_all(&co).unwrap();
+    std::fs::write(co.join("README.md"), "# metadata\n").unwrap();
+    git(&co, &["init", "-q"]);
+    git(&co, &["add", "."]);
+    git(
+        &co,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+    );
+    co
+}
+
+fn result(output: &str, marker: u64, force: bool) -> Vec<u8> {
+    let job = Job {
+        force,
+        ..Job::new("/data/files/x.mov", output)
+    };
+    let now = chrono::Utc::now();
+    JobResult {
+        version: WIRE_VERSION,
+        job,
+        job_id: None,
+        document: serde_json::json!({"contents": {}, "frameStats": [], "marker": marker}),
+        computed_by: ComputedBy {
+            host: "t".into(),
+            software: "test".into(),
+            started_at: now,
+            finished_at: now,
+            elapsed_seconds: 0.0,
+        },
+    }
+    .encode()
+}
+
+fn sink(server: &Beanstalkd, co: &Path) -> Output {
+    bin::command("sink")
+        .args([
+            "--checkout",
+            co.to_str().unwrap(),
+            "--commit-every",
+            "1",
+            "--exit-when-idle",
+            "2",
+        ])
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", "s")
+        .output()
+        .unwrap()
+}
+
+async fn put_all(server: &Beanstalkd, bodies: &[Vec<u8>]) -> Client {
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    c.use_tube("s.results").await.unwrap();
+    for b in bodies {
+        c.put(b, PutOptions::default()).await.unwrap();
+    }
+    c
+}
+
+#[tokio::test]
+async fn the_sink_writes_only_what_is_safe_and_new() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = checkout(dir.path());
+    let good = "RS03ASHS/2017/06/14/a_optical_flow.json";
+    let mut c = put_all(
+        &server,
+        &[
+            result(good, 1, false),
+            result("../escape_optical_flow.json", 2, false),
+            result(".git/hooks/x_optical_flow.json", 3, false),
+            b"not json".to_vec(),
+            result(good, 4, false), // duplicate: the first stays
+        ],
+    )
+    .await;
+    let out = sink(&server, &co);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(co.join(good)).unwrap()).unwrap();
+    assert_eq!(written["marker"], 1);
+    assert!(!dir.path().join("escape_optical_flow.json").exists());
+    assert!(!co.join(".git/hooks/x_optical_flow.json").exists());
+    let stats = c.stats_tube("s.results").await.unwrap();
+    assert_eq!(
+        (stats.current_jobs_ready, stats.current_jobs_buried),
+        (0, 3)
+    );
+    assert_eq!(
+        git(&co, &["log", "--oneline"]).lines().count(),
+        2,
+        "one commit for the batch"
+    );
+
+    // A forced result replaces the file in a new commit; an unforced one changes nothing.
+    c.put(&result(good, 5, true), PutOptions::default())
+        .await
+        .unwrap();
+    c.put(&result(good, 6, false), PutOptions::default())
+        .await
+        .unwrap();
+    assert!(sink(&server, &co).status.success());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(co.join(good)).unwrap()).unwrap();
+    assert_eq!(written["marker"], 5);
+    assert_eq!(git(&co, &["log", "--oneline"]).lines().count(), 3);
+    assert!(git(&co, &["status", "--porcelain"]).is_empty());
+}
+
+#[test]
+fn the_sink_refuses_anything_but_a_metadata_checkout() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let out = sink(&server, &plain);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a git work tree"));
+
+    let co = checkout(dir.path());
+    std::fs::remove_file(co.join("README.md")).unwrap();
+    let out = sink(&server, &co);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no README.md"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn only_one_sink_may_write_a_checkout() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = checkout(dir.path());
+    let mut first = bin::command("sink")
+        .args(["--checkout", co.to_str().unwrap(), "--exit-when-idle", "5"])
+        .env("GRID_SERVER", server.addr())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let second = sink(&server, &co);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another sink holds"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+}
