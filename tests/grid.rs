@@ -79,7 +79,10 @@ struct World {
 
 impl World {
     fn new(clips: &[(&str, u32)]) -> World {
-        let server = Beanstalkd::start().unwrap();
+        World::with_server(Beanstalkd::start().unwrap(), clips)
+    }
+
+    fn with_server(server: Beanstalkd, clips: &[(&str, u32)]) -> World {
         let dir = tempfile::tempdir().unwrap();
         let checkout = dir.path().join("checkout");
         std::fs::create_dir_all(&checkout).unwrap();
@@ -167,6 +170,7 @@ impl World {
 
     fn filter(&self, name: &str, idle: u32) -> Proc {
         let idle = idle.to_string();
+        let spool = self.dir.path().join("spool");
         let args = [
             "--scale",
             "0.5",
@@ -176,8 +180,21 @@ impl World {
             "1",
             "--exit-when-idle",
             &idle,
+            "--spool",
+            spool.to_str().unwrap(),
         ];
         Proc::start(name, "filter", &args, &self.env(), &self.logs())
+    }
+
+    fn queue(&self, extra: &[&str]) -> Output {
+        let mut cmd = bin::command("queuer");
+        cmd.args(["--checkout", self.checkout().to_str().unwrap()])
+            .args(extra)
+            .arg(self.archive());
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
     }
 
     fn sink(&self, idle: u32) -> Proc {
@@ -365,4 +382,171 @@ fn a_filter_killed_mid_job_loses_nothing() {
         "committed exactly once:\n{commits}"
     );
     assert_empty(&world.status());
+}
+
+#[test]
+fn a_result_too_big_for_the_server_is_spooled_then_delivered_after_a_restart() {
+    use common::beanstalk::Client;
+    let name = "CAMHDA301-20170614T120000.mov";
+    let server = Beanstalkd::builder().max_job_size(4096).start().unwrap();
+    let mut world = World::with_server(server, &[(name, 60)]);
+    // Stride 1: 59 entries, about 20 KB of result; the server takes 4 KB.
+    assert!(stdout(&world.queue(&["--stride", "1"])).contains("queued 1"));
+    assert!(world
+        .filter("filter-small-z", 2)
+        .wait(Duration::from_secs(60))
+        .success());
+    let status = world.status();
+    assert_eq!(status["jobs"]["buried"], 1, "{status}");
+    let spool = world.dir.path().join("spool");
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        1,
+        "the result is kept"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let record = rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("e2e.failures").await.unwrap();
+        c.peek_ready().await.unwrap().body
+    });
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["action"], "buried");
+    assert!(record["error"].as_str().unwrap().contains("-z"), "{record}");
+
+    world.server.set_max_job_size(16 << 20);
+    world.server.restart().unwrap();
+    assert!(world
+        .filter("filter-big-z", 2)
+        .wait(Duration::from_secs(60))
+        .success());
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "the spool is emptied"
+    );
+    assert!(world.sink(3).wait(Duration::from_secs(60)).success());
+    let json = world
+        .checkout()
+        .join(DAY)
+        .join(name.replace(".mov", "_optical_flow.json"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(doc["frameStats"].as_array().unwrap().len(), 59);
+    assert_empty(&world.status());
+}
+
+impl World {
+    /// A filter with its own grace period, started for signal tests.
+    fn filter_with_grace(&self, name: &str, grace: u32) -> Proc {
+        let grace = grace.to_string();
+        let args = [
+            "--scale",
+            "0.5",
+            "--threads",
+            "1",
+            "--ttr-touch",
+            "1",
+            "--exit-when-idle",
+            "2",
+            "--grace",
+            &grace,
+        ];
+        Proc::start(name, "filter", &args, &self.env(), &self.logs())
+    }
+
+    fn wait_reserved(&self) {
+        let start = Instant::now();
+        while self.status()["jobs"]["reserved"] != 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the job was never reserved"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn signal(p: &Proc, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A world with one long job queued (stride 1 over 900 frames).
+fn long_job_world() -> World {
+    let world = World::new(&[("CAMHDA301-20170614T150000.mov", 900)]);
+    assert!(stdout(&world.queue(&["--stride", "1"])).contains("queued 1"));
+    world
+}
+
+#[test]
+fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
+    let world = long_job_world();
+    let mut f = world.filter_with_grace("filter-graceful", 120);
+    world.wait_reserved();
+    signal(&f, "-TERM");
+    assert!(
+        f.wait(Duration::from_secs(120)).success(),
+        "exit 0 after finishing"
+    );
+    let s = world.status();
+    assert_eq!(s["results"]["ready"], 1, "the result was delivered: {s}");
+    for state in ["ready", "reserved", "buried"] {
+        assert_eq!(s["jobs"][state], 0, "jobs {state}: {s}");
+    }
+}
+
+#[test]
+fn sigterm_releases_a_job_when_the_grace_runs_out_and_a_second_signal_at_once() {
+    let world = long_job_world();
+    for (name, grace, second) in [
+        ("filter-short-grace", 1, false),
+        ("filter-twice", 600, true),
+    ] {
+        let mut f = world.filter_with_grace(name, grace);
+        world.wait_reserved();
+        let t = Instant::now();
+        signal(&f, "-TERM");
+        if second {
+            std::thread::sleep(Duration::from_millis(200));
+            signal(&f, "-INT");
+        }
+        assert!(f.wait(Duration::from_secs(20)).success(), "{name}: exit 0");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{name} took {:?}",
+            t.elapsed()
+        );
+        let s = world.status();
+        assert_eq!(
+            (s["jobs"]["ready"].as_u64(), s["jobs"]["reserved"].as_u64()),
+            (Some(1), Some(0)),
+            "{name}: released: {s}"
+        );
+        assert_eq!(s["results"]["ready"], 0, "{name}: {s}");
+    }
+}
+
+#[test]
+fn a_server_restart_mid_job_still_delivers_the_result() {
+    let mut world = long_job_world();
+    let mut f = world.filter_with_grace("filter-restart", 60);
+    world.wait_reserved();
+    world.server.restart().unwrap();
+    assert!(f.wait(Duration::from_secs(180)).success());
+    let s = world.status();
+    assert_eq!(
+        s["results"]["ready"], 1,
+        "delivered after reconnecting: {s}"
+    );
+    assert_eq!(s["jobs"]["ready"], 0, "and the job it answers is gone: {s}");
+    let log = std::fs::read_to_string(&f.log).unwrap();
+    assert!(
+        log.contains("touch failed") || log.contains("lost the server"),
+        "{log}"
+    );
 }

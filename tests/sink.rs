@@ -52,6 +52,7 @@ fn result(output: &str, marker: u64, force: bool) -> Vec<u8> {
         job,
         job_id: None,
         document: serde_json::json!({"contents": {}, "frameStats": [], "marker": marker}),
+        document_gzip: None,
         computed_by: ComputedBy {
             host: "t".into(),
             software: "test".into(),
@@ -182,5 +183,120 @@ fn only_one_sink_may_write_a_checkout() {
         String::from_utf8_lossy(&second.stderr).contains("another sink holds"),
         "{}",
         String::from_utf8_lossy(&second.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_sink_pushes_after_committing_and_survives_a_broken_remote() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = checkout(dir.path());
+    let bare = dir.path().join("remote.git");
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", bare.to_str().unwrap()],
+    );
+    git(&co, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    git(&co, &["remote", "add", "broken", "/nonexistent/remote.git"]);
+    let run = |remote: &str| {
+        bin::command("sink")
+            .args([
+                "--checkout",
+                co.to_str().unwrap(),
+                "--commit-every",
+                "1",
+                "--exit-when-idle",
+                "2",
+            ])
+            .args(["--push", remote])
+            .env("GRID_SERVER", server.addr())
+            .env("GRID_NAMESPACE", "s")
+            .output()
+            .unwrap()
+    };
+    put_all(&server, &[result("a/b_optical_flow.json", 1, false)]).await;
+    let out = run("origin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let head = git(&co, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        git(&bare, &["rev-parse", "HEAD"]),
+        head,
+        "the remote has the commit"
+    );
+
+    put_all(&server, &[result("a/c_optical_flow.json", 2, false)]).await;
+    let out = run("broken");
+    assert!(out.status.success(), "a failed push is not fatal");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("push failed"));
+    assert!(co.join("a/c_optical_flow.json").exists());
+    assert_eq!(
+        git(&co, &["log", "--oneline"]).lines().count(),
+        3,
+        "committed all the same"
+    );
+}
+
+#[tokio::test]
+async fn a_sink_killed_at_any_moment_loses_nothing_and_commits_nothing_twice() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = checkout(dir.path());
+    let outputs: Vec<String> = (0..40)
+        .map(|i| format!("d/v{i:02}_optical_flow.json"))
+        .collect();
+    let bodies: Vec<Vec<u8>> = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| result(o, i as u64, false))
+        .collect();
+    let mut c = put_all(&server, &bodies).await;
+    let start = |idle: &str| {
+        bin::command("sink")
+            .args([
+                "--checkout",
+                co.to_str().unwrap(),
+                "--batch",
+                "3",
+                "--commit-every",
+                "1",
+            ])
+            .args(["--exit-when-idle", idle])
+            .env("GRID_SERVER", server.addr())
+            .env("GRID_NAMESPACE", "s")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // SIGKILL at moments that land before, inside and after writes, commits and deletes.
+    for ms in [40, 120, 260, 500, 90, 700] {
+        let mut sink = start("30");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        sink.kill().unwrap();
+        sink.wait().unwrap();
+    }
+    assert!(start("2").wait().unwrap().success());
+
+    for o in &outputs {
+        assert!(co.join(o).exists(), "{o} is missing");
+        let commits = git(&co, &["log", "--oneline", "--", o]);
+        assert_eq!(
+            commits.lines().count(),
+            1,
+            "{o} committed {} times",
+            commits.lines().count()
+        );
+    }
+    assert!(
+        git(&co, &["status", "--porcelain"]).is_empty(),
+        "nothing left uncommitted"
+    );
+    let s = c.stats_tube("s.results").await.unwrap();
+    assert_eq!(
+        s.current_jobs_ready + s.current_jobs_reserved + s.current_jobs_buried,
+        0
     );
 }

@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         job,
         job_id: Some(reserved.id),
         document: serde_json::json!({"contents": {}, "frameStats": []}),
+        document_gzip: None,
         computed_by: ComputedBy {
             host: "demo".into(),
             software: "camhd-grid plumbing example".into(),

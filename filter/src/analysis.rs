@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::decode::{analysis_size, decode_image, GreyImage, ProresDecoder};
 use crate::document::*;
 use crate::motion::{self, Estimate, MotionConfig, Similarity};
-use crate::plan::{plan, Pair, PlanError};
+use crate::plan::{plan, Pair, Plan, PlanError};
 use crate::source::{Fetched, FrameSource, Payload, VideoInfo};
 use crate::AnalysisError;
 
@@ -95,24 +95,8 @@ pub fn analyze(
     let started = Instant::now();
     let start_time = Utc::now();
     let info = source.info().clone();
-    let plan = plan(
-        info.num_frames,
-        settings.start,
-        settings.stop,
-        settings.stride,
-        PAIR_GAP,
-    )
-    .map_err(|e| match e {
-        PlanError::TooShort { needed } => AnalysisError::TooShort {
-            what: info.cache_url.clone(),
-            frames: info.num_frames,
-            needed,
-        },
-        PlanError::Empty(why) => AnalysisError::NothingToDo(why),
-    })?;
-
+    let plan = plan_for(&info, settings)?;
     let threads = settings.threads.max(1);
-    single_threaded_opencv();
     let block = (threads * 8).clamp(16, 64);
     let blocks: Vec<&[Pair]> = plan.pairs.chunks(block).collect();
     let frame_lists = frames_per_block(&blocks, &plan.needed);
@@ -121,11 +105,7 @@ pub fn analyze(
     let (tx, rx) = mpsc::sync_channel(2);
     let prefetch = spawn_prefetch(source, frame_lists, tx, Arc::clone(&fetched_bytes));
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("analysis-{i}"))
-        .build()
-        .map_err(|e| AnalysisError::Internal(format!("starting worker threads: {e}")))?;
+    let pool = worker_pool(threads)?;
     let decoders = Decoders::new(&info, settings.img_scale, threads);
     let motion_cfg = MotionConfig::new(info.width, info.height, settings.img_scale);
 
@@ -198,14 +178,7 @@ pub fn decode_only(
 ) -> Result<RunStats, AnalysisError> {
     let started = Instant::now();
     let info = source.info().clone();
-    let plan = plan(
-        info.num_frames,
-        settings.start,
-        settings.stop,
-        settings.stride,
-        PAIR_GAP,
-    )
-    .map_err(|e| AnalysisError::NothingToDo(format!("{e:?}")))?;
+    let plan = plan_for(&info, settings)?;
     let threads = settings.threads.max(1);
     let lists: Vec<Vec<u64>> = plan
         .needed
@@ -216,10 +189,7 @@ pub fn decode_only(
     let fetched_bytes = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::sync_channel(2);
     let prefetch = spawn_prefetch(source, lists, tx, Arc::clone(&fetched_bytes));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| AnalysisError::Internal(format!("starting worker threads: {e}")))?;
+    let pool = worker_pool(threads)?;
     let decoders = Decoders::new(&info, settings.img_scale, threads);
     let mut frames_decoded = 0;
     for _ in 0..blocks {
@@ -240,6 +210,35 @@ pub fn decode_only(
         bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     })
+}
+
+/// The analysis's plan for a video, or why there is nothing to analyse.
+fn plan_for(info: &VideoInfo, settings: &Settings) -> Result<Plan, AnalysisError> {
+    plan(
+        info.num_frames,
+        settings.start,
+        settings.stop,
+        settings.stride,
+        PAIR_GAP,
+    )
+    .map_err(|e| match e {
+        PlanError::TooShort { needed } => AnalysisError::TooShort {
+            what: info.cache_url.clone(),
+            frames: info.num_frames,
+            needed,
+        },
+        PlanError::Empty(why) => AnalysisError::NothingToDo(why),
+    })
+}
+
+/// The pool that decodes frames and estimates pairs; OpenCV inside it runs single-threaded.
+fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, AnalysisError> {
+    single_threaded_opencv();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("analysis-{i}"))
+        .build()
+        .map_err(|e| AnalysisError::Internal(format!("starting worker threads: {e}")))
 }
 
 /// Pairs run in parallel on our pool; OpenCV's own thread pool inside each call would

@@ -15,6 +15,9 @@ pub struct Checkout {
     root: PathBuf,
     /// Held for the sink's life; the OS drops the lock when the process ends.
     _lock: File,
+    /// Temporary files are written here, inside the git directory, so that a sink killed
+    /// mid-write leaves nothing in the work tree.
+    tmp_dir: PathBuf,
     author_name: String,
     author_email: String,
 }
@@ -52,9 +55,13 @@ impl Checkout {
             );
         }
         let (name, email) = parse_author(author)?;
+        let tmp_dir = Path::new(git_dir.trim()).join("camhd-grid-tmp");
+        std::fs::create_dir_all(&tmp_dir)
+            .with_context(|| format!("creating {}", tmp_dir.display()))?;
         Ok(Checkout {
             root,
             _lock: lock,
+            tmp_dir,
             author_name: name,
             author_email: email,
         })
@@ -66,19 +73,29 @@ impl Checkout {
     }
 
     /// Writes `bytes` to `path` (inside the checkout) via a temporary file and a rename.
+    /// The temporary file lives in the git directory, so a sink killed mid-write leaves
+    /// nothing in the work tree; where that is on another file system (the rename
+    /// fails), beside the target instead.
     pub fn write_atomically(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let dir = path.parent().context("an output path has no folder")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let name = path
             .file_name()
             .context("an output path has no file name")?;
-        let tmp = dir.join(format!(
-            ".{}.sink-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))
+        let tmp_name = format!(".{}.sink-{}", name.to_string_lossy(), std::process::id());
+        for tmp in [self.tmp_dir.join(&tmp_name), dir.join(&tmp_name)] {
+            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            match std::fs::rename(&tmp, path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("renaming onto {}", path.display()))
+                }
+            }
+        }
+        anyhow::bail!("could not write {} atomically", path.display())
     }
 
     /// Stages `paths` and commits them if anything changed; returns the new commit's id,

@@ -43,6 +43,46 @@ pub struct Totals {
     pub commits: u64,
 }
 
+/// Pushes commits to the remote, retrying a failed push with backoff; never fatal.
+#[derive(Debug)]
+struct Pusher {
+    remote: Option<String>,
+    pending: bool,
+    next_try: Instant,
+    backoff: Duration,
+}
+
+impl Pusher {
+    fn new(remote: Option<String>) -> Pusher {
+        Pusher {
+            remote,
+            pending: false,
+            next_try: Instant::now(),
+            backoff: Duration::from_secs(5),
+        }
+    }
+
+    /// Pushes if a commit is waiting and its backoff has passed (or `now_anyway`).
+    fn push(&mut self, checkout: &Checkout, now_anyway: bool) {
+        let Some(remote) = &self.remote else { return };
+        if !self.pending || (!now_anyway && Instant::now() < self.next_try) {
+            return;
+        }
+        match checkout.push(remote) {
+            Ok(()) => {
+                tracing::info!(remote = %remote, "pushed");
+                self.pending = false;
+                self.backoff = Duration::from_secs(5);
+            }
+            Err(e) => {
+                tracing::warn!(remote = %remote, retry_in = self.backoff.as_secs(), error = %format!("{e:#}"), "push failed; will retry");
+                self.next_try = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(600));
+            }
+        }
+    }
+}
+
 /// After a failed commit, its results come back this many seconds later.
 const COMMIT_RETRY_SECS: u32 = 10;
 
@@ -65,7 +105,7 @@ pub async fn run(
     let mut batch_started = Instant::now();
     let mut idle_since = Instant::now();
     let mut conn: Option<Client> = None;
-    let mut unpushed = false;
+    let mut pusher = Pusher::new(config.push.clone());
     let mut backoff = Duration::from_millis(200);
     loop {
         let client = match conn.as_mut() {
@@ -87,18 +127,11 @@ pub async fn run(
         let due = !batch.is_empty()
             && (batch.len() >= config.batch || batch_started.elapsed() >= config.commit_every);
         if due || (shutdown.stopping() && !batch.is_empty()) {
-            flush(
-                client,
-                checkout,
-                config,
-                &mut batch,
-                &mut totals,
-                &mut unpushed,
-            )
-            .await;
+            flush(client, checkout, &mut batch, &mut totals, &mut pusher).await;
             continue;
         }
         if shutdown.stopping() {
+            pusher.push(checkout, true);
             return Ok(totals);
         }
         if let Some(idle) = config.exit_when_idle {
@@ -107,6 +140,7 @@ pub async fn run(
                 && nothing_waiting(client, config).await
             {
                 tracing::info!("idle; exiting");
+                pusher.push(checkout, true);
                 return Ok(totals);
             }
         }
@@ -125,18 +159,10 @@ pub async fn run(
                     batch.push(p);
                 }
             }
-            Err(BsError::TimedOut) => {}
+            Err(BsError::TimedOut) => pusher.push(checkout, false),
             // A held result is about to time out: commit what we have now.
             Err(BsError::DeadlineSoon) => {
-                flush(
-                    client,
-                    checkout,
-                    config,
-                    &mut batch,
-                    &mut totals,
-                    &mut unpushed,
-                )
-                .await
+                flush(client, checkout, &mut batch, &mut totals, &mut pusher).await
             }
             Err(e) => {
                 // Our reservations went back to ready with the connection; what was
@@ -222,10 +248,9 @@ async fn bury(
 async fn flush(
     client: &mut Client,
     checkout: &Checkout,
-    config: &SinkConfig,
     batch: &mut Vec<Pending>,
     totals: &mut Totals,
-    unpushed: &mut bool,
+    pusher: &mut Pusher,
 ) {
     let paths: Vec<PathBuf> = batch.iter().map(|p| p.path.clone()).collect();
     let mut message = format!("Add optical flow for {} video(s)\n\n", batch.len());
@@ -236,7 +261,7 @@ async fn flush(
         Ok(commit) => {
             if let Some(id) = &commit {
                 totals.commits += 1;
-                *unpushed = true;
+                pusher.pending = true;
                 tracing::info!(commit = %id, results = batch.len(), "committed");
             }
         }
@@ -255,12 +280,5 @@ async fn flush(
             tracing::warn!(job = p.id, error = %e, "could not delete a committed result");
         }
     }
-    if let (Some(remote), true) = (&config.push, *unpushed) {
-        match checkout.push(remote) {
-            Ok(()) => *unpushed = false,
-            Err(e) => {
-                tracing::warn!(remote = %remote, error = %format!("{e:#}"), "push failed; will retry after the next commit")
-            }
-        }
-    }
+    pusher.push(checkout, true);
 }

@@ -119,6 +119,11 @@ impl Beanstalkd {
         Err(last.unwrap_or_else(|| io::Error::other("restart failed")))
     }
 
+    /// Changes the max job size (`-z`) used from the next [`Beanstalkd::restart`] on.
+    pub fn set_max_job_size(&mut self, bytes: u32) {
+        self.options.max_job_size = bytes;
+    }
+
     /// Kills the server now; [`Beanstalkd::restart`] brings it back.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

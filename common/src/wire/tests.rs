@@ -8,6 +8,7 @@ fn result_for(job: Job) -> JobResult {
         job,
         job_id: Some(7),
         document: serde_json::json!({"contents": {}, "frameStats": []}),
+        document_gzip: None,
         computed_by: ComputedBy {
             host: "h".into(),
             software: "camhd-grid filter 0.1.0".into(),
@@ -209,4 +210,56 @@ fn json_blocks(doc: &str) -> Vec<(String, String)> {
         }
     }
     blocks
+}
+
+#[test]
+fn large_documents_travel_compressed_and_come_back_whole() {
+    let mut result = result_for(Job::new("v.mov", "v_optical_flow.json"));
+    let entries: Vec<serde_json::Value> = (1..20_000)
+        .step_by(10)
+        .map(|f| serde_json::json!({"frameNumber": f, "opticalFlow": {"similarity": [1.0, 0.0, 0.5, -0.25], "valid": true}}))
+        .collect();
+    result.document = serde_json::json!({"contents": {}, "frameStats": entries});
+    let plain = serde_json::to_vec(&result).unwrap();
+    let body = result.encode();
+    assert!(plain.len() > COMPRESS_ABOVE);
+    assert!(
+        body.len() * 5 < plain.len(),
+        "{} vs {}",
+        body.len(),
+        plain.len()
+    );
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(value["document"].is_null() && value["document_gzip"].is_string());
+    assert_eq!(
+        value["job"]["video"], "v.mov",
+        "the envelope stays readable"
+    );
+    assert_eq!(JobResult::decode(&body).unwrap(), result);
+}
+
+#[test]
+fn small_documents_stay_plain() {
+    let result = result_for(Job::new("v.mov", "v_optical_flow.json"));
+    let value: serde_json::Value = serde_json::from_slice(&result.encode()).unwrap();
+    assert!(value["document"].is_object() && value.get("document_gzip").is_none());
+}
+
+#[test]
+fn a_bad_compressed_document_is_invalid() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&result_for(Job::new("v.mov", "o")).encode()).unwrap();
+    v["document"] = serde_json::Value::Null;
+    v["document_gzip"] = "not base64!".into();
+    let err = JobResult::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::Invalid {
+                field: "document_gzip",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -78,9 +78,8 @@ impl LazycacheSource {
         }
     }
 
-    fn get_bytes(&mut self, url: &str) -> Result<Vec<u8>, AnalysisError> {
-        let response = self.get(url)?;
-        let json = response.content_type().contains("json");
+    /// Reads a response's body (bounded) and counts it.
+    fn read_body(&mut self, url: &str, response: ureq::Response) -> Result<Vec<u8>, AnalysisError> {
         let mut body = Vec::new();
         response
             .into_reader()
@@ -91,6 +90,13 @@ impl LazycacheSource {
                 detail: e.to_string(),
             })?;
         self.fetched += body.len() as u64;
+        Ok(body)
+    }
+
+    fn get_bytes(&mut self, url: &str) -> Result<Vec<u8>, AnalysisError> {
+        let response = self.get(url)?;
+        let json = response.content_type().contains("json");
+        let body = self.read_body(url, response)?;
         if json || body.first() == Some(&b'{') {
             return Err(lazycache_error(url, &body));
         }
@@ -99,16 +105,7 @@ impl LazycacheSource {
 
     fn get_json(&mut self, url: &str) -> Result<Value, AnalysisError> {
         let response = self.get(url)?;
-        let mut body = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_FRAME_BYTES)
-            .read_to_end(&mut body)
-            .map_err(|e| AnalysisError::Unreachable {
-                url: url.into(),
-                detail: e.to_string(),
-            })?;
-        self.fetched += body.len() as u64;
+        let body = self.read_body(url, response)?;
         let value: Value = serde_json::from_slice(&body).map_err(|_| AnalysisError::Lazycache {
             url: url.into(),
             message: "the reply is not JSON (is this a lazycache URL?)".into(),

@@ -19,12 +19,16 @@ use crate::{analyze, Settings};
 /// Results may sit in the results tube while the sink batches them.
 const RESULT_TTR: u32 = 600;
 
+/// How often slot 0 offers spooled results to the server again while idle.
+const SPOOL_RETRY: Duration = Duration::from_secs(60);
+
 /// A slot's loop.
 pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> Totals {
     let mut totals = Totals::default();
     let mut conn: Option<Client> = None;
     let mut backoff = Duration::from_millis(200);
     let mut idle_since = Instant::now();
+    let mut spool_checked: Option<Instant> = None;
     while !shutdown.stopping() {
         let client = match conn.as_mut() {
             Some(c) => c,
@@ -44,6 +48,14 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
                 }
             },
         };
+        if index == 0 && spool_checked.is_none_or(|t| t.elapsed() >= SPOOL_RETRY) {
+            spool_checked = Some(Instant::now());
+            if let Err(e) = retry_spool(client, &config).await {
+                tracing::warn!(error = %e, "could not offer spooled results");
+                conn = None;
+                continue;
+            }
+        }
         if let Some(idle) = config.exit_when_idle {
             if idle_since.elapsed() >= idle {
                 tracing::info!(slot = index, "idle; exiting");
@@ -205,6 +217,7 @@ async fn deliver(
         job_id: Some(id),
         document: serde_json::to_value(&analysis.document)
             .map_err(|e| JobError::Internal(format!("serialising the document: {e}")))?,
+        document_gzip: None,
         computed_by: ComputedBy {
             host: config.host.clone(),
             software: format!("camhd-grid filter {}", env!("CARGO_PKG_VERSION")),
@@ -252,6 +265,52 @@ async fn deliver(
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(30));
     }
+}
+
+/// Offers each spooled result to the server again; one that is taken is removed from the
+/// spool, and the job that was buried for it is deleted, as if it had gone through.
+async fn retry_spool(client: &mut Client, config: &WorkerConfig) -> Result<(), BsError> {
+    let Ok(entries) = std::fs::read_dir(&config.spool) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".result.json"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let Ok(body) = std::fs::read(&path) else {
+            continue;
+        };
+        let options = PutOptions {
+            priority: 1024,
+            delay: 0,
+            ttr: RESULT_TTR,
+        };
+        match client.put(&body, options).await {
+            Ok(rid) => {
+                tracing::info!(job = id, result = rid, spool = %path.display(), "spooled result delivered");
+                let _ = std::fs::remove_file(&path);
+                match client.delete(id).await {
+                    Ok(()) | Err(BsError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(BsError::JobTooBig) => {
+                tracing::warn!(
+                    job = id,
+                    size = body.len(),
+                    "a spooled result is still too big; raise beanstalkd -z"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Keeps a result the server refused for its size, named by its job id.

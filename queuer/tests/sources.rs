@@ -1,0 +1,215 @@
+//! The queuer against real servers: an Apache-style directory index and a lazycache
+//! directory listing, with --dry-run, --since, --limit, de-duplication across runs and
+//! the exit code for rejected entries.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use testkit::http::{HttpServer, Request, Response};
+use testkit::Beanstalkd;
+
+const VIDEOS: [&str; 4] = [
+    "RS03ASHS/PN03B/06-CAMHDA301/2016/01/01/CAMHDA301-20160101T000000Z.mov",
+    "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-20170614T000000.mov",
+    "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-20170614T030000.mov",
+    "RS03ASHS/PN03B/06-CAMHDA301/2017/06/15/CAMHDA301-20170615T000000.mov",
+];
+
+struct World {
+    server: Beanstalkd,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        for v in VIDEOS {
+            let p = dir.path().join("files").join(v);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"not really a video").unwrap();
+        }
+        std::fs::write(dir.path().join("files/RS03ASHS/notes.txt"), b"x").unwrap();
+        std::fs::create_dir_all(dir.path().join("checkout/.git")).unwrap();
+        World {
+            server: Beanstalkd::start().unwrap(),
+            dir,
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn queuer(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_queuer"))
+            .args([
+                "--checkout",
+                self.dir.path().join("checkout").to_str().unwrap(),
+            ])
+            .args(args)
+            .env("GRID_SERVER", self.server.addr())
+            .env("GRID_NAMESPACE", "q")
+            .env("GRID_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+}
+
+fn summary(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Apache-style autoindex pages: parent and sort links, folders with a trailing slash.
+fn autoindex(root: PathBuf) -> impl Fn(&Request) -> Response {
+    move |req| {
+        let path = root.join(req.path().trim_start_matches('/'));
+        if !req.path().ends_with('/') || !path.is_dir() {
+            return Response::not_found();
+        }
+        let mut html = String::from(
+            r#"<html><body><a href="?C=N;O=D">Name</a> <a href="../">Parent Directory</a>"#,
+        );
+        let mut names: Vec<_> = std::fs::read_dir(&path).unwrap().flatten().collect();
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let slash = if e.path().is_dir() { "/" } else { "" };
+            html.push_str(&format!(r#"<a href="{name}{slash}">{name}{slash}</a>"#));
+        }
+        Response::new(200, "text/html", html + "</body></html>")
+    }
+}
+
+/// lazycache's directory JSON.
+fn lazycache(root: PathBuf) -> impl Fn(&Request) -> Response {
+    move |req| {
+        let rel = req
+            .path()
+            .strip_prefix("/v1/org/oceanobservatories/rawdata/")
+            .unwrap_or("");
+        let path = root.join(rel);
+        if !path.is_dir() {
+            return Response::new(200, "application/json", r#"{"Error": "not found"}"#);
+        }
+        let (mut files, mut dirs) = (Vec::new(), Vec::new());
+        for e in std::fs::read_dir(&path).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                dirs.push(name)
+            } else {
+                files.push(name)
+            }
+        }
+        let body = serde_json::json!({"Path": rel, "Files": files, "Directories": dirs});
+        Response::new(200, "application/json", body.to_string())
+    }
+}
+
+fn exists(dir: &Path, rel: &str) -> bool {
+    dir.join(rel).exists()
+}
+
+#[test]
+fn an_http_directory_index_is_followed_into_subfolders() {
+    let world = World::new();
+    let http = HttpServer::start(autoindex(world.root()));
+    let url = format!("{}/files/RS03ASHS/", http.url());
+
+    let dry = world.queuer(&["--dry-run", &url]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert_eq!(
+        summary(&dry),
+        "would queue 4, already done 0, in flight 0, out of date range 0, rejected 0"
+    );
+    let first = String::from_utf8_lossy(&dry.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        first,
+        format!("would queue {}/files/{}", http.url(), VIDEOS[0])
+    );
+
+    let since = world.queuer(&["--since", "2017-06-15", &url]);
+    assert_eq!(
+        summary(&since),
+        "queued 1, already done 0, in flight 0, out of date range 3, rejected 0"
+    );
+    let all = world.queuer(&[&url]);
+    assert_eq!(
+        summary(&all),
+        "queued 3, already done 0, in flight 1, out of date range 0, rejected 0"
+    );
+    assert!(
+        !exists(&world.root(), "checkout/RS03ASHS"),
+        "the queuer writes nothing into the checkout"
+    );
+}
+
+#[test]
+fn a_lazycache_directory_is_listed_and_limit_caps_the_queue() {
+    let world = World::new();
+    let cache = HttpServer::start(lazycache(world.root()));
+    let url = format!(
+        "{}/v1/org/oceanobservatories/rawdata/files/RS03ASHS/",
+        cache.url()
+    );
+    assert_eq!(
+        summary(&world.queuer(&["--limit", "2", &url])),
+        "queued 2, already done 0, in flight 0, out of date range 0, rejected 0"
+    );
+    assert_eq!(
+        summary(&world.queuer(&[&url])),
+        "queued 2, already done 0, in flight 2, out of date range 0, rejected 0"
+    );
+    // A JSON in the checkout counts as done.
+    let done = world
+        .root()
+        .join("checkout")
+        .join(VIDEOS[3].replace(".mov", "_optical_flow.json"));
+    std::fs::create_dir_all(done.parent().unwrap()).unwrap();
+    std::fs::write(&done, "{}").unwrap();
+    let again = world.queuer(&[&url]);
+    assert_eq!(
+        summary(&again),
+        "queued 0, already done 1, in flight 3, out of date range 0, rejected 0"
+    );
+}
+
+#[test]
+fn rejected_entries_are_listed_and_exit_3() {
+    let world = World::new();
+    let list = world.root().join("list.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "/nowhere/a.mov\nhttps://h/files/{}\nhttps://h/files/x.txt\n",
+            VIDEOS[1]
+        ),
+    )
+    .unwrap();
+    let out = world.queuer(&[list.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        summary(&out),
+        "queued 1, already done 0, in flight 0, out of date range 0, rejected 2"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rejected: /nowhere/a.mov: no /files/"),
+        "{stderr}"
+    );
+    let port = testkit::free_port().unwrap();
+    let down = world.queuer(&[&format!("http://127.0.0.1:{port}/files/")]);
+    assert_eq!(down.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach"));
+}
