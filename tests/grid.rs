@@ -550,3 +550,55 @@ fn a_server_restart_mid_job_still_delivers_the_result() {
         "{log}"
     );
 }
+
+#[test]
+fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
+    use common::beanstalk::{Client, PutOptions};
+    use common::wire::{Failure, Job};
+    let world = World::new(&[]);
+    let port = testkit::free_port().unwrap();
+    let job = Job::new(
+        format!("http://127.0.0.1:{port}/files/a/b.mov"),
+        "a/b_optical_flow.json",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("e2e.jobs").await.unwrap();
+        c.put(&job.encode(), PutOptions::default()).await.unwrap()
+    });
+    let args = [
+        "--max-attempts",
+        "2",
+        "--backoff",
+        "1",
+        "--exit-when-idle",
+        "5",
+        "--ttr-touch",
+        "1",
+    ];
+    let mut f = Proc::start("filter-retry", "filter", &args, &world.env(), &world.logs());
+    assert!(f.wait(Duration::from_secs(60)).success());
+    let s = world.status();
+    assert_eq!(s["jobs"]["buried"], 1, "buried after the last attempt: {s}");
+    let records = rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.watch("e2e.failures").await.unwrap();
+        let mut out = Vec::new();
+        while let Ok(j) = c.reserve_with_timeout(0).await {
+            out.push(Failure::decode(&j.body).unwrap());
+        }
+        out
+    });
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(records
+        .iter()
+        .all(|r| r.job_id == id && r.error.contains("cannot reach")));
+    assert!(
+        records[0].action.starts_with("released; retry in"),
+        "{:?}",
+        records[0]
+    );
+    assert_eq!((records[0].attempt, records[1].attempt), (1, 2));
+    assert_eq!(records[1].action, "buried");
+}

@@ -213,3 +213,16 @@ fn rejected_entries_are_listed_and_exit_3() {
     assert_eq!(down.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn verify_rejects_videos_that_cannot_be_opened() {
+    let world = World::new();
+    let folder = world.root().join("files");
+    let out = world.queuer(&["--verify", folder.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        summary(&out),
+        "queued 0, already done 0, in flight 0, out of date range 0, rejected 4"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a QuickTime"));
+}
