@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
 
+mod control;
+mod failures;
 mod status;
 
 /// Look at and steer a camhd-grid: tube counts, server facts, failures.
@@ -30,6 +32,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every job that failed permanently: attempts, last error, host, when.
+    Failed {
+        /// Print a JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put failed jobs back to be tried again.
+    Retry {
+        /// Every failed job.
+        #[arg(long, conflicts_with = "videos")]
+        all: bool,
+        /// The videos (as in `gridctl failed`) whose jobs to retry.
+        #[arg(required_unless_present = "all", value_name = "VIDEO")]
+        videos: Vec<String>,
+    },
+    /// Show one job or result, decoded.
+    Peek {
+        /// The job's id.
+        #[arg(value_name = "JOB-ID")]
+        id: u64,
+    },
+    /// Hand out no job for SECS seconds (default: until resume).
+    Pause {
+        /// Seconds.
+        secs: Option<u32>,
+    },
+    /// Hand out jobs again.
+    Resume,
+    /// Hand out no new job and wait until none is in progress (maintenance).
+    Drain,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +78,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         match cli.command {
             Command::Status { json } => status::run(&config, json).await,
+            Command::Failed { json } => failures::list(&config, json).await,
+            Command::Retry { all, videos } => {
+                failures::retry(&config, all, &videos).await.map(drop)
+            }
+            Command::Peek { id } => control::peek(&config, id).await,
+            Command::Pause { secs } => control::pause(&config, secs).await,
+            Command::Resume => control::resume(&config).await,
+            Command::Drain => control::drain(&config).await,
         }
     })?;
     Ok(ExitCode::SUCCESS)

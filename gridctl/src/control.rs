@@ -1,0 +1,88 @@
+//! `gridctl peek`, `pause`, `resume` and `drain`: look at one job, and stop or restart
+//! the handing out of jobs.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use common::beanstalk::Error as BsError;
+use common::config::GridConfig;
+use common::wire::{Failure, Job, JobResult};
+
+/// The longest pause beanstalkd takes, used for "until resumed" (about 136 years).
+const FOREVER: u32 = u32::MAX;
+
+/// `gridctl peek JOB-ID`: the job's state and its body decoded.
+pub async fn peek(config: &GridConfig, id: u64) -> anyhow::Result<()> {
+    let mut client = config.connect().await?;
+    let job = match client.peek(id).await {
+        Err(BsError::NotFound) => anyhow::bail!("no job {id} on {}", config.server),
+        other => other.context("peeking")?,
+    };
+    let stats = client.stats_job(id).await?;
+    println!(
+        "job {id} in {}: {} (priority {}, age {}s, reserves {}, releases {}, buries {}, timeouts {})",
+        stats.tube, stats.state, stats.pri, stats.age, stats.reserves, stats.releases, stats.buries, stats.timeouts
+    );
+    let decoded = if let Ok(j) = Job::decode(&job.body) {
+        serde_json::to_string_pretty(&j)?
+    } else if let Ok(r) = JobResult::decode(&job.body) {
+        serde_json::to_string_pretty(&r)?
+    } else if let Ok(f) = Failure::decode(&job.body) {
+        serde_json::to_string_pretty(&f)?
+    } else {
+        let err = Job::decode(&job.body)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        format!(
+            "(not a camhd-grid body: {err})\n{}",
+            String::from_utf8_lossy(&job.body)
+        )
+    };
+    println!("{decoded}");
+    Ok(())
+}
+
+/// `gridctl pause [SECS]`: no job is handed out for SECS (or until `resume`).
+pub async fn pause(config: &GridConfig, secs: Option<u32>) -> anyhow::Result<()> {
+    let mut client = config.connect().await?;
+    let tube = config.jobs_tube();
+    client
+        .pause_tube(&tube, secs.unwrap_or(FOREVER))
+        .await
+        .with_context(|| format!("pausing {tube} (has it any jobs?)"))?;
+    match secs {
+        Some(s) => println!("{tube} paused for {s}s"),
+        None => println!("{tube} paused until `gridctl resume`"),
+    }
+    Ok(())
+}
+
+/// `gridctl resume`: jobs are handed out again.
+pub async fn resume(config: &GridConfig) -> anyhow::Result<()> {
+    let mut client = config.connect().await?;
+    let tube = config.jobs_tube();
+    client
+        .pause_tube(&tube, 0)
+        .await
+        .with_context(|| format!("resuming {tube}"))?;
+    println!("{tube} resumed");
+    Ok(())
+}
+
+/// `gridctl drain`: pauses the jobs tube and waits until no job is in progress, so the
+/// filters can be stopped for maintenance without releasing work.
+pub async fn drain(config: &GridConfig) -> anyhow::Result<()> {
+    pause(config, None).await?;
+    let mut client = config.connect().await?;
+    let tube = config.jobs_tube();
+    loop {
+        let reserved = client.stats_tube(&tube).await?.current_jobs_reserved;
+        if reserved == 0 {
+            println!("drained: no job in progress; `gridctl resume` hands jobs out again");
+            return Ok(());
+        }
+        eprintln!("waiting for {reserved} job(s) in progress");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
