@@ -488,6 +488,38 @@ fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
     let world = long_job_world();
     let mut f = world.filter_with_grace("filter-graceful", 120);
     world.wait_reserved();
+    // Its heartbeat shows the job and how far it has got.
+    let start = Instant::now();
+    loop {
+        let s = world.status();
+        let w = &s["workers"][0];
+        if w["frames_done"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(s["workers"].as_array().unwrap().len(), 1, "{s}");
+            assert_eq!(w["frames_total"], 899, "{s}");
+            assert!(w["video"]
+                .as_str()
+                .unwrap()
+                .ends_with("CAMHDA301-20170614T150000.mov"));
+            assert_eq!(w["stale"], false);
+            let mut cmd = bin::command("gridctl");
+            cmd.arg("status");
+            for (k, v) in world.env() {
+                cmd.env(k, v);
+            }
+            let table = stdout(&cmd.output().unwrap());
+            assert!(
+                table.contains("workers (1):") && table.contains("CAMHDA301-20170614T150000.mov: "),
+                "{table}"
+            );
+            assert!(table.contains("/899 frames ("), "{table}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no progress in the heartbeat: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     signal(&f, "-TERM");
     assert!(
         f.wait(Duration::from_secs(120)).success(),

@@ -187,3 +187,26 @@ async fn pause_resume_and_drain_control_the_jobs_tube() {
         "paused until resumed"
     );
 }
+
+#[test]
+fn status_watch_prints_one_object_per_refresh_with_a_rate() {
+    let server = Beanstalkd::start().unwrap();
+    let mut watch = bin::command("gridctl")
+        .args(["status", "--watch", "1", "--json"])
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", "ops")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2600));
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert!(lines[0]["finished_per_minute"].is_null());
+    assert_eq!(lines[1]["finished_per_minute"], 0.0);
+    assert_eq!(lines[1]["workers"], serde_json::json!([]));
+}

@@ -62,6 +62,30 @@ impl GridConfig {
         format!("{}.failures", self.namespace)
     }
 
+    /// The prefix of the filters' status tubes: `<namespace>.status.`.
+    pub fn status_prefix(&self) -> String {
+        format!("{}.status.", self.namespace)
+    }
+
+    /// The status tube of one filter slot: `<namespace>.status.<host>.<pid>.<slot>`,
+    /// with characters a tube name cannot hold replaced by `_`, cut to fit 200 bytes.
+    pub fn status_tube(&self, host: &str, pid: u32, slot: usize) -> String {
+        let host: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let tail = format!(".{pid}.{slot}");
+        let mut tube = format!("{}{}", self.status_prefix(), host.trim_start_matches('-'));
+        tube.truncate(beanstalk::MAX_TUBE_NAME - tail.len());
+        tube + &tail
+    }
+
     /// Connects to the server, with an error that says how to point elsewhere.
     pub async fn connect(&self) -> anyhow::Result<Client> {
         Client::connect(&self.server.0)
@@ -162,5 +186,25 @@ mod tests {
             assert!(bad.parse::<Namespace>().is_err(), "{bad:?}");
         }
         "n".repeat(191).parse::<Namespace>().unwrap();
+    }
+
+    #[test]
+    fn status_tubes_are_valid_for_any_hostname() {
+        let config = GridConfig {
+            server: DEFAULT_SERVER.parse().unwrap(),
+            namespace: "camhd".parse().unwrap(),
+        };
+        assert_eq!(
+            config.status_tube("desk-3.lab", 42, 0),
+            "camhd.status.desk-3.lab.42.0"
+        );
+        for host in ["weird host:name", "é", &"h".repeat(300)] {
+            let tube = config.status_tube(host, 7, 3);
+            validate_tube_name(&tube).unwrap();
+            assert!(
+                tube.starts_with("camhd.status.") && tube.ends_with(".7.3"),
+                "{tube}"
+            );
+        }
     }
 }

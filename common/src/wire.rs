@@ -156,6 +156,47 @@ impl Failure {
     }
 }
 
+/// A filter slot's heartbeat: what it is working on and how far it has got. Each slot
+/// keeps exactly one in its own tube ([`crate::config::GridConfig::status_tube`]),
+/// replacing it as it goes, so `gridctl status` can show every worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Always [`WIRE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The filter's hostname.
+    pub host: String,
+    /// The filter's process id.
+    pub pid: u32,
+    /// The slot within the filter.
+    pub slot: usize,
+    /// The job being analysed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    /// Its video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<String>,
+    /// Frame pairs done.
+    #[serde(default)]
+    pub frames_done: u64,
+    /// Frame pairs in the job.
+    #[serde(default)]
+    pub frames_total: u64,
+    /// When this heartbeat was written.
+    pub at: DateTime<Utc>,
+}
+
+impl Heartbeat {
+    /// The body to put into the slot's status tube.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes a heartbeat.
+    pub fn decode(bytes: &[u8]) -> Result<Heartbeat, WireError> {
+        decode(bytes, "heartbeat", MAX_JOB_BYTES)
+    }
+}
+
 /// Where, by what and how fast a result was computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComputedBy {

@@ -28,9 +28,12 @@ struct Cli {
 enum Command {
     /// Jobs and results: ready, reserved, delayed, buried; workers; server facts.
     Status {
-        /// Print one JSON object instead of the table.
+        /// Print one JSON object instead of the table (one per refresh with --watch).
         #[arg(long)]
         json: bool,
+        /// Refresh every SECS seconds, redrawing in place like `top` (Ctrl-C to stop).
+        #[arg(long, value_name = "SECS")]
+        watch: Option<u64>,
     },
     /// Every job that failed permanently: attempts, last error, host, when.
     Failed {
@@ -77,7 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Status { json } => status::run(&config, json).await,
+            Command::Status { json, watch } => status::run(&config, json, watch).await,
             Command::Failed { json } => failures::list(&config, json).await,
             Command::Retry { all, videos } => {
                 failures::retry(&config, all, &videos).await.map(drop)

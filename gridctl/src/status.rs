@@ -1,9 +1,21 @@
-//! `gridctl status`: one snapshot of the namespace's tubes and the server.
+//! `gridctl status`: the namespace's tubes, the server, and what every filter is working
+//! on (from their heartbeats); `--watch` redraws it like `top`, with jobs finished per
+//! minute and an ETA.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::beanstalk::{Client, Error, ServerStats, TubeStats};
 use common::config::GridConfig;
+use common::wire::Heartbeat;
 use serde::Serialize;
+
+/// The window the finishing rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(300);
+/// A heartbeat older than this belongs to a filter that died or lost the server.
+const STALE_SECS: i64 = 120;
 
 /// One tube's counts; a tube nobody has used yet counts as empty.
 #[derive(Debug, Serialize)]
@@ -17,7 +29,22 @@ struct TubeCounts {
     workers_watching: u64,
     workers_waiting: u64,
     total_jobs: u64,
+    deleted: u64,
     paused_seconds_left: u64,
+}
+
+/// One filter slot, from its heartbeat.
+#[derive(Debug, Serialize)]
+struct Worker {
+    host: String,
+    pid: u32,
+    slot: usize,
+    job_id: Option<u64>,
+    video: Option<String>,
+    frames_done: u64,
+    frames_total: u64,
+    seconds_since_heartbeat: i64,
+    stale: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -31,24 +58,55 @@ struct Snapshot {
     draining: bool,
     jobs: TubeCounts,
     results: TubeCounts,
+    workers: Vec<Worker>,
+    /// Jobs finished per minute (only with --watch, once two refreshes are in).
+    finished_per_minute: Option<f64>,
+    /// Seconds until the jobs tube is empty at that rate.
+    eta_seconds: Option<f64>,
 }
 
-/// Prints the snapshot as a table, or as one JSON object with `json`.
-pub async fn run(config: &GridConfig, json: bool) -> anyhow::Result<()> {
+/// Prints the snapshot as a table, or as one JSON object with `json`; with `watch`,
+/// again every so many seconds (redrawn in place, or one JSON object per refresh).
+pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow::Result<()> {
     let mut client = config.connect().await?;
-    let snapshot = snapshot(&mut client, config).await?;
-    if json {
-        println!("{}", serde_json::to_string(&snapshot)?);
-    } else {
-        print!("{}", render(&snapshot));
+    let mut history: VecDeque<(Instant, u64)> = VecDeque::new();
+    loop {
+        let mut snap = snapshot(&mut client, config).await?;
+        let now = Instant::now();
+        history.push_back((now, snap.jobs.deleted));
+        while history.len() > 2 && history.front().is_some_and(|(t, _)| now - *t > RATE_WINDOW) {
+            history.pop_front();
+        }
+        if let (Some(first), Some(last)) = (history.front(), history.back()) {
+            let span = (last.0 - first.0).as_secs_f64();
+            if span > 0.0 {
+                let rate = last.1.saturating_sub(first.1) as f64 / span * 60.0;
+                let left = snap.jobs.ready + snap.jobs.reserved + snap.jobs.delayed;
+                snap.finished_per_minute = Some(rate);
+                snap.eta_seconds = (rate > 0.0).then(|| left as f64 / rate * 60.0);
+            }
+        }
+        // One write per frame, so a terminal never shows half a redraw.
+        let frame = match (json, watch.is_some()) {
+            (true, _) => format!("{}\n", serde_json::to_string(&snap)?),
+            (false, true) => format!("\x1b[H\x1b[2J{}", render(&snap)),
+            (false, false) => render(&snap),
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(frame.as_bytes())?;
+        out.flush()?;
+        match watch {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs.max(1))).await,
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Snapshot> {
     let server: ServerStats = client.stats().await.context("reading server stats")?;
     let jobs = tube_counts(client, &config.jobs_tube()).await?;
     let results = tube_counts(client, &config.results_tube()).await?;
+    let workers = workers(client, config).await?;
     Ok(Snapshot {
         server: config.server.to_string(),
         namespace: config.namespace.to_string(),
@@ -59,7 +117,45 @@ async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Sn
         draining: server.draining,
         jobs,
         results,
+        workers,
+        finished_per_minute: None,
+        eta_seconds: None,
     })
+}
+
+/// Every filter slot's heartbeat, from the status tubes.
+async fn workers(client: &mut Client, config: &GridConfig) -> anyhow::Result<Vec<Worker>> {
+    let prefix = config.status_prefix();
+    let mut out = Vec::new();
+    for tube in client
+        .list_tubes()
+        .await?
+        .into_iter()
+        .filter(|t| t.starts_with(&prefix))
+    {
+        client.use_tube(&tube).await?;
+        let beat = match client.peek_ready().await {
+            Ok(job) => Heartbeat::decode(&job.body).ok(),
+            Err(Error::NotFound) => None,
+            Err(e) => return Err(e).context("reading a heartbeat"),
+        };
+        if let Some(b) = beat {
+            let age = (chrono::Utc::now() - b.at).num_seconds();
+            out.push(Worker {
+                host: b.host,
+                pid: b.pid,
+                slot: b.slot,
+                job_id: b.job_id,
+                video: b.video,
+                frames_done: b.frames_done,
+                frames_total: b.frames_total,
+                seconds_since_heartbeat: age,
+                stale: age > STALE_SECS,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.host, a.pid, a.slot).cmp(&(&b.host, b.pid, b.slot)));
+    Ok(out)
 }
 
 async fn tube_counts(client: &mut Client, tube: &str) -> anyhow::Result<TubeCounts> {
@@ -80,6 +176,7 @@ async fn tube_counts(client: &mut Client, tube: &str) -> anyhow::Result<TubeCoun
         workers_watching: s.current_watching,
         workers_waiting: s.current_waiting,
         total_jobs: s.total_jobs,
+        deleted: s.cmd_delete,
         paused_seconds_left: s.pause_time_left,
     })
 }
@@ -107,6 +204,34 @@ fn render(s: &Snapshot) -> String {
         out.push_str(&format!(
             "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}{note}\n",
             t.tube, t.ready, t.reserved, t.delayed, t.buried, t.workers_watching, t.total_jobs
+        ));
+    }
+    if let Some(rate) = s.finished_per_minute {
+        let eta = s.eta_seconds.map_or("-".to_owned(), |e| {
+            let e = e as u64;
+            format!("{}:{:02}:{:02}", e / 3600, e / 60 % 60, e % 60)
+        });
+        out.push_str(&format!(
+            "\nfinished {rate:.1} jobs/min; ETA to empty {eta}\n"
+        ));
+    }
+    out.push_str(&format!("\nworkers ({}):\n", s.workers.len()));
+    for w in &s.workers {
+        let what = match (&w.job_id, &w.video) {
+            (Some(id), Some(video)) => {
+                let pct = 100.0 * w.frames_done as f64 / w.frames_total.max(1) as f64;
+                let name = video.rsplit('/').next().unwrap_or(video);
+                format!(
+                    "job {id} {name}: {}/{} frames ({pct:.0}%)",
+                    w.frames_done, w.frames_total
+                )
+            }
+            _ => "idle".to_owned(),
+        };
+        let stale = if w.stale { " STALE" } else { "" };
+        out.push_str(&format!(
+            "  {}/{} slot {}: {what} (heartbeat {}s ago{stale})\n",
+            w.host, w.pid, w.slot, w.seconds_since_heartbeat
         ));
     }
     out

@@ -2,6 +2,7 @@
 //! belongs to its connection), each reserving a job, analysing it while keeping it alive
 //! with `touch`, and finishing it by the one outcome `outcome::decide` picks.
 
+mod heartbeat;
 mod outcome;
 mod slot;
 

@@ -11,6 +11,10 @@ use common::shutdown::{Phase, Shutdown};
 use common::wire::{ComputedBy, Failure, Job, JobResult, WIRE_VERSION};
 use tracing::Instrument;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::heartbeat::{Beat, Progress};
 use super::outcome::{decide, JobError, Outcome};
 use super::{Totals, WorkerConfig};
 use crate::source::{self, SourceKind};
@@ -29,13 +33,16 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
     let mut backoff = Duration::from_millis(200);
     let mut idle_since = Instant::now();
     let mut spool_checked: Option<Instant> = None;
+    let mut beat = Beat::new(&config, index);
     while !shutdown.stopping() {
         let client = match conn.as_mut() {
             Some(c) => c,
             None => match connect(&config).await {
                 Ok(c) => {
                     backoff = Duration::from_millis(200);
-                    conn.insert(c)
+                    let c = conn.insert(c);
+                    beat.publish(c, None, None).await;
+                    c
                 }
                 Err(e) => {
                     tracing::warn!(slot = index, error = %format!("{e:#}"), "reconnecting");
@@ -66,7 +73,7 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
         match client.reserve_with_timeout(1).await {
             Ok(job) => {
                 let span = tracing::info_span!("job", job = job.id, slot = index);
-                match process(&mut conn, job, &config, &mut shutdown)
+                match process(&mut conn, job, &config, &mut shutdown, &mut beat)
                     .instrument(span)
                     .await
                 {
@@ -76,6 +83,9 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
                     None => {}
                 }
                 idle_since = Instant::now();
+                if let Some(c) = conn.as_mut() {
+                    beat.publish(c, None, None).await;
+                }
             }
             Err(BsError::TimedOut | BsError::DeadlineSoon) => {}
             Err(e) => {
@@ -83,6 +93,9 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
                 conn = None;
             }
         }
+    }
+    if let Some(c) = conn.as_mut() {
+        beat.clear(c).await;
     }
     totals
 }
@@ -105,6 +118,7 @@ async fn process(
     reserved: Reserved,
     config: &WorkerConfig,
     shutdown: &mut Shutdown,
+    beat: &mut Beat,
 ) -> Option<Outcome> {
     let id = reserved.id;
     let client = conn.as_mut()?;
@@ -123,8 +137,14 @@ async fn process(
     };
     tracing::info!(video = %job.video, attempt, "analysing");
     let started = Utc::now();
+    let progress = Arc::new(Progress::default());
+    if let Some(c) = conn.as_mut() {
+        beat.publish(c, Some((id, &job.video)), Some(&progress))
+            .await;
+    }
     let analysis = {
         let (job, scale, threads) = (job.clone(), config.scale, config.threads);
+        let progress = Arc::clone(&progress);
         tokio::task::spawn_blocking(move || {
             let settings = Settings {
                 stride: job.stride,
@@ -134,7 +154,12 @@ async fn process(
                 threads,
             };
             let source = source::open(&job.video, SourceKind::Auto, scale)?;
-            analyze(source, &settings, &mut |_| {})
+            analyze(source, &settings, &mut |p| {
+                progress.done.store(p.pairs_done as u64, Ordering::Relaxed);
+                progress
+                    .total
+                    .store(p.pairs_total as u64, Ordering::Relaxed);
+            })
         })
     };
     tokio::pin!(analysis);
@@ -150,7 +175,12 @@ async fn process(
         };
         tokio::select! {
             r = &mut analysis => break r,
-            _ = ticker.tick() => touch(conn, id).await,
+            _ = ticker.tick() => {
+                touch(conn, id).await;
+                if let Some(c) = conn.as_mut() {
+                    beat.publish(c, Some((id, &job.video)), Some(&progress)).await;
+                }
+            }
             _ = shutdown.changed() => match shutdown.phase() {
                 Phase::Abort => return give_back(conn, id, priority, "second signal").await,
                 Phase::Draining => deadline = deadline.or(Some(Instant::now() + config.grace)),
