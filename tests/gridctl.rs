@@ -210,3 +210,48 @@ fn status_watch_prints_one_object_per_refresh_with_a_rate() {
     assert_eq!(lines[1]["finished_per_minute"], 0.0);
     assert_eq!(lines[1]["workers"], serde_json::json!([]));
 }
+
+#[test]
+fn plot_draws_four_traces_with_invalid_entries_marked() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |f: u64, valid: bool| {
+        let sim = if valid {
+            [1.01, 0.001, 5.0 + f as f64, -2.0]
+        } else {
+            [1.0, 0.0, 0.0, 0.0]
+        };
+        serde_json::json!({"frameNumber": f, "opticalFlow": {"similarity": sim, "valid": valid}})
+    };
+    let doc = serde_json::json!({
+        "frameStats": [entry(1, true), entry(11, false), entry(21, true), entry(31, false), entry(41, true)],
+        "movie": {"NumFrames": 50, "Duration": 1.668},
+    });
+    let json = dir.path().join("x_optical_flow.json");
+    std::fs::write(&json, doc.to_string()).unwrap();
+    let out = gridctl(&server, &["plot", json.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(&out).contains("plotted 5 entries"));
+    let svg = std::fs::read_to_string(dir.path().join("x_optical_flow.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "an SVG document");
+    for caption in ["scale", "theta (rad)", "tx (px)", "ty (px)", "seconds"] {
+        assert!(svg.contains(caption), "{caption} missing");
+    }
+    assert_eq!(
+        svg.matches("#DC0000").count(),
+        2 * 4,
+        "each invalid entry marked on each panel"
+    );
+
+    let png = dir.path().join("x.png");
+    let out = gridctl(
+        &server,
+        &["plot", json.to_str().unwrap(), "-o", png.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rsvg-convert"));
+}

@@ -6,6 +6,7 @@ pub mod beanstalk;
 pub mod cli;
 pub mod config;
 pub mod paths;
+pub mod plot;
 pub mod process;
 pub mod shutdown;
 pub mod wire;

@@ -61,6 +61,10 @@ pub struct AnalyzeArgs {
     #[arg(long, short)]
     output: Option<PathBuf>,
 
+    /// Also plot the motion (scale, theta, tx, ty against time) into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+
     /// Only fetch and decode the frames the analysis would need, then print one JSON line
     /// of counts and timing instead of the document: the floor under the analysis's cost.
     #[arg(long)]
@@ -133,6 +137,10 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         "done"
     );
     let text = analysis.document.to_json_pretty();
+    if let Some(plot) = &args.plot {
+        let doc: serde_json::Value = serde_json::from_str(&text)?;
+        common::plot::plot(&doc, plot, common::plot::Axis::Time, &args.video)?;
+    }
     match &args.output {
         Some(path) => write_atomically(path, text.as_bytes()),
         None => std::io::stdout()

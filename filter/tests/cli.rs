@@ -292,3 +292,23 @@ fn an_empty_frame_range_exits_21() {
         "nothing to analyse",
     );
 }
+
+#[test]
+fn analyze_can_plot_the_motion() {
+    let video = clip("cli-640-60.mov", 640, 360, 60);
+    let svg = scratch("plot.svg");
+    let out = analyze(&[
+        video.to_str().unwrap(),
+        "--scale",
+        "0.5",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("theta (rad)"));
+}

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
+use common::plot::{plot_file, Axis};
 
 mod control;
 mod failures;
@@ -65,6 +66,17 @@ enum Command {
     Resume,
     /// Hand out no new job and wait until none is in progress (maintenance).
     Drain,
+    /// Plot scale, theta, tx and ty of an _optical_flow.json (SVG; invalid entries in red).
+    Plot {
+        /// The _optical_flow.json file.
+        file: std::path::PathBuf,
+        /// The SVG to write [default: FILE with .svg instead of .json].
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        /// Plot against frame number instead of seconds.
+        #[arg(long)]
+        by_frame: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +101,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Pause { secs } => control::pause(&config, secs).await,
             Command::Resume => control::resume(&config).await,
             Command::Drain => control::drain(&config).await,
+            Command::Plot {
+                file,
+                output,
+                by_frame,
+            } => {
+                let output = output.unwrap_or_else(|| file.with_extension("svg"));
+                let axis = if by_frame { Axis::Frame } else { Axis::Time };
+                let n = plot_file(&file, &output, axis)?;
+                println!("plotted {n} entries to {}", output.display());
+                Ok(())
+            }
         }
     })?;
     Ok(ExitCode::SUCCESS)
