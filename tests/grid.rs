@@ -634,3 +634,98 @@ fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
     assert_eq!((records[0].attempt, records[1].attempt), (1, 2));
     assert_eq!(records[1].action, "buried");
 }
+
+/// `GET /metrics` from a process's `--metrics` endpoint, if it is up yet.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn filter_and_sink_serve_prometheus_metrics() {
+    let world = World::new(&[("CAMHDA301-20170614T180000.mov", 45)]);
+    assert!(stdout(&world.queue(&[])).contains("queued 1"));
+    let (fp, sp) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
+    let fm = format!("127.0.0.1:{fp}");
+    let args = [
+        "--scale",
+        "0.5",
+        "--threads",
+        "1",
+        "--exit-when-idle",
+        "30",
+        "--metrics",
+        &fm,
+    ];
+    let _filter = Proc::start(
+        "filter-metrics",
+        "filter",
+        &args,
+        &world.env(),
+        &world.logs(),
+    );
+    let co = world.checkout();
+    let sm = format!("127.0.0.1:{sp}");
+    let sargs = [
+        "--checkout",
+        co.to_str().unwrap(),
+        "--commit-every",
+        "1",
+        "--exit-when-idle",
+        "30",
+        "--metrics",
+        &sm,
+    ];
+    let _sink = Proc::start("sink-metrics", "sink", &sargs, &world.env(), &world.logs());
+    let start = Instant::now();
+    loop {
+        let done = scrape(fp).and_then(|f| metric(&f, "camhd_filter_jobs_done_total"));
+        let committed = scrape(sp).and_then(|s| metric(&s, "camhd_sink_results_committed_total"));
+        if (done, committed) == (Some(1.0), Some(1.0)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "metrics never showed the job"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let f = scrape(fp).unwrap();
+    assert!(f.starts_with("HTTP/1.1 200 OK"), "{f}");
+    assert_eq!(
+        metric(&f, "camhd_filter_frames_analysed_total"),
+        Some(5.0),
+        "{f}"
+    );
+    assert_eq!(
+        metric(&f, "camhd_filter_video_seconds_count"),
+        Some(1.0),
+        "{f}"
+    );
+    assert_eq!(
+        metric(&f, "camhd_filter_jobs_failed_total"),
+        Some(0.0),
+        "{f}"
+    );
+    let s = scrape(sp).unwrap();
+    assert_eq!(
+        metric(&s, "camhd_sink_commit_seconds_count"),
+        Some(1.0),
+        "{s}"
+    );
+    assert!(
+        metric(&s, "camhd_sink_commit_seconds_sum").unwrap_or(0.0) > 0.0,
+        "{s}"
+    );
+}

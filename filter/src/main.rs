@@ -72,6 +72,11 @@ struct Cli {
     )]
     spool: PathBuf,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (jobs done, failed, released;
+    /// frames analysed; seconds per video).
+    #[arg(long, env = "FILTER_METRICS", value_name = "ADDR")]
+    metrics: Option<String>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -117,6 +122,9 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let totals = runtime.block_on(async {
         let shutdown = Shutdown::on_signals()?;
+        if let Some(addr) = &cli.metrics {
+            common::metrics::serve(addr, std::sync::Arc::new(worker::metrics::render)).await?;
+        }
         tracing::info!(server = %config.grid.server, tube = %config.grid.jobs_tube(), jobs = config.jobs, threads = config.threads, "filter worker started");
         anyhow::Ok(worker::run(config, shutdown).await)
     })?;

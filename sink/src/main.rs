@@ -48,6 +48,10 @@ struct Cli {
     #[arg(long, env = "SINK_EXIT_WHEN_IDLE", value_name = "SECS")]
     exit_when_idle: Option<u64>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (results committed, commit latency).
+    #[arg(long, env = "SINK_METRICS", value_name = "ADDR")]
+    metrics: Option<String>,
+
     /// Author of the commits.
     #[arg(
         long,
@@ -72,6 +76,9 @@ fn main() -> ExitCode {
         let runtime = tokio::runtime::Runtime::new()?;
         let totals = runtime.block_on(async {
             let shutdown = Shutdown::on_signals()?;
+            if let Some(addr) = &cli.metrics {
+                common::metrics::serve(addr, std::sync::Arc::new(run::metrics::render)).await?;
+            }
             run::run(&config, &checkout, shutdown).await
         })?;
         tracing::info!(

@@ -83,6 +83,35 @@ impl Pusher {
     }
 }
 
+/// The sink's Prometheus metrics (`sink --metrics ADDR`).
+pub mod metrics {
+    use common::metrics::Metric;
+
+    /// Results committed (written or kept).
+    pub static RESULTS: Metric = Metric::counter(
+        "camhd_sink_results_committed_total",
+        "Results committed and deleted from the tube.",
+    );
+    /// Results buried.
+    pub static BURIED: Metric = Metric::counter(
+        "camhd_sink_results_buried_total",
+        "Results buried for a bad body or path.",
+    );
+    /// Seconds spent committing.
+    pub static COMMIT_SECONDS: Metric = Metric::counter(
+        "camhd_sink_commit_seconds_sum",
+        "Seconds spent in git add and commit (divide by _count).",
+    );
+    /// Commits made.
+    pub static COMMITS: Metric =
+        Metric::counter("camhd_sink_commit_seconds_count", "Commits made.");
+
+    /// All of them, in the text format.
+    pub fn render() -> String {
+        common::metrics::render(&[&RESULTS, &BURIED, &COMMIT_SECONDS, &COMMITS])
+    }
+}
+
 /// After a failed commit, its results come back this many seconds later.
 const COMMIT_RETRY_SECS: u32 = 10;
 
@@ -240,6 +269,7 @@ async fn bury(
 ) -> anyhow::Result<Option<Pending>> {
     client.bury(id, 0).await.context("burying a result")?;
     totals.buried += 1;
+    metrics::BURIED.inc();
     Ok(None)
 }
 
@@ -257,9 +287,12 @@ async fn flush(
     for p in batch.iter() {
         message.push_str(&format!("- {}\n", p.video));
     }
+    let started = Instant::now();
     match checkout.commit(&paths, &message) {
         Ok(commit) => {
             if let Some(id) = &commit {
+                metrics::COMMITS.inc();
+                metrics::COMMIT_SECONDS.add(started.elapsed().as_secs_f64());
                 totals.commits += 1;
                 pusher.pending = true;
                 tracing::info!(commit = %id, results = batch.len(), "committed");
@@ -275,6 +308,7 @@ async fn flush(
             return;
         }
     }
+    metrics::RESULTS.add(batch.len() as f64);
     for p in batch.drain(..) {
         if let Err(e) = client.delete(p.id).await {
             tracing::warn!(job = p.id, error = %e, "could not delete a committed result");

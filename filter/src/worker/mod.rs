@@ -39,6 +39,52 @@ pub struct WorkerConfig {
     pub host: String,
 }
 
+/// The worker's Prometheus metrics (`filter --metrics ADDR`).
+pub mod metrics {
+    use common::metrics::Metric;
+
+    /// Jobs whose result was delivered.
+    pub static JOBS_DONE: Metric = Metric::counter(
+        "camhd_filter_jobs_done_total",
+        "Jobs whose result was delivered.",
+    );
+    /// Jobs released to be retried.
+    pub static JOBS_RELEASED: Metric = Metric::counter(
+        "camhd_filter_jobs_released_total",
+        "Jobs released after a transient failure.",
+    );
+    /// Jobs buried.
+    pub static JOBS_FAILED: Metric = Metric::counter(
+        "camhd_filter_jobs_failed_total",
+        "Jobs buried after a permanent failure.",
+    );
+    /// Frame pairs analysed.
+    pub static FRAMES: Metric = Metric::counter(
+        "camhd_filter_frames_analysed_total",
+        "Frame pairs analysed.",
+    );
+    /// Seconds spent analysing videos.
+    pub static VIDEO_SECONDS: Metric = Metric::counter(
+        "camhd_filter_video_seconds_sum",
+        "Seconds spent analysing videos (divide by _count).",
+    );
+    /// Videos analysed.
+    pub static VIDEOS: Metric =
+        Metric::counter("camhd_filter_video_seconds_count", "Videos analysed.");
+
+    /// All of them, in the text format.
+    pub fn render() -> String {
+        common::metrics::render(&[
+            &JOBS_DONE,
+            &JOBS_RELEASED,
+            &JOBS_FAILED,
+            &FRAMES,
+            &VIDEO_SECONDS,
+            &VIDEOS,
+        ])
+    }
+}
+
 /// Counts for the final report.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Totals {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::heartbeat::{Beat, Progress};
 use super::outcome::{decide, JobError, Outcome};
-use super::{Totals, WorkerConfig};
+use super::{metrics, Totals, WorkerConfig};
 use crate::source::{self, SourceKind};
 use crate::{analyze, Settings};
 
@@ -77,9 +77,18 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
                     .instrument(span)
                     .await
                 {
-                    Some(Outcome::Delete) => totals.done += 1,
-                    Some(Outcome::Release { .. }) => totals.released += 1,
-                    Some(Outcome::Bury) => totals.buried += 1,
+                    Some(Outcome::Delete) => {
+                        totals.done += 1;
+                        metrics::JOBS_DONE.inc();
+                    }
+                    Some(Outcome::Release { .. }) => {
+                        totals.released += 1;
+                        metrics::JOBS_RELEASED.inc();
+                    }
+                    Some(Outcome::Bury) => {
+                        totals.buried += 1;
+                        metrics::JOBS_FAILED.inc();
+                    }
                     None => {}
                 }
                 idle_since = Instant::now();
@@ -241,6 +250,9 @@ async fn deliver(
     config: &WorkerConfig,
     shutdown: &Shutdown,
 ) -> Result<(), JobError> {
+    metrics::FRAMES.add(analysis.document.frame_stats.len() as f64);
+    metrics::VIDEO_SECONDS.add(analysis.stats.elapsed.as_secs_f64());
+    metrics::VIDEOS.inc();
     let result = JobResult {
         version: WIRE_VERSION,
         job: job.clone(),
