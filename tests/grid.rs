@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use testkit::git::{git, metadata_checkout};
 use testkit::{bin, Beanstalkd};
 
 const DAY: &str = "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14";
@@ -84,23 +85,7 @@ impl World {
 
     fn with_server(server: Beanstalkd, clips: &[(&str, u32)]) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let checkout = dir.path().join("checkout");
-        std::fs::create_dir_all(&checkout).unwrap();
-        std::fs::write(checkout.join("README.md"), "# CamHD motion metadata\n").unwrap();
-        git(&checkout, &["init", "-q"]);
-        git(&checkout, &["add", "README.md"]);
-        git(
-            &checkout,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-qm",
-                "init",
-            ],
-        );
+        metadata_checkout(dir.path());
         let day = dir.path().join("archive/files").join(DAY);
         std::fs::create_dir_all(&day).unwrap();
         for (name, frames) in clips {
@@ -221,21 +206,6 @@ impl World {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -349,15 +319,7 @@ fn a_filter_killed_mid_job_loses_nothing() {
     assert!(stdout(&cmd.output().unwrap()).contains("queued 1"));
 
     let mut doomed = world.filter("filter-doomed", 30);
-    let start = Instant::now();
-    while world.status()["jobs"]["reserved"] != 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the job was never reserved"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    world.wait_reserved();
     doomed.child.kill().unwrap(); // SIGKILL
     doomed.child.wait().unwrap();
     assert_eq!(

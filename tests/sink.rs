@@ -3,43 +3,12 @@
 //! refuses a folder that is not the metadata checkout.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::beanstalk::{Client, PutOptions};
 use common::wire::{ComputedBy, Job, JobResult, WIRE_VERSION};
+use testkit::git::{git, metadata_checkout};
 use testkit::{bin, Beanstalkd};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn checkout(dir: &Path) -> std::path::PathBuf {
-    let co = dir.join("checkout");
-    std::fs::create_dir_all(&co).unwrap();
-    std::fs::write(co.join("README.md"), "# metadata\n").unwrap();
-    git(&co, &["init", "-q"]);
-    git(&co, &["add", "."]);
-    git(
-        &co,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    );
-    co
-}
 
 fn result(output: &str, marker: u64, force: bool) -> Vec<u8> {
     let job = Job {
@@ -65,6 +34,10 @@ fn result(output: &str, marker: u64, force: bool) -> Vec<u8> {
 }
 
 fn sink(server: &Beanstalkd, co: &Path) -> Output {
+    sink_with(server, co, &[])
+}
+
+fn sink_with(server: &Beanstalkd, co: &Path, extra: &[&str]) -> Output {
     bin::command("sink")
         .args([
             "--checkout",
@@ -74,6 +47,7 @@ fn sink(server: &Beanstalkd, co: &Path) -> Output {
             "--exit-when-idle",
             "2",
         ])
+        .args(extra)
         .env("GRID_SERVER", server.addr())
         .env("GRID_NAMESPACE", "s")
         .output()
@@ -93,7 +67,7 @@ async fn put_all(server: &Beanstalkd, bodies: &[Vec<u8>]) -> Client {
 async fn the_sink_writes_only_what_is_safe_and_new() {
     let server = Beanstalkd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let co = checkout(dir.path());
+    let co = metadata_checkout(dir.path());
     let good = "RS03ASHS/2017/06/14/a_optical_flow.json";
     let mut c = put_all(
         &server,
@@ -153,7 +127,7 @@ fn the_sink_refuses_anything_but_a_metadata_checkout() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a git work tree"));
 
-    let co = checkout(dir.path());
+    let co = metadata_checkout(dir.path());
     std::fs::remove_file(co.join("README.md")).unwrap();
     let out = sink(&server, &co);
     assert!(
@@ -167,7 +141,7 @@ fn the_sink_refuses_anything_but_a_metadata_checkout() {
 fn only_one_sink_may_write_a_checkout() {
     let server = Beanstalkd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let co = checkout(dir.path());
+    let co = metadata_checkout(dir.path());
     let mut first = bin::command("sink")
         .args(["--checkout", co.to_str().unwrap(), "--exit-when-idle", "5"])
         .env("GRID_SERVER", server.addr())
@@ -190,7 +164,7 @@ fn only_one_sink_may_write_a_checkout() {
 async fn the_sink_pushes_after_committing_and_survives_a_broken_remote() {
     let server = Beanstalkd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let co = checkout(dir.path());
+    let co = metadata_checkout(dir.path());
     let bare = dir.path().join("remote.git");
     git(
         dir.path(),
@@ -198,22 +172,7 @@ async fn the_sink_pushes_after_committing_and_survives_a_broken_remote() {
     );
     git(&co, &["remote", "add", "origin", bare.to_str().unwrap()]);
     git(&co, &["remote", "add", "broken", "/nonexistent/remote.git"]);
-    let run = |remote: &str| {
-        bin::command("sink")
-            .args([
-                "--checkout",
-                co.to_str().unwrap(),
-                "--commit-every",
-                "1",
-                "--exit-when-idle",
-                "2",
-            ])
-            .args(["--push", remote])
-            .env("GRID_SERVER", server.addr())
-            .env("GRID_NAMESPACE", "s")
-            .output()
-            .unwrap()
-    };
+    let run = |remote: &str| sink_with(&server, &co, &["--push", remote]);
     put_all(&server, &[result("a/b_optical_flow.json", 1, false)]).await;
     let out = run("origin");
     assert!(
@@ -244,7 +203,7 @@ async fn the_sink_pushes_after_committing_and_survives_a_broken_remote() {
 async fn a_sink_killed_at_any_moment_loses_nothing_and_commits_nothing_twice() {
     let server = Beanstalkd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let co = checkout(dir.path());
+    let co = metadata_checkout(dir.path());
     let outputs: Vec<String> = (0..40)
         .map(|i| format!("d/v{i:02}_optical_flow.json"))
         .collect();

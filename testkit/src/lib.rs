@@ -3,6 +3,7 @@
 
 mod beanstalkd;
 pub mod bin;
+pub mod git;
 pub mod http;
 mod port;
 
