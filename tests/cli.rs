@@ -148,3 +148,28 @@ fn gridctl_status_counts_the_namespace_tubes() {
         "{text}"
     );
 }
+
+#[test]
+fn gridctl_status_of_a_namespace_the_server_lacks_says_so_and_exits_3() {
+    use common::beanstalk::{Client, PutOptions};
+    let server = Beanstalkd::start().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(&server.addr()).await.unwrap();
+        c.use_tube("survey.jobs").await.unwrap();
+        c.put(b"{}", PutOptions::default()).await.unwrap();
+    });
+    let out = run(
+        "gridctl",
+        &["--server", &server.addr(), "--namespace", "nope", "status"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("namespace \"nope\" has no tubes"), "{err}");
+    assert!(err.contains("namespaces there: survey"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nope.jobs"),
+        "the table is still printed"
+    );
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
-use common::config::GridArgs;
+use common::config::{GridArgs, GridConfig};
 use common::plot::{plot_file, Axis};
 
 mod control;
@@ -15,6 +15,9 @@ mod status;
 /// Look at and steer a camhd-grid: tube counts, server facts, failures.
 ///
 /// Every command talks only to the beanstalkd server; nothing else is shared.
+///
+/// Exit codes: 0 done, 1 failed, 2 bad arguments, 3 `status` of a namespace the server
+/// has no tubes for, 69 server unreachable.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -85,6 +88,9 @@ fn main() -> ExitCode {
     main_with(|| run(cli))
 }
 
+/// Exit code of `status` for a namespace the server has no tubes for.
+const NO_SUCH_NAMESPACE: u8 = 3;
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.grid.config();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -92,27 +98,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Status { json, watch } => status::run(&config, json, watch).await,
-            Command::Failed { json } => failures::list(&config, json).await,
-            Command::Retry { all, videos } => {
-                failures::retry(&config, all, &videos).await.map(drop)
-            }
-            Command::Peek { id } => control::peek(&config, id).await,
-            Command::Pause { secs } => control::pause(&config, secs).await,
-            Command::Resume => control::resume(&config).await,
-            Command::Drain => control::drain(&config).await,
-            Command::Plot {
-                file,
-                output,
-                by_frame,
-            } => {
-                let output = output.unwrap_or_else(|| file.with_extension("svg"));
-                let axis = if by_frame { Axis::Frame } else { Axis::Time };
-                let n = plot_file(&file, &output, axis)?;
-                println!("plotted {n} entries to {}", output.display());
-                Ok(())
-            }
+            Command::Status { json, watch } => match status::run(&config, json, watch).await? {
+                status::Found::Namespace => Ok(ExitCode::SUCCESS),
+                status::Found::NoSuchNamespace => Ok(ExitCode::from(NO_SUCH_NAMESPACE)),
+            },
+            other => command(&config, other).await.map(|()| ExitCode::SUCCESS),
         }
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The commands other than `status`.
+async fn command(config: &GridConfig, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Status { .. } => unreachable!("handled by run"),
+        Command::Failed { json } => failures::list(config, json).await,
+        Command::Retry { all, videos } => failures::retry(config, all, &videos).await.map(drop),
+        Command::Peek { id } => control::peek(config, id).await,
+        Command::Pause { secs } => control::pause(config, secs).await,
+        Command::Resume => control::resume(config).await,
+        Command::Drain => control::drain(config).await,
+        Command::Plot {
+            file,
+            output,
+            by_frame,
+        } => {
+            let output = output.unwrap_or_else(|| file.with_extension("svg"));
+            let axis = if by_frame { Axis::Frame } else { Axis::Time };
+            let n = plot_file(&file, &output, axis)?;
+            println!("plotted {n} entries to {}", output.display());
+            Ok(())
+        }
+    }
 }

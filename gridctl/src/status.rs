@@ -65,9 +65,20 @@ struct Snapshot {
     eta_seconds: Option<f64>,
 }
 
+/// What a one-shot `status` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The namespace has tubes or workers.
+    Namespace,
+    /// The server knows nothing of the namespace (exit code 3).
+    NoSuchNamespace,
+}
+
 /// Prints the snapshot as a table, or as one JSON object with `json`; with `watch`,
 /// again every so many seconds (redrawn in place, or one JSON object per refresh).
-pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow::Result<()> {
+/// A one-shot status of a namespace the server has no tubes for says so on stderr,
+/// naming the namespaces it does have.
+pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow::Result<Found> {
     let mut client = config.connect().await?;
     let mut history: VecDeque<(Instant, u64)> = VecDeque::new();
     loop {
@@ -97,7 +108,19 @@ pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow:
         out.flush()?;
         match watch {
             Some(secs) => tokio::time::sleep(Duration::from_secs(secs.max(1))).await,
-            None => return Ok(()),
+            None if snap.jobs.exists || snap.results.exists || !snap.workers.is_empty() => {
+                return Ok(Found::Namespace)
+            }
+            None => {
+                let others = namespaces(&mut client).await?;
+                eprintln!(
+                    "error: namespace {:?} has no tubes on {}: nothing was queued under it yet, or --namespace (GRID_NAMESPACE) is wrong; namespaces there: {}",
+                    config.namespace.to_string(),
+                    config.server,
+                    if others.is_empty() { "none".to_owned() } else { others.join(", ") }
+                );
+                return Ok(Found::NoSuchNamespace);
+            }
         }
     }
 }
@@ -121,6 +144,23 @@ async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Sn
         finished_per_minute: None,
         eta_seconds: None,
     })
+}
+
+/// The namespaces the server has jobs or results tubes for.
+async fn namespaces(client: &mut Client) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = client
+        .list_tubes()
+        .await?
+        .iter()
+        .filter_map(|t| {
+            t.strip_suffix(".jobs")
+                .or_else(|| t.strip_suffix(".results"))
+        })
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Every filter slot's heartbeat, from the status tubes.
