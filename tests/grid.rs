@@ -154,20 +154,22 @@ impl World {
     }
 
     fn filter(&self, name: &str, idle: u32) -> Proc {
+        self.filter_with(name, idle, &[])
+    }
+
+    /// A filter with the tests' settings (small scale, one thread, fast touches, a spool
+    /// in the world's temp dir) plus `extra` flags.
+    fn filter_with(&self, name: &str, idle: u32, extra: &[&str]) -> Proc {
         let idle = idle.to_string();
         let spool = self.dir.path().join("spool");
-        let args = [
-            "--scale",
-            "0.5",
-            "--threads",
-            "1",
-            "--ttr-touch",
-            "1",
+        let mut args = vec!["--scale", "0.5", "--threads", "1", "--ttr-touch", "1"];
+        args.extend([
             "--exit-when-idle",
             &idle,
             "--spool",
             spool.to_str().unwrap(),
-        ];
+        ]);
+        args.extend(extra);
         Proc::start(name, "filter", &args, &self.env(), &self.logs())
     }
 
@@ -401,20 +403,7 @@ fn a_result_too_big_for_the_server_is_spooled_then_delivered_after_a_restart() {
 impl World {
     /// A filter with its own grace period, started for signal tests.
     fn filter_with_grace(&self, name: &str, grace: u32) -> Proc {
-        let grace = grace.to_string();
-        let args = [
-            "--scale",
-            "0.5",
-            "--threads",
-            "1",
-            "--ttr-touch",
-            "1",
-            "--exit-when-idle",
-            "2",
-            "--grace",
-            &grace,
-        ];
-        Proc::start(name, "filter", &args, &self.env(), &self.logs())
+        self.filter_with(name, 2, &["--grace", &grace.to_string()])
     }
 
     fn wait_reserved(&self) {
@@ -561,17 +550,11 @@ fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
         c.use_tube("e2e.jobs").await.unwrap();
         c.put(&job.encode(), PutOptions::default()).await.unwrap()
     });
-    let args = [
-        "--max-attempts",
-        "2",
-        "--backoff",
-        "1",
-        "--exit-when-idle",
-        "5",
-        "--ttr-touch",
-        "1",
-    ];
-    let mut f = Proc::start("filter-retry", "filter", &args, &world.env(), &world.logs());
+    let mut f = world.filter_with(
+        "filter-retry",
+        5,
+        &["--max-attempts", "2", "--backoff", "1"],
+    );
     assert!(f.wait(Duration::from_secs(60)).success());
     let s = world.status();
     assert_eq!(s["jobs"]["buried"], 1, "buried after the last attempt: {s}");
@@ -620,23 +603,7 @@ fn filter_and_sink_serve_prometheus_metrics() {
     assert!(stdout(&world.queue(&[])).contains("queued 1"));
     let (fp, sp) = (testkit::free_port().unwrap(), testkit::free_port().unwrap());
     let fm = format!("127.0.0.1:{fp}");
-    let args = [
-        "--scale",
-        "0.5",
-        "--threads",
-        "1",
-        "--exit-when-idle",
-        "30",
-        "--metrics",
-        &fm,
-    ];
-    let _filter = Proc::start(
-        "filter-metrics",
-        "filter",
-        &args,
-        &world.env(),
-        &world.logs(),
-    );
+    let _filter = world.filter_with("filter-metrics", 30, &["--metrics", &fm]);
     let co = world.checkout();
     let sm = format!("127.0.0.1:{sp}");
     let sargs = [
