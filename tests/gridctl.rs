@@ -88,11 +88,19 @@ async fn failed_lists_buried_jobs_with_their_history_and_retry_puts_them_back() 
         (Some("a.mov"), Some(2))
     );
     assert_eq!(failed[0]["last_error"], "HTTP 503 again");
-    assert_eq!(failed[1]["host"], "desk-3");
-    let human = text(&gridctl(&server, &["failed"]));
+    assert_eq!(
+        (failed[1]["host"].as_str(), failed[1]["kind"].as_str()),
+        (Some("desk-3"), Some("job"))
+    );
+    let out = gridctl(&server, &["failed"]);
+    let human = text(&out);
     assert!(
         human.contains("b.mov") && human.contains("not a QuickTime"),
         "{human}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 record(s) of jobs that no longer exist"),
+        "c's record is stale"
     );
     assert_eq!(
         c.stats_tube("ops.failures")
@@ -101,6 +109,16 @@ async fn failed_lists_buried_jobs_with_their_history_and_retry_puts_them_back() 
             .current_jobs_ready,
         4,
         "records stay"
+    );
+    let out = gridctl(&server, &["failed", "--prune"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pruned 1 record(s)"));
+    assert_eq!(
+        c.stats_tube("ops.failures")
+            .await
+            .unwrap()
+            .current_jobs_ready,
+        3,
+        "only c's record went"
     );
 
     let out = gridctl(&server, &["retry", "a.mov"]);
@@ -120,7 +138,7 @@ async fn failed_lists_buried_jobs_with_their_history_and_retry_puts_them_back() 
     assert_eq!((s.current_jobs_ready, s.current_jobs_buried), (2, 0));
     assert_eq!(
         text(&gridctl(&server, &["failed"])).trim(),
-        "no failed jobs in ops.jobs"
+        "no failed jobs in ops.jobs or results in ops.results"
     );
 }
 
@@ -139,6 +157,107 @@ async fn peek_decodes_jobs_and_says_when_there_is_none() {
     let out = gridctl(&server, &["peek", "999999"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job 999999"));
+}
+
+#[tokio::test]
+async fn failed_waits_for_another_reader_and_says_when_the_list_may_be_short() {
+    let server = Beanstalkd::start().unwrap();
+    let (_c, _ids) = failed_world(&server).await;
+    // Another reader (standing in for a second `gridctl failed`) holds one record.
+    let mut other = Client::connect(&server.addr()).await.unwrap();
+    other.watch("ops.failures").await.unwrap();
+    let held = other.reserve_with_timeout(0).await.unwrap();
+
+    let reader = bin::command("gridctl")
+        .args(["failed", "--json"])
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", "ops")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let go only once gridctl is reading.
+    while other
+        .stats_tube("ops.failures")
+        .await
+        .unwrap()
+        .current_watching
+        < 2
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    other.release(held.id, 1024, 0).await.unwrap();
+    let out = reader.wait_with_output().unwrap();
+    let failed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let attempts: Vec<u64> = failed
+        .iter()
+        .map(|f| f["attempts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [2, 1], "every record counted: {failed:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A reader that never lets go: the list comes back, with a warning.
+    let held = other.reserve_with_timeout(0).await.unwrap();
+    let out = gridctl(&server, &["failed"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the list may be incomplete"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    other.release(held.id, 1024, 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn discard_deletes_only_buried_jobs_with_their_records() {
+    let server = Beanstalkd::start().unwrap();
+    let (mut c, ids) = failed_world(&server).await;
+    c.use_tube("ops.jobs").await.unwrap();
+    let ready = c
+        .put(
+            &Job::new("d.mov", "o_optical_flow.json").encode(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    let out = gridctl(&server, &["discard", &ids[0].to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text(&out).trim(), format!("discarded job {} a.mov", ids[0]));
+    assert!(matches!(
+        c.peek(ids[0]).await,
+        Err(common::beanstalk::Error::NotFound)
+    ));
+    assert_eq!(
+        c.stats_tube("ops.failures")
+            .await
+            .unwrap()
+            .current_jobs_ready,
+        2,
+        "a's two records went with it"
+    );
+
+    let out = gridctl(&server, &["discard", &ready.to_string(), "999999"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("job {ready} is ready in ops.jobs")),
+        "{err}"
+    );
+    assert!(err.contains("no job 999999"), "{err}");
+    assert!(
+        c.peek(ready).await.is_ok(),
+        "a ready job is never discarded"
+    );
 }
 
 #[tokio::test]
@@ -252,6 +371,71 @@ fn plot_draws_four_traces_with_invalid_entries_marked() {
         &server,
         &["plot", json.to_str().unwrap(), "-o", png.to_str().unwrap()],
     );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = Rgb::read(&png);
+    assert_eq!((image.width, image.height), (1200, 1000));
+    assert!(
+        image.count(0..1200, 0..40, |p| p[0] < 100 && p[1] < 100 && p[2] < 100) > 200,
+        "the title is drawn in dark glyphs"
+    );
+    // Panels are 240 px tall below the 40 px title: each has its blue trace and red marks.
+    for panel in 0..4 {
+        let rows = 40 + panel * 240..40 + (panel + 1) * 240;
+        // Sloped lines are anti-aliased: count bluish pixels, not only pure blue.
+        let blue = image.count(0..1200, rows.clone(), |[r, g, b]| {
+            b > 150 && r < 150 && g < 150 && b - r.max(g) > 60
+        });
+        let red = image.count(0..1200, rows, |p| p == [220, 0, 0]);
+        assert!(
+            blue > 100 && red > 20,
+            "panel {panel}: {blue} blue, {red} red pixels"
+        );
+    }
+
+    let out = gridctl(&server, &["plot", json.to_str().unwrap(), "-o", "x.pdf"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rsvg-convert"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name it FILE.svg or FILE.png"));
+}
+
+/// A decoded RGB(A) PNG.
+struct Rgb {
+    width: usize,
+    height: usize,
+    channels: usize,
+    pixels: Vec<u8>,
+}
+
+impl Rgb {
+    fn read(path: &std::path::Path) -> Rgb {
+        let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+        let mut reader = decoder.read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        assert_eq!(info.bit_depth, png::BitDepth::Eight);
+        Rgb {
+            width: info.width as usize,
+            height: info.height as usize,
+            channels: info.color_type.samples(),
+            pixels,
+        }
+    }
+
+    /// How many pixels in the rectangle satisfy `test` (given R, G, B).
+    fn count(
+        &self,
+        xs: std::ops::Range<usize>,
+        ys: std::ops::Range<usize>,
+        test: impl Fn([u8; 3]) -> bool,
+    ) -> usize {
+        ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let i = (y * self.width + x) * self.channels;
+                test([self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]])
+            })
+            .count()
+    }
 }

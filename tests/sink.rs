@@ -101,6 +101,7 @@ async fn the_sink_writes_only_what_is_safe_and_new() {
         2,
         "one commit for the batch"
     );
+    the_operator_sees_why_each_result_was_parked(&server);
 
     // A forced result replaces the file in a new commit; an unforced one changes nothing.
     c.put(&result(good, 5, true), PutOptions::default())
@@ -115,6 +116,36 @@ async fn the_sink_writes_only_what_is_safe_and_new() {
     assert_eq!(written["marker"], 5);
     assert_eq!(git(&co, &["log", "--oneline"]).lines().count(), 3);
     assert!(git(&co, &["status", "--porcelain"]).is_empty());
+}
+
+/// `gridctl failed` lists the three buried results with the sink's reasons.
+fn the_operator_sees_why_each_result_was_parked(server: &Beanstalkd) {
+    let out = bin::command("gridctl")
+        .args(["failed", "--json"])
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", "s")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let failed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut seen: Vec<(&str, &str)> = failed
+        .iter()
+        .map(|f| {
+            assert_eq!(f["kind"], "result", "{f}");
+            (
+                f["video"].as_str().unwrap(),
+                f["last_error"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 3, "{failed:?}");
+    assert_eq!(seen[0].0, "(unreadable)");
+    assert!(seen[0].1.starts_with("malformed result"), "{}", seen[0].1);
+    for (video, error) in &seen[1..] {
+        assert_eq!(*video, "/data/files/x.mov");
+        assert!(error.starts_with("not written:"), "{error}");
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@
 pub mod beanstalk;
 pub mod cli;
 pub mod config;
+pub mod host;
 pub mod metrics;
 pub mod paths;
 pub mod plot;

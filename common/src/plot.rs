@@ -1,12 +1,20 @@
 //! Motion traces for people: scale, theta, tx and ty of an `_optical_flow.json` against
-//! time or frame number, four panels in one SVG, invalid entries marked in red.
-//! Reads version 1.1 (`frameStats`) and the older 1.0 spelling (`frame_stats`).
+//! time or frame number, four panels in one SVG or PNG, invalid entries marked in red.
+//! Reads version 1.1 (`frameStats`) and the older 1.0 spelling (`frame_stats`). The
+//! labels use a font built into the binary, so plots need no system fonts.
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
+
+/// DejaVu Sans, cut down to Latin-1 and a few symbols (see `common/assets/README.md`).
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+
+/// The size of a plot in pixels (SVG user units).
+const SIZE: (u32, u32) = (1200, 1000);
 
 /// The colour of the marks for invalid entries.
 pub const INVALID: RGBColor = RGBColor(220, 0, 0);
@@ -20,6 +28,34 @@ pub struct Entry {
     pub similarity: [f64; 4],
     /// Whether the estimate is valid.
     pub valid: bool,
+}
+
+/// The kinds of file a plot is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Scalable, for browsers and papers.
+    Svg,
+    /// A bitmap, for chat, e-mail and slides.
+    Png,
+}
+
+impl Format {
+    /// The format named by `path`'s extension.
+    pub fn of(path: &Path) -> anyhow::Result<Format> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("svg") => Ok(Format::Svg),
+            Some("png") => Ok(Format::Png),
+            _ => bail!(
+                "cannot tell the plot format of {}: name it FILE.svg or FILE.png",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// The x axis.
@@ -75,7 +111,7 @@ fn fps(doc: &Value) -> f64 {
     }
 }
 
-/// Plots the document at `input` into the SVG file `output`.
+/// Plots the document at `input` into `output` (SVG or PNG, by its extension).
 pub fn plot_file(input: &Path, output: &Path, axis: Axis) -> anyhow::Result<usize> {
     let text =
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
@@ -84,56 +120,107 @@ pub fn plot_file(input: &Path, output: &Path, axis: Axis) -> anyhow::Result<usiz
     plot(&doc, output, axis, &input.display().to_string())
 }
 
-/// Plots `doc` into the SVG file `output`; returns how many entries were drawn.
+/// Plots `doc` into `output` (SVG or PNG, by its extension); returns how many entries
+/// were drawn.
 pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Result<usize> {
-    match output.extension().and_then(|e| e.to_str()) {
-        Some("svg") => {}
-        Some("png") => bail!("PNG output is not built yet (it needs font rendering); write .svg — browsers show it and `rsvg-convert -o plot.png plot.svg` converts it"),
-        _ => bail!("the plot file must end in .svg"),
-    }
+    let format = Format::of(output)?;
     let entries = entries(doc)?;
     if entries.is_empty() {
         bail!("the document has no entries to plot");
     }
-    let fps = fps(doc);
-    let x = |e: &Entry| match axis {
-        Axis::Time => (e.frame as f64 - 1.0) / fps,
-        Axis::Frame => e.frame as f64,
+    register_font();
+    let traces = Traces {
+        entries: &entries,
+        axis,
+        fps: fps(doc),
+        title,
     };
-    let (x0, x1) = (
-        x(&entries[0]),
-        x(&entries[entries.len() - 1]).max(x(&entries[0]) + 1e-9),
-    );
-    let root = SVGBackend::new(output, (1200, 1000)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err)?;
-    let (top, body) = root.split_vertically(40);
-    top.draw(&Text::new(title.to_owned(), (10, 10), ("sans-serif", 18)))
+    match format {
+        Format::Svg => traces.draw(SVGBackend::new(output, SIZE).into_drawing_area()),
+        Format::Png => traces.draw(BitMapBackend::new(output, SIZE).into_drawing_area()),
+    }
+    .with_context(|| format!("writing the plot {}", output.display()))?;
+    Ok(entries.len())
+}
+
+/// Makes the built-in font the "sans-serif" of every plot (once per process).
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            // The font is part of the binary; a bad one is a build mistake.
+            panic!("the built-in plot font is not a valid font");
+        }
+    });
+}
+
+/// What one plot shows.
+struct Traces<'a> {
+    entries: &'a [Entry],
+    axis: Axis,
+    fps: f64,
+    title: &'a str,
+}
+
+impl Traces<'_> {
+    fn x(&self, e: &Entry) -> f64 {
+        match self.axis {
+            Axis::Time => (e.frame as f64 - 1.0) / self.fps,
+            Axis::Frame => e.frame as f64,
+        }
+    }
+
+    /// Draws the title and the four panels on `root`, then writes the file.
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        root.fill(&WHITE).map_err(draw_err)?;
+        let (top, body) = root.split_vertically(40);
+        top.draw(&Text::new(
+            self.title.to_owned(),
+            (10, 10),
+            ("sans-serif", 18),
+        ))
         .map_err(draw_err)?;
-    let names = ["scale", "theta (rad)", "tx (px)", "ty (px)"];
-    for (i, panel) in body.split_evenly((4, 1)).iter().enumerate() {
+        for (i, panel) in body.split_evenly((4, 1)).iter().enumerate() {
+            self.panel(panel, i)?;
+        }
+        root.present().map_err(draw_err)
+    }
+
+    /// Panel `i`: component `i` of the similarity, invalid entries at the identity.
+    fn panel<DB: DrawingBackend>(
+        &self,
+        panel: &DrawingArea<DB, Shift>,
+        i: usize,
+    ) -> anyhow::Result<()> {
+        const NAMES: [&str; 4] = ["scale", "theta (rad)", "tx (px)", "ty (px)"];
+        let entries = self.entries;
+        let (x0, x1) = (
+            self.x(&entries[0]),
+            self.x(&entries[entries.len() - 1])
+                .max(self.x(&entries[0]) + 1e-9),
+        );
         let valid: Vec<(f64, f64)> = entries
             .iter()
             .filter(|e| e.valid)
-            .map(|e| (x(e), e.similarity[i]))
+            .map(|e| (self.x(e), e.similarity[i]))
             .collect();
-        let (mut lo, mut hi) = valid
+        let identity: f64 = [1.0, 0.0, 0.0, 0.0][i];
+        let (lo, hi) = valid
             .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), &(_, v)| (l.min(v), h.max(v)));
-        let identity = [1.0, 0.0, 0.0, 0.0][i];
-        lo = lo.min(identity);
-        hi = hi.max(identity);
+            .fold((identity, identity), |(l, h), &(_, v)| (l.min(v), h.max(v)));
         let pad = ((hi - lo) * 0.1).max(1e-6);
+        let last = i == 3;
         let mut chart = ChartBuilder::on(panel)
             .margin(8)
-            .x_label_area_size(if i == 3 { 30 } else { 10 })
+            .x_label_area_size(if last { 30 } else { 10 })
             .y_label_area_size(70)
-            .caption(names[i], ("sans-serif", 16))
+            .caption(NAMES[i], ("sans-serif", 16))
             .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))
             .map_err(draw_err)?;
         let mut mesh = chart.configure_mesh();
         mesh.light_line_style(WHITE.mix(0.0));
-        if i == 3 {
-            mesh.x_desc(match axis {
+        if last {
+            mesh.x_desc(match self.axis {
                 Axis::Time => "seconds",
                 Axis::Frame => "frame",
             });
@@ -147,12 +234,11 @@ pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Resu
                 entries
                     .iter()
                     .filter(|e| !e.valid)
-                    .map(|e| Circle::new((x(e), identity), 3, INVALID.filled())),
+                    .map(|e| Circle::new((self.x(e), identity), 3, INVALID.filled())),
             )
             .map_err(draw_err)?;
+        Ok(())
     }
-    root.present().map_err(draw_err)?;
-    Ok(entries.len())
 }
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

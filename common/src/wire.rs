@@ -126,7 +126,7 @@ pub struct Job {
 pub struct Failure {
     /// Always [`WIRE_VERSION`] when written by this build.
     pub version: u32,
-    /// The job's id in the jobs tube.
+    /// The id of what failed: a job (records by filters) or a result (by the sink).
     pub job_id: u64,
     /// The job's video.
     pub video: String,
@@ -138,7 +138,7 @@ pub struct Failure {
     pub action: String,
     /// The error, one line.
     pub error: String,
-    /// The filter's hostname.
+    /// The hostname of the filter (or sink) that wrote the record.
     pub host: String,
     /// When.
     pub at: DateTime<Utc>,

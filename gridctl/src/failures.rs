@@ -1,8 +1,11 @@
-//! `gridctl failed` and `gridctl retry`: the jobs that failed permanently, found through
-//! the failure records filters put into `<namespace>.failures` (every bury writes one),
-//! kept only while `stats-job` still finds the job buried.
+//! `gridctl failed`, `retry` and `discard`: the jobs and results parked as buried, joined
+//! with the failure records filters and the sink put into `<namespace>.failures` (every
+//! bury writes one). Records are read by reserving and releasing them, so they stay.
 
+use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
 
 use anyhow::Context;
 use common::beanstalk::{Client, Error as BsError, JobState};
@@ -10,61 +13,157 @@ use common::config::GridConfig;
 use common::wire::Failure;
 use serde::Serialize;
 
-/// One failed job with its history.
+/// What was parked: a job (the filters gave up on it) or a result (the sink would not
+/// write it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// In the jobs tube.
+    Job,
+    /// In the results tube.
+    Result,
+}
+
+/// One buried job or result with its history.
 #[derive(Debug, Serialize)]
 pub struct Failed {
-    /// The job's id.
+    /// The id of the buried job (or result).
     pub job_id: u64,
+    /// Job or result.
+    pub kind: Kind,
     /// The video.
     pub video: String,
     /// Attempts recorded.
     pub attempts: usize,
     /// The last error.
     pub last_error: String,
-    /// The filter that failed last.
+    /// The filter (or sink) that failed last.
     pub host: String,
     /// When it failed last.
     pub at: String,
 }
 
-/// Reads every failure record (reserving each and releasing it straight back, so the
-/// records stay for the next reader) and returns the jobs still buried.
-pub async fn buried_jobs(client: &mut Client, config: &GridConfig) -> anyhow::Result<Vec<Failed>> {
-    let tube = config.failures_tube();
-    client.watch(&tube).await?;
+/// Buried jobs a tube holds that no failure record explains (buried by hand, or their
+/// record was lost).
+#[derive(Debug)]
+pub struct Unrecorded {
+    /// The tube.
+    pub tube: String,
+    /// How many.
+    pub count: u64,
+    /// The first of them, for `gridctl peek`.
+    pub first: Option<u64>,
+}
+
+/// What `failed` found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Buried jobs and results with records, jobs first, oldest id first.
+    pub failed: Vec<Failed>,
+    /// Buried jobs without a record, per tube.
+    pub unrecorded: Vec<Unrecorded>,
+    /// False when another reader held records throughout, so some may be missing.
+    pub complete: bool,
+    /// Ids of records whose job no longer exists (done, or discarded).
+    pub stale_records: Vec<u64>,
+    /// Ids of the records of each listed job.
+    records_of: BTreeMap<u64, Vec<u64>>,
+}
+
+/// How many times to read again when another reader holds records.
+const READ_ROUNDS: u32 = 20;
+
+/// Every failure record, by the job it is about, each with its own id.
+struct Records {
+    by_job: BTreeMap<u64, Vec<(u64, Failure)>>,
+    complete: bool,
+}
+
+/// Reserves every record and releases it straight back. Another `gridctl` reading at the
+/// same moment holds some of them; then both let go and try again after a random pause,
+/// so one of them soon reads them all.
+async fn read_records(client: &mut Client, tube: &str) -> anyhow::Result<Records> {
+    client.watch(tube).await?;
     client.ignore("default").await?;
-    let mut held = Vec::new();
-    let mut by_job: BTreeMap<u64, Vec<Failure>> = BTreeMap::new();
-    loop {
-        match client.reserve_with_timeout(0).await {
-            Ok(job) => {
-                if let Ok(f) = Failure::decode(&job.body) {
-                    by_job.entry(f.job_id).or_default().push(f);
+    let mut by_job = BTreeMap::new();
+    for _ in 0..READ_ROUNDS {
+        by_job.clear();
+        let mut held = Vec::new();
+        loop {
+            match client.reserve_with_timeout(0).await {
+                Ok(job) => {
+                    if let Ok(f) = Failure::decode(&job.body) {
+                        by_job
+                            .entry(f.job_id)
+                            .or_insert_with(Vec::new)
+                            .push((job.id, f));
+                    }
+                    held.push(job.id);
                 }
-                held.push(job.id);
+                Err(BsError::TimedOut) => break,
+                Err(e) => return Err(e).context("reading failure records"),
             }
-            Err(BsError::TimedOut) => break,
+        }
+        let reserved = match client.stats_tube(tube).await {
+            Ok(s) => s.current_jobs_reserved,
+            Err(BsError::NotFound) => 0,
             Err(e) => return Err(e).context("reading failure records"),
+        };
+        for &id in &held {
+            client
+                .release(id, 1024, 0)
+                .await
+                .context("returning a failure record")?;
         }
-    }
-    for id in held {
-        client
-            .release(id, 1024, 0)
-            .await
-            .context("returning a failure record")?;
-    }
-    let mut failed = Vec::new();
-    for (job_id, mut records) in by_job {
-        match client.stats_job(job_id).await {
-            Ok(s) if s.state == JobState::Buried && s.tube == config.jobs_tube() => {}
-            Ok(_) | Err(BsError::NotFound) => continue,
-            Err(e) => return Err(e.into()),
+        if reserved <= held.len() as u64 {
+            return Ok(Records {
+                by_job,
+                complete: true,
+            });
         }
-        records.sort_by_key(|r| r.at);
+        tokio::time::sleep(jitter()).await;
+    }
+    Ok(Records {
+        by_job,
+        complete: false,
+    })
+}
+
+/// A pause of 20–200 ms, different in every process.
+fn jitter() -> Duration {
+    let random = RandomState::new().build_hasher().finish();
+    Duration::from_millis(20 + random % 180)
+}
+
+/// The buried jobs and results of the namespace, with their histories.
+pub async fn find(client: &mut Client, config: &GridConfig) -> anyhow::Result<Findings> {
+    let records = read_records(client, &config.failures_tube()).await?;
+    let (jobs, results) = (config.jobs_tube(), config.results_tube());
+    let mut found = Findings {
+        complete: records.complete,
+        ..Findings::default()
+    };
+    for (job_id, mut records) in records.by_job {
+        let kind = match client.stats_job(job_id).await {
+            Ok(s) if s.state == JobState::Buried && s.tube == jobs => Kind::Job,
+            Ok(s) if s.state == JobState::Buried && s.tube == results => Kind::Result,
+            // Being retried: its records stay, they count its attempts.
+            Ok(_) => continue,
+            Err(BsError::NotFound) => {
+                found.stale_records.extend(records.iter().map(|(id, _)| id));
+                continue;
+            }
+            Err(e) => return Err(e).context("looking up a failed job"),
+        };
+        records.sort_by_key(|(_, r)| r.at);
+        found
+            .records_of
+            .insert(job_id, records.iter().map(|(id, _)| *id).collect());
         let attempts = records.len();
-        if let Some(last) = records.pop() {
-            failed.push(Failed {
+        if let Some((_, last)) = records.pop() {
+            found.failed.push(Failed {
                 job_id,
+                kind,
                 video: last.video,
                 attempts,
                 last_error: last.error,
@@ -73,45 +172,138 @@ pub async fn buried_jobs(client: &mut Client, config: &GridConfig) -> anyhow::Re
             });
         }
     }
-    Ok(failed)
+    found
+        .failed
+        .sort_by_key(|f| (f.kind == Kind::Result, f.job_id));
+    for (tube, kind) in [(jobs, Kind::Job), (results, Kind::Result)] {
+        let listed = found.failed.iter().filter(|f| f.kind == kind).count() as u64;
+        if let Some(u) = unrecorded(client, tube, listed).await? {
+            found.unrecorded.push(u);
+        }
+    }
+    Ok(found)
 }
 
-/// `gridctl failed`.
-pub async fn list(config: &GridConfig, json: bool) -> anyhow::Result<()> {
+/// The buried jobs of `tube` beyond the `listed` ones that have records.
+async fn unrecorded(
+    client: &mut Client,
+    tube: String,
+    listed: u64,
+) -> anyhow::Result<Option<Unrecorded>> {
+    let buried = match client.stats_tube(&tube).await {
+        Ok(s) => s.current_jobs_buried,
+        Err(BsError::NotFound) => 0,
+        Err(e) => return Err(e).with_context(|| format!("reading the stats of {tube}")),
+    };
+    if buried <= listed {
+        return Ok(None);
+    }
+    client.use_tube(&tube).await?;
+    let first = client.peek_buried().await.ok().map(|j| j.id);
+    Ok(Some(Unrecorded {
+        tube,
+        count: buried - listed,
+        first,
+    }))
+}
+
+/// `gridctl failed`: lists them; with `prune`, deletes the records of jobs that are gone.
+pub async fn list(config: &GridConfig, json: bool, prune: bool) -> anyhow::Result<()> {
     let mut client = config.connect().await?;
-    let failed = buried_jobs(&mut client, config).await?;
+    let found = find(&mut client, config).await?;
     if json {
-        println!("{}", serde_json::to_string(&failed)?);
-        return Ok(());
+        println!("{}", serde_json::to_string(&found.failed)?);
+    } else {
+        print_failed(config, &found.failed);
     }
-    if failed.is_empty() {
-        println!("no failed jobs in {}", config.jobs_tube());
-    }
-    for f in &failed {
-        println!(
-            "job {}  {}\n  {} attempt(s), last at {} on {}: {}",
-            f.job_id, f.video, f.attempts, f.at, f.host, f.last_error
+    warn_incomplete(&found);
+    if prune {
+        let pruned = delete_records(&mut client, &found.stale_records).await?;
+        eprintln!("pruned {pruned} record(s) of jobs that no longer exist");
+    } else if !found.stale_records.is_empty() && !json {
+        eprintln!(
+            "({} record(s) of jobs that no longer exist; `gridctl failed --prune` deletes them)",
+            found.stale_records.len()
         );
     }
     Ok(())
 }
 
-/// `gridctl retry`: kicks the failed jobs whose video is in `videos` (all with `all`).
+fn print_failed(config: &GridConfig, failed: &[Failed]) {
+    if failed.is_empty() {
+        println!(
+            "no failed jobs in {} or results in {}",
+            config.jobs_tube(),
+            config.results_tube()
+        );
+    }
+    for f in failed {
+        let (kind, attempts) = match f.kind {
+            Kind::Job => ("job", format!("{} attempt(s), last", f.attempts)),
+            Kind::Result => ("result", "not written by the sink".to_owned()),
+        };
+        println!(
+            "{kind} {}  {}\n  {attempts} at {} on {}: {}",
+            f.job_id, f.video, f.at, f.host, f.last_error
+        );
+    }
+}
+
+/// Says on stderr what the list may be missing.
+fn warn_incomplete(found: &Findings) {
+    for u in &found.unrecorded {
+        let first = u
+            .first
+            .map(|id| format!(" (`gridctl peek {id}` shows the first)"))
+            .unwrap_or_default();
+        eprintln!(
+            "{} more buried in {} without a failure record{first}",
+            u.count, u.tube
+        );
+    }
+    if !found.complete {
+        eprintln!("another gridctl held some failure records the whole time; the list may be incomplete — run it again");
+    }
+}
+
+/// Deletes failure records; returns how many were deleted (another reader may hold some).
+async fn delete_records(client: &mut Client, ids: &[u64]) -> anyhow::Result<usize> {
+    let mut deleted = 0;
+    for &id in ids {
+        match client.delete(id).await {
+            Ok(()) => deleted += 1,
+            Err(BsError::NotFound) => {}
+            Err(e) => return Err(e).context("deleting a failure record"),
+        }
+    }
+    Ok(deleted)
+}
+
+/// `gridctl retry`: kicks the failed jobs and results whose video is in `videos` (all
+/// with `all`).
 pub async fn retry(config: &GridConfig, all: bool, videos: &[String]) -> anyhow::Result<usize> {
     let mut client = config.connect().await?;
-    let failed = buried_jobs(&mut client, config).await?;
+    let found = find(&mut client, config).await?;
     let mut kicked = 0;
-    for f in failed.iter().filter(|f| all || videos.contains(&f.video)) {
+    for f in found
+        .failed
+        .iter()
+        .filter(|f| all || videos.contains(&f.video))
+    {
         client
             .kick_job(f.job_id)
             .await
             .with_context(|| format!("kicking job {}", f.job_id))?;
-        println!("retrying job {} {}", f.job_id, f.video);
+        let kind = match f.kind {
+            Kind::Job => "job",
+            Kind::Result => "result",
+        };
+        println!("retrying {kind} {} {}", f.job_id, f.video);
         kicked += 1;
     }
     let missing: Vec<&String> = videos
         .iter()
-        .filter(|v| !failed.iter().any(|f| &f.video == *v))
+        .filter(|v| !found.failed.iter().any(|f| &f.video == *v))
         .collect();
     for v in &missing {
         eprintln!("not a failed job: {v}");
@@ -123,4 +315,47 @@ pub async fn retry(config: &GridConfig, all: bool, videos: &[String]) -> anyhow:
         missing.len()
     );
     Ok(kicked)
+}
+
+/// `gridctl discard JOB-ID...`: deletes buried jobs or results of this namespace and
+/// their failure records. Anything not buried is refused, so a running job is never
+/// deleted by a typo.
+pub async fn discard(config: &GridConfig, ids: &[u64]) -> anyhow::Result<()> {
+    let mut client = config.connect().await?;
+    let found = find(&mut client, config).await?;
+    let (jobs, results) = (config.jobs_tube(), config.results_tube());
+    let mut refused = 0;
+    for &id in ids {
+        let stats = match client.stats_job(id).await {
+            Ok(s) => s,
+            Err(BsError::NotFound) => {
+                eprintln!("no job {id} on {}", config.server);
+                refused += 1;
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("looking up job {id}")),
+        };
+        if stats.state != JobState::Buried || (stats.tube != jobs && stats.tube != results) {
+            eprintln!(
+                "job {id} is {} in {}; only buried jobs of {jobs} and {results} are discarded",
+                stats.state, stats.tube
+            );
+            refused += 1;
+            continue;
+        }
+        client
+            .delete(id)
+            .await
+            .with_context(|| format!("deleting job {id}"))?;
+        let records = found.records_of.get(&id).map_or(&[][..], Vec::as_slice);
+        delete_records(&mut client, records).await?;
+        let video = found
+            .failed
+            .iter()
+            .find(|f| f.job_id == id)
+            .map_or("", |f| f.video.as_str());
+        println!("discarded job {id} {video}");
+    }
+    anyhow::ensure!(refused == 0, "{refused} job(s) not discarded");
+    Ok(())
 }

@@ -39,20 +39,33 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         watch: Option<u64>,
     },
-    /// Every job that failed permanently: attempts, last error, host, when.
+    /// Every job that failed permanently, and every result the sink would not write:
+    /// attempts, last error, host, when.
     Failed {
         /// Print a JSON array instead of text.
         #[arg(long)]
         json: bool,
+        /// Also delete the failure records of jobs that no longer exist (done or discarded).
+        #[arg(long)]
+        prune: bool,
     },
-    /// Put failed jobs back to be tried again.
+    /// Put failed jobs (and parked results) back to be tried again.
     Retry {
-        /// Every failed job.
+        /// Every failed job and result.
         #[arg(long, conflicts_with = "videos")]
         all: bool,
         /// The videos (as in `gridctl failed`) whose jobs to retry.
         #[arg(required_unless_present = "all", value_name = "VIDEO")]
         videos: Vec<String>,
+    },
+    /// Delete failed jobs or parked results for good, with their failure records.
+    ///
+    /// Only buried jobs of this namespace are deleted. A discarded job's video is queued
+    /// again by the next queuer run if its JSON is still missing.
+    Discard {
+        /// The ids, as `gridctl failed` shows them.
+        #[arg(required = true, value_name = "JOB-ID")]
+        ids: Vec<u64>,
     },
     /// Show one job or result, decoded.
     Peek {
@@ -69,11 +82,11 @@ enum Command {
     Resume,
     /// Hand out no new job and wait until none is in progress (maintenance).
     Drain,
-    /// Plot scale, theta, tx and ty of an _optical_flow.json (SVG; invalid entries in red).
+    /// Plot scale, theta, tx and ty of an _optical_flow.json (SVG or PNG; invalid entries in red).
     Plot {
         /// The _optical_flow.json file.
         file: std::path::PathBuf,
-        /// The SVG to write [default: FILE with .svg instead of .json].
+        /// The SVG or PNG file to write [default: FILE with .svg instead of .json].
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
         /// Plot against frame number instead of seconds.
@@ -111,8 +124,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn command(config: &GridConfig, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Status { .. } => unreachable!("handled by run"),
-        Command::Failed { json } => failures::list(config, json).await,
+        Command::Failed { json, prune } => failures::list(config, json, prune).await,
         Command::Retry { all, videos } => failures::retry(config, all, &videos).await.map(drop),
+        Command::Discard { ids } => failures::discard(config, &ids).await,
         Command::Peek { id } => control::peek(config, id).await,
         Command::Pause { secs } => control::pause(config, secs).await,
         Command::Resume => control::resume(config).await,

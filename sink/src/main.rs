@@ -71,6 +71,7 @@ fn main() -> ExitCode {
             commit_every: Duration::from_secs(cli.commit_every),
             push: cli.push.clone(),
             exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),
+            host: common::host::hostname(),
         };
         let checkout = checkout::Checkout::open(&cli.checkout, &cli.author)?;
         let runtime = tokio::runtime::Runtime::new()?;

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::beanstalk::{Client, Error as BsError, Job};
+use chrono::Utc;
+use common::beanstalk::{Client, Error as BsError, Job, PutOptions};
 use common::config::GridConfig;
 use common::paths::resolve_output;
 use common::shutdown::Shutdown;
-use common::wire::JobResult;
+use common::wire::{Failure, JobResult, WIRE_VERSION};
 
 use crate::checkout::Checkout;
 
@@ -28,6 +29,8 @@ pub struct SinkConfig {
     pub push: Option<String>,
     /// Exit after this long with nothing to do.
     pub exit_when_idle: Option<Duration>,
+    /// This machine's name, for failure records.
+    pub host: String,
 }
 
 /// Counts for the final report.
@@ -112,6 +115,10 @@ pub mod metrics {
     }
 }
 
+/// The video and output of a failure record whose result could not be decoded (as the
+/// filters write it for a malformed job).
+const UNREADABLE: &str = "(unreadable)";
+
 /// After a failed commit, its results come back this many seconds later.
 const COMMIT_RETRY_SECS: u32 = 10;
 
@@ -184,7 +191,7 @@ pub async fn run(
                 if batch.is_empty() {
                     batch_started = Instant::now();
                 }
-                if let Some(p) = take(client, checkout, job, &mut totals).await? {
+                if let Some(p) = take(client, config, checkout, job, &mut totals).await? {
                     batch.push(p);
                 }
             }
@@ -226,6 +233,7 @@ async fn connect(config: &SinkConfig) -> anyhow::Result<Client> {
 /// Writes (or keeps) one result; buries what must never be written.
 async fn take(
     client: &mut Client,
+    config: &SinkConfig,
     checkout: &Checkout,
     job: Job,
     totals: &mut Totals,
@@ -234,7 +242,9 @@ async fn take(
         Ok(r) => r,
         Err(e) => {
             tracing::error!(job = job.id, error = %e, "burying a malformed result");
-            return bury(client, job.id, totals).await;
+            let error = format!("malformed result: {e}");
+            bury(client, config, job.id, None, error, totals).await;
+            return Ok(None);
         }
     };
     let video = result.job.video.clone();
@@ -242,7 +252,9 @@ async fn take(
         Ok(p) => p,
         Err(e) => {
             tracing::error!(job = job.id, video = %video, error = %e, "burying a result with a hostile path");
-            return bury(client, job.id, totals).await;
+            let error = format!("not written: {e}");
+            bury(client, config, job.id, Some(&result.job), error, totals).await;
+            return Ok(None);
         }
     };
     if path.exists() && !result.job.force {
@@ -262,15 +274,41 @@ async fn take(
     }))
 }
 
+/// Parks a result that must never be written, with a failure record saying why for
+/// `gridctl failed`. A failure here leaves the result reserved: it comes back with the
+/// connection or its TTR, and is judged again.
 async fn bury(
     client: &mut Client,
+    config: &SinkConfig,
     id: u64,
+    job: Option<&common::wire::Job>,
+    error: String,
     totals: &mut Totals,
-) -> anyhow::Result<Option<Pending>> {
-    client.bury(id, 0).await.context("burying a result")?;
-    totals.buried += 1;
-    metrics::BURIED.inc();
-    Ok(None)
+) {
+    let record = Failure {
+        version: WIRE_VERSION,
+        job_id: id,
+        video: job.map_or_else(|| UNREADABLE.into(), |j| j.video.clone()),
+        output: job.map_or_else(|| UNREADABLE.into(), |j| j.output.clone()),
+        attempt: 1,
+        action: "buried".into(),
+        error: error.replace('\n', " "),
+        host: config.host.clone(),
+        at: Utc::now(),
+    };
+    let tube = config.grid.failures_tube();
+    let parked = async {
+        client.use_tube(&tube).await?;
+        client.put(&record.encode(), PutOptions::default()).await?;
+        client.bury(id, 0).await
+    };
+    match parked.await {
+        Ok(()) => {
+            totals.buried += 1;
+            metrics::BURIED.inc();
+        }
+        Err(e) => tracing::warn!(job = id, error = %e, "could not bury the result"),
+    }
 }
 
 /// Commits the batch, then deletes its results. A failed commit leaves them reserved

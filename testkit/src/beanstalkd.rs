@@ -112,6 +112,7 @@ impl Beanstalkd {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     last = Some(e);
+                    self.kill();
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
@@ -180,11 +181,28 @@ impl Beanstalkd {
         self.wait_ready()
     }
 
+    /// Waits until our own child answers on the port. Another test's server may hold the
+    /// same port (a free port can be handed out twice); answering `stats` with another
+    /// pid, it is a conflict to retry on a new port, not a ready server.
     fn wait_ready(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
+        let own = self.child.as_ref().map(Child::id);
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
+            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                match server_pid(stream) {
+                    Ok(pid) if Some(pid) == own => return Ok(()),
+                    Ok(pid) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrInUse,
+                            format!(
+                                "port {} belongs to another beanstalkd (pid {pid})",
+                                self.port
+                            ),
+                        ))
+                    }
+                    // Accepting but not answering yet.
+                    Err(_) => {}
+                }
             }
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
@@ -202,6 +220,26 @@ impl Beanstalkd {
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The pid the beanstalkd behind `stream` reports in `stats`.
+fn server_pid(mut stream: TcpStream) -> io::Result<u32> {
+    use std::io::{BufRead, BufReader, Write};
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"stats\r\n")?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no stats"));
+        }
+        if let Some(pid) = line.trim().strip_prefix("pid: ") {
+            return pid
+                .parse()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad pid in stats"));
         }
     }
 }
