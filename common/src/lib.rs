@@ -2,6 +2,7 @@
 //! jobs and results, the `--server`/`--namespace` configuration, and the glue that turns
 //! a `run()` into a process exit code.
 
+pub mod backoff;
 pub mod beanstalk;
 pub mod cli;
 pub mod config;

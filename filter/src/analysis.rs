@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use rayon::prelude::*;
 
-use crate::decode::{analysis_size, decode_image, GreyImage, ProresDecoder};
+use crate::decode::{analysis_size, decode_image, DecoderChoice, GreyImage, ProresDecoder};
 use crate::document::*;
 use crate::motion::{self, Estimate, MotionConfig, Similarity};
 use crate::plan::{plan, Pair, Plan, PlanError};
+use crate::prores::ReducedDecoder;
 use crate::source::{Fetched, FrameSource, Payload, VideoInfo};
 use crate::AnalysisError;
 
@@ -36,6 +37,8 @@ pub struct Settings {
     pub img_scale: f64,
     /// Worker threads.
     pub threads: usize,
+    /// Which ProRes decoder to use.
+    pub decoder: DecoderChoice,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             stop: -1,
             img_scale: 0.25,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            decoder: DecoderChoice::Auto,
         }
     }
 }
@@ -106,7 +110,7 @@ pub fn analyze(
     let prefetch = spawn_prefetch(source, frame_lists, tx, Arc::clone(&fetched_bytes));
 
     let pool = worker_pool(threads)?;
-    let decoders = Decoders::new(&info, settings.img_scale, threads);
+    let decoders = Decoders::new(&info, settings, threads);
     let motion_cfg = MotionConfig::new(info.width, info.height, settings.img_scale);
 
     // Block i's frames are decoded while block i-1's pairs, whose frames are all
@@ -190,7 +194,7 @@ pub fn decode_only(
     let (tx, rx) = mpsc::sync_channel(2);
     let prefetch = spawn_prefetch(source, lists, tx, Arc::clone(&fetched_bytes));
     let pool = worker_pool(threads)?;
-    let decoders = Decoders::new(&info, settings.img_scale, threads);
+    let decoders = Decoders::new(&info, settings, threads);
     let mut frames_decoded = 0;
     for _ in 0..blocks {
         let fetched = rx
@@ -241,12 +245,19 @@ fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, AnalysisError> {
         .map_err(|e| AnalysisError::Internal(format!("starting worker threads: {e}")))
 }
 
-/// Pairs run in parallel on our pool; OpenCV's own thread pool inside each call would
-/// only contend with it (measured: flow took twice as long with it on).
-fn single_threaded_opencv() {
-    if let Err(e) = opencv::core::set_num_threads(1) {
-        tracing::warn!(error = %e, "could not limit OpenCV to one thread per call");
-    }
+/// Makes every OpenCV call run on its calling thread, once per process. Pairs run in
+/// parallel on our pool; OpenCV's own thread pool inside each call would only contend
+/// with it (measured: flow took twice as long with it on). Call it before any other
+/// OpenCV use: reconfiguring OpenCV's pool while another thread is inside one of its
+/// parallel loops crashes the process (seen as a SIGSEGV in libtbb when two analyses
+/// started at once).
+pub fn single_threaded_opencv() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = opencv::core::set_num_threads(1) {
+            tracing::warn!(error = %e, "could not limit OpenCV to one thread per call");
+        }
+    });
 }
 
 /// For each block, the needed frames it is the first to need.
@@ -286,8 +297,31 @@ fn spawn_prefetch(
         .unwrap_or_else(|e| panic!("cannot start the prefetch thread: {e}"))
 }
 
-/// One ProRes decoder per worker thread, made on first use.
+/// The reduced decoder, when the settings allow it: only at 1/4 and 1/8, where it is
+/// several times faster than libav (at 1/2 it is not).
+fn reduced_decoder(info: &VideoInfo, settings: &Settings) -> Option<ReducedDecoder> {
+    if settings.decoder != DecoderChoice::Auto {
+        return None;
+    }
+    let factor = 1.0 / settings.img_scale;
+    [4, 8]
+        .into_iter()
+        .find(|&k| (factor - k as f64).abs() < 1e-9)
+        .and_then(|k| ReducedDecoder::new(k, info.width, info.height).ok())
+}
+
+/// The name of the decoder recorded in the document.
+fn decoder_name(info: &VideoInfo, settings: &Settings) -> &'static str {
+    match reduced_decoder(info, settings) {
+        Some(_) => "reduced-dct",
+        None => "libav",
+    }
+}
+
+/// One libav ProRes decoder per worker thread, made on first use, behind the reduced
+/// decoder where the scale allows it.
 struct Decoders {
+    reduced: Option<ReducedDecoder>,
     slots: Vec<Mutex<Option<ProresDecoder>>>,
     codec: [u8; 4],
     width: u32,
@@ -297,8 +331,10 @@ struct Decoders {
 }
 
 impl Decoders {
-    fn new(info: &VideoInfo, scale: f64, threads: usize) -> Decoders {
+    fn new(info: &VideoInfo, settings: &Settings, threads: usize) -> Decoders {
+        let scale = settings.img_scale;
         Decoders {
+            reduced: reduced_decoder(info, settings),
             slots: (0..threads).map(|_| Mutex::new(None)).collect(),
             codec: info.codec,
             width: info.width,
@@ -312,6 +348,11 @@ impl Decoders {
         match payload.as_ref().map_err(Clone::clone)? {
             Payload::Image(bytes) => decode_image(bytes, self.target.0, self.target.1),
             Payload::Prores(bytes) => {
+                // Whatever the reduced decoder declines or finds damaged, libav decodes
+                // (or reports) instead.
+                if let Some(Ok(image)) = self.reduced.as_ref().map(|r| r.decode(bytes)) {
+                    return Ok(image);
+                }
                 let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
                 let mut guard = self.slots[slot].lock().unwrap_or_else(|p| p.into_inner());
                 if guard.is_none() {
@@ -413,6 +454,7 @@ fn assemble(
             stop: settings.stop,
             pair_gap: PAIR_GAP,
             img_scale: settings.img_scale,
+            decoder: decoder_name(info, settings).into(),
             valid_entries,
         },
     }

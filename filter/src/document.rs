@@ -191,6 +191,9 @@ pub struct AnalysisInfo {
     /// The analysis scale.
     #[serde(rename = "imgScale")]
     pub img_scale: f64,
+    /// The ProRes decoder: "reduced-dct" (luma from its lowest DCT frequencies, libav
+    /// for frames it declines) or "libav".
+    pub decoder: String,
     /// Entries with `valid: true`.
     #[serde(rename = "validEntries")]
     pub valid_entries: usize,
@@ -207,15 +210,7 @@ impl OpticalFlowDocument {
     }
 }
 
-/// This machine's name, for `hostinfo`.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
-}
+pub use common::host::hostname;
 
 /// The processor's model name, for `hostinfo`.
 pub fn cpu_model() -> String {

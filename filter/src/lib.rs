@@ -8,6 +8,7 @@ pub mod document;
 mod error;
 pub mod motion;
 pub mod plan;
+pub mod prores;
 pub mod source;
 pub mod worker;
 

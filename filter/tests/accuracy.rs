@@ -3,6 +3,7 @@
 
 mod support;
 
+use filter::decode::DecoderChoice;
 use filter::document::OpticalFlowDocument;
 use filter::source::{self, SourceKind};
 use filter::{analyze, Settings};
@@ -20,11 +21,21 @@ struct Errors {
 }
 
 fn run(path: &std::path::Path, stride: u32, scale: f64) -> OpticalFlowDocument {
+    run_with(path, stride, scale, DecoderChoice::Auto)
+}
+
+fn run_with(
+    path: &std::path::Path,
+    stride: u32,
+    scale: f64,
+    decoder: DecoderChoice,
+) -> OpticalFlowDocument {
     let video = source::open(path.to_str().expect("utf-8 path"), SourceKind::File, scale)
         .expect("opening the clip");
     let settings = Settings {
         stride,
         img_scale: scale,
+        decoder,
         ..Settings::default()
     };
     analyze(video, &settings, &mut |_| {})
@@ -81,14 +92,21 @@ fn a_640x360_clip_at_half_scale_matches_the_ground_truth() {
 fn a_1080p_clip_at_the_default_scale_matches_the_ground_truth() {
     // Short: pan, tilt and the start of the zoom, as CamHD's own moves are.
     let path = clip("scripted-1080.mov", 1920, 1080, 140);
-    let doc = run(&path, 10, 0.25);
-    let e = errors(&doc, 1920);
-    eprintln!("1920x1080 @0.25: {e:?}");
-    assert_eq!(e.invalid_but_lit, 0, "{e:?}");
-    // A quarter of an analysis pixel (4 full-resolution pixels each). Measured: 0.10 px.
-    assert!(e.translation < 1.0, "{e:?}");
-    assert!(e.scale < 1e-3, "{e:?}");
-    assert!(e.theta < 1e-3, "{e:?}");
+    // The default decoder here is the reduced one; libav is the reference.
+    for (decoder, name) in [
+        (DecoderChoice::Auto, "reduced-dct"),
+        (DecoderChoice::Libav, "libav"),
+    ] {
+        let doc = run_with(&path, 10, 0.25, decoder);
+        assert_eq!(doc.analysis.decoder, name);
+        let e = errors(&doc, 1920);
+        eprintln!("1920x1080 @0.25 with {name}: {e:?}");
+        assert_eq!(e.invalid_but_lit, 0, "{name}: {e:?}");
+        // A quarter of an analysis pixel (4 full-resolution pixels each). Measured: 0.10 px.
+        assert!(e.translation < 1.0, "{name}: {e:?}");
+        assert!(e.scale < 1e-3, "{name}: {e:?}");
+        assert!(e.theta < 1e-3, "{name}: {e:?}");
+    }
 }
 
 #[test]

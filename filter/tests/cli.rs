@@ -110,6 +110,10 @@ fn the_document_has_the_reference_shape() {
         (a["pairGap"].as_u64(), a["imgScale"].as_f64()),
         (Some(10), Some(0.5))
     );
+    assert_eq!(
+        a["decoder"], "libav",
+        "the reduced decoder is used at 1/4 and 1/8 only"
+    );
 
     let stats = doc["frameStats"].as_array().unwrap();
     let numbers: Vec<u64> = stats
@@ -311,4 +315,44 @@ fn analyze_can_plot_the_motion() {
     );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("theta (rad)"));
+}
+
+#[test]
+fn a_plot_never_costs_the_document() {
+    let video = clip("cli-640-60.mov", 640, 360, 60);
+    let json = scratch("plot-first_optical_flow.json");
+    let run = |plot: &str| {
+        analyze(&[
+            video.to_str().unwrap(),
+            "--scale",
+            "0.5",
+            "--output",
+            json.to_str().unwrap(),
+            "--plot",
+            plot,
+        ])
+    };
+
+    // A name that is neither .svg nor .png is refused before any analysis.
+    assert_fails(&run("motion.pdf"), 1, "name it FILE.svg or FILE.png");
+    assert!(!json.exists());
+
+    // PNG works, next to the document.
+    let png = scratch("motion.png");
+    let out = run(png.to_str().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&png)
+        .unwrap()
+        .starts_with(b"\x89PNG\r\n\x1a\n"));
+
+    // A plot that cannot be written fails the command, but the document is there.
+    std::fs::remove_file(&json).unwrap();
+    let out = run(scratch("no-such-dir/motion.png").to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writing the plot"));
+    assert!(json.exists(), "the document was written before the plot");
 }

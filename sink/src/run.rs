@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
+use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError, Job, PutOptions};
 use common::config::GridConfig;
 use common::paths::resolve_output;
@@ -52,7 +53,7 @@ struct Pusher {
     remote: Option<String>,
     pending: bool,
     next_try: Instant,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl Pusher {
@@ -61,7 +62,7 @@ impl Pusher {
             remote,
             pending: false,
             next_try: Instant::now(),
-            backoff: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_secs(5), Duration::from_secs(600)),
         }
     }
 
@@ -75,12 +76,12 @@ impl Pusher {
             Ok(()) => {
                 tracing::info!(remote = %remote, "pushed");
                 self.pending = false;
-                self.backoff = Duration::from_secs(5);
+                self.backoff.reset();
             }
             Err(e) => {
-                tracing::warn!(remote = %remote, retry_in = self.backoff.as_secs(), error = %format!("{e:#}"), "push failed; will retry");
-                self.next_try = Instant::now() + self.backoff;
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(600));
+                let delay = self.backoff.next_delay();
+                tracing::warn!(remote = %remote, retry_in = delay.as_secs(), error = %format!("{e:#}"), "push failed; will retry");
+                self.next_try = Instant::now() + delay;
             }
         }
     }
@@ -142,20 +143,19 @@ pub async fn run(
     let mut idle_since = Instant::now();
     let mut conn: Option<Client> = None;
     let mut pusher = Pusher::new(config.push.clone());
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::reconnect();
     loop {
         let client = match conn.as_mut() {
             Some(c) => c,
             None => match connect(config).await {
                 Ok(c) => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     conn.insert(c)
                 }
                 Err(e) if shutdown.stopping() => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "reconnecting");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tokio::time::sleep(backoff.next_delay()).await;
                     continue;
                 }
             },

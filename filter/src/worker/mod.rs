@@ -25,6 +25,8 @@ pub struct WorkerConfig {
     pub threads: usize,
     /// The analysis scale.
     pub scale: f64,
+    /// Which ProRes decoder to use.
+    pub decoder: crate::decode::DecoderChoice,
     /// How often a held job is touched.
     pub touch_every: Duration,
     /// How long running jobs may finish after SIGTERM before they are released.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
+use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError, Job as Reserved, PutOptions};
 use common::shutdown::{Phase, Shutdown};
 use common::wire::{ComputedBy, Failure, Job, JobResult, WIRE_VERSION};
@@ -30,7 +31,7 @@ const SPOOL_RETRY: Duration = Duration::from_secs(60);
 pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> Totals {
     let mut totals = Totals::default();
     let mut conn: Option<Client> = None;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::reconnect();
     let mut idle_since = Instant::now();
     let mut spool_checked: Option<Instant> = None;
     let mut beat = Beat::new(&config, index);
@@ -39,7 +40,7 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
             Some(c) => c,
             None => match connect(&config).await {
                 Ok(c) => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     let c = conn.insert(c);
                     beat.publish(c, None, None).await;
                     c
@@ -47,10 +48,9 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
                 Err(e) => {
                     tracing::warn!(slot = index, error = %format!("{e:#}"), "reconnecting");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                         _ = shutdown.changed() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
             },
@@ -153,6 +153,7 @@ async fn process(
     }
     let analysis = {
         let (job, scale, threads) = (job.clone(), config.scale, config.threads);
+        let decoder = config.decoder;
         let progress = Arc::clone(&progress);
         tokio::task::spawn_blocking(move || {
             let settings = Settings {
@@ -161,6 +162,7 @@ async fn process(
                 stop: job.stop,
                 img_scale: scale,
                 threads,
+                decoder,
             };
             let source = source::open(&job.video, SourceKind::Auto, scale)?;
             analyze(source, &settings, &mut |p| {

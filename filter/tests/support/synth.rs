@@ -68,6 +68,8 @@ pub fn scripted(n: u64, width: u32) -> Pose {
 
 /// Renders `frames` frames of `width` x `height` along `path` into a ProRes 422 `.mov`.
 pub fn render(path: &Path, width: u32, height: u32, frames: u64, pose: impl Fn(u64) -> Pose) {
+    // Before any OpenCV call here: other test threads run analyses at the same time.
+    filter::analysis::single_threaded_opencv();
     let texture = texture(width as i32 * 3, height as i32 * 3, 7);
     let mut ffmpeg = Command::new("ffmpeg")
         .args([

@@ -1,0 +1,553 @@
+//! A ProRes decoder that makes only what the analysis needs: the luma plane, reduced by 2,
+//! 4 or 8 straight from the DCT coefficients. ProRes codes each slice's luma coefficients
+//! by frequency across all of its blocks, lowest first, so decoding stops after the few
+//! lowest; chroma is never read and no full 8x8 inverse transform runs. libav remains the
+//! decoder for everything this one declines (interlaced frames, other scales).
+//!
+//! Bitstream layout as in SMPTE RDD 36; checked against libav's full decode in
+//! `filter/tests/decoders.rs`.
+
+use crate::decode::GreyImage;
+
+/// Why a frame was not decoded here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProresError {
+    /// A valid frame this decoder does not handle; libav should decode it.
+    #[error("not handled by the reduced decoder: {0}")]
+    Unsupported(&'static str),
+    /// The frame is damaged.
+    #[error("corrupt ProRes frame: {0}")]
+    Corrupt(&'static str),
+}
+
+/// The progressive scan: the n-th coded coefficient of a block and its raster index. Its
+/// first 4 entries are the 2x2 lowest frequencies, its first 16 the 4x4 lowest.
+const PROGRESSIVE_SCAN: [u8; 64] = [
+    0, 1, 8, 9, 2, 3, 10, 11, 16, 17, 24, 25, 18, 19, 26, 27, 4, 5, 12, 20, 13, 6, 7, 14, 21, 28,
+    29, 22, 15, 23, 30, 31, 32, 33, 40, 48, 41, 34, 35, 42, 49, 56, 57, 50, 43, 36, 37, 44, 51, 58,
+    59, 52, 45, 38, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+];
+
+/// Codebook of the first DC coefficient of a slice.
+const FIRST_DC_CODEBOOK: u8 = 0xB8;
+/// Codebooks of the other DC differences, chosen by the previous code.
+const DC_CODEBOOK: [u8; 7] = [0x04, 0x28, 0x28, 0x4D, 0x4D, 0x70, 0x70];
+/// Codebooks of AC runs, chosen by the previous run.
+const RUN_CODEBOOK: [u8; 16] = [
+    0x06, 0x06, 0x05, 0x05, 0x04, 0x29, 0x29, 0x29, 0x29, 0x28, 0x28, 0x28, 0x28, 0x28, 0x28, 0x4C,
+];
+/// Codebooks of AC levels, chosen by the previous level.
+const LEVEL_CODEBOOK: [u8; 10] = [0x04, 0x0A, 0x05, 0x06, 0x04, 0x28, 0x28, 0x28, 0x28, 0x4C];
+
+/// Most luma blocks a slice holds (8 macroblocks of 4).
+const MAX_SLICE_BLOCKS: usize = 32;
+
+/// Decodes ProRes luma reduced by a fixed factor.
+#[derive(Debug, Clone)]
+pub struct ReducedDecoder {
+    /// Output pixels per 8x8 block, per side: 8 / factor.
+    per_block: usize,
+    /// Lowest frequencies used per side.
+    freqs: usize,
+    /// `weights[q * freqs + u]`: how much frequency `u` moves the mean of output pixel
+    /// `q` of a block row, with the DCT's normalisation folded in.
+    weights: Vec<f32>,
+    /// 10-bit video-range luma to full-range 8-bit grey.
+    lut: Vec<u8>,
+    /// The video's frame size; a frame that says otherwise is damaged.
+    size: (usize, usize),
+}
+
+impl ReducedDecoder {
+    /// A decoder for frames of `width` x `height` giving 1/`factor` of each; `factor` is
+    /// 2, 4 or 8.
+    pub fn new(factor: usize, width: u32, height: u32) -> Result<ReducedDecoder, ProresError> {
+        if !matches!(factor, 2 | 4 | 8) {
+            return Err(ProresError::Unsupported("reduction other than 2, 4 or 8"));
+        }
+        let per_block = 8 / factor;
+        let freqs = per_block;
+        let mut weights = vec![0f32; per_block * freqs];
+        for q in 0..per_block {
+            for u in 0..freqs {
+                let norm = if u == 0 { (1.0f64 / 8.0).sqrt() } else { 0.5 };
+                let mean: f64 = (q * factor..(q + 1) * factor)
+                    .map(|x| ((2 * x + 1) as f64 * u as f64 * std::f64::consts::PI / 16.0).cos())
+                    .sum::<f64>()
+                    / factor as f64;
+                weights[q * freqs + u] = (norm * mean) as f32;
+            }
+        }
+        Ok(ReducedDecoder {
+            per_block,
+            freqs,
+            weights,
+            lut: crate::decode::grey_lut(10, false),
+            size: (width as usize, height as usize),
+        })
+    }
+
+    /// Decodes one frame (a whole `icpf` atom) to grey, `width / factor` by
+    /// `height / factor`. Damage is found where it breaks the bitstream's structure; a
+    /// changed coefficient value gives a changed picture, as with any decoder.
+    pub fn decode(&self, packet: &[u8]) -> Result<GreyImage, ProresError> {
+        let frame = FrameHeader::parse(packet)?;
+        if (frame.width, frame.height) != self.size {
+            return Err(ProresError::Corrupt("frame size differs from the video's"));
+        }
+        let factor = 8 / self.per_block;
+        let (ow, oh) = (frame.width / factor, frame.height / factor);
+        // Whole macroblocks, cropped when written out.
+        let (mbs_x, mbs_y) = (frame.width.div_ceil(16), frame.height.div_ceil(16));
+        let stride = mbs_x * 2 * self.per_block;
+        let mut plane = vec![0f32; stride * mbs_y * 2 * self.per_block];
+        let picture = &packet[frame.picture_offset..];
+        let slices = PictureHeader::parse(picture, mbs_x, mbs_y)?;
+        let mut coeffs = [[0i32; 16]; MAX_SLICE_BLOCKS];
+        for slice in &slices {
+            let data = picture
+                .get(slice.offset..slice.offset + slice.size)
+                .ok_or(ProresError::Corrupt("slice past the end of the frame"))?;
+            let (luma, qscale) = slice_luma(data)?;
+            let blocks = slice.mbs * 4;
+            let needed = self.freqs * self.freqs;
+            for c in coeffs.iter_mut().take(blocks) {
+                *c = [0; 16];
+            }
+            decode_luma(luma, blocks, needed, self.freqs, &mut coeffs)?;
+            for (b, c) in coeffs.iter().take(blocks).enumerate() {
+                let (mb, within) = (b / 4, b % 4);
+                let bx = (slice.mb_x + mb) * 2 + within % 2;
+                let by = slice.mb_y * 2 + within / 2;
+                self.put_block(c, &frame.luma_qmat, qscale, &mut plane, stride, bx, by);
+            }
+        }
+        Ok(self.to_grey(&plane, stride, ow, oh))
+    }
+
+    /// Dequantises one block's lowest frequencies and writes its reduced pixels.
+    #[allow(clippy::too_many_arguments)]
+    fn put_block(
+        &self,
+        coeffs: &[i32; 16],
+        qmat: &[u8; 64],
+        qscale: i32,
+        plane: &mut [f32],
+        stride: usize,
+        bx: usize,
+        by: usize,
+    ) {
+        let (n, f) = (self.per_block, self.freqs);
+        // Rows first: tmp[v][qx] = sum over u of F[v][u] * w[qx][u].
+        let mut tmp = [0f32; 4 * 4];
+        for v in 0..f {
+            for qx in 0..n {
+                let mut acc = 0f32;
+                for u in 0..f {
+                    let q = (qmat[v * 8 + u] as i32 * qscale) as f32;
+                    acc += coeffs[v * f + u] as f32 * q * self.weights[qx * f + u];
+                }
+                tmp[v * n + qx] = acc;
+            }
+        }
+        for qy in 0..n {
+            let row = &mut plane[(by * n + qy) * stride + bx * n..][..n];
+            for (qx, out) in row.iter_mut().enumerate() {
+                let mut acc = 0f32;
+                for v in 0..f {
+                    acc += tmp[v * n + qx] * self.weights[qy * f + v];
+                }
+                *out = acc;
+            }
+        }
+    }
+
+    /// Crops the reduced plane and maps it to grey.
+    fn to_grey(&self, plane: &[f32], stride: usize, width: usize, height: usize) -> GreyImage {
+        let last = self.lut.len() - 1;
+        let mut data = Vec::with_capacity(width * height);
+        for row in plane.chunks_exact(stride).take(height) {
+            data.extend(row[..width].iter().map(|&v| {
+                // ProRes codes luma as signed around mid-grey, 8x the 10-bit sample in
+                // the DC of this normalisation.
+                let sample = (v / 4.0 + 512.0).round().clamp(0.0, last as f32);
+                self.lut[sample as usize]
+            }));
+        }
+        GreyImage {
+            width,
+            height,
+            data,
+        }
+    }
+}
+
+/// What the frame header says that the luma needs.
+struct FrameHeader {
+    width: usize,
+    height: usize,
+    luma_qmat: [u8; 64],
+    /// Where the (first) picture starts in the packet.
+    picture_offset: usize,
+}
+
+impl FrameHeader {
+    fn parse(packet: &[u8]) -> Result<FrameHeader, ProresError> {
+        if packet.len() < 28 || &packet[4..8] != b"icpf" {
+            return Err(ProresError::Corrupt("no icpf frame atom"));
+        }
+        let h = &packet[8..];
+        let header_size = be16(h, 0) as usize;
+        if header_size < 20 || header_size > h.len() {
+            return Err(ProresError::Corrupt("frame header size"));
+        }
+        if be16(h, 2) >= 2 {
+            return Err(ProresError::Unsupported("frame header version 2 or later"));
+        }
+        if (h[12] >> 2) & 3 != 0 {
+            return Err(ProresError::Unsupported("interlaced frame"));
+        }
+        let mut luma_qmat = [4u8; 64];
+        if h[19] & 2 != 0 {
+            let m = h
+                .get(20..84)
+                .filter(|_| header_size >= 84)
+                .ok_or(ProresError::Corrupt(
+                    "frame header too small for its matrix",
+                ))?;
+            luma_qmat.copy_from_slice(m);
+        }
+        Ok(FrameHeader {
+            width: be16(h, 8) as usize,
+            height: be16(h, 10) as usize,
+            luma_qmat,
+            picture_offset: 8 + header_size,
+        })
+    }
+}
+
+/// One slice: where its bytes are (from the picture's start) and which macroblocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slice {
+    offset: usize,
+    size: usize,
+    mb_x: usize,
+    mb_y: usize,
+    mbs: usize,
+}
+
+struct PictureHeader;
+
+impl PictureHeader {
+    /// The slices of the picture at the start of `picture`, in coded order.
+    fn parse(picture: &[u8], mbs_x: usize, mbs_y: usize) -> Result<Vec<Slice>, ProresError> {
+        let header_size =
+            (*picture.first().ok_or(ProresError::Corrupt("no picture"))? >> 3) as usize;
+        if header_size < 8 || header_size > picture.len() {
+            return Err(ProresError::Corrupt("picture header size"));
+        }
+        let log2_width = (picture[7] >> 4) as usize;
+        if log2_width > 3 || picture[7] & 0xF != 0 {
+            return Err(ProresError::Unsupported("slice shape"));
+        }
+        let mut layout = Vec::new();
+        for mb_y in 0..mbs_y {
+            let mut width = 1 << log2_width;
+            let mut mb_x = 0;
+            while mb_x < mbs_x {
+                while mbs_x - mb_x < width {
+                    width >>= 1;
+                }
+                layout.push((mb_x, mb_y, width));
+                mb_x += width;
+            }
+        }
+        if layout.len() != be16(picture, 5) as usize {
+            return Err(ProresError::Corrupt(
+                "slice count does not match the frame size",
+            ));
+        }
+        let table = header_size;
+        let mut offset = table + layout.len() * 2;
+        if offset > picture.len() {
+            return Err(ProresError::Corrupt("slice table past the end"));
+        }
+        let mut slices = Vec::with_capacity(layout.len());
+        for (i, (mb_x, mb_y, mbs)) in layout.into_iter().enumerate() {
+            let size = be16(picture, table + i * 2) as usize;
+            slices.push(Slice {
+                offset,
+                size,
+                mb_x,
+                mb_y,
+                mbs,
+            });
+            offset += size;
+        }
+        Ok(slices)
+    }
+}
+
+/// The luma bytes of a slice and its quantiser scale.
+fn slice_luma(slice: &[u8]) -> Result<(&[u8], i32), ProresError> {
+    if slice.len() < 6 {
+        return Err(ProresError::Corrupt("slice too small"));
+    }
+    let header_size = (slice[0] >> 3) as usize;
+    let luma_size = be16(slice, 2) as usize;
+    let luma = slice
+        .get(header_size..header_size + luma_size)
+        .filter(|_| header_size >= 6)
+        .ok_or(ProresError::Corrupt("slice sizes"))?;
+    let q = slice[1].clamp(1, 224) as i32;
+    Ok((luma, if q > 128 { (q - 96) << 2 } else { q }))
+}
+
+/// Decodes the DC and the first `needed` scan positions of every block of a slice's
+/// luma into `out[block][v * freqs + u]`.
+fn decode_luma(
+    luma: &[u8],
+    blocks: usize,
+    needed: usize,
+    freqs: usize,
+    out: &mut [[i32; 16]; MAX_SLICE_BLOCKS],
+) -> Result<(), ProresError> {
+    if !blocks.is_power_of_two() || blocks > MAX_SLICE_BLOCKS {
+        return Err(ProresError::Corrupt("slice width"));
+    }
+    let mut bits = Bits::new(luma);
+    // DC: the first absolute, the rest as differences whose sign flips on odd codes.
+    let code = bits.codeword(FIRST_DC_CODEBOOK)?;
+    let mut dc = to_signed(code);
+    out[0][0] = dc;
+    let (mut code, mut sign) = (5u32, 0i32);
+    for block in out.iter_mut().take(blocks).skip(1) {
+        code = bits.codeword(DC_CODEBOOK[code.min(6) as usize])?;
+        sign = if code == 0 {
+            0
+        } else {
+            sign ^ (code & 1).wrapping_neg() as i32
+        };
+        dc = dc.wrapping_add(((((code + 1) >> 1) as i32) ^ sign).wrapping_sub(sign));
+        block[0] = dc;
+    }
+    // AC: runs and levels over position = scan index * blocks + block.
+    let log2 = blocks.trailing_zeros();
+    let end = (needed as u32) << log2;
+    let (mut run, mut level) = (4u32, 2u32);
+    let mut pos = blocks as u32 - 1;
+    while !bits.only_zeros_left() {
+        run = bits.codeword(RUN_CODEBOOK[run.min(15) as usize])?;
+        pos = pos.saturating_add(run).saturating_add(1);
+        if pos >= 64 << log2 {
+            return Err(ProresError::Corrupt("AC coefficients past the block"));
+        }
+        if pos >= end {
+            break;
+        }
+        level = bits
+            .codeword(LEVEL_CODEBOOK[level.min(9) as usize])?
+            .saturating_add(1);
+        let magnitude = level.min(i32::MAX as u32) as i32;
+        let value = if bits.bit() { -magnitude } else { magnitude };
+        let raster = PROGRESSIVE_SCAN[(pos >> log2) as usize] as usize;
+        out[(pos & (blocks as u32 - 1)) as usize][(raster / 8) * freqs + raster % 8] = value;
+    }
+    Ok(())
+}
+
+fn to_signed(code: u32) -> i32 {
+    ((code >> 1) as i32) ^ (code & 1).wrapping_neg() as i32
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// A big-endian bit reader with a 64-bit cache; reads past the end see zeros.
+struct Bits<'a> {
+    data: &'a [u8],
+    /// The next byte to load into the cache.
+    next: usize,
+    /// Unread bits, left-aligned.
+    cache: u64,
+    /// How many bits of `cache` are valid.
+    count: u32,
+}
+
+impl<'a> Bits<'a> {
+    fn new(data: &'a [u8]) -> Bits<'a> {
+        Bits {
+            data,
+            next: 0,
+            cache: 0,
+            count: 0,
+        }
+    }
+
+    /// Makes at least 32 bits valid.
+    #[inline]
+    fn refill(&mut self) {
+        if self.count >= 32 {
+            return;
+        }
+        let mut word = [0u8; 4];
+        if let Some(tail) = self.data.get(self.next..) {
+            let n = tail.len().min(4);
+            word[..n].copy_from_slice(&tail[..n]);
+        }
+        self.cache |= (u32::from_be_bytes(word) as u64) << (32 - self.count);
+        self.count += 32;
+        self.next += 4;
+    }
+
+    fn left(&self) -> isize {
+        (self.data.len() * 8) as isize - (self.next * 8) as isize + self.count as isize
+    }
+
+    /// The next 32 bits (after a refill).
+    #[inline]
+    fn peek(&self) -> u32 {
+        (self.cache >> 32) as u32
+    }
+
+    #[inline]
+    fn skip(&mut self, n: u32) {
+        self.cache <<= n;
+        self.count -= n;
+    }
+
+    #[inline]
+    fn bit(&mut self) -> bool {
+        self.refill();
+        let b = self.peek() >> 31 == 1;
+        self.skip(1);
+        b
+    }
+
+    /// True at the end, or when fewer than 32 bits are left and all are zero (padding).
+    fn only_zeros_left(&mut self) -> bool {
+        self.refill();
+        let left = self.left();
+        left <= 0 || (left < 32 && self.peek() >> (32 - left) == 0)
+    }
+
+    /// One codeword of `codebook`: Rice below its switch, exp-Golomb above.
+    fn codeword(&mut self, codebook: u8) -> Result<u32, ProresError> {
+        let switch = (codebook & 3) as u32;
+        let rice = (codebook >> 5) as u32;
+        let exp = ((codebook >> 2) & 7) as u32;
+        self.refill();
+        let word = self.peek();
+        let zeros = word.leading_zeros();
+        if zeros > switch {
+            let len = exp + 2 * zeros - switch;
+            if zeros == 32 || len > 32 {
+                return Err(ProresError::Corrupt("codeword too long"));
+            }
+            let value = (word >> (32 - len)) - (1 << exp) + ((switch + 1) << rice);
+            self.skip(len);
+            Ok(value)
+        } else {
+            self.skip(zeros + 1);
+            if rice == 0 {
+                return Ok(zeros);
+            }
+            let low = self.peek() >> (32 - rice);
+            self.skip(rice);
+            Ok((zeros << rice) + low)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bits from a string of '0' and '1', padded to whole bytes.
+    fn bits(s: &str) -> Vec<u8> {
+        let mut out = vec![0u8; s.len().div_ceil(8) + 4];
+        for (i, c) in s.chars().enumerate() {
+            if c == '1' {
+                out[i / 8] |= 0x80 >> (i % 8);
+            }
+        }
+        out
+    }
+
+    /// Bits read so far.
+    fn used(b: &Bits<'_>) -> isize {
+        (b.data.len() * 8) as isize - b.left()
+    }
+
+    #[test]
+    fn rice_codes_below_the_switch_and_exp_golomb_above() {
+        // 0x04: switch 0, exp-Golomb order 1, Rice order 0.
+        // "1" is Rice 0; "010" exp-Golomb: 3 bits 010 = 2, - 2 + 1 = 1.
+        let data = bits("1");
+        assert_eq!(Bits::new(&data).codeword(0x04), Ok(0));
+        let data = bits("0100");
+        let mut b = Bits::new(&data);
+        assert_eq!((b.codeword(0x04), used(&b)), (Ok(1), 3));
+        // 0x28: switch 0, exp order 2, Rice order 1. "1x" is Rice with 1 low bit.
+        let data = bits("11");
+        let mut b = Bits::new(&data);
+        assert_eq!((b.codeword(0x28), used(&b)), (Ok(1), 2));
+        // 0x4D: switch 1, exp order 3, Rice order 2: "01" + 2 bits is Rice, value 4 + low.
+        let data = bits("0111");
+        let mut b = Bits::new(&data);
+        assert_eq!((b.codeword(0x4D), used(&b)), (Ok(7), 4));
+        // Above the switch: 2 zeros, len = 3 + 4 - 1 = 6 bits "001010" = 10, - 8 + 8 = 10.
+        let data = bits("001010");
+        let mut b = Bits::new(&data);
+        assert_eq!((b.codeword(0x4D), used(&b)), (Ok(10), 6));
+    }
+
+    #[test]
+    fn signed_dc_codes_alternate() {
+        assert_eq!((0..5).map(to_signed).collect::<Vec<_>>(), [0, -1, 1, -2, 2]);
+    }
+
+    #[test]
+    fn the_scan_starts_with_the_lowest_frequencies() {
+        let square = |n: usize| {
+            let mut first: Vec<u8> = PROGRESSIVE_SCAN[..n * n].to_vec();
+            first.sort_unstable();
+            let mut want: Vec<u8> = (0..n)
+                .flat_map(|v| (0..n).map(move |u| (v * 8 + u) as u8))
+                .collect();
+            want.sort_unstable();
+            first == want
+        };
+        assert!(square(1) && square(2) && square(4));
+    }
+
+    #[test]
+    fn a_block_mean_is_its_dc() {
+        let d = ReducedDecoder::new(8, 8, 8).unwrap();
+        // Output = DC * sqrt(1/8) * sqrt(1/8) = DC / 8 in coefficient units.
+        let mut plane = vec![0f32; 1];
+        let mut c = [0i32; 16];
+        c[0] = 64;
+        d.put_block(&c, &[4; 64], 1, &mut plane, 1, 0, 0);
+        assert!((plane[0] - 32.0).abs() < 1e-4, "{}", plane[0]);
+    }
+
+    #[test]
+    fn damaged_and_unsupported_frames_are_told_apart() {
+        let d = ReducedDecoder::new(4, 64, 64).unwrap();
+        assert!(matches!(
+            d.decode(b"nonsense"),
+            Err(ProresError::Corrupt(_))
+        ));
+        let mut frame = vec![0u8; 200];
+        frame[4..8].copy_from_slice(b"icpf");
+        frame[8..10].copy_from_slice(&148u16.to_be_bytes());
+        frame[8 + 12] = 0b0000_0100; // interlaced, top field first
+        assert_eq!(
+            d.decode(&frame).unwrap_err(),
+            ProresError::Unsupported("interlaced frame")
+        );
+        assert!(ReducedDecoder::new(3, 64, 64).is_err());
+    }
+}
