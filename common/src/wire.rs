@@ -144,7 +144,27 @@ pub struct Failure {
     pub at: DateTime<Utc>,
 }
 
+/// The video and output of a failure record whose job or result body could not be read.
+pub const UNREADABLE: &str = "(unreadable)";
+
 impl Failure {
+    /// A record of the first attempt at `job_id` (a job, or a result for the sink),
+    /// buried, made now; `job` is `None` when its body could not be read. The error is
+    /// flattened to one line. Set `attempt` and `action` for other outcomes.
+    pub fn now(job_id: u64, job: Option<&Job>, error: &str, host: &str) -> Failure {
+        Failure {
+            version: WIRE_VERSION,
+            job_id,
+            video: job.map_or_else(|| UNREADABLE.into(), |j| j.video.clone()),
+            output: job.map_or_else(|| UNREADABLE.into(), |j| j.output.clone()),
+            attempt: 1,
+            action: "buried".into(),
+            error: error.replace('\n', " "),
+            host: host.to_owned(),
+            at: Utc::now(),
+        }
+    }
+
     /// The body to put into the failures tube.
     pub fn encode(&self) -> Vec<u8> {
         encode(self)

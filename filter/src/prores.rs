@@ -96,11 +96,13 @@ impl ReducedDecoder {
             return Err(ProresError::Corrupt("frame size differs from the video's"));
         }
         let factor = 8 / self.per_block;
-        let (ow, oh) = (frame.width / factor, frame.height / factor);
-        // Whole macroblocks, cropped when written out.
+        let mut image = GreyImage {
+            width: frame.width / factor,
+            height: frame.height / factor,
+            data: Vec::new(),
+        };
+        image.data = vec![0; image.width * image.height];
         let (mbs_x, mbs_y) = (frame.width.div_ceil(16), frame.height.div_ceil(16));
-        let stride = mbs_x * 2 * self.per_block;
-        let mut plane = vec![0f32; stride * mbs_y * 2 * self.per_block];
         let picture = &packet[frame.picture_offset..];
         let slices = PictureHeader::parse(picture, mbs_x, mbs_y)?;
         let mut coeffs = [[0i32; 16]; MAX_SLICE_BLOCKS];
@@ -110,75 +112,87 @@ impl ReducedDecoder {
                 .ok_or(ProresError::Corrupt("slice past the end of the frame"))?;
             let (luma, qscale) = slice_luma(data)?;
             let blocks = slice.mbs * 4;
-            let needed = self.freqs * self.freqs;
             for c in coeffs.iter_mut().take(blocks) {
                 *c = [0; 16];
             }
-            decode_luma(luma, blocks, needed, self.freqs, &mut coeffs)?;
+            decode_luma(
+                luma,
+                blocks,
+                self.freqs * self.freqs,
+                self.freqs,
+                &mut coeffs,
+            )?;
+            let dequant = self.dequant(&frame.luma_qmat, qscale);
             for (b, c) in coeffs.iter().take(blocks).enumerate() {
                 let (mb, within) = (b / 4, b % 4);
                 let bx = (slice.mb_x + mb) * 2 + within % 2;
                 let by = slice.mb_y * 2 + within / 2;
-                self.put_block(c, &frame.luma_qmat, qscale, &mut plane, stride, bx, by);
+                self.put_block(c, &dequant, &mut image, bx, by);
             }
         }
-        Ok(self.to_grey(&plane, stride, ow, oh))
+        Ok(image)
     }
 
-    /// Dequantises one block's lowest frequencies and writes its reduced pixels.
-    #[allow(clippy::too_many_arguments)]
+    /// The dequantisation factor of each coefficient used, at a slice's `qscale`.
+    fn dequant(&self, qmat: &[u8; 64], qscale: i32) -> [f32; 16] {
+        let f = self.freqs;
+        let mut out = [0f32; 16];
+        for v in 0..f {
+            for u in 0..f {
+                out[v * f + u] = (qmat[v * 8 + u] as i32 * qscale) as f32;
+            }
+        }
+        out
+    }
+
+    /// Writes the reduced pixels of block (`bx`, `by`) that fall inside `image` (the
+    /// last row and column of blocks may lie partly outside the picture).
     fn put_block(
         &self,
         coeffs: &[i32; 16],
-        qmat: &[u8; 64],
-        qscale: i32,
-        plane: &mut [f32],
-        stride: usize,
+        dequant: &[f32; 16],
+        image: &mut GreyImage,
         bx: usize,
         by: usize,
     ) {
         let (n, f) = (self.per_block, self.freqs);
+        let mut values = [0f32; 16];
+        for (i, v) in values.iter_mut().enumerate().take(f * f) {
+            *v = coeffs[i] as f32 * dequant[i];
+        }
         // Rows first: tmp[v][qx] = sum over u of F[v][u] * w[qx][u].
         let mut tmp = [0f32; 4 * 4];
         for v in 0..f {
             for qx in 0..n {
                 let mut acc = 0f32;
                 for u in 0..f {
-                    let q = (qmat[v * 8 + u] as i32 * qscale) as f32;
-                    acc += coeffs[v * f + u] as f32 * q * self.weights[qx * f + u];
+                    acc += values[v * f + u] * self.weights[qx * f + u];
                 }
                 tmp[v * n + qx] = acc;
             }
         }
-        for qy in 0..n {
-            let row = &mut plane[(by * n + qy) * stride + bx * n..][..n];
+        let (x0, y0) = (bx * n, by * n);
+        let width = n.min(image.width.saturating_sub(x0));
+        for qy in 0..n.min(image.height.saturating_sub(y0)) {
+            let row = &mut image.data[(y0 + qy) * image.width + x0..][..width];
             for (qx, out) in row.iter_mut().enumerate() {
                 let mut acc = 0f32;
                 for v in 0..f {
                     acc += tmp[v * n + qx] * self.weights[qy * f + v];
                 }
-                *out = acc;
+                *out = self.grey(acc);
             }
         }
     }
 
-    /// Crops the reduced plane and maps it to grey.
-    fn to_grey(&self, plane: &[f32], stride: usize, width: usize, height: usize) -> GreyImage {
-        let last = self.lut.len() - 1;
-        let mut data = Vec::with_capacity(width * height);
-        for row in plane.chunks_exact(stride).take(height) {
-            data.extend(row[..width].iter().map(|&v| {
-                // ProRes codes luma as signed around mid-grey, 8x the 10-bit sample in
-                // the DC of this normalisation.
-                let sample = (v / 4.0 + 512.0).round().clamp(0.0, last as f32);
-                self.lut[sample as usize]
-            }));
-        }
-        GreyImage {
-            width,
-            height,
-            data,
-        }
+    /// Grey for a reduced pixel in coefficient units: ProRes codes luma as signed around
+    /// mid-grey (512 of 10 bits), at 4x the sample in this normalisation.
+    #[inline]
+    fn grey(&self, value: f32) -> u8 {
+        let last = (self.lut.len() - 1) as f32;
+        // Non-negative after the clamp, so adding a half and truncating rounds.
+        let sample = (value * 0.25 + 512.0).clamp(0.0, last) + 0.5;
+        self.lut[(sample as usize).min(self.lut.len() - 1)]
     }
 }
 
@@ -524,13 +538,24 @@ mod tests {
 
     #[test]
     fn a_block_mean_is_its_dc() {
+        // At 1/8 a block is one pixel: the DC over 32 (with the default matrix's 4 and
+        // a qscale of 1, DC/8 in coded units) above mid-grey, 10-bit, video range.
         let d = ReducedDecoder::new(8, 8, 8).unwrap();
-        // Output = DC * sqrt(1/8) * sqrt(1/8) = DC / 8 in coefficient units.
-        let mut plane = vec![0f32; 1];
-        let mut c = [0i32; 16];
-        c[0] = 64;
-        d.put_block(&c, &[4; 64], 1, &mut plane, 1, 0, 0);
-        assert!((plane[0] - 32.0).abs() < 1e-4, "{}", plane[0]);
+        let dequant = d.dequant(&[4; 64], 1);
+        let grey_of = |dc: i32| {
+            let mut image = GreyImage {
+                width: 1,
+                height: 1,
+                data: vec![0],
+            };
+            let mut c = [0i32; 16];
+            c[0] = dc;
+            d.put_block(&c, &dequant, &mut image, 0, 0);
+            image.data[0]
+        };
+        assert_eq!(grey_of(8 * (940 - 512)), 255, "video white");
+        assert_eq!(grey_of(8 * (64 - 512)), 0, "video black");
+        assert_eq!(grey_of(8 * (502 - 512)), 128, "mid-grey");
     }
 
     #[test]

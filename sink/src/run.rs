@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::Utc;
 use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError, Job, PutOptions};
 use common::config::GridConfig;
 use common::paths::resolve_output;
 use common::shutdown::Shutdown;
-use common::wire::{Failure, JobResult, WIRE_VERSION};
+use common::wire::{Failure, JobResult};
 
 use crate::checkout::Checkout;
 
@@ -115,10 +114,6 @@ pub mod metrics {
         common::metrics::render(&[&RESULTS, &BURIED, &COMMIT_SECONDS, &COMMITS])
     }
 }
-
-/// The video and output of a failure record whose result could not be decoded (as the
-/// filters write it for a malformed job).
-const UNREADABLE: &str = "(unreadable)";
 
 /// After a failed commit, its results come back this many seconds later.
 const COMMIT_RETRY_SECS: u32 = 10;
@@ -285,17 +280,7 @@ async fn bury(
     error: String,
     totals: &mut Totals,
 ) {
-    let record = Failure {
-        version: WIRE_VERSION,
-        job_id: id,
-        video: job.map_or_else(|| UNREADABLE.into(), |j| j.video.clone()),
-        output: job.map_or_else(|| UNREADABLE.into(), |j| j.output.clone()),
-        attempt: 1,
-        action: "buried".into(),
-        error: error.replace('\n', " "),
-        host: config.host.clone(),
-        at: Utc::now(),
-    };
+    let record = Failure::now(id, job, &error, &config.host);
     let tube = config.grid.failures_tube();
     let parked = async {
         client.use_tube(&tube).await?;

@@ -9,7 +9,7 @@ use chrono::Utc;
 use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError, Job as Reserved, PutOptions};
 use common::shutdown::{Phase, Shutdown};
-use common::wire::{ComputedBy, Failure, Job, JobResult, WIRE_VERSION};
+use common::wire::{ComputedBy, Failure, Job, JobResult, UNREADABLE, WIRE_VERSION};
 use tracing::Instrument;
 
 use std::sync::atomic::Ordering;
@@ -140,7 +140,7 @@ async fn process(
         Err(e) => {
             let err = JobError::Malformed(e);
             tracing::error!(error = %err, "burying a malformed job");
-            let failed = Job::new("(unreadable)", "(unreadable)");
+            let failed = Job::new(UNREADABLE, UNREADABLE);
             return finish(conn, id, priority, attempt, &failed, Err(err), config).await;
         }
     };
@@ -427,15 +427,9 @@ async fn record(
     action: &str,
 ) {
     let failure = Failure {
-        version: WIRE_VERSION,
-        job_id: id,
-        video: job.video.clone(),
-        output: job.output.clone(),
         attempt,
         action: action.to_owned(),
-        error: err.to_string().replace('\n', " "),
-        host: config.host.clone(),
-        at: Utc::now(),
+        ..Failure::now(id, Some(job), &err.to_string(), &config.host)
     };
     let tube = config.grid.failures_tube();
     let put = async {
