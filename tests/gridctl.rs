@@ -343,8 +343,10 @@ fn plot_draws_four_traces_with_invalid_entries_marked() {
         serde_json::json!({"frameNumber": f, "opticalFlow": {"similarity": sim, "valid": valid}})
     };
     let doc = serde_json::json!({
-        "frameStats": [entry(1, true), entry(11, false), entry(21, true), entry(31, false), entry(41, true)],
-        "movie": {"NumFrames": 50, "Duration": 1.668},
+        // Two runs of valid entries and a lone one, split by two invalid ones.
+        "frameStats": [entry(1, true), entry(11, true), entry(21, false), entry(31, true),
+                       entry(41, true), entry(51, false), entry(61, true)],
+        "movie": {"NumFrames": 70, "Duration": 2.336},
     });
     let json = dir.path().join("x_optical_flow.json");
     std::fs::write(&json, doc.to_string()).unwrap();
@@ -354,7 +356,7 @@ fn plot_draws_four_traces_with_invalid_entries_marked() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text(&out).contains("plotted 5 entries"));
+    assert!(text(&out).contains("plotted 7 entries"));
     let svg = std::fs::read_to_string(dir.path().join("x_optical_flow.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "an SVG document");
     for caption in ["scale", "theta (rad)", "tx (px)", "ty (px)", "seconds"] {
@@ -365,6 +367,13 @@ fn plot_draws_four_traces_with_invalid_entries_marked() {
         2 * 4,
         "each invalid entry marked on each panel"
     );
+    let blue = |element: &str| {
+        svg.lines()
+            .filter(|l| l.starts_with(element) && l.contains("#0000FF"))
+            .count()
+    };
+    assert_eq!(blue("<polyline"), 2 * 4, "no line across an invalid entry");
+    assert_eq!(blue("<circle"), 4, "the lone valid entry is a dot");
 
     let png = dir.path().join("x.png");
     let out = gridctl(

@@ -186,6 +186,15 @@ impl Traces<'_> {
         root.present().map_err(draw_err)
     }
 
+    /// Component `i` of the valid entries, in runs of consecutive valid entries.
+    fn valid_runs(&self, i: usize) -> Vec<Vec<(f64, f64)>> {
+        self.entries
+            .split(|e| !e.valid)
+            .filter(|run| !run.is_empty())
+            .map(|run| run.iter().map(|e| (self.x(e), e.similarity[i])).collect())
+            .collect()
+    }
+
     /// Panel `i`: component `i` of the similarity, invalid entries at the identity.
     fn panel<DB: DrawingBackend>(
         &self,
@@ -226,9 +235,19 @@ impl Traces<'_> {
             });
         }
         mesh.draw().map_err(draw_err)?;
-        chart
-            .draw_series(LineSeries::new(valid.iter().copied(), &BLUE))
-            .map_err(draw_err)?;
+        // A line only through consecutive valid entries, so an invalid stretch shows as
+        // a gap; a valid entry alone between invalid ones is a dot.
+        for run in self.valid_runs(i) {
+            if let [point] = run[..] {
+                chart
+                    .draw_series(std::iter::once(Circle::new(point, 2, BLUE.filled())))
+                    .map_err(draw_err)?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(run, &BLUE))
+                    .map_err(draw_err)?;
+            }
+        }
         chart
             .draw_series(
                 entries
