@@ -64,7 +64,7 @@ macro_rules! stat_value_via_fromstr {
         }
     )*};
 }
-stat_value_via_fromstr!(u64, u32, f64, String, JobState);
+stat_value_via_fromstr!(u64, i64, u32, f64, String, JobState);
 
 impl StatValue for bool {
     fn parse_stat(text: &str) -> Option<Self> {
@@ -133,7 +133,9 @@ stats_struct! {
         /// Time-to-run in seconds.
         ttr: u64 = "ttr",
         /// Seconds until a reserved job's TTR runs out or a delayed job becomes ready.
-        time_left: u64 = "time-left",
+        /// Negative when beanstalkd has not yet returned an overdue job (it can lag,
+        /// beanstalkd issues #262 and #380).
+        time_left: i64 = "time-left",
         /// The binlog file holding it.
         file: u64 = "file",
         /// Times reserved.
@@ -280,6 +282,13 @@ mod tests {
         assert_eq!(s.tube, "camhd.jobs");
         assert_eq!(s.state, JobState::Buried);
         assert_eq!((s.pri, s.ttr, s.reserves, s.timeouts), (10, 60, 4, 1));
+    }
+
+    #[test]
+    fn an_overdue_reserved_job_has_negative_time_left() {
+        // Seen from beanstalkd 1.12 under load: the TTR ran out, the job not yet back.
+        let map = parse_yaml_map(b"---\nid: 4\nstate: reserved\nttr: 1\ntime-left: -10\n");
+        assert_eq!(JobStats::from_map(&map).unwrap().time_left, -10);
     }
 
     #[test]
