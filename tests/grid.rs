@@ -7,7 +7,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::git::{git, metadata_checkout};
-use testkit::{bin, Beanstalkd};
+use testkit::http::HttpServer;
+use testkit::{bin, files_with_gate, Beanstalkd, Gate};
 
 const DAY: &str = "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14";
 
@@ -305,24 +306,12 @@ fn a_folder_of_videos_ends_up_committed_in_the_checkout() {
 #[test]
 fn a_filter_killed_mid_job_loses_nothing() {
     let name = "CAMHDA301-20170614T090000.mov";
-    let world = World::new(&[(name, 900)]);
-    let mut cmd = bin::command("queuer");
-    // Stride 1 on 900 frames: long enough to be killed in the middle.
-    cmd.args([
-        "--checkout",
-        world.checkout().to_str().unwrap(),
-        "--stride",
-        "1",
-        &world.archive(),
-    ]);
-    for (k, v) in world.env() {
-        cmd.env(k, v);
-    }
-    assert!(stdout(&cmd.output().unwrap()).contains("queued 1"));
+    let world = World::new(&[(name, 60)]);
+    let gated = world.queue_gated(name, &["--stride", "1"]);
 
     let mut doomed = world.filter("filter-doomed", 30);
-    world.wait_reserved();
-    doomed.child.kill().unwrap(); // SIGKILL
+    gated.gate.wait_held(1, HOLD_LIMIT);
+    doomed.child.kill().unwrap(); // SIGKILL while its frames are held
     doomed.child.wait().unwrap();
     assert_eq!(
         world.status()["jobs"]["ready"],
@@ -330,6 +319,7 @@ fn a_filter_killed_mid_job_loses_nothing() {
         "the job went straight back to ready"
     );
 
+    gated.gate.open();
     let mut survivor = world.filter("filter-survivor", 3);
     let mut sink = world.sink(6);
     assert!(survivor.wait(Duration::from_secs(180)).success());
@@ -338,7 +328,7 @@ fn a_filter_killed_mid_job_loses_nothing() {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(world.checkout().join(&json)).unwrap())
             .unwrap();
-    assert_eq!(doc["frameStats"].as_array().unwrap().len(), 899);
+    assert_eq!(doc["frameStats"].as_array().unwrap().len(), 59);
     let commits = git(&world.checkout(), &["log", "--oneline", "--", &json]);
     assert_eq!(
         commits.lines().count(),
@@ -400,22 +390,53 @@ fn a_result_too_big_for_the_server_is_spooled_then_delivered_after_a_restart() {
     assert_empty(&world.status());
 }
 
+/// How long a test waits for a filter to reach the gate: only a broken filter takes it.
+const HOLD_LIMIT: Duration = Duration::from_secs(60);
+
+/// The archive served over HTTP, with the frames of its videos held at `gate`.
+struct Gated {
+    gate: Gate,
+    _server: HttpServer,
+}
+
 impl World {
     /// A filter with its own grace period, started for signal tests.
     fn filter_with_grace(&self, name: &str, grace: u32) -> Proc {
         self.filter_with(name, 2, &["--grace", &grace.to_string()])
     }
 
-    fn wait_reserved(&self) {
-        let start = Instant::now();
-        while self.status()["jobs"]["reserved"] != 1 {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the job was never reserved"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+    /// Serves the archive over HTTP with a closed gate in front of the frames, and
+    /// queues `name` from there (with `extra` queuer flags). A filter that takes the job
+    /// reads the index, then waits at the gate until the test lets the frames go.
+    fn queue_gated(&self, name: &str, extra: &[&str]) -> Gated {
+        let gate = Gate::closed();
+        let server = HttpServer::start(files_with_gate(
+            self.dir.path().join("archive"),
+            gate.clone(),
+        ));
+        let url = format!("{}/files/{DAY}/{name}", server.url());
+        let mut cmd = bin::command("queuer");
+        cmd.args(["--checkout", self.checkout().to_str().unwrap()])
+            .args(extra)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in self.env() {
+            cmd.env(k, v);
         }
-        std::thread::sleep(Duration::from_millis(300));
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "{url}").unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(stdout(&out).contains("queued 1"), "{out:?}");
+        Gated {
+            gate,
+            _server: server,
+        }
     }
 }
 
@@ -427,26 +448,28 @@ fn signal(p: &Proc, sig: &str) {
     assert!(status.success());
 }
 
-/// A world with one long job queued (stride 1 over 900 frames).
-fn long_job_world() -> World {
-    let world = World::new(&[("CAMHDA301-20170614T150000.mov", 900)]);
-    assert!(stdout(&world.queue(&["--stride", "1"])).contains("queued 1"));
-    world
+/// A world with one job queued from behind a closed gate (stride 1 over 60 frames).
+fn gated_job_world() -> (World, Gated) {
+    let name = "CAMHDA301-20170614T150000.mov";
+    let world = World::new(&[(name, 60)]);
+    let gated = world.queue_gated(name, &["--stride", "1"]);
+    (world, gated)
 }
 
 #[test]
 fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
-    let world = long_job_world();
-    let mut f = world.filter_with_grace("filter-graceful", 120);
-    world.wait_reserved();
-    // Its heartbeat shows the job and how far it has got.
+    let (world, gated) = gated_job_world();
+    let mut f = world.filter_with_grace("filter-graceful", 600);
+    // Two blocks of frames through, then held: the first block's pairs are done.
+    gated.gate.pass(2);
+    gated.gate.wait_held(1, HOLD_LIMIT);
     let start = Instant::now();
     loop {
         let s = world.status();
         let w = &s["workers"][0];
         if w["frames_done"].as_u64().unwrap_or(0) > 0 {
             assert_eq!(s["workers"].as_array().unwrap().len(), 1, "{s}");
-            assert_eq!(w["frames_total"], 899, "{s}");
+            assert_eq!(w["frames_total"], 59, "{s}");
             assert!(w["video"]
                 .as_str()
                 .unwrap()
@@ -462,16 +485,20 @@ fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
                 table.contains("workers (1):") && table.contains("CAMHDA301-20170614T150000.mov: "),
                 "{table}"
             );
-            assert!(table.contains("/899 frames ("), "{table}");
+            assert!(table.contains("/59 frames ("), "{table}");
             break;
         }
+        // The heartbeat is renewed every touch (1 s here); the progress is already made.
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < HOLD_LIMIT,
             "no progress in the heartbeat: {s}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
     signal(&f, "-TERM");
+    // Still mid-job after the signal (its frames are held): the grace lets it finish.
+    assert_eq!(gated.gate.held(), 1);
+    gated.gate.open();
     assert!(
         f.wait(Duration::from_secs(120)).success(),
         "exit 0 after finishing"
@@ -481,29 +508,28 @@ fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
     for state in ["ready", "reserved", "buried"] {
         assert_eq!(s["jobs"][state], 0, "jobs {state}: {s}");
     }
+    assert_eq!(s["jobs"]["awaiting_commit"], 1, "{s}");
 }
 
 #[test]
 fn sigterm_releases_a_job_when_the_grace_runs_out_and_a_second_signal_at_once() {
-    let world = long_job_world();
-    for (name, grace, second) in [
+    let (world, gated) = gated_job_world();
+    for (i, (name, grace, second)) in [
         ("filter-short-grace", 1, false),
         ("filter-twice", 600, true),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut f = world.filter_with_grace(name, grace);
-        world.wait_reserved();
-        let t = Instant::now();
+        // A read of a filter that gave up stays held, so this one's is the (i+1)-th.
+        gated.gate.wait_held(i + 1, HOLD_LIMIT);
         signal(&f, "-TERM");
         if second {
-            std::thread::sleep(Duration::from_millis(200));
             signal(&f, "-INT");
         }
-        assert!(f.wait(Duration::from_secs(20)).success(), "{name}: exit 0");
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "{name} took {:?}",
-            t.elapsed()
-        );
+        // The frames stay held: the job can only end by being given back.
+        assert!(f.wait(Duration::from_secs(60)).success(), "{name}: exit 0");
         let s = world.status();
         assert_eq!(
             (s["jobs"]["ready"].as_u64(), s["jobs"]["reserved"].as_u64()),
@@ -511,26 +537,32 @@ fn sigterm_releases_a_job_when_the_grace_runs_out_and_a_second_signal_at_once() 
             "{name}: released: {s}"
         );
         assert_eq!(s["results"]["ready"], 0, "{name}: {s}");
+        let log = std::fs::read_to_string(&f.log).unwrap();
+        let why = if second {
+            "second signal"
+        } else {
+            "grace period over"
+        };
+        assert!(log.contains(why), "{name}: {log}");
     }
 }
 
 #[test]
 fn a_server_restart_mid_job_still_delivers_the_result() {
-    let mut world = long_job_world();
+    let (mut world, gated) = gated_job_world();
     let mut f = world.filter_with_grace("filter-restart", 60);
-    world.wait_reserved();
+    gated.gate.wait_held(1, HOLD_LIMIT);
     world.server.restart().unwrap();
+    gated.gate.open();
     assert!(f.wait(Duration::from_secs(180)).success());
     let s = world.status();
     assert_eq!(
         s["results"]["ready"], 1,
         "delivered after reconnecting: {s}"
     );
-    assert_eq!(s["jobs"]["ready"], 0, "and the job it answers is gone: {s}");
-    let log = std::fs::read_to_string(&f.log).unwrap();
-    assert!(
-        log.contains("touch failed") || log.contains("lost the server"),
-        "{log}"
+    assert_eq!(
+        s["jobs"]["ready"], 0,
+        "and the job it answers is not ready: {s}"
     );
 }
 
@@ -656,5 +688,153 @@ fn filter_and_sink_serve_prometheus_metrics() {
     assert!(
         metric(&s, "camhd_sink_commit_seconds_sum").unwrap_or(0.0) > 0.0,
         "{s}"
+    );
+}
+
+#[test]
+fn a_video_whose_result_waits_for_the_sink_stays_in_flight_until_its_commit() {
+    let name = "CAMHDA301-20170614T210000.mov";
+    let world = World::new(&[(name, 45)]);
+    assert!(stdout(&world.queue(&[])).contains("queued 1"));
+    assert!(world
+        .filter("filter-no-sink", 2)
+        .wait(Duration::from_secs(120))
+        .success());
+    // The result waits in the results tube (no sink yet); its job waits, delayed, for it.
+    let s = world.status();
+    assert_eq!(s["results"]["ready"], 1, "{s}");
+    assert_eq!(
+        (
+            &s["jobs"]["delayed"],
+            &s["jobs"]["awaiting_commit"],
+            &s["jobs"]["retrying"]
+        ),
+        (&1.into(), &1.into(), &0.into()),
+        "{s}"
+    );
+    let again = world.queuer();
+    assert!(
+        stdout(&again).contains("queued 0, already done 0, in flight 1"),
+        "the waiting video is not queued again: {}",
+        stdout(&again)
+    );
+
+    assert!(world.sink(3).wait(Duration::from_secs(60)).success());
+    assert_empty(&world.status());
+    let json = format!("{DAY}/{}", name.replace(".mov", "_optical_flow.json"));
+    assert!(world.checkout().join(&json).exists());
+    let third = world.queuer();
+    assert!(
+        stdout(&third).contains("queued 0, already done 1, in flight 0"),
+        "{}",
+        stdout(&third)
+    );
+}
+
+#[test]
+fn a_killed_filters_heartbeat_is_shown_dead_and_never_as_working() {
+    use common::beanstalk::{Client, PutOptions};
+    use common::wire::Heartbeat;
+    let (world, gated) = gated_job_world();
+    // A heartbeat a filter left an hour ago: the next filter to start sweeps it away.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let old = Heartbeat {
+        version: 1,
+        host: "gone".into(),
+        pid: 1,
+        slot: 0,
+        job_id: None,
+        video: None,
+        frames_done: 0,
+        frames_total: 0,
+        every_seconds: Some(10),
+        at: chrono::Utc::now() - chrono::Duration::hours(1),
+    };
+    rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("e2e.status.gone.1.0").await.unwrap();
+        c.put(&old.encode(), PutOptions::default()).await.unwrap();
+    });
+    assert_eq!(world.status()["dead_workers"].as_array().unwrap().len(), 1);
+
+    let mut f = world.filter("filter-doomed", 30);
+    gated.gate.wait_held(1, HOLD_LIMIT);
+    let s = world.status();
+    assert_eq!(s["workers"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(s["dead_workers"], serde_json::json!([]), "swept: {s}");
+    f.child.kill().unwrap();
+    f.child.wait().unwrap();
+    // Its heartbeat (renewed every second here) stays in its tube; after three missed
+    // renewals it is dead. Until then it may show as working; after, never again.
+    let start = Instant::now();
+    loop {
+        let s = world.status();
+        if s["dead_workers"].as_array().unwrap().len() == 1 {
+            assert_eq!(s["workers"], serde_json::json!([]), "{s}");
+            assert!(
+                s["dead_workers"][0]["job_id"].is_u64(),
+                "it was on the job: {s}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < HOLD_LIMIT, "never shown dead: {s}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mut cmd = bin::command("gridctl");
+    cmd.arg("status");
+    for (k, v) in world.env() {
+        cmd.env(k, v);
+    }
+    let table = stdout(&cmd.output().unwrap());
+    assert!(table.contains("workers (0):"), "{table}");
+    assert!(table.contains("dead (1):"), "{table}");
+}
+
+#[test]
+fn a_job_whose_filters_keep_dying_is_buried_and_the_next_job_analysed() {
+    let poisonous = "CAMHDA301-20170614T220000.mov";
+    let good = "CAMHDA301-20170614T230000.mov";
+    let world = World::new(&[(poisonous, 45), (good, 45)]);
+    let gated = world.queue_gated(poisonous, &[]);
+    // Two filters die while analysing it (SIGKILL with its frames held)…
+    for i in 0..2 {
+        let mut f = world.filter_with(&format!("filter-dies-{i}"), 30, &["--max-attempts", "2"]);
+        gated.gate.wait_held(i + 1, HOLD_LIMIT);
+        f.child.kill().unwrap();
+        f.child.wait().unwrap();
+    }
+    // …the good video is queued behind it (the poisonous one is in flight, not again)…
+    let queued = world.queue(&[]);
+    assert!(
+        stdout(&queued).contains("queued 1, already done 0, in flight 1"),
+        "{}",
+        stdout(&queued)
+    );
+    // …and the third filter buries it unanalysed, then analyses the good one.
+    let mut f = world.filter_with("filter-third", 3, &["--max-attempts", "2"]);
+    let mut sink = world.sink(6);
+    assert!(f.wait(Duration::from_secs(120)).success());
+    assert!(sink.wait(Duration::from_secs(60)).success());
+    assert_eq!(
+        gated.gate.held(),
+        2,
+        "the third filter never read its frames"
+    );
+    let s = world.status();
+    assert_eq!(s["jobs"]["buried"], 1, "{s}");
+    let good_json = world
+        .checkout()
+        .join(DAY)
+        .join(good.replace(".mov", "_optical_flow.json"));
+    assert!(good_json.exists(), "the job behind it was analysed");
+    let mut cmd = bin::command("gridctl");
+    cmd.args(["failed", "--json"]);
+    for (k, v) in world.env() {
+        cmd.env(k, v);
+    }
+    let failed = stdout(&cmd.output().unwrap());
+    assert!(
+        failed.contains("reserved 3 times without finishing"),
+        "{failed}"
     );
 }

@@ -317,14 +317,17 @@ fn status_watch_prints_one_object_per_refresh_with_a_rate() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2600));
-    watch.kill().unwrap();
-    let out = watch.wait_with_output().unwrap();
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    // Read refreshes as they come (however long each takes), then stop it.
+    let mut reader = std::io::BufReader::new(watch.stdout.take().unwrap());
+    let lines: Vec<serde_json::Value> = (0..2)
+        .map(|_| {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            serde_json::from_str(&line).unwrap()
+        })
         .collect();
-    assert!(lines.len() >= 2, "{lines:?}");
+    watch.kill().unwrap();
+    watch.wait().unwrap();
     assert!(lines[0]["finished_per_minute"].is_null());
     assert_eq!(lines[1]["finished_per_minute"], 0.0);
     assert_eq!(lines[1]["workers"], serde_json::json!([]));

@@ -179,7 +179,25 @@ fn only_one_sink_may_write_a_checkout() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Start the second only once the first holds the lock: it takes it before it
+    // connects, so once it watches the results tube it holds it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start = std::time::Instant::now();
+    while rt.block_on(async {
+        let mut c = common::beanstalk::Client::connect(&server.addr())
+            .await
+            .unwrap();
+        c.stats_tube("camhd.results")
+            .await
+            .map_or(0, |s| s.current_watching)
+    }) == 0
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the first sink never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let second = sink(&server, &co);
     let _ = first.kill();
     let _ = first.wait();

@@ -17,7 +17,15 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The beanstalkd server could not be reached (EX_UNAVAILABLE).
     pub const UNAVAILABLE: u8 = 69;
+    /// Another process holds what this one needs (a lock); try again later (EX_TEMPFAIL).
+    pub const BUSY: u8 = 75;
 }
+
+/// An error meaning "another process holds this; try again later" (exit code
+/// [`exit::BUSY`]), for locks that make a process one of a kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Busy(pub String);
 
 /// Sends `tracing` output to stderr, filtered by `GRID_LOG` (or `RUST_LOG`), default `info`.
 pub fn init_logging() {
@@ -45,8 +53,11 @@ pub fn main_with(run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
 }
 
 /// The exit code for an error: [`exit::UNAVAILABLE`] when the server could not be
-/// reached or went away, else [`exit::FAILURE`].
+/// reached or went away, [`exit::BUSY`] when a lock is held, else [`exit::FAILURE`].
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|cause| cause.is::<Busy>()) {
+        return exit::BUSY;
+    }
     let unreachable = err.chain().any(|cause| {
         cause
             .downcast_ref::<beanstalk::Error>()

@@ -201,11 +201,30 @@ pub struct Heartbeat {
     /// Frame pairs in the job.
     #[serde(default)]
     pub frames_total: u64,
+    /// Seconds until the next heartbeat at the latest; one not renewed within a few of
+    /// these belongs to a dead filter. Absent in heartbeats of older filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_seconds: Option<u64>,
     /// When this heartbeat was written.
     pub at: DateTime<Utc>,
 }
 
+/// A heartbeat older than this many of its intervals belongs to a dead filter.
+pub const HEARTBEAT_MISSES: u64 = 3;
+/// The interval assumed for heartbeats that do not say (written by older filters).
+pub const HEARTBEAT_DEFAULT_EVERY: u64 = 40;
+
 impl Heartbeat {
+    /// True when this heartbeat, written `age_seconds` ago, has not been renewed for
+    /// [`HEARTBEAT_MISSES`] intervals: its filter died, hangs, or lost the server. A
+    /// heartbeat from more than a minute in the future (a clock gone wrong) counts as
+    /// dead too, since its age tells nothing.
+    pub fn is_dead(&self, age_seconds: i64) -> bool {
+        let every = self.every_seconds.unwrap_or(HEARTBEAT_DEFAULT_EVERY).max(1);
+        let limit = i64::try_from(every.saturating_mul(HEARTBEAT_MISSES)).unwrap_or(i64::MAX);
+        age_seconds > limit || age_seconds < -60
+    }
+
     /// The body to put into the slot's status tube.
     pub fn encode(&self) -> Vec<u8> {
         encode(self)

@@ -47,9 +47,22 @@ struct Cli {
     #[arg(long, env = "FILTER_EXIT_WHEN_IDLE", value_name = "SECS")]
     exit_when_idle: Option<u64>,
 
-    /// Attempts before a transiently failing job is buried.
+    /// Attempts before a transiently failing job is buried. A job reserved more often
+    /// than this (its filters died or lost it mid-analysis each time) is buried unanalysed
+    /// the next time it is reserved, so one poisonous video cannot kill filter after filter.
     #[arg(long, env = "FILTER_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
+
+    /// After delivering a result, keep its job delayed this long for the sink to commit
+    /// and delete it; if the result is lost, the job comes back by itself after this.
+    #[arg(
+        long,
+        env = "FILTER_AWAIT_COMMIT",
+        default_value_t = 86_400,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    await_commit: u32,
 
     /// Delay before the first retry; doubles with each attempt (with jitter), up to an hour.
     #[arg(
@@ -125,6 +138,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
         retry: Retry {
             max_attempts: cli.max_attempts,
             base: Duration::from_secs(cli.backoff),
+            await_commit: Duration::from_secs(cli.await_commit.into()),
         },
         spool: cli.spool.clone(),
         host: filter::document::hostname(),

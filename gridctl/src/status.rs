@@ -14,8 +14,6 @@ use serde::Serialize;
 
 /// The window the finishing rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(300);
-/// A heartbeat older than this belongs to a filter that died or lost the server.
-const STALE_SECS: i64 = 120;
 
 /// One tube's counts; a tube nobody has used yet counts as empty.
 #[derive(Debug, Serialize)]
@@ -31,6 +29,13 @@ struct TubeCounts {
     total_jobs: u64,
     deleted: u64,
     paused_seconds_left: u64,
+    /// Of `delayed` in the jobs tube: jobs whose result waits in the results tube for the
+    /// sink's commit (one result per such job, so at most the results pending).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    awaiting_commit: Option<u64>,
+    /// Of `delayed` in the jobs tube: the rest, released after a failure to retry later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retrying: Option<u64>,
 }
 
 /// One filter slot, from its heartbeat.
@@ -44,6 +49,7 @@ struct Worker {
     frames_done: u64,
     frames_total: u64,
     seconds_since_heartbeat: i64,
+    /// Not renewed for several of its intervals: the filter died, hangs or lost the server.
     stale: bool,
 }
 
@@ -58,7 +64,10 @@ struct Snapshot {
     draining: bool,
     jobs: TubeCounts,
     results: TubeCounts,
+    /// Filter slots whose heartbeat is current.
     workers: Vec<Worker>,
+    /// Heartbeats not renewed in time: never counted as working.
+    dead_workers: Vec<Worker>,
     /// Jobs finished per minute (only with --watch, once two refreshes are in).
     finished_per_minute: Option<f64>,
     /// Seconds until the jobs tube is empty at that rate.
@@ -108,7 +117,11 @@ pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow:
         out.flush()?;
         match watch {
             Some(secs) => tokio::time::sleep(Duration::from_secs(secs.max(1))).await,
-            None if snap.jobs.exists || snap.results.exists || !snap.workers.is_empty() => {
+            None if snap.jobs.exists
+                || snap.results.exists
+                || !snap.workers.is_empty()
+                || !snap.dead_workers.is_empty() =>
+            {
                 return Ok(Found::Namespace)
             }
             None => {
@@ -127,9 +140,16 @@ pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow:
 
 async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Snapshot> {
     let server: ServerStats = client.stats().await.context("reading server stats")?;
-    let jobs = tube_counts(client, &config.jobs_tube()).await?;
+    let mut jobs = tube_counts(client, &config.jobs_tube()).await?;
     let results = tube_counts(client, &config.results_tube()).await?;
-    let workers = workers(client, config).await?;
+    let pending = results.ready + results.reserved + results.delayed;
+    let awaiting = pending.min(jobs.delayed);
+    jobs.awaiting_commit = Some(awaiting);
+    jobs.retrying = Some(jobs.delayed - awaiting);
+    let (workers, dead_workers): (Vec<Worker>, Vec<Worker>) = workers(client, config)
+        .await?
+        .into_iter()
+        .partition(|w| !w.stale);
     Ok(Snapshot {
         server: config.server.to_string(),
         namespace: config.namespace.to_string(),
@@ -141,6 +161,7 @@ async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Sn
         jobs,
         results,
         workers,
+        dead_workers,
         finished_per_minute: None,
         eta_seconds: None,
     })
@@ -181,6 +202,7 @@ async fn workers(client: &mut Client, config: &GridConfig) -> anyhow::Result<Vec
         };
         if let Some(b) = beat {
             let age = (chrono::Utc::now() - b.at).num_seconds();
+            let dead = b.is_dead(age);
             out.push(Worker {
                 host: b.host,
                 pid: b.pid,
@@ -190,7 +212,7 @@ async fn workers(client: &mut Client, config: &GridConfig) -> anyhow::Result<Vec
                 frames_done: b.frames_done,
                 frames_total: b.frames_total,
                 seconds_since_heartbeat: age,
-                stale: age > STALE_SECS,
+                stale: dead,
             });
         }
     }
@@ -218,6 +240,8 @@ async fn tube_counts(client: &mut Client, tube: &str) -> anyhow::Result<TubeCoun
         total_jobs: s.total_jobs,
         deleted: s.cmd_delete,
         paused_seconds_left: s.pause_time_left,
+        awaiting_commit: None,
+        retrying: None,
     })
 }
 
@@ -246,6 +270,12 @@ fn render(s: &Snapshot) -> String {
             t.tube, t.ready, t.reserved, t.delayed, t.buried, t.workers_watching, t.total_jobs
         ));
     }
+    if let (Some(awaiting), Some(retrying)) = (s.jobs.awaiting_commit, s.jobs.retrying) {
+        out.push_str(&format!(
+            "jobs delayed: {awaiting} awaiting commit (result in {}), {retrying} retrying later\n",
+            s.results.tube
+        ));
+    }
     if let Some(rate) = s.finished_per_minute {
         let eta = s.eta_seconds.map_or("-".to_owned(), |e| {
             let e = e as u64;
@@ -268,11 +298,29 @@ fn render(s: &Snapshot) -> String {
             }
             _ => "idle".to_owned(),
         };
-        let stale = if w.stale { " STALE" } else { "" };
         out.push_str(&format!(
-            "  {}/{} slot {}: {what} (heartbeat {}s ago{stale})\n",
+            "  {}/{} slot {}: {what} (heartbeat {}s ago)\n",
             w.host, w.pid, w.slot, w.seconds_since_heartbeat
         ));
+    }
+    if !s.dead_workers.is_empty() {
+        out.push_str(&format!(
+            "\ndead ({}): heartbeat not renewed; the filter died, hangs or lost the server\n",
+            s.dead_workers.len()
+        ));
+        for w in &s.dead_workers {
+            let last = match w.seconds_since_heartbeat {
+                age if age < 0 => format!("heartbeat dated {}s in the future", -age),
+                age => format!("last heartbeat {age}s ago"),
+            };
+            let job = w
+                .job_id
+                .map_or(String::new(), |id| format!(", was on job {id}"));
+            out.push_str(&format!(
+                "  {}/{} slot {}: {last}{job}\n",
+                w.host, w.pid, w.slot
+            ));
+        }
     }
     out
 }

@@ -9,7 +9,7 @@ use common::config::GridConfig;
 use common::paths::{archive_date, output_for};
 use common::wire::{Job, QueuedBy, WIRE_VERSION};
 
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Pending};
 use crate::sources::{walk, Candidate, Rejected};
 
 /// The queuer's checked configuration.
@@ -65,7 +65,15 @@ pub struct Summary {
 /// Runs one pass.
 pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
-    let mut ledger = Ledger::load(&config.ledger, &config.grid.server.to_string())?;
+    let mut ledger = Ledger::open(&config.ledger, &config.grid.server.to_string())?;
+    // Every id the server hands out from now on is above `floor`.
+    let mut floor = newest_id(client, config).await?;
+    if let Some(pending) = ledger.take_pending() {
+        if let Some(id) = find_pending(client, config, &pending, floor).await? {
+            tracing::info!(job = id, output = %pending.output, "a put of the previous pass went through before it was killed");
+            ledger.insert(&pending.output, id)?;
+        }
+    }
     client.use_tube(&config.grid.jobs_tube()).await?;
     let host = filter::document::hostname();
     for source in &config.sources {
@@ -95,18 +103,69 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
                         delay: 0,
                         ttr: config.ttr,
                     };
+                    ledger.intend(&job.output, floor)?;
                     let id = client.put(&job.encode(), options).await?;
-                    ledger.insert(&job.output, id);
+                    ledger.insert(&job.output, id)?;
+                    floor = floor.max(id);
                     println!("queued {id} {}", job.video);
                 }
                 summary.queued += 1;
             }
         }
     }
-    if !config.dry_run {
-        ledger.save()?;
-    }
+    ledger.compact()?;
     Ok(summary)
+}
+
+/// The most ids a killed pass's last put is looked for among; past that, the video may be
+/// queued twice (the sink keeps the first result), which is said in a warning.
+const PENDING_SCAN: u64 = 100_000;
+
+/// The newest job id on the server, learnt by putting (and at once deleting) a probe in
+/// the queuer's own tube, which no filter watches.
+async fn newest_id(client: &mut Client, config: &QueuerConfig) -> anyhow::Result<u64> {
+    let tube = format!("{}.queuer", config.grid.namespace);
+    client.use_tube(&tube).await?;
+    let options = PutOptions {
+        priority: 0,
+        delay: 0,
+        ttr: 60,
+    };
+    let id = client.put(b"{\"probe\": true}", options).await?;
+    client.delete(id).await?;
+    Ok(id)
+}
+
+/// Looks for the job a killed pass may have put for `pending.output` just before it died:
+/// among the ids between the last one it knew and now, one in the jobs tube for that output.
+async fn find_pending(
+    client: &mut Client,
+    config: &QueuerConfig,
+    pending: &Pending,
+    newest: u64,
+) -> anyhow::Result<Option<u64>> {
+    let jobs = config.grid.jobs_tube();
+    let first = pending.after + 1;
+    let last = newest.min(pending.after.saturating_add(PENDING_SCAN));
+    if newest > last {
+        tracing::warn!(output = %pending.output, "the previous pass was killed while queuing this video, too long ago to find its job; it may be queued twice (the sink keeps the first result)");
+    }
+    for id in first..=last {
+        match client.stats_job(id).await {
+            Ok(s) if s.tube == jobs => {}
+            Ok(_) | Err(BsError::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let body = match client.peek(id).await {
+            Ok(j) => j.body,
+            Err(BsError::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if Job::decode(&body).is_ok_and(|j| j.output == pending.output) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// The job for `candidate`, or `None` (counted in `summary`) if it must not be queued.

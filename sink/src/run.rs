@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::backoff::Backoff;
-use common::beanstalk::{Client, Error as BsError, Job, PutOptions};
+use common::beanstalk::{Client, Error as BsError, Job, JobState, PutOptions};
 use common::config::GridConfig;
 use common::paths::resolve_output;
 use common::shutdown::Shutdown;
@@ -124,6 +124,9 @@ struct Pending {
     id: u64,
     path: PathBuf,
     video: String,
+    /// The job it answers, deleted from the jobs tube once the result is committed.
+    job_id: Option<u64>,
+    output: String,
 }
 
 /// Runs until shutdown or idle; returns the totals.
@@ -139,6 +142,7 @@ pub async fn run(
     let mut conn: Option<Client> = None;
     let mut pusher = Pusher::new(config.push.clone());
     let mut backoff = Backoff::reconnect();
+    let jobs_tube = config.grid.jobs_tube();
     loop {
         let client = match conn.as_mut() {
             Some(c) => c,
@@ -158,7 +162,15 @@ pub async fn run(
         let due = !batch.is_empty()
             && (batch.len() >= config.batch || batch_started.elapsed() >= config.commit_every);
         if due || (shutdown.stopping() && !batch.is_empty()) {
-            flush(client, checkout, &mut batch, &mut totals, &mut pusher).await;
+            flush(
+                client,
+                &jobs_tube,
+                checkout,
+                &mut batch,
+                &mut totals,
+                &mut pusher,
+            )
+            .await;
             continue;
         }
         if shutdown.stopping() {
@@ -193,7 +205,15 @@ pub async fn run(
             Err(BsError::TimedOut) => pusher.push(checkout, false),
             // A held result is about to time out: commit what we have now.
             Err(BsError::DeadlineSoon) => {
-                flush(client, checkout, &mut batch, &mut totals, &mut pusher).await
+                flush(
+                    client,
+                    &jobs_tube,
+                    checkout,
+                    &mut batch,
+                    &mut totals,
+                    &mut pusher,
+                )
+                .await
             }
             Err(e) => {
                 // Our reservations went back to ready with the connection; what was
@@ -266,6 +286,8 @@ async fn take(
         id: job.id,
         path,
         video,
+        job_id: result.job_id,
+        output: result.job.output,
     }))
 }
 
@@ -296,10 +318,11 @@ async fn bury(
     }
 }
 
-/// Commits the batch, then deletes its results. A failed commit leaves them reserved
-/// until they time out and come back, so nothing is lost.
+/// Commits the batch, then deletes its results and their jobs. A failed commit leaves them
+/// reserved until they time out and come back, so nothing is lost.
 async fn flush(
     client: &mut Client,
+    jobs_tube: &str,
     checkout: &Checkout,
     batch: &mut Vec<Pending>,
     totals: &mut Totals,
@@ -336,6 +359,36 @@ async fn flush(
         if let Err(e) = client.delete(p.id).await {
             tracing::warn!(job = p.id, error = %e, "could not delete a committed result");
         }
+        if let Some(job_id) = p.job_id {
+            delete_job(client, jobs_tube, job_id, &p).await;
+        }
     }
     pusher.push(checkout, true);
+}
+
+/// Deletes the job a committed result answers (the filter left it delayed, awaiting this
+/// commit), but only if it is still that job: in this namespace's jobs tube, for the same
+/// video and output. A job some filter holds again (its delay ran out) is left to it;
+/// its second result will find the JSON committed and change nothing.
+async fn delete_job(client: &mut Client, jobs_tube: &str, job_id: u64, p: &Pending) {
+    let same = match client.stats_job(job_id).await {
+        Ok(s) if s.tube == jobs_tube && s.state != JobState::Reserved => {
+            match client.peek(job_id).await {
+                Ok(j) => common::wire::Job::decode(&j.body)
+                    .is_ok_and(|job| job.output == p.output && job.video == p.video),
+                Err(_) => false,
+            }
+        }
+        Ok(s) => {
+            tracing::debug!(job = job_id, tube = %s.tube, state = ?s.state, "the job is not ours to delete");
+            false
+        }
+        Err(_) => false,
+    };
+    if same {
+        match client.delete(job_id).await {
+            Ok(()) | Err(BsError::NotFound) => {}
+            Err(e) => tracing::warn!(job = job_id, error = %e, "could not delete a committed job"),
+        }
+    }
 }

@@ -1,11 +1,16 @@
-//! Fixtures that own real servers for the length of a test: beanstalkd and a small HTTP
-//! server, each on a free loopback port, ready before use, stopped on drop.
+//! Fixtures that own real servers for the length of a test: beanstalkd, a small HTTP
+//! server (with a gate that holds frames until the test lets go) and a TCP proxy that
+//! cuts or blackholes connections, each on a free loopback port, stopped on drop.
 
 mod beanstalkd;
 pub mod bin;
+pub mod gate;
 pub mod git;
 pub mod http;
 mod port;
+pub mod proxy;
 
 pub use beanstalkd::{Beanstalkd, BeanstalkdBuilder};
+pub use gate::{files_with_gate, Gate};
 pub use port::free_port;
+pub use proxy::Proxy;

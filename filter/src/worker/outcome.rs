@@ -1,6 +1,6 @@
-//! A job's outcome as a value, and the one function that decides it: success is
-//! deleted, a transient failure released with backoff (until the attempts run out), a
-//! permanent failure buried.
+//! A job's outcome as a value, and the one function that decides it: success waits
+//! (delayed) for the sink to commit and delete it, a transient failure is released with
+//! backoff (until the attempts run out), a permanent failure buried.
 
 use std::time::Duration;
 
@@ -25,6 +25,13 @@ pub enum JobError {
         /// Where it was kept.
         spool: String,
     },
+    /// The job was reserved more often than the attempts allow without ever finishing:
+    /// the filters analysing it died (or lost it) each time.
+    #[error("the job was reserved {reserves} times without finishing: the filter died or lost it while analysing it each time; not analysed again")]
+    Died {
+        /// How often it was reserved, this time included.
+        reserves: u32,
+    },
     /// Anything else (a crashed analysis thread, an unwritable spool).
     #[error("internal error: {0}")]
     Internal(String),
@@ -35,7 +42,7 @@ impl JobError {
         match self {
             JobError::Analysis(e) => e.is_transient(),
             JobError::Internal(_) => true,
-            JobError::Malformed(_) | JobError::ResultTooBig { .. } => false,
+            JobError::Malformed(_) | JobError::ResultTooBig { .. } | JobError::Died { .. } => false,
         }
     }
 }
@@ -43,8 +50,13 @@ impl JobError {
 /// What to do with a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Delete it: its result is in the results tube.
-    Delete,
+    /// Its result is in the results tube: release it with a long delay, so it stays
+    /// visible (to the queuer, to `gridctl`) until the sink commits the result and
+    /// deletes it, and comes back by itself if the result is ever lost.
+    AwaitCommit {
+        /// How long the job waits for the commit before it is analysed again.
+        delay: Duration,
+    },
     /// Release it to run again after `delay`.
     Release {
         /// Backoff before the next attempt.
@@ -54,19 +66,23 @@ pub enum Outcome {
     Bury,
 }
 
-/// The backoff policy.
+/// The backoff policy, and how long a finished job waits for its commit.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
     /// Attempts before a transient failure is buried.
     pub max_attempts: u32,
     /// Delay after the first failure; doubles each attempt, up to an hour.
     pub base: Duration,
+    /// How long a delivered job waits (delayed) for the sink to commit and delete it.
+    pub await_commit: Duration,
 }
 
 /// Decides what happens to job `id` after `attempt` (1-based) ended with `result`.
 pub fn decide(result: &Result<(), JobError>, attempt: u32, id: u64, retry: &Retry) -> Outcome {
     match result {
-        Ok(()) => Outcome::Delete,
+        Ok(()) => Outcome::AwaitCommit {
+            delay: retry.await_commit,
+        },
         Err(e) if e.is_transient() && attempt < retry.max_attempts => Outcome::Release {
             delay: backoff(retry.base, attempt, id),
         },
@@ -95,6 +111,7 @@ mod tests {
     const RETRY: Retry = Retry {
         max_attempts: 3,
         base: Duration::from_secs(10),
+        await_commit: Duration::from_secs(86_400),
     };
 
     fn unreachable() -> JobError {
@@ -105,8 +122,13 @@ mod tests {
     }
 
     #[test]
-    fn success_deletes() {
-        assert_eq!(decide(&Ok(()), 1, 1, &RETRY), Outcome::Delete);
+    fn success_waits_for_the_commit() {
+        assert_eq!(
+            decide(&Ok(()), 1, 1, &RETRY),
+            Outcome::AwaitCommit {
+                delay: Duration::from_secs(86_400)
+            }
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::heartbeat::{Beat, Progress};
+use super::heartbeat::{self, Beat, Progress};
 use super::outcome::{decide, JobError, Outcome};
 use super::{metrics, Totals, WorkerConfig};
 use crate::source::{self, SourceKind};
@@ -42,6 +42,18 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
                 Ok(c) => {
                     backoff.reset();
                     let c = conn.insert(c);
+                    if index == 0 {
+                        match heartbeat::sweep(c, &config.grid).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                removed = n,
+                                "removed heartbeats of filters dead for over ten minutes"
+                            ),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "could not sweep dead heartbeats")
+                            }
+                        }
+                    }
                     beat.publish(c, None, None).await;
                     c
                 }
@@ -69,6 +81,9 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
                 break;
             }
         }
+        if beat.due() {
+            beat.publish(client, None, None).await;
+        }
         // Not cancel-safe, so never raced against the signal: a 1 s timeout notices it.
         match client.reserve_with_timeout(1).await {
             Ok(job) => {
@@ -77,7 +92,7 @@ pub async fn run(index: usize, config: WorkerConfig, mut shutdown: Shutdown) -> 
                     .instrument(span)
                     .await
                 {
-                    Some(Outcome::Delete) => {
+                    Some(Outcome::AwaitCommit { .. }) => {
                         totals.done += 1;
                         metrics::JOBS_DONE.inc();
                     }
@@ -144,6 +159,11 @@ async fn process(
             return finish(conn, id, priority, attempt, &failed, Err(err), config).await;
         }
     };
+    if attempt > config.retry.max_attempts {
+        let err = JobError::Died { reserves: attempt };
+        tracing::error!(error = %err, video = %job.video, "burying a job that never finished");
+        return finish(conn, id, priority, attempt, &job, Err(err), config).await;
+    }
     tracing::info!(video = %job.video, attempt, "analysing");
     let started = Utc::now();
     let progress = Arc::new(Progress::default());
@@ -312,7 +332,8 @@ async fn deliver(
 }
 
 /// Offers each spooled result to the server again; one that is taken is removed from the
-/// spool, and the job that was buried for it is deleted, as if it had gone through.
+/// spool. The job that was buried for it stays until the sink commits the result and
+/// deletes it, like every delivered job.
 async fn retry_spool(client: &mut Client, config: &WorkerConfig) -> Result<(), BsError> {
     let Ok(entries) = std::fs::read_dir(&config.spool) else {
         return Ok(());
@@ -339,10 +360,6 @@ async fn retry_spool(client: &mut Client, config: &WorkerConfig) -> Result<(), B
             Ok(rid) => {
                 tracing::info!(job = id, result = rid, spool = %path.display(), "spooled result delivered");
                 let _ = std::fs::remove_file(&path);
-                match client.delete(id).await {
-                    Ok(()) | Err(BsError::NotFound) => {}
-                    Err(e) => return Err(e),
-                }
             }
             Err(BsError::JobTooBig) => {
                 tracing::warn!(
@@ -397,7 +414,7 @@ async fn finish(
         record(c, config, id, attempt, job, err, &action).await;
     }
     let applied = match outcome {
-        Outcome::Delete => c.delete(id).await,
+        Outcome::AwaitCommit { delay } => await_commit(c, id, priority, delay).await,
         Outcome::Release { delay } => c.release(id, priority, delay.as_secs() as u32).await,
         Outcome::Bury => c.bury(id, priority).await,
     };
@@ -414,6 +431,25 @@ async fn finish(
             *conn = None;
             None
         }
+    }
+}
+
+/// Delays a delivered job for the sink to delete after its commit. A job whose
+/// reservation was lost (TTR, a server restart) but that nobody else holds is reserved
+/// again by id, so it waits too rather than being analysed a second time.
+async fn await_commit(
+    c: &mut Client,
+    id: u64,
+    priority: u32,
+    delay: Duration,
+) -> Result<(), BsError> {
+    let secs = u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
+    match c.release(id, priority, secs).await {
+        Err(BsError::NotFound) => {
+            c.reserve_job(id).await?;
+            c.release(id, priority, secs).await
+        }
+        other => other,
     }
 }
 
