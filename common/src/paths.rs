@@ -2,7 +2,7 @@
 //! mirrors it, the date in it, and the checks that keep a hostile output path from
 //! writing anywhere but inside the checkout.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
@@ -38,49 +38,80 @@ pub fn archive_date(rel: &str) -> Option<NaiveDate> {
     })
 }
 
+/// The longest output path, in bytes.
+pub const MAX_OUTPUT_BYTES: usize = 1024;
+/// The longest component of an output path, in bytes (most file systems' limit).
+pub const MAX_COMPONENT_BYTES: usize = 255;
+
 /// Why an output path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("refusing output path {path:?}: {reason}")]
 pub struct UnsafePath {
-    /// The path given.
+    /// The path given (cut to 200 characters for messages).
     pub path: String,
     /// The rule it breaks.
     pub reason: &'static str,
 }
 
-/// Checks a job's output path and returns where it lands inside `checkout`. It must be
-/// relative, free of `..`, outside `.git`, end in `_optical_flow.json`, and no folder on
-/// the way may be a symbolic link (which could lead out of the tree).
-pub fn resolve_output(checkout: &Path, output: &str) -> Result<PathBuf, UnsafePath> {
+/// The one path policy of the grid, kept by the queuer (it refuses to queue), the filter
+/// (it buries the job) and the sink (it buries the result): a relative path of at most
+/// [`MAX_OUTPUT_BYTES`] bytes whose every component is made of `A–Z a–z 0–9 . _ -`, does
+/// not start with `.` and has at most [`MAX_COMPONENT_BYTES`] bytes, ending in
+/// `_optical_flow.json`. Every CamHD archive name fits it; nothing that git or a shell
+/// reads specially (`.git`, `:(magic)`, `-option`, spaces, control characters) does.
+pub fn check_output(output: &str) -> Result<(), UnsafePath> {
     let refuse = |reason| UnsafePath {
-        path: output.to_owned(),
+        path: output.chars().take(200).collect(),
         reason,
     };
-    if !output.ends_with(OUTPUT_SUFFIX) || output.len() == OUTPUT_SUFFIX.len() {
+    if output.len() > MAX_OUTPUT_BYTES {
+        return Err(refuse("it is longer than 1024 bytes"));
+    }
+    if !output.ends_with(OUTPUT_SUFFIX) {
         return Err(refuse("it must end in _optical_flow.json"));
     }
-    if output.contains('\0') || output.contains('\\') {
-        return Err(refuse("it contains a NUL or a backslash"));
+    if output.starts_with('/') {
+        return Err(refuse("it must be relative"));
     }
-    let rel = Path::new(output);
+    for component in output.split('/') {
+        if component.is_empty() {
+            return Err(refuse("it has an empty component (// or a trailing /)"));
+        }
+        if component.starts_with('.') {
+            return Err(refuse(
+                "a component starts with '.' (., .., .git, hidden files)",
+            ));
+        }
+        if component.len() > MAX_COMPONENT_BYTES {
+            return Err(refuse("a component is longer than 255 bytes"));
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
+        if !component.bytes().all(allowed) {
+            return Err(refuse("only A-Z a-z 0-9 . _ - and / are allowed"));
+        }
+    }
+    if output.rsplit('/').next() == Some(OUTPUT_SUFFIX) {
+        return Err(refuse("the file name is only _optical_flow.json"));
+    }
+    Ok(())
+}
+
+/// Checks a job's output path against [`check_output`] and returns where it lands inside
+/// `checkout`; no folder or file on the way may be a symbolic link (which could lead out
+/// of the tree).
+pub fn resolve_output(checkout: &Path, output: &str) -> Result<PathBuf, UnsafePath> {
+    check_output(output)?;
     let mut here = checkout.to_path_buf();
-    for (i, c) in rel.components().enumerate() {
-        match c {
-            Component::Normal(name) => {
-                if i == 0 && name == ".git" {
-                    return Err(refuse("it points into .git"));
-                }
-                here.push(name);
-                if here
-                    .symlink_metadata()
-                    .is_ok_and(|m| m.file_type().is_symlink())
-                {
-                    return Err(refuse("a folder or file on the way is a symbolic link"));
-                }
-            }
-            Component::ParentDir => return Err(refuse("it contains '..'")),
-            Component::RootDir | Component::Prefix(_) => return Err(refuse("it must be relative")),
-            Component::CurDir => return Err(refuse("it contains '.'")),
+    for name in output.split('/') {
+        here.push(name);
+        if here
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(UnsafePath {
+                path: output.to_owned(),
+                reason: "a folder or file on the way is a symbolic link",
+            });
         }
     }
     Ok(here)
@@ -130,6 +161,14 @@ mod tests {
             "x.json",
             "_optical_flow.json",
             "a\\..\\x_optical_flow.json",
+            "a/.GIT/x_optical_flow.json",
+            "sub/.git/x_optical_flow.json",
+            ":/x_optical_flow.json",
+            ":(exclude)x_optical_flow.json",
+            "a b_optical_flow.json",
+            "a//x_optical_flow.json",
+            "a/x_optical_flow.json/",
+            "a/\u{1b}[2Jx_optical_flow.json",
         ] {
             assert!(resolve_output(&dir, bad).is_err(), "{bad}");
         }
@@ -137,6 +176,26 @@ mod tests {
         let err = resolve_output(&dir, "escape/x_optical_flow.json").unwrap_err();
         assert!(err.reason.contains("symbolic link"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_archive_name_fits_the_policy_and_the_lengths_are_bounded() {
+        check_output(
+            "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-20170614T231900_optical_flow.json",
+        )
+        .unwrap();
+        check_output(
+            "RS03ASHS/PN03B/06-CAMHDA301/2016/09/01/CAMHDA301-20160901T000000Z_optical_flow.json",
+        )
+        .unwrap();
+        let long = format!("{}_optical_flow.json", "a".repeat(255 - 18));
+        check_output(&long).unwrap();
+        assert!(
+            check_output(&format!("a{long}")).is_err(),
+            "256-byte component"
+        );
+        let deep = format!("{}x_optical_flow.json", "abcdefgh/".repeat(112));
+        assert!(deep.len() > 1024 && check_output(&deep).is_err());
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -57,9 +57,20 @@ pub fn command_line(cmd: &Command) -> String {
 /// Runs `cmd` to completion and returns its output, or an error holding the command line
 /// and stderr when it cannot start or exits unsuccessfully.
 pub fn run(cmd: &mut Command) -> Result<Output, ProcessError> {
+    run_with_input(cmd, None)
+}
+
+/// Like [`run`], with `input` written to the child's standard input (on a thread, so a
+/// child that writes much before reading cannot deadlock with us).
+pub fn run_with_input(cmd: &mut Command, input: Option<Vec<u8>>) -> Result<Output, ProcessError> {
     let command = command_line(cmd);
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -67,6 +78,11 @@ pub fn run(cmd: &mut Command) -> Result<Output, ProcessError> {
             command: command.clone(),
             source,
         })?;
+    let feeder = child.stdin.take().zip(input).map(|(mut pipe, bytes)| {
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut pipe, &bytes);
+        })
+    });
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let mut guard = Guard(Some(child));
@@ -76,6 +92,9 @@ pub fn run(cmd: &mut Command) -> Result<Output, ProcessError> {
         None => unreachable!("the guard holds the child until here"),
     };
     guard.0 = None;
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
     let output = Output {
         status,
         stdout: stdout.join().unwrap_or_default(),

@@ -312,8 +312,8 @@ impl Job {
         if self.video.trim().is_empty() {
             return invalid("video", "it is empty");
         }
-        if self.output.trim().is_empty() {
-            return invalid("output", "it is empty");
+        if let Err(e) = crate::paths::check_output(&self.output) {
+            return invalid("output", &e.to_string());
         }
         if self.stride == 0 {
             return invalid("stride", "it must be at least 1");

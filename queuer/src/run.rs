@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::{NaiveDate, Utc};
 use common::beanstalk::{Client, Error as BsError, PutOptions};
 use common::config::GridConfig;
-use common::paths::{archive_date, output_for};
+use common::paths::{archive_date, check_output, output_for};
 use common::wire::{Job, QueuedBy, WIRE_VERSION};
 
 use crate::ledger::{Ledger, Pending};
@@ -183,6 +183,13 @@ async fn consider(
         });
         return Ok(None);
     };
+    if let Err(e) = check_output(&output) {
+        summary.rejected.push(Rejected {
+            entry: c.video.clone(),
+            reason: e.to_string(),
+        });
+        return Ok(None);
+    }
     if config.since.is_some() || config.until.is_some() {
         match archive_date(&c.rel) {
             Some(d)

@@ -18,6 +18,7 @@ pub struct Checkout {
     /// Temporary files are written here, inside the git directory, so that a sink killed
     /// mid-write leaves nothing in the work tree.
     tmp_dir: PathBuf,
+    git_dir: PathBuf,
     author_name: String,
     author_email: String,
 }
@@ -49,10 +50,11 @@ impl Checkout {
         let lock = File::create(&lock_path)
             .with_context(|| format!("creating the lock file {}", lock_path.display()))?;
         if lock.try_lock().is_err() {
-            bail!(
+            return Err(common::cli::Busy(format!(
                 "another sink holds {} (one sink per checkout)",
                 lock_path.display()
-            );
+            ))
+            .into());
         }
         let (name, email) = parse_author(author)?;
         let tmp_dir = Path::new(git_dir.trim()).join("camhd-grid-tmp");
@@ -62,6 +64,7 @@ impl Checkout {
             root,
             _lock: lock,
             tmp_dir,
+            git_dir: PathBuf::from(git_dir.trim()),
             author_name: name,
             author_email: email,
         })
@@ -75,55 +78,85 @@ impl Checkout {
     /// Writes `bytes` to `path` (inside the checkout) via a temporary file and a rename.
     /// The temporary file lives in the git directory, so a sink killed mid-write leaves
     /// nothing in the work tree; where that is on another file system (the rename
-    /// fails), beside the target instead.
-    pub fn write_atomically(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-        let dir = path.parent().context("an output path has no folder")?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let name = path
-            .file_name()
-            .context("an output path has no file name")?;
-        let tmp_name = format!(".{}.sink-{}", name.to_string_lossy(), std::process::id());
+    /// Writes `bytes` to `path` (inside the checkout) via a temporary file and a rename.
+    /// The temporary file lives in the git directory, so a sink killed mid-write leaves
+    /// nothing in the work tree; where that is on another file system (the rename
+    /// fails), beside the target instead. The error is the file system's, for the caller
+    /// to tell a fault of this one result from one of the whole checkout.
+    pub fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+        std::fs::create_dir_all(dir)?;
+        path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?;
+        // Short, so that a name near the file system's limit still has room beside it.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp_name = format!(".sink-{}-{n}.tmp", std::process::id());
         for tmp in [self.tmp_dir.join(&tmp_name), dir.join(&tmp_name)] {
-            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::write(&tmp, bytes)?;
             match std::fs::rename(&tmp, path) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
                     let _ = std::fs::remove_file(&tmp);
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| format!("renaming onto {}", path.display()))
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
                 }
             }
         }
-        anyhow::bail!("could not write {} atomically", path.display())
+        Err(std::io::Error::other("could not write atomically"))
     }
 
-    /// Stages `paths` and commits them if anything changed; returns the new commit's id,
-    /// or `None` when the batch changed nothing (duplicates, kept files).
-    pub fn commit(&self, paths: &[PathBuf], message: &str) -> anyhow::Result<Option<String>> {
-        for chunk in paths.chunks(500) {
-            let mut args: Vec<&str> = vec!["add", "--"];
-            let rels: Vec<String> = chunk
-                .iter()
-                .map(|p| {
-                    p.strip_prefix(&self.root)
-                        .unwrap_or(p)
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .collect();
-            args.extend(rels.iter().map(String::as_str));
-            git(&self.root, &args)?;
-        }
-        if git(&self.root, &["diff", "--cached", "--name-only"])?
-            .trim()
-            .is_empty()
-        {
+    /// True when the checkout itself can be written: a file can be made (and removed) in
+    /// its root and in the git directory. A write error while this holds belongs to the
+    /// one result; while it fails, to the whole checkout.
+    pub fn healthy(&self) -> bool {
+        let probe = |dir: &Path| {
+            let p = dir.join(format!(".camhd-grid-probe-{}", std::process::id()));
+            let ok = std::fs::write(&p, b"probe").is_ok();
+            let _ = std::fs::remove_file(&p);
+            ok
+        };
+        probe(&self.root) && probe(&self.tmp_dir)
+    }
+
+    /// True when `rel` is tracked in HEAD.
+    pub fn tracked(&self, rel: &str) -> anyhow::Result<bool> {
+        let out = git(
+            &self.root,
+            &["ls-tree", "--name-only", "-z", "HEAD", "--", rel],
+        )?;
+        Ok(!out.is_empty())
+    }
+
+    /// Stages `rels` and commits exactly them (never anything else staged or lying in
+    /// the work tree) if any changed; returns the new commit's id, or `None` when
+    /// nothing changed (duplicates). Paths travel NUL-separated on standard input and the
+    /// message through a file, so neither their number nor their length is limited.
+    pub fn commit(&self, rels: &[String], message: &str) -> anyhow::Result<Option<String>> {
+        self.clear_stale_index_lock();
+        git_input(
+            &self.root,
+            &["add", "--pathspec-from-file=-", "--pathspec-file-nul"],
+            nul_list(rels),
+        )?;
+        let staged = git(&self.root, &["diff", "--cached", "--name-only", "-z"])?;
+        let staged: std::collections::HashSet<&str> = staged.split('\0').collect();
+        let changed: Vec<String> = rels
+            .iter()
+            .filter(|r| staged.contains(r.as_str()))
+            .cloned()
+            .collect();
+        if changed.is_empty() {
             return Ok(None);
         }
+        let msg_file = self.tmp_dir.join("COMMIT_MSG");
+        std::fs::write(&msg_file, message)
+            .with_context(|| format!("writing {}", msg_file.display()))?;
         let name = format!("user.name={}", self.author_name);
         let email = format!("user.email={}", self.author_email);
-        git(
+        let msg = msg_file.to_string_lossy();
+        git_input(
             &self.root,
             &[
                 "-c",
@@ -133,13 +166,83 @@ impl Checkout {
                 "commit",
                 "-q",
                 "--no-verify",
-                "-m",
-                message,
+                "--only",
+                "-F",
+                &msg,
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
             ],
+            nul_list(&changed),
         )?;
         Ok(Some(
             git(&self.root, &["rev-parse", "HEAD"])?.trim().to_owned(),
         ))
+    }
+
+    /// Of `written` (path, bytes written), those HEAD does not hold with that size: git
+    /// skipped them, and their results must not be deleted as if committed.
+    pub fn not_in_head(&self, written: &[(String, usize)]) -> anyhow::Result<Vec<String>> {
+        if written.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input: String = written.iter().map(|(r, _)| format!("HEAD:{r}\n")).collect();
+        let out = git_input(
+            &self.root,
+            &["cat-file", "--batch-check"],
+            input.into_bytes(),
+        )?;
+        let lines: Vec<&str> = out.lines().collect();
+        Ok(written
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, size))| {
+                let line = lines.get(*i).copied().unwrap_or("");
+                let mut parts = line.split(' ');
+                let (kind, got) = (parts.nth(1), parts.next());
+                !(kind == Some("blob") && got == Some(size.to_string().as_str()))
+            })
+            .map(|(_, (r, _))| r.clone())
+            .collect())
+    }
+
+    /// Undoes a write that will not be committed: unstages it, and restores HEAD's
+    /// version or removes the file.
+    pub fn discard(&self, rel: &str, path: &Path) {
+        let _ = git(&self.root, &["reset", "-q", "--", rel]);
+        match self.tracked(rel) {
+            Ok(true) => {
+                let _ = git(&self.root, &["checkout", "-q", "HEAD", "--", rel]);
+            }
+            _ => {
+                if path.is_file() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+
+    /// Unstages `rels` (after a failed commit, before trying parts of the batch).
+    pub fn unstage(&self, rels: &[String]) {
+        let _ = git_input(
+            &self.root,
+            &[
+                "reset",
+                "-q",
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ],
+            nul_list(rels),
+        );
+    }
+
+    /// A `.git/index.lock` left by a killed git would fail every commit; no other sink
+    /// can be running (we hold the sink lock), so it is removed, with a warning.
+    fn clear_stale_index_lock(&self) {
+        let lock = self.git_dir.join("index.lock");
+        if lock.exists() {
+            tracing::warn!(lock = %lock.display(), "removing a stale git index lock left by a killed git");
+            let _ = std::fs::remove_file(&lock);
+        }
     }
 
     /// Pushes HEAD to `remote`.
@@ -148,11 +251,34 @@ impl Checkout {
     }
 }
 
-/// Runs git in `dir` and returns its stdout.
+fn nul_list(rels: &[String]) -> Vec<u8> {
+    let mut list = Vec::new();
+    for r in rels {
+        list.extend_from_slice(r.as_bytes());
+        list.push(0);
+    }
+    list
+}
+
+/// Runs git in `dir` and returns its stdout. Pathspecs are literal: no `:(magic)`, no
+/// globs, whatever a path looks like.
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    git_run(dir, args, None)
+}
+
+/// Runs git in `dir` with `input` on its standard input.
+fn git_input(dir: &Path, args: &[&str], input: Vec<u8>) -> anyhow::Result<String> {
+    git_run(dir, args, Some(input))
+}
+
+fn git_run(dir: &Path, args: &[&str], input: Option<Vec<u8>>) -> anyhow::Result<String> {
     let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(dir).args(args);
-    let out = process::run(&mut cmd)?;
+    cmd.arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_LITERAL_PATHSPECS", "1")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    let out = process::run_with_input(&mut cmd, input)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

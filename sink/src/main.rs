@@ -2,6 +2,7 @@
 //! `main` parses the flags into a checked configuration and runs the loop.
 
 mod checkout;
+mod incoming;
 mod run;
 
 use std::path::PathBuf;
@@ -52,6 +53,12 @@ struct Cli {
     #[arg(long, env = "SINK_METRICS", value_name = "ADDR")]
     metrics: Option<String>,
 
+    /// The largest document written, in bytes after unpacking (a stride-1 CamHD document
+    /// is about 9 MB); a larger result is buried. Bounds the sink's memory: about four
+    /// times this at most.
+    #[arg(long, env = "SINK_MAX_DOCUMENT_BYTES", default_value_t = 32 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    max_document_bytes: u64,
+
     /// Author of the commits.
     #[arg(
         long,
@@ -72,6 +79,7 @@ fn main() -> ExitCode {
             push: cli.push.clone(),
             exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),
             host: common::host::hostname(),
+            max_document: cli.max_document_bytes as usize,
         };
         let checkout = checkout::Checkout::open(&cli.checkout, &cli.author)?;
         let runtime = tokio::runtime::Runtime::new()?;
@@ -87,6 +95,7 @@ fn main() -> ExitCode {
             kept = totals.kept,
             buried = totals.buried,
             commits = totals.commits,
+            peak_rss_mb = common::host::peak_rss_mb().unwrap_or(0.0),
             "sink stopped"
         );
         Ok(ExitCode::SUCCESS)

@@ -12,9 +12,10 @@ use common::beanstalk::{Client, Error as BsError, Job, JobState, PutOptions};
 use common::config::GridConfig;
 use common::paths::resolve_output;
 use common::shutdown::Shutdown;
-use common::wire::{Failure, JobResult};
+use common::wire::Failure;
 
 use crate::checkout::Checkout;
+use crate::incoming;
 
 /// What the sink does, checked.
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct SinkConfig {
     pub exit_when_idle: Option<Duration>,
     /// This machine's name, for failure records.
     pub host: String,
+    /// The largest document written, in bytes (after unpacking); larger ones are buried.
+    pub max_document: usize,
 }
 
 /// Counts for the final report.
@@ -123,10 +126,14 @@ const COMMIT_RETRY_SECS: u32 = 10;
 struct Pending {
     id: u64,
     path: PathBuf,
+    /// Its output path, relative to the checkout.
+    rel: String,
+    /// Bytes written, or `None` when the committed JSON was kept.
+    written: Option<usize>,
     video: String,
     /// The job it answers, deleted from the jobs tube once the result is committed.
     job_id: Option<u64>,
-    output: String,
+    job: common::wire::Job,
 }
 
 /// Runs until shutdown or idle; returns the totals.
@@ -142,7 +149,6 @@ pub async fn run(
     let mut conn: Option<Client> = None;
     let mut pusher = Pusher::new(config.push.clone());
     let mut backoff = Backoff::reconnect();
-    let jobs_tube = config.grid.jobs_tube();
     loop {
         let client = match conn.as_mut() {
             Some(c) => c,
@@ -164,13 +170,13 @@ pub async fn run(
         if due || (shutdown.stopping() && !batch.is_empty()) {
             flush(
                 client,
-                &jobs_tube,
+                config,
                 checkout,
                 &mut batch,
                 &mut totals,
                 &mut pusher,
             )
-            .await;
+            .await?;
             continue;
         }
         if shutdown.stopping() {
@@ -198,7 +204,7 @@ pub async fn run(
                 if batch.is_empty() {
                     batch_started = Instant::now();
                 }
-                if let Some(p) = take(client, config, checkout, job, &mut totals).await? {
+                if let Some(p) = take(client, config, checkout, job, &batch, &mut totals).await? {
                     batch.push(p);
                 }
             }
@@ -207,13 +213,13 @@ pub async fn run(
             Err(BsError::DeadlineSoon) => {
                 flush(
                     client,
-                    &jobs_tube,
+                    config,
                     checkout,
                     &mut batch,
                     &mut totals,
                     &mut pusher,
                 )
-                .await
+                .await?
             }
             Err(e) => {
                 // Our reservations went back to ready with the connection; what was
@@ -245,49 +251,80 @@ async fn connect(config: &SinkConfig) -> anyhow::Result<Client> {
     Ok(c)
 }
 
-/// Writes (or keeps) one result; buries what must never be written.
+/// Writes (or keeps) one result; buries what must never be written or cannot be.
+/// Returns an error only for a fault of the whole checkout.
 async fn take(
     client: &mut Client,
     config: &SinkConfig,
     checkout: &Checkout,
     job: Job,
+    batch: &[Pending],
     totals: &mut Totals,
 ) -> anyhow::Result<Option<Pending>> {
-    let result = match JobResult::decode(&job.body) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(job = job.id, error = %e, "burying a malformed result");
-            let error = format!("malformed result: {e}");
-            bury(client, config, job.id, None, error, totals).await;
+    let accepted = match incoming::accept(&job.body, config.max_document) {
+        Ok(a) => a,
+        Err((of, refusal)) => {
+            tracing::error!(job = job.id, error = %refusal, "burying a result");
+            bury(
+                client,
+                config,
+                job.id,
+                of.as_deref(),
+                refusal.to_string(),
+                totals,
+            )
+            .await;
             return Ok(None);
         }
     };
-    let video = result.job.video.clone();
-    let path = match resolve_output(checkout.root(), &result.job.output) {
+    let video = accepted.job.video.clone();
+    let rel = accepted.job.output.clone();
+    let path = match resolve_output(checkout.root(), &rel) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(job = job.id, video = %video, error = %e, "burying a result with a hostile path");
             let error = format!("not written: {e}");
-            bury(client, config, job.id, Some(&result.job), error, totals).await;
+            bury(client, config, job.id, Some(&accepted.job), error, totals).await;
             return Ok(None);
         }
     };
-    if path.exists() && !result.job.force {
+    let exists =
+        path.is_file() && (batch.iter().any(|p| p.rel == rel) || checkout.tracked(&rel)?);
+    let written = if exists && !accepted.job.force {
         tracing::info!(job = job.id, video = %video, "JSON exists; kept");
         totals.kept += 1;
+        None
     } else {
-        let mut text = serde_json::to_string_pretty(&result.document)?;
-        text.push('\n');
-        checkout.write_atomically(&path, text.as_bytes())?;
-        tracing::info!(job = job.id, video = %video, path = %path.display(), "written");
-        totals.written += 1;
-    }
+        match checkout.write_atomically(&path, &accepted.text) {
+            Ok(()) => {
+                tracing::info!(job = job.id, video = %video, path = %path.display(), "written");
+                totals.written += 1;
+                Some(accepted.text.len())
+            }
+            Err(e) if checkout.healthy() => {
+                let error = format!("cannot write {rel} in the checkout: {e}");
+                tracing::error!(job = job.id, video = %video, error = %error, "burying a result");
+                bury(client, config, job.id, Some(&accepted.job), error, totals).await;
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "the checkout {} cannot be written (read-only, full, or its permissions changed)",
+                        checkout.root().display()
+                    )
+                })
+            }
+        }
+    };
     Ok(Some(Pending {
         id: job.id,
         path,
+        rel,
+        written,
         video,
-        job_id: result.job_id,
-        output: result.job.output,
+        job_id: accepted.job_id,
+        job: accepted.job,
     }))
 }
 
@@ -318,52 +355,144 @@ async fn bury(
     }
 }
 
-/// Commits the batch, then deletes its results and their jobs. A failed commit leaves them
-/// reserved until they time out and come back, so nothing is lost.
+/// Commits the batch, then deletes its results and their jobs. A batch git refuses is
+/// split until the culprit is found; it is buried with git's message and the rest are
+/// committed. A result whose file git did not take into the commit is buried, never
+/// deleted as if committed. Only a fault of the whole checkout (or of git itself) leaves
+/// the batch reserved, to come back and be tried again.
 async fn flush(
     client: &mut Client,
-    jobs_tube: &str,
+    config: &SinkConfig,
     checkout: &Checkout,
     batch: &mut Vec<Pending>,
     totals: &mut Totals,
     pusher: &mut Pusher,
-) {
-    let paths: Vec<PathBuf> = batch.iter().map(|p| p.path.clone()).collect();
-    let mut message = format!("Add optical flow for {} video(s)\n\n", batch.len());
-    for p in batch.iter() {
-        message.push_str(&format!("- {}\n", p.video));
-    }
+) -> anyhow::Result<()> {
+    let items: Vec<Pending> = std::mem::take(batch);
     let started = Instant::now();
-    match checkout.commit(&paths, &message) {
-        Ok(commit) => {
-            if let Some(id) = &commit {
-                metrics::COMMITS.inc();
-                metrics::COMMIT_SECONDS.add(started.elapsed().as_secs_f64());
-                totals.commits += 1;
-                pusher.pending = true;
-                tracing::info!(commit = %id, results = batch.len(), "committed");
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), results = batch.len(), "commit failed; releasing the results to retry");
-            for p in batch.drain(..) {
+    let outcome = commit_split(checkout, items, totals, pusher);
+    let (committed, refused) = match outcome {
+        Ok(parts) => parts,
+        Err((items, e)) => {
+            tracing::error!(error = %format!("{e:#}"), results = items.len(), "commit failed and the checkout is not writable; releasing the results to retry");
+            for p in items {
                 if let Err(e) = client.release(p.id, 1024, COMMIT_RETRY_SECS).await {
                     tracing::warn!(job = p.id, error = %e, "could not release; it returns when the connection closes");
                 }
             }
-            return;
+            return Err(e);
         }
+    };
+    metrics::COMMIT_SECONDS.add(started.elapsed().as_secs_f64());
+    for (p, why) in refused {
+        tracing::error!(job = p.id, video = %p.video, error = %why, "burying a result git refused");
+        bury(client, config, p.id, Some(&p.job), why, totals).await;
     }
-    metrics::RESULTS.add(batch.len() as f64);
-    for p in batch.drain(..) {
+    metrics::RESULTS.add(committed.len() as f64);
+    let jobs_tube = config.grid.jobs_tube();
+    for p in committed {
         if let Err(e) = client.delete(p.id).await {
             tracing::warn!(job = p.id, error = %e, "could not delete a committed result");
         }
         if let Some(job_id) = p.job_id {
-            delete_job(client, jobs_tube, job_id, &p).await;
+            delete_job(client, &jobs_tube, job_id, &p).await;
         }
     }
     pusher.push(checkout, true);
+    Ok(())
+}
+
+type Split = (Vec<Pending>, Vec<(Pending, String)>);
+
+/// Commits `items`, halving on failure; returns the committed ones and the refused ones
+/// with the reason. Fails (handing the items back) when git fails while the checkout
+/// itself is not writable: then no result is to blame.
+fn commit_split(
+    checkout: &Checkout,
+    items: Vec<Pending>,
+    totals: &mut Totals,
+    pusher: &mut Pusher,
+) -> Result<Split, (Vec<Pending>, anyhow::Error)> {
+    let rels: Vec<String> = items
+        .iter()
+        .filter(|p| p.written.is_some())
+        .map(|p| p.rel.clone())
+        .collect();
+    if rels.is_empty() {
+        return Ok((items, Vec::new()));
+    }
+    match checkout.commit(&rels, &message(&items)) {
+        Ok(commit) => {
+            if let Some(id) = &commit {
+                metrics::COMMITS.inc();
+                totals.commits += 1;
+                pusher.pending = true;
+                tracing::info!(commit = %id, results = items.len(), "committed");
+            }
+            let written: Vec<(String, usize)> = items
+                .iter()
+                .filter_map(|p| p.written.map(|n| (p.rel.clone(), n)))
+                .collect();
+            let missing = match checkout.not_in_head(&written) {
+                Ok(m) => m,
+                Err(e) => return Err((items, e)),
+            };
+            let (mut ok, mut bad) = (Vec::new(), Vec::new());
+            for p in items {
+                if missing.contains(&p.rel) {
+                    checkout.discard(&p.rel, &p.path);
+                    let why = format!("git did not take {} into the commit", p.rel);
+                    bad.push((p, why));
+                } else {
+                    ok.push(p);
+                }
+            }
+            Ok((ok, bad))
+        }
+        Err(e) if !checkout.healthy() => Err((items, e)),
+        Err(e) if rels.len() == 1 => {
+            let (mut ok, mut bad) = (Vec::new(), Vec::new());
+            for p in items {
+                if p.written.is_some() {
+                    checkout.discard(&p.rel, &p.path);
+                    bad.push((p, format!("git refused it: {e:#}")));
+                } else {
+                    ok.push(p);
+                }
+            }
+            Ok((ok, bad))
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), results = items.len(), "commit failed; splitting the batch to find the result git refuses");
+            checkout.unstage(&rels);
+            let mut items = items;
+            let second = items.split_off(items.len() / 2);
+            let (mut ok, mut bad) = commit_split(checkout, items, totals, pusher)?;
+            match commit_split(checkout, second, totals, pusher) {
+                Ok((ok2, bad2)) => {
+                    ok.extend(ok2);
+                    bad.extend(bad2);
+                    Ok((ok, bad))
+                }
+                Err((mut back, e)) => {
+                    // The first half is committed; hand back only what is not.
+                    bad.into_iter().for_each(|(p, _)| back.push(p));
+                    drop(ok);
+                    Err((back, e))
+                }
+            }
+        }
+    }
+}
+
+/// The commit message: a count, then one line per video (control characters dropped).
+fn message(items: &[Pending]) -> String {
+    let mut message = format!("Add optical flow for {} video(s)\n\n", items.len());
+    for p in items {
+        let video: String = p.video.chars().filter(|c| !c.is_control()).collect();
+        message.push_str(&format!("- {video}\n"));
+    }
+    message
 }
 
 /// Deletes the job a committed result answers (the filter left it delayed, awaiting this
@@ -375,7 +504,7 @@ async fn delete_job(client: &mut Client, jobs_tube: &str, job_id: u64, p: &Pendi
         Ok(s) if s.tube == jobs_tube && s.state != JobState::Reserved => {
             match client.peek(job_id).await {
                 Ok(j) => common::wire::Job::decode(&j.body)
-                    .is_ok_and(|job| job.output == p.output && job.video == p.video),
+                    .is_ok_and(|job| job.output == p.rel && job.video == p.video),
                 Err(_) => false,
             }
         }

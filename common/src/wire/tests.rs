@@ -55,7 +55,7 @@ fn bodies_are_plain_json_with_a_version() {
 #[test]
 fn unknown_fields_are_ignored_so_the_format_can_grow() {
     let body =
-        br#"{"version":1,"video":"v.mov","output":"o","stride":10,"start":1,"stop":-1,"new":true}"#;
+        br#"{"version":1,"video":"v.mov","output":"o_optical_flow.json","stride":10,"start":1,"stop":-1,"new":true}"#;
     assert_eq!(Job::decode(body).unwrap().video, "v.mov");
 }
 
@@ -166,7 +166,7 @@ fn nonsense_field_values_are_invalid() {
 
 #[test]
 fn a_result_whose_document_is_not_an_object_is_invalid() {
-    let mut result = result_for(Job::new("v.mov", "o"));
+    let mut result = result_for(Job::new("v.mov", "o_optical_flow.json"));
     result.document = serde_json::json!([1, 2]);
     assert!(matches!(
         JobResult::decode(&result.encode()),

@@ -1,0 +1,254 @@
+//! A result body as the sink takes it: bounded in size before anything is parsed, its
+//! gzipped document inflated as a stream that stops at the cap, its job checked (path
+//! policy included), its document checked to be an optical-flow document, and the text
+//! to write produced without ever building the document as a tree in memory.
+
+use std::io::Read;
+
+use common::wire::{Job, WIRE_VERSION};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Why a result is parked instead of written.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The body is not a result this build can read.
+    #[error("malformed result: {0}")]
+    Malformed(String),
+    /// The body or its document is over the size cap.
+    #[error("result too large: {0} (the cap is --max-document-bytes, SINK_MAX_DOCUMENT_BYTES)")]
+    TooLarge(String),
+    /// The document is JSON but not an `_optical_flow.json` document.
+    #[error("not an optical-flow document: {0}")]
+    NotOpticalFlow(String),
+}
+
+/// A result that may be written.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The job it answers.
+    pub job: Job,
+    /// That job's id in the jobs tube, if the filter said.
+    pub job_id: Option<u64>,
+    /// The document as it goes into the checkout: pretty JSON and a final newline.
+    pub text: Vec<u8>,
+}
+
+/// A refusal, with the job when the body got that far (for the failure record).
+pub type Refused = (Option<Box<Job>>, Refusal);
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    version: Option<serde_json::Value>,
+    #[serde(borrow)]
+    job: Option<&'a RawValue>,
+    job_id: Option<u64>,
+    #[serde(borrow)]
+    document: Option<&'a RawValue>,
+    document_gzip: Option<String>,
+}
+
+/// Reads `body` as a result whose document may be at most `max_document` bytes.
+pub fn accept(body: &[u8], max_document: usize) -> Result<Accepted, Refused> {
+    // The plain document is most of a body; a little room for the rest.
+    let max_body = max_document.saturating_add(1 << 20);
+    if body.len() > max_body {
+        let why = format!("a body of {} bytes (at most {max_body})", body.len());
+        return Err((None, Refusal::TooLarge(why)));
+    }
+    let parsed: Body = serde_json::from_slice(body)
+        .map_err(|e| (None, Refusal::Malformed(format!("not a JSON result: {e}"))))?;
+    match parsed.version.as_ref().and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(WIRE_VERSION) => {}
+        Some(v) => {
+            let why = format!(
+                "version {v} is newer than this sink knows ({WIRE_VERSION}); upgrade the sink"
+            );
+            return Err((None, Refusal::Malformed(why)));
+        }
+        None => return Err((None, Refusal::Malformed("no numeric version".into()))),
+    }
+    let raw_job = parsed
+        .job
+        .ok_or_else(|| (None, Refusal::Malformed("no job".into())))?;
+    let job = Job::decode(raw_job.get().as_bytes()).map_err(|e| {
+        // For the failure record: what the job says, though it cannot be trusted.
+        let said = serde_json::from_str::<Job>(raw_job.get())
+            .ok()
+            .map(Box::new);
+        (said, Refusal::Malformed(format!("its job: {e}")))
+    })?;
+    let inflated;
+    let document: &[u8] = match (parsed.document, &parsed.document_gzip) {
+        (Some(raw), None) if raw.get() != "null" => raw.get().as_bytes(),
+        (None | Some(_), Some(packed)) => {
+            inflated =
+                inflate(packed, max_document).map_err(|r| (Some(Box::new(job.clone())), r))?;
+            &inflated
+        }
+        _ => {
+            let why = "neither document nor document_gzip".into();
+            return Err((Some(Box::new(job)), Refusal::Malformed(why)));
+        }
+    };
+    if document.len() > max_document {
+        let why = format!("a document of {} bytes", document.len());
+        return Err((Some(Box::new(job)), Refusal::TooLarge(why)));
+    }
+    check_document(document).map_err(|r| (Some(Box::new(job.clone())), r))?;
+    let text = pretty(document).map_err(|r| (Some(Box::new(job.clone())), r))?;
+    Ok(Accepted {
+        job,
+        job_id: parsed.job_id,
+        text,
+    })
+}
+
+/// Base64, then gzip, read as a stream that stops one byte past the cap: a small bomb
+/// costs at most the cap in memory.
+fn inflate(packed: &str, max: usize) -> Result<Vec<u8>, Refusal> {
+    let gz = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, packed)
+        .map_err(|e| Refusal::Malformed(format!("document_gzip is not base64: {e}")))?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Refusal::Malformed(format!("document_gzip is not gzip: {e}")))?;
+    if out.len() > max {
+        let why = format!("document_gzip inflates past {max} bytes");
+        return Err(Refusal::TooLarge(why));
+    }
+    Ok(out)
+}
+
+/// The shape every `_optical_flow.json` has and the region scripts rely on; anything
+/// else in it is kept as it is.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // read only to check the shape
+struct Document {
+    contents: Contents,
+    movie: serde_json::Map<String, serde_json::Value>,
+    frame_stats: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Contents {
+    frame_stats: FrameStatsContents,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct FrameStatsContents {
+    optical_flow: serde::de::IgnoredAny,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct Entry {
+    frame_number: i64,
+    optical_flow: Flow,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Flow {
+    similarity: [f64; 4],
+    valid: bool,
+}
+
+fn check_document(document: &[u8]) -> Result<(), Refusal> {
+    let doc: Document =
+        serde_json::from_slice(document).map_err(|e| Refusal::NotOpticalFlow(e.to_string()))?;
+    for (i, e) in doc.frame_stats.iter().enumerate() {
+        if !e.optical_flow.similarity.iter().all(|x| x.is_finite()) {
+            let why = format!("frameStats[{i}].opticalFlow.similarity is not four finite numbers");
+            return Err(Refusal::NotOpticalFlow(why));
+        }
+    }
+    Ok(())
+}
+
+/// The document as pretty JSON (key order kept), transcoded token by token.
+fn pretty(document: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::with_capacity(document.len() * 2);
+    let mut de = serde_json::Deserializer::from_slice(document);
+    let mut ser = serde_json::Serializer::pretty(&mut out);
+    serde_transcode::transcode(&mut de, &mut ser)
+        .map_err(|e| Refusal::NotOpticalFlow(e.to_string()))?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(document: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "version": 1,
+            "job": {"version": 1, "video": "/v.mov", "output": "a/b_optical_flow.json", "stride": 10, "start": 1, "stop": -1},
+            "job_id": 7,
+            "document": document,
+        }))
+        .unwrap()
+    }
+
+    fn flow_doc() -> serde_json::Value {
+        serde_json::json!({
+            "contents": {"movie": "1.0", "frameStats": {"opticalFlow": "1.1"}},
+            "frameStats": [{"frameNumber": 11, "opticalFlow": {"similarity": [1.0, 0.0, 3.5, -0.25], "valid": true, "center": [-960.0, -540.0]}}],
+            "movie": {"URL": "/v.mov", "NumFrames": 27}
+        })
+    }
+
+    #[test]
+    fn an_optical_flow_document_is_written_as_pretty_json_in_its_own_order() {
+        let a = accept(&body(flow_doc()), 1 << 20).unwrap();
+        assert_eq!(a.job_id, Some(7));
+        let text = String::from_utf8(a.text).unwrap();
+        let expected = serde_json::to_string_pretty(&flow_doc()).unwrap() + "\n";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn anything_else_is_not_an_optical_flow_document() {
+        for doc in [
+            serde_json::json!({"hello": "world"}),
+            serde_json::json!({"contents": {"frameStats": {}}, "movie": {}, "frameStats": []}),
+            serde_json::json!({"contents": {"frameStats": {"opticalFlow": 1}}, "movie": 3, "frameStats": []}),
+            serde_json::json!({"contents": {"frameStats": {"opticalFlow": 1}}, "movie": {}, "frameStats": [{"frameNumber": 1.5, "opticalFlow": {"similarity": [1, 0, 0, 0], "valid": true}}]}),
+            serde_json::json!({"contents": {"frameStats": {"opticalFlow": 1}}, "movie": {}, "frameStats": [{"frameNumber": 1, "opticalFlow": {"similarity": [1, 0, 0], "valid": true}}]}),
+            serde_json::json!({"contents": {"frameStats": {"opticalFlow": 1}}, "movie": {}, "frameStats": [{"frameNumber": 1, "opticalFlow": {"similarity": [1, 0, 0, 0], "valid": "yes"}}]}),
+        ] {
+            let err = accept(&body(doc.clone()), 1 << 20).unwrap_err().1;
+            assert!(matches!(err, Refusal::NotOpticalFlow(_)), "{doc}: {err}");
+        }
+    }
+
+    #[test]
+    fn size_caps_hold_before_parsing_and_while_inflating() {
+        let big = body(flow_doc());
+        assert!(matches!(
+            accept(&big, 10).unwrap_err().1,
+            Refusal::TooLarge(_)
+        ));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &vec![b' '; 8 << 20]).unwrap();
+        let packed = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            gz.finish().unwrap(),
+        );
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&body(serde_json::Value::Null)).unwrap();
+        v["document_gzip"] = packed.into();
+        let bomb = serde_json::to_vec(&v).unwrap();
+        assert!(bomb.len() < 64 << 10);
+        let err = accept(&bomb, 1 << 20).unwrap_err().1;
+        assert!(err.to_string().contains("inflates past"), "{err}");
+    }
+}
