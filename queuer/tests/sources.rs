@@ -192,7 +192,7 @@ fn rejected_entries_are_listed_and_exit_3() {
     std::fs::write(
         &list,
         format!(
-            "/nowhere/a.mov\nhttps://h/files/{}\nhttps://h/files/x.txt\n",
+            "/nowhere/a.mov\nhttps://h/files/{}\nhttps://h/files/x.txt\nhttps://h/files/RS03/.git/a b.mov\n",
             VIDEOS[1]
         ),
     )
@@ -201,9 +201,13 @@ fn rejected_entries_are_listed_and_exit_3() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         summary(&out),
-        "queued 1, already done 0, in flight 0, out of date range 0, rejected 2"
+        "queued 1, already done 0, in flight 0, out of date range 0, rejected 3"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rejected: https://h/files/RS03/.git/a b.mov: refusing output path"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("rejected: /nowhere/a.mov: no /files/"),
         "{stderr}"
