@@ -338,6 +338,24 @@ fn a_filter_killed_mid_job_loses_nothing() {
     assert_empty(&world.status());
 }
 
+/// Spooled results below `spool` (every grid's folder; not those set aside).
+fn spooled(spool: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(spool) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .map(|p| {
+            if p.is_dir() && !p.ends_with("aside") {
+                spooled(&p)
+            } else {
+                usize::from(p.to_string_lossy().ends_with(".result.json"))
+            }
+        })
+        .sum()
+}
+
 #[test]
 fn a_result_too_big_for_the_server_is_spooled_then_delivered_after_a_restart() {
     use common::beanstalk::Client;
@@ -353,11 +371,7 @@ fn a_result_too_big_for_the_server_is_spooled_then_delivered_after_a_restart() {
     let status = world.status();
     assert_eq!(status["jobs"]["buried"], 1, "{status}");
     let spool = world.dir.path().join("spool");
-    assert_eq!(
-        std::fs::read_dir(&spool).unwrap().count(),
-        1,
-        "the result is kept"
-    );
+    assert_eq!(spooled(&spool), 1, "the result is kept");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let record = rt.block_on(async {
         let mut c = Client::connect(&world.server.addr()).await.unwrap();
@@ -374,11 +388,7 @@ fn a_result_too_big_for_the_server_is_spooled_then_delivered_after_a_restart() {
         .filter("filter-big-z", 2)
         .wait(Duration::from_secs(60))
         .success());
-    assert_eq!(
-        std::fs::read_dir(&spool).unwrap().count(),
-        0,
-        "the spool is emptied"
-    );
+    assert_eq!(spooled(&spool), 0, "the spool is emptied");
     assert!(world.sink(3).wait(Duration::from_secs(60)).success());
     let json = world
         .checkout()
@@ -837,4 +847,104 @@ fn a_job_whose_filters_keep_dying_is_buried_and_the_next_job_analysed() {
         failed.contains("reserved 3 times without finishing"),
         "{failed}"
     );
+}
+
+#[test]
+fn a_spooled_result_is_offered_only_to_its_own_grid_and_job() {
+    use common::beanstalk::{Client, PutOptions};
+    use common::wire::Job;
+    let name = "CAMHDA301-20170614T130000.mov";
+    let server = Beanstalkd::builder().max_job_size(4096).start().unwrap();
+    let world = World::with_server(server, &[(name, 60)]);
+    assert!(stdout(&world.queue(&["--stride", "1"])).contains("queued 1"));
+    assert!(world
+        .filter("filter-small-z", 2)
+        .wait(Duration::from_secs(60))
+        .success());
+    let spool = world.dir.path().join("spool");
+    assert_eq!(spooled(&spool), 1);
+
+    // A second grid on another server, whose job with the same id is another video
+    // (delayed, so that no filter takes it here).
+    let other = Beanstalkd::start().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a_id = rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("e2e.jobs").await.unwrap();
+        c.peek_buried().await.unwrap().id
+    });
+    let b_id = rt.block_on(async {
+        let mut c = Client::connect(&other.addr()).await.unwrap();
+        c.use_tube("e2e.jobs").await.unwrap();
+        let delayed = PutOptions {
+            delay: 3600,
+            ..PutOptions::default()
+        };
+        loop {
+            let job = Job::new("/elsewhere/other.mov", "x/other_optical_flow.json");
+            let id = c.put(&job.encode(), delayed).await.unwrap();
+            if id >= a_id {
+                break id;
+            }
+        }
+    });
+    assert_eq!(a_id, b_id, "the same id on both servers");
+    let other_env = [
+        ("GRID_SERVER", other.addr()),
+        ("GRID_NAMESPACE", "e2e".to_owned()),
+    ];
+    let spool_dir = spool.to_str().unwrap().to_owned();
+    let run_b = |name: &str| {
+        let args = [
+            "--exit-when-idle",
+            "2",
+            "--spool",
+            &spool_dir,
+            "--ttr-touch",
+            "1",
+        ];
+        let mut p = Proc::start(name, "filter", &args, &other_env, &world.logs());
+        assert!(p.wait(Duration::from_secs(60)).success());
+        p
+    };
+    run_b("filter-grid-b");
+    // Its own grid's folder is empty: the other grid's result is neither offered nor
+    // touched, and its job with the same id is left alone.
+    let b_state = || {
+        rt.block_on(async {
+            let mut c = Client::connect(&other.addr()).await.unwrap();
+            let results = c
+                .stats_tube("e2e.results")
+                .await
+                .map_or(0, |s| s.total_jobs);
+            (results, c.stats_job(b_id).await.unwrap().state)
+        })
+    };
+    let (results, state) = b_state();
+    assert_eq!(results, 0, "nothing delivered to the second grid");
+    assert_eq!(state, common::beanstalk::JobState::Delayed);
+    assert_eq!(
+        spooled(&spool),
+        1,
+        "the first grid's result is still spooled"
+    );
+
+    // Even a result lying in the second grid's own folder (the old shared layout) is
+    // offered only if the job with its id is still its job: here it is not; set aside.
+    let key = |addr: &str| format!("{}-e2e", addr.replace(':', "_"));
+    let a_file = spool
+        .join(key(&world.server.addr()))
+        .join(format!("{a_id}.result.json"));
+    let b_dir = spool.join(key(&other.addr()));
+    std::fs::create_dir_all(&b_dir).unwrap();
+    std::fs::copy(&a_file, b_dir.join(format!("{a_id}.result.json"))).unwrap();
+    let p = run_b("filter-grid-b-again");
+    let (results, state) = b_state();
+    assert_eq!((results, state), (0, common::beanstalk::JobState::Delayed));
+    assert!(b_dir
+        .join("aside")
+        .join(format!("{a_id}.result.json"))
+        .exists());
+    let log = std::fs::read_to_string(&p.log).unwrap();
+    assert!(log.contains("another video now"), "{log}");
 }

@@ -101,7 +101,7 @@ pub fn analyze(
     let info = source.info().clone();
     let plan = plan_for(&info, settings)?;
     let threads = settings.threads.max(1);
-    let block = (threads * 8).clamp(16, 64);
+    let block = block_size(threads, &info);
     let blocks: Vec<&[Pair]> = plan.pairs.chunks(block).collect();
     let frame_lists = frames_per_block(&blocks, &plan.needed);
 
@@ -118,6 +118,7 @@ pub fn analyze(
     let mut cache: BTreeMap<u64, Frame> = BTreeMap::new();
     let mut stats = Vec::with_capacity(plan.pairs.len());
     let mut frames_decoded = 0;
+    let mut frame_errors: BTreeMap<String, u64> = BTreeMap::new();
     let estimate = |pairs: &[Pair], cache: &BTreeMap<u64, Frame>| -> Vec<FrameStat> {
         pairs
             .par_iter()
@@ -132,6 +133,11 @@ pub fn analyze(
             false => Vec::new(),
         };
         frames_decoded += fetched.len();
+        for (_, payload) in &fetched {
+            if let Err(e) = payload {
+                *frame_errors.entry(error_kind(e)).or_insert(0u64) += 1;
+            }
+        }
         let previous: &[Pair] = if i > 0 { blocks[i - 1] } else { &[] };
         let (decoded, done) = pool.install(|| {
             rayon::join(
@@ -144,6 +150,11 @@ pub fn analyze(
                 || estimate(previous, &cache),
             )
         });
+        for (_, frame) in &decoded {
+            if let Err(e) = frame.as_ref() {
+                *frame_errors.entry(error_kind(e)).or_insert(0u64) += 1;
+            }
+        }
         stats.extend(done);
         if let Some(block) = blocks.get(i) {
             let keep_from = block[0].from;
@@ -161,6 +172,9 @@ pub fn analyze(
     }
     drop(rx);
     let _ = prefetch.join();
+    for (kind, count) in &frame_errors {
+        tracing::warn!(video = %info.cache_url, count, kind = %kind, "frames that could not be had");
+    }
 
     let elapsed = started.elapsed();
     let document = assemble(&info, settings, stats, start_time, elapsed);
@@ -186,7 +200,7 @@ pub fn decode_only(
     let threads = settings.threads.max(1);
     let lists: Vec<Vec<u64>> = plan
         .needed
-        .chunks((threads * 8).clamp(16, 64))
+        .chunks(block_size(threads, &info))
         .map(<[u64]>::to_vec)
         .collect();
     let blocks = lists.len();
@@ -216,8 +230,52 @@ pub fn decode_only(
     })
 }
 
+/// The most frame pairs (document entries) one analysis makes: 500,000 is stride 1 over
+/// a 5-hour video, and keeps `filter analyze` well under 500 MB.
+pub const MAX_PAIRS: u64 = 500_000;
+
+/// The compressed bytes the analysis may hold at once: up to three blocks of frames are
+/// in flight (one decoding, two fetched ahead).
+const BLOCK_BYTES: u64 = 96 << 20;
+
+/// Pairs per block: enough to keep every thread busy, few enough that three blocks of
+/// the video's largest frames stay within [`BLOCK_BYTES`] (a hostile index can claim
+/// frames of tens of megabytes; a CamHD frame is ~0.6 MB).
+fn block_size(threads: usize, info: &VideoInfo) -> usize {
+    let wanted = (threads * 8).clamp(16, 64);
+    // Each pair needs at most two new frames.
+    let per_pair = info.max_frame_bytes.max(1).saturating_mul(2);
+    let affordable = (BLOCK_BYTES / 3 / per_pair).max(1) as usize;
+    wanted.min(affordable)
+}
+
+/// A frame error without what differs from frame to frame (numbers), so that errors of
+/// one kind are counted together.
+fn error_kind(e: &str) -> String {
+    let kind: String = e
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .take(120)
+        .collect();
+    kind
+}
+
 /// The analysis's plan for a video, or why there is nothing to analyse.
 fn plan_for(info: &VideoInfo, settings: &Settings) -> Result<Plan, AnalysisError> {
+    let stop = if settings.stop < 0 {
+        info.num_frames
+    } else {
+        (settings.stop as u64).min(info.num_frames)
+    };
+    let pairs = stop
+        .saturating_sub(settings.start)
+        .div_ceil(u64::from(settings.stride.max(1)));
+    if pairs > MAX_PAIRS {
+        return Err(AnalysisError::PlanTooLarge {
+            pairs,
+            max: MAX_PAIRS,
+        });
+    }
     plan(
         info.num_frames,
         settings.start,

@@ -21,7 +21,12 @@ Exit codes:
   14  no HTTP Range support  15  lazycache reported an error
   16  not a QuickTime file   17  corrupt or truncated video
   18  no video frames        19  too few frames for one pair
-  20  not ProRes             21  the frame range selects nothing";
+  20  not ProRes             21  the frame range selects nothing
+  22  server too slow        23  a redirect refused (not http(s), or too many)
+  24  not a regular file     25  more frames than any video has
+  26  a frame too large      27  sizes contradict the file (or lazycache's FileSize)
+  28  index and frame disagree on the picture size
+  29  a frame image too large                       30  more pairs than one document holds";
 
 /// Analyse one video and write its _optical_flow.json (to FILE or stdout).
 ///
@@ -64,6 +69,9 @@ pub struct AnalyzeArgs {
     #[arg(long, env = "FILTER_SOURCE", default_value = "auto")]
     source: SourceKind,
 
+    #[command(flatten)]
+    http: crate::http_args::HttpArgs,
+
     /// Write the document here (atomically) instead of stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -87,7 +95,13 @@ fn parse_scale(s: &str) -> Result<f64, String> {
 
 /// Runs the command and maps an analysis error to its own exit code.
 pub fn main(args: AnalyzeArgs) -> ExitCode {
-    match run(&args) {
+    let outcome = run(&args);
+    // One line for benchmarks and tests that bound the memory whatever the input.
+    tracing::info!(
+        peak_rss_mb = common::host::peak_rss_mb().unwrap_or(0.0),
+        "filter analyze finished"
+    );
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -115,7 +129,12 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         settings.threads = t as usize;
     }
-    let video = source::open(&args.video, args.source, settings.img_scale)?;
+    let video = source::open_with(
+        &args.video,
+        args.source,
+        settings.img_scale,
+        args.http.limits(),
+    )?;
     let info = video.info().clone();
     tracing::info!(
         video = %args.video,

@@ -50,12 +50,7 @@ impl GreyImage {
     }
 }
 
-/// The analysis image size for a frame of `width` x `height` at `scale`.
-pub fn analysis_size(width: u32, height: u32, scale: f64) -> (usize, usize) {
-    let w = ((width as f64 * scale).round() as usize).max(1);
-    let h = ((height as f64 * scale).round() as usize).max(1);
-    (w, h)
-}
+pub use movie::{analysis_size, is_prores};
 
 /// Which ProRes decoder the analysis uses (`--decoder`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,17 +91,16 @@ impl std::fmt::Debug for ProresDecoder {
 }
 
 /// Initialises libav once per process (its set-up writes global tables).
+/// Once per process. libav's own log is silenced: a damaged video would print a line per
+/// frame (hundreds of MB for a hostile one); the analysis counts failed frames by kind
+/// and logs one summary line per kind and video instead.
 fn init_libav() -> Result<(), ffmpeg::Error> {
     static INIT: std::sync::OnceLock<Result<(), ffmpeg::Error>> = std::sync::OnceLock::new();
-    *INIT.get_or_init(ffmpeg::init)
-}
-
-/// ProRes FourCCs libav's decoder knows.
-const PRORES: [&[u8; 4]; 6] = [b"apco", b"apcs", b"apcn", b"apch", b"ap4h", b"ap4x"];
-
-/// True for the FourCCs of Apple ProRes.
-pub fn is_prores(codec: &[u8; 4]) -> bool {
-    PRORES.contains(&codec)
+    *INIT.get_or_init(|| {
+        ffmpeg::init()?;
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Quiet);
+        Ok(())
+    })
 }
 
 impl ProresDecoder {

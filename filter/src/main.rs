@@ -14,6 +14,7 @@ use filter::decode::DecoderChoice;
 use filter::worker::{self, Retry, WorkerConfig};
 
 mod analyze_cmd;
+mod http_args;
 
 /// camhd-grid filter: estimate camera motion in CamHD videos.
 ///
@@ -83,7 +84,9 @@ struct Cli {
     #[arg(long, env = "FILTER_DECODER", default_value = "auto")]
     decoder: DecoderChoice,
 
-    /// Where results too big for the server's max job size are kept.
+    /// Where results too big for the server's max job size are kept: in a folder of
+    /// their own per server and namespace below this one, so that grids sharing a
+    /// machine never see each other's.
     #[arg(
         long,
         env = "FILTER_SPOOL",
@@ -91,6 +94,9 @@ struct Cli {
         value_name = "DIR"
     )]
     spool: PathBuf,
+
+    #[command(flatten)]
+    http: http_args::HttpArgs,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (jobs done, failed, released;
     /// frames analysed; seconds per video).
@@ -117,6 +123,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The spool subfolder of one grid: `HOST_PORT-NAMESPACE`, safe as a file name.
+fn spool_key(grid: &common::config::GridConfig) -> String {
+    format!("{}-{}", grid.server, grid.namespace)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         cli.scale > 0.0 && cli.scale <= 1.0,
@@ -140,7 +160,8 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             base: Duration::from_secs(cli.backoff),
             await_commit: Duration::from_secs(cli.await_commit.into()),
         },
-        spool: cli.spool.clone(),
+        spool: cli.spool.join(spool_key(&cli.grid.config())),
+        http: cli.http.limits(),
         host: filter::document::hostname(),
     };
     let runtime = tokio::runtime::Runtime::new()?;

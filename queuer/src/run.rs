@@ -75,7 +75,7 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
         }
     }
     client.use_tube(&config.grid.jobs_tube()).await?;
-    let host = filter::document::hostname();
+    let host = common::host::hostname();
     for source in &config.sources {
         let found = walk(source);
         summary.rejected.extend(found.rejected);
@@ -222,7 +222,7 @@ async fn consider(
         }
     }
     if config.verify {
-        if let Err(e) = filter::source::open(&c.video, filter::source::SourceKind::Auto, 0.25) {
+        if let Err(e) = movie::open(&c.video, movie::SourceKind::Auto, 0.25) {
             summary.rejected.push(Rejected {
                 entry: c.video.clone(),
                 reason: e.to_string(),

@@ -99,17 +99,19 @@ impl Gate {
     }
 }
 
-/// Serves the files below `root` with Range support; a read that reaches into the payload
-/// of a QuickTime file's `mdat` atom (its frames) waits at `gate` first. Index reads (atom
-/// headers, `moov`) always pass.
+/// Serves the files below `root` with Range support; a read of more than 64 bytes that
+/// reaches into the payload of a QuickTime file's `mdat` atom (its frames) waits at `gate`
+/// first. Index reads (atom headers, `moov`, a frame header) always pass.
 pub fn files_with_gate(root: impl Into<PathBuf>, gate: Gate) -> impl Fn(&Request) -> Response {
     let root = root.into();
     let files = files_with_ranges(root.clone(), true);
     move |req| {
         let rel = req.path().trim_start_matches('/');
         if let (Some(mdat), Some(range)) = (mdat_payload(&root.join(rel)), requested(req)) {
-            // An index walk reads 16 bytes at each atom, 8 of them into mdat's payload.
-            if range.0 < mdat.1 && range.1 >= mdat.0 + 8 {
+            // An index walk reads 16 bytes at each atom, 8 of them into mdat's payload, and
+            // a source checks the first frame's 20-byte header: small reads pass.
+            let small = range.1.saturating_sub(range.0) < 64;
+            if range.0 < mdat.1 && range.1 >= mdat.0 + 8 && !small {
                 gate.enter();
             }
         }

@@ -55,6 +55,10 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// Send the body one byte at a time, this long apart (a hostile, trickling server).
+    pub trickle: Option<std::time::Duration>,
+    /// Claim this Content-Length instead of the body's (a lying server).
+    pub claimed_length: Option<u64>,
 }
 
 impl Response {
@@ -64,6 +68,8 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), content_type.into())],
             body: body.into(),
+            trickle: None,
+            claimed_length: None,
         }
     }
 
@@ -160,16 +166,33 @@ fn serve(conn: TcpStream, handler: &Handler, sent: &AtomicU64, requests: &Atomic
         for (k, v) in &response.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", response.body.len()));
+        let length = response
+            .claimed_length
+            .unwrap_or(response.body.len() as u64);
+        head.push_str(&format!("Content-Length: {length}\r\n\r\n"));
         if writer.write_all(head.as_bytes()).is_err() {
             return;
         }
         requests.fetch_add(1, Ordering::SeqCst);
         if !head_only {
-            if writer.write_all(&response.body).is_err() {
-                return;
+            if let Some(gap) = response.trickle {
+                for b in &response.body {
+                    std::thread::sleep(gap);
+                    if writer
+                        .write_all(&[*b])
+                        .and_then(|()| writer.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+            } else {
+                if writer.write_all(&response.body).is_err() {
+                    return;
+                }
+                sent.fetch_add(response.body.len() as u64, Ordering::SeqCst);
             }
-            sent.fetch_add(response.body.len() as u64, Ordering::SeqCst);
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct WorkerConfig {
     pub spool: PathBuf,
     /// This machine's name, for records.
     pub host: String,
+    /// Bounds on HTTP requests.
+    pub http: crate::source::HttpLimits,
 }
 
 /// The worker's Prometheus metrics (`filter --metrics ADDR`).

@@ -172,7 +172,7 @@ async fn process(
             .await;
     }
     let analysis = {
-        let (job, scale, threads) = (job.clone(), config.scale, config.threads);
+        let (job, scale, threads, http) = (job.clone(), config.scale, config.threads, config.http);
         let decoder = config.decoder;
         let progress = Arc::clone(&progress);
         tokio::task::spawn_blocking(move || {
@@ -184,7 +184,7 @@ async fn process(
                 threads,
                 decoder,
             };
-            let source = source::open(&job.video, SourceKind::Auto, scale)?;
+            let source = source::open_with(&job.video, SourceKind::Auto, scale, http)?;
             analyze(source, &settings, &mut |p| {
                 progress.done.store(p.pairs_done as u64, Ordering::Relaxed);
                 progress
@@ -333,7 +333,9 @@ async fn deliver(
 
 /// Offers each spooled result to the server again; one that is taken is removed from the
 /// spool. The job that was buried for it stays until the sink commits the result and
-/// deletes it, like every delivered job.
+/// deletes it, like every delivered job. The spool folder is this grid's own (server and
+/// namespace), and a result is offered only while its job is still there and still the
+/// same video and output; any other is moved aside, with a warning, and never offered.
 async fn retry_spool(client: &mut Client, config: &WorkerConfig) -> Result<(), BsError> {
     let Ok(entries) = std::fs::read_dir(&config.spool) else {
         return Ok(());
@@ -351,6 +353,10 @@ async fn retry_spool(client: &mut Client, config: &WorkerConfig) -> Result<(), B
         let Ok(body) = std::fs::read(&path) else {
             continue;
         };
+        if let Some(why) = not_its_job(client, config, id, &body).await? {
+            set_aside(config, &path, &why);
+            continue;
+        }
         let options = PutOptions {
             priority: 1024,
             delay: 0,
@@ -372,6 +378,54 @@ async fn retry_spool(client: &mut Client, config: &WorkerConfig) -> Result<(), B
         }
     }
     Ok(())
+}
+
+/// Why the spooled result `body` no longer answers job `id` on this server, if it does not.
+async fn not_its_job(
+    client: &mut Client,
+    config: &WorkerConfig,
+    id: u64,
+    body: &[u8],
+) -> Result<Option<String>, BsError> {
+    let Ok(result) = JobResult::decode(body) else {
+        return Ok(Some("the spooled result cannot be read".into()));
+    };
+    let jobs = config.grid.jobs_tube();
+    match client.stats_job(id).await {
+        Ok(s) if s.tube == jobs => {}
+        Ok(s) => {
+            return Ok(Some(format!(
+                "job {id} is in {} on this server, not {jobs}",
+                s.tube
+            )))
+        }
+        Err(BsError::NotFound) => return Ok(Some(format!("job {id} is gone from this server"))),
+        Err(e) => return Err(e),
+    }
+    let job = match client.peek(id).await {
+        Ok(j) => Job::decode(&j.body).ok(),
+        Err(BsError::NotFound) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(match job {
+        Some(j) if j.video == result.job.video && j.output == result.job.output => None,
+        _ => Some(format!("job {id} on this server is another video now")),
+    })
+}
+
+/// Moves a spooled result that must not be delivered into `aside/`, never deleting it.
+fn set_aside(config: &WorkerConfig, path: &std::path::Path, why: &str) {
+    let aside = config.spool.join("aside");
+    let target = aside.join(path.file_name().unwrap_or_default());
+    let moved = std::fs::create_dir_all(&aside).and_then(|()| std::fs::rename(path, &target));
+    match moved {
+        Ok(()) => {
+            tracing::warn!(reason = why, kept = %target.display(), "a spooled result no longer matches its job; kept aside, not delivered")
+        }
+        Err(e) => {
+            tracing::warn!(reason = why, error = %e, "a spooled result no longer matches its job and could not be moved aside")
+        }
+    }
 }
 
 /// Keeps a result the server refused for its size, named by its job id.

@@ -4,8 +4,55 @@
 //! that a local file and an HTTP URL are read the same way — only the atom headers, the
 //! index and the frames needed — and so that every byte fetched is accounted for.
 
-use super::bytes::ByteSource;
+use crate::bytes::ByteSource;
+use crate::source::{MAX_FRAMES, MAX_FRAME_BYTES};
 use crate::AnalysisError;
+
+/// The most top-level atoms walked before the `moov` must have been found: a CamHD file
+/// has four (`ftyp`, `wide`, `mdat`, `moov`). Each costs a request over HTTP.
+const MAX_TOP_LEVEL_ATOMS: usize = 64;
+
+/// What can be wrong with an index, before it becomes an [`AnalysisError`].
+#[derive(Debug)]
+enum Bad {
+    Corrupt(String),
+    TooManyFrames(u64),
+    FrameTooLarge { frame: u64, size: u64 },
+    Implausible(String),
+}
+
+impl From<String> for Bad {
+    fn from(s: String) -> Bad {
+        Bad::Corrupt(s)
+    }
+}
+
+impl From<&str> for Bad {
+    fn from(s: &str) -> Bad {
+        Bad::Corrupt(s.into())
+    }
+}
+
+impl Bad {
+    fn into_error(self, what: &str) -> AnalysisError {
+        let what = what.to_owned();
+        match self {
+            Bad::Corrupt(detail) => AnalysisError::Corrupt { what, detail },
+            Bad::TooManyFrames(frames) => AnalysisError::TooManyFrames {
+                what,
+                frames,
+                max: MAX_FRAMES,
+            },
+            Bad::FrameTooLarge { frame, size } => AnalysisError::FrameTooLarge {
+                what,
+                frame,
+                size,
+                max: MAX_FRAME_BYTES,
+            },
+            Bad::Implausible(detail) => AnalysisError::Implausible { what, detail },
+        }
+    }
+}
 
 /// The largest `moov` we accept; a 27,000-frame CamHD index is a few hundred KB.
 const MAX_MOOV: u64 = 256 << 20;
@@ -61,7 +108,14 @@ pub fn read_index(src: &mut dyn ByteSource) -> Result<MovieIndex, AnalysisError>
     let len = src.size();
     let mut offset = 0;
     let mut first = true;
+    let mut atoms = 0;
     while offset + 8 <= len {
+        atoms += 1;
+        if atoms > MAX_TOP_LEVEL_ATOMS {
+            return Err(corrupt(format!(
+                "no movie index among the first {MAX_TOP_LEVEL_ATOMS} top-level atoms"
+            )));
+        }
         let mut header = [0u8; 16];
         let n = (len - offset).min(16) as usize;
         src.read_at(offset, &mut header[..n])?;
@@ -84,7 +138,7 @@ pub fn read_index(src: &mut dyn ByteSource) -> Result<MovieIndex, AnalysisError>
             }
             let mut moov = vec![0; (size - header_len) as usize];
             src.read_at(offset + header_len, &mut moov)?;
-            return match parse_moov(&moov, len).map_err(corrupt)? {
+            return match parse_moov(&moov, len).map_err(|b| b.into_error(&name))? {
                 Some(index) if !index.samples.is_empty() => Ok(index),
                 _ => Err(AnalysisError::NoFrames { what: name.clone() }),
             };
@@ -187,7 +241,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// The index of the first video track, or `None` if the movie has none.
-fn parse_moov(moov: &[u8], file_len: u64) -> Result<Option<MovieIndex>, String> {
+fn parse_moov(moov: &[u8], file_len: u64) -> Result<Option<MovieIndex>, Bad> {
     for (kind, trak) in children(moov)? {
         if &kind != b"trak" {
             continue;
@@ -202,21 +256,40 @@ fn parse_moov(moov: &[u8], file_len: u64) -> Result<Option<MovieIndex>, String> 
     Ok(None)
 }
 
-fn parse_video_track(mdia: &[u8], file_len: u64) -> Result<MovieIndex, String> {
+fn parse_video_track(mdia: &[u8], file_len: u64) -> Result<MovieIndex, Bad> {
     let (timescale, duration) = media_header(need(mdia, b"mdhd")?)?;
     let stbl = need(need(mdia, b"minf")?, b"stbl")?;
     let (codec, width, height) = sample_description(need(stbl, b"stsd")?)?;
     let sizes = sample_sizes(need(stbl, b"stsz")?)?;
+    // Before anything is laid out: no frame bigger than a frame can be, and all of them
+    // together no bigger than the file.
+    if let Some((i, &size)) = sizes
+        .iter()
+        .enumerate()
+        .find(|(_, &s)| u64::from(s) > MAX_FRAME_BYTES)
+    {
+        return Err(Bad::FrameTooLarge {
+            frame: i as u64 + 1,
+            size: size.into(),
+        });
+    }
+    let total: u64 = sizes.iter().map(|&s| u64::from(s)).sum();
+    if total > file_len {
+        return Err(Bad::Implausible(format!(
+            "{} frames of {total} bytes in all, in a file of {file_len} bytes",
+            sizes.len()
+        )));
+    }
     let chunk_offsets = match child(stbl, b"co64")? {
         Some(co64) => chunk_offsets(co64, true)?,
         None => chunk_offsets(need(stbl, b"stco")?, false)?,
     };
     let samples = place_samples(&sizes, &chunk_offsets, need(stbl, b"stsc")?)?;
     if let Some(s) = samples.iter().find(|s| s.offset + s.size as u64 > file_len) {
-        return Err(format!(
+        return Err(Bad::Corrupt(format!(
             "frame data at byte {} lies past the end of the file ({file_len} bytes)",
             s.offset
-        ));
+        )));
     }
     Ok(MovieIndex {
         codec,
@@ -256,19 +329,22 @@ fn sample_description(stsd: &[u8]) -> Result<([u8; 4], u32, u32), String> {
     Ok((codec, width, height))
 }
 
-fn sample_sizes(stsz: &[u8]) -> Result<Vec<u32>, String> {
+fn sample_sizes(stsz: &[u8]) -> Result<Vec<u32>, Bad> {
     let mut c = Cursor::new(stsz);
     c.take(4)?;
     let uniform = c.u32()?;
+    let n = if uniform != 0 {
+        c.u32()? as usize
+    } else {
+        c.count(4)?
+    };
+    if n as u64 > MAX_FRAMES {
+        return Err(Bad::TooManyFrames(n as u64));
+    }
     if uniform != 0 {
-        let n = c.u32()? as usize;
-        if n > 100_000_000 {
-            return Err("implausible frame count".into());
-        }
         return Ok(vec![uniform; n]);
     }
-    let n = c.count(4)?;
-    (0..n).map(|_| c.u32()).collect()
+    Ok((0..n).map(|_| c.u32()).collect::<Result<_, _>>()?)
 }
 
 fn chunk_offsets(atom: &[u8], wide: bool) -> Result<Vec<u64>, String> {

@@ -2,22 +2,27 @@
 //! scaled on the server to the analysis size. lazycache answers HTTP 200 with an
 //! `Error` key when it fails, so every JSON reply is checked for one.
 
-use std::io::Read;
-use std::time::Duration;
-
 use serde_json::Value;
 
-use super::{archive_path, Fetched, FrameSource, Payload, VideoInfo};
-use crate::decode::analysis_size;
+use crate::analysis_size;
+use crate::http::{Http, HttpLimits};
+use crate::source::{archive_path, Fetched, FrameSource, Payload, VideoInfo, MAX_FRAMES};
 use crate::AnalysisError;
 
 /// The largest frame image accepted (a full-size 1080p PNG is about 3-4 MB).
 const MAX_FRAME_BYTES: u64 = 64 << 20;
+/// The largest metadata reply accepted.
+const MAX_META_BYTES: u64 = 1 << 20;
+/// The most pixels a frame image may claim in its header (8K by 8K).
+const MAX_IMAGE_PIXELS: u64 = 8192 * 8192;
+/// Fewer bytes per frame than this in lazycache's FileSize means its NumFrames lies (a
+/// CamHD ProRes frame is ~580 KB; even a black frame takes kilobytes).
+const MIN_BYTES_PER_FRAME: u64 = 1024;
 
 /// Frames from a lazycache server.
 #[derive(Debug)]
 pub struct LazycacheSource {
-    agent: ureq::Agent,
+    http: Http,
     url: String,
     info: VideoInfo,
     target: (usize, usize),
@@ -26,14 +31,14 @@ pub struct LazycacheSource {
 
 impl LazycacheSource {
     /// Reads the movie's metadata, and the size of its frames from frame 1.
-    pub fn open(url: &str, img_scale: f64) -> Result<LazycacheSource, AnalysisError> {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(120))
-            .build();
+    pub fn open(
+        url: &str,
+        img_scale: f64,
+        limits: HttpLimits,
+    ) -> Result<LazycacheSource, AnalysisError> {
         let url = url.trim_end_matches('/').to_owned();
         let mut this = LazycacheSource {
-            agent,
+            http: Http::new(limits),
             url: url.clone(),
             info: VideoInfo {
                 url: archive_path(&url),
@@ -43,6 +48,7 @@ impl LazycacheSource {
                 width: 0,
                 height: 0,
                 codec: *b"png ",
+                max_frame_bytes: MAX_FRAME_BYTES,
             },
             target: (0, 0),
             fetched: 0,
@@ -53,50 +59,57 @@ impl LazycacheSource {
         if this.info.num_frames == 0 {
             return Err(AnalysisError::NoFrames { what: url });
         }
+        if this.info.num_frames > MAX_FRAMES {
+            return Err(AnalysisError::TooManyFrames {
+                what: url,
+                frames: this.info.num_frames,
+                max: MAX_FRAMES,
+            });
+        }
+        if let Some(size) = meta.get("FileSize").and_then(Value::as_u64) {
+            if this.info.num_frames.saturating_mul(MIN_BYTES_PER_FRAME) > size {
+                return Err(AnalysisError::Implausible {
+                    what: url,
+                    detail: format!(
+                        "NumFrames {} in a file of {size} bytes",
+                        this.info.num_frames
+                    ),
+                });
+            }
+        }
         // lazycache's metadata has no frame size; frame 1's PNG header has it.
         let first = this.get_bytes(&format!("{url}/frame/1"))?;
         let (w, h) = png_size(&first).ok_or_else(|| AnalysisError::Lazycache {
             url: url.clone(),
             message: "frame 1 is not a PNG image".into(),
         })?;
+        if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS || w == 0 || h == 0 {
+            return Err(AnalysisError::ImageTooLarge {
+                what: url,
+                width: w,
+                height: h,
+            });
+        }
         (this.info.width, this.info.height) = (w, h);
         this.target = analysis_size(w, h, img_scale);
+        // A PNG of the analysis size, even stored uncompressed, is about 4 bytes a pixel.
+        let (tw, th) = this.target;
+        this.info.max_frame_bytes = ((tw * th * 4) as u64 + (1 << 20)).min(MAX_FRAME_BYTES);
         Ok(this)
     }
 
-    fn get(&self, url: &str) -> Result<ureq::Response, AnalysisError> {
-        match self.agent.get(url).call() {
-            Ok(r) => Ok(r),
-            Err(ureq::Error::Status(status, _)) => Err(AnalysisError::HttpStatus {
-                url: url.into(),
-                status,
-            }),
-            Err(ureq::Error::Transport(t)) => Err(AnalysisError::Unreachable {
-                url: url.into(),
-                detail: t.to_string(),
-            }),
-        }
-    }
-
-    /// Reads a response's body (bounded) and counts it.
-    fn read_body(&mut self, url: &str, response: ureq::Response) -> Result<Vec<u8>, AnalysisError> {
-        let mut body = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_FRAME_BYTES)
-            .read_to_end(&mut body)
-            .map_err(|e| AnalysisError::Unreachable {
-                url: url.into(),
-                detail: e.to_string(),
-            })?;
+    /// A bounded GET whose body is counted.
+    fn fetch_body(&mut self, url: &str, max: u64) -> Result<(Vec<u8>, bool), AnalysisError> {
+        // Frames come scaled down; a full-size 1080p PNG is ~4 MB, so expect that much.
+        let reply = self.http.get(url, None, 4 << 20)?;
+        let json = reply.content_type().contains("json");
+        let body = reply.body(max)?;
         self.fetched += body.len() as u64;
-        Ok(body)
+        Ok((body, json))
     }
 
     fn get_bytes(&mut self, url: &str) -> Result<Vec<u8>, AnalysisError> {
-        let response = self.get(url)?;
-        let json = response.content_type().contains("json");
-        let body = self.read_body(url, response)?;
+        let (body, json) = self.fetch_body(url, self.info.max_frame_bytes)?;
         if json || body.first() == Some(&b'{') {
             return Err(lazycache_error(url, &body));
         }
@@ -104,8 +117,7 @@ impl LazycacheSource {
     }
 
     fn get_json(&mut self, url: &str) -> Result<Value, AnalysisError> {
-        let response = self.get(url)?;
-        let body = self.read_body(url, response)?;
+        let (body, _) = self.fetch_body(url, MAX_META_BYTES)?;
         let value: Value = serde_json::from_slice(&body).map_err(|_| AnalysisError::Lazycache {
             url: url.into(),
             message: "the reply is not JSON (is this a lazycache URL?)".into(),
@@ -156,7 +168,19 @@ impl FrameSource for LazycacheSource {
         for &f in frames {
             let url = format!("{}/frame/{f}?width={w}&height={h}", self.url);
             match self.get_bytes(&url) {
-                Ok(png) => out.push((f, Ok(Payload::Image(png)))),
+                // The header says the size before anything is decoded.
+                Ok(png) => match png_size(&png) {
+                    Some((pw, ph)) if (pw as usize, ph as usize) == (w, h) => {
+                        out.push((f, Ok(Payload::Image(png))))
+                    }
+                    Some((pw, ph)) => out.push((
+                        f,
+                        Err(format!(
+                            "lazycache sent a {pw}x{ph} image; {w}x{h} was asked for"
+                        )),
+                    )),
+                    None => out.push((f, Err("lazycache sent something not a PNG".into()))),
+                },
                 // One frame lazycache could not produce spoils only that frame.
                 Err(e @ AnalysisError::Lazycache { .. }) => out.push((f, Err(e.to_string()))),
                 Err(e) => return Err(e),

@@ -2,9 +2,10 @@
 //! Both count the bytes they fetch, so a test can prove only needed bytes were read.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Duration;
 
+use crate::http::{Http, HttpLimits, Reply};
 use crate::AnalysisError;
 
 /// Bytes at offsets, from wherever the video lives.
@@ -29,21 +30,31 @@ pub struct FileBytes {
 }
 
 impl FileBytes {
-    /// Opens `path`.
+    /// Opens `path`, which must be a regular file: a FIFO would block the open (and the
+    /// slot) for ever, a device read for ever. It is checked before opening, and the
+    /// open itself does not block, in case the path changed in between.
     pub fn open(path: &str) -> Result<FileBytes, AnalysisError> {
-        let file = File::open(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => AnalysisError::NotFound { path: path.into() },
-            _ => AnalysisError::Io {
-                path: path.into(),
-                source,
-            },
-        })?;
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => return Err(AnalysisError::NotRegular { path: path.into() }),
+            _ => {}
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => AnalysisError::NotFound { path: path.into() },
+                _ => AnalysisError::Io {
+                    path: path.into(),
+                    source,
+                },
+            })?;
         let meta = file.metadata().map_err(|source| AnalysisError::Io {
             path: path.into(),
             source,
         })?;
         if !meta.is_file() {
-            return Err(AnalysisError::NotQuickTime { what: path.into() });
+            return Err(AnalysisError::NotRegular { path: path.into() });
         }
         Ok(FileBytes {
             file,
@@ -88,10 +99,11 @@ impl ByteSource for FileBytes {
 /// How often a failed Range read is retried before the error is returned.
 const HTTP_RETRIES: u32 = 3;
 
-/// An HTTP(S) resource read with Range requests over keep-alive connections.
+/// An HTTP(S) resource read with Range requests over keep-alive connections, every
+/// request within its limits.
 #[derive(Debug)]
 pub struct HttpBytes {
-    agent: ureq::Agent,
+    http: Http,
     url: String,
     len: u64,
     fetched: u64,
@@ -100,47 +112,49 @@ pub struct HttpBytes {
 impl HttpBytes {
     /// Learns the resource's length with a one-byte Range request, which also proves the
     /// server honours Range.
-    pub fn open(url: &str) -> Result<HttpBytes, AnalysisError> {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
-            .build();
+    pub fn open(url: &str, limits: HttpLimits) -> Result<HttpBytes, AnalysisError> {
         let mut this = HttpBytes {
-            agent,
+            http: Http::new(limits),
             url: url.into(),
             len: 0,
             fetched: 0,
         };
-        let response = this.get_range(0, 0)?;
-        this.len = total_length(&response).ok_or_else(|| AnalysisError::Unreachable {
+        let reply = this.get_range(0, 0)?;
+        this.len = total_length(&reply).ok_or_else(|| AnalysisError::Unreachable {
             url: url.into(),
             detail: "the reply to a Range request has no usable Content-Range".into(),
         })?;
-        let mut one = Vec::new();
-        std::io::Read::read_to_end(&mut response.into_reader(), &mut one)
-            .map_err(|e| this.transport(e.to_string()))?;
+        let one = reply.body(1)?;
         this.fetched += one.len() as u64;
         Ok(this)
     }
 
-    fn get_range(&self, first: u64, last: u64) -> Result<ureq::Response, AnalysisError> {
-        let result = self
-            .agent
-            .get(&self.url)
-            .set("Range", &format!("bytes={first}-{last}"))
-            .call();
-        match result {
-            Ok(r) if r.status() == 206 => Ok(r),
+    /// A 206 for exactly `first..=last`; anything else is an error.
+    fn get_range(&self, first: u64, last: u64) -> Result<Reply, AnalysisError> {
+        let reply = self
+            .http
+            .get(&self.url, Some((first, last)), last - first + 1)?;
+        if reply.status != 206 {
             // A 200 would stream the whole file; drop it unread.
-            Ok(_) => Err(AnalysisError::NoRangeSupport {
+            return Err(AnalysisError::NoRangeSupport {
                 url: self.url.clone(),
-            }),
-            Err(ureq::Error::Status(status, _)) => Err(AnalysisError::HttpStatus {
-                url: self.url.clone(),
-                status,
-            }),
-            Err(ureq::Error::Transport(t)) => Err(self.transport(t.to_string())),
+            });
         }
+        let range = reply
+            .header("Content-Range")
+            .and_then(|r| r.trim().strip_prefix("bytes "))
+            .and_then(|r| r.split_once('/'))
+            .and_then(|(r, _)| r.split_once('-'))
+            .and_then(|(a, b)| {
+                Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
+            });
+        if range != Some((first, last)) {
+            return Err(self.transport(format!(
+                "asked for bytes {first}-{last}, the server sent {:?}",
+                reply.header("Content-Range").unwrap_or("no Content-Range")
+            )));
+        }
+        Ok(reply)
     }
 
     fn transport(&self, detail: String) -> AnalysisError {
@@ -152,9 +166,15 @@ impl HttpBytes {
 
     fn read_once(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), AnalysisError> {
         let last = offset + buf.len() as u64 - 1;
-        let response = self.get_range(offset, last)?;
-        let mut reader = response.into_reader();
-        std::io::Read::read_exact(&mut reader, buf).map_err(|e| self.transport(e.to_string()))?;
+        let body = self.get_range(offset, last)?.body(buf.len() as u64)?;
+        if body.len() != buf.len() {
+            return Err(self.transport(format!(
+                "asked for {} bytes, the server sent {}",
+                buf.len(),
+                body.len()
+            )));
+        }
+        buf.copy_from_slice(&body);
         self.fetched += buf.len() as u64;
         Ok(())
     }
@@ -178,7 +198,7 @@ impl ByteSource for HttpBytes {
         let mut attempt = 0;
         loop {
             match self.read_once(offset, buf) {
-                Err(e) if e.is_transient() && attempt < HTTP_RETRIES => {
+                Err(e @ AnalysisError::Unreachable { .. }) if attempt < HTTP_RETRIES => {
                     attempt += 1;
                     tracing::debug!(url = %self.url, attempt, error = %e, "retrying a Range read");
                     std::thread::sleep(Duration::from_millis(200 << attempt));
@@ -198,7 +218,7 @@ impl ByteSource for HttpBytes {
 }
 
 /// The total from `Content-Range: bytes a-b/TOTAL`.
-fn total_length(response: &ureq::Response) -> Option<u64> {
+fn total_length(response: &Reply) -> Option<u64> {
     response
         .header("Content-Range")?
         .rsplit_once('/')?

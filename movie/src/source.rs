@@ -2,17 +2,14 @@
 //! (we decode), or a lazycache server (it decodes and scales). Each gives the analysis
 //! the same thing: the payloads of the frames it asks for, in order.
 
-mod bytes;
-mod lazycache;
-pub mod quicktime;
-
 use std::str::FromStr;
 
-pub use bytes::{ByteSource, FileBytes, HttpBytes};
-pub use lazycache::LazycacheSource;
-use quicktime::{read_index, MovieIndex};
+pub use crate::bytes::{ByteSource, FileBytes, HttpBytes};
+pub use crate::http::HttpLimits;
+pub use crate::lazycache::LazycacheSource;
+use crate::quicktime::{read_index, MovieIndex};
 
-use crate::decode::is_prores;
+use crate::is_prores;
 use crate::AnalysisError;
 
 /// Reads separated by at most this many bytes are merged into one, which is cheaper than
@@ -20,6 +17,13 @@ use crate::AnalysisError;
 const MERGE_GAP: u64 = 64 << 10;
 /// The largest single read.
 const MAX_READ: u64 = 32 << 20;
+
+/// The most frames a video may have: a 14-minute CamHD file has ~25,000; the largest
+/// archive files (228 GB) a few hundred thousand. The index of this many costs 80 MB.
+pub const MAX_FRAMES: u64 = 5_000_000;
+/// The largest frame accepted: a 1080p ProRes 4444 XQ frame is under 2 MB, a 4K one
+/// under 8 MB. Also the largest single read, so one frame always fits one.
+pub const MAX_FRAME_BYTES: u64 = MAX_READ;
 
 /// The path of CamHD videos below the raw archive's root, as it appears in archive and
 /// lazycache URLs.
@@ -45,6 +49,9 @@ pub struct VideoInfo {
     pub height: u32,
     /// The codec's FourCC (for container sources).
     pub codec: [u8; 4],
+    /// The largest frame's size in bytes as fetched, so the analysis can bound what it
+    /// holds in memory at once.
+    pub max_frame_bytes: u64,
 }
 
 /// One frame as fetched: compressed video to decode, or an image lazycache decoded.
@@ -113,19 +120,32 @@ impl SourceKind {
     }
 }
 
-/// Opens VIDEO for analysis at `img_scale`.
+/// Opens VIDEO for analysis at `img_scale`, with the default HTTP limits.
 pub fn open(
     video: &str,
     kind: SourceKind,
     img_scale: f64,
+) -> Result<Box<dyn FrameSource>, AnalysisError> {
+    open_with(video, kind, img_scale, HttpLimits::default())
+}
+
+/// Opens VIDEO for analysis at `img_scale`, HTTP requests within `limits`.
+pub fn open_with(
+    video: &str,
+    kind: SourceKind,
+    img_scale: f64,
+    limits: HttpLimits,
 ) -> Result<Box<dyn FrameSource>, AnalysisError> {
     let kind = match kind {
         SourceKind::Auto => SourceKind::detect(video),
         k => k,
     };
     Ok(match kind {
-        SourceKind::Lazycache => Box::new(LazycacheSource::open(video, img_scale)?),
-        SourceKind::Http => Box::new(MovSource::open(Box::new(HttpBytes::open(video)?), video)?),
+        SourceKind::Lazycache => Box::new(LazycacheSource::open(video, img_scale, limits)?),
+        SourceKind::Http => Box::new(MovSource::open(
+            Box::new(HttpBytes::open(video, limits)?),
+            video,
+        )?),
         SourceKind::File | SourceKind::Auto => {
             let path = video.strip_prefix("file://").unwrap_or(video);
             Box::new(MovSource::open(Box::new(FileBytes::open(path)?), video)?)
@@ -172,6 +192,7 @@ impl MovSource {
                 codec: index.codec_name(),
             });
         }
+        check_first_frame(bytes.as_mut(), &index, video)?;
         let info = VideoInfo {
             url: archive_path(video),
             cache_url: video.to_owned(),
@@ -180,9 +201,52 @@ impl MovSource {
             width: index.width,
             height: index.height,
             codec: index.codec,
+            max_frame_bytes: index
+                .samples
+                .iter()
+                .map(|s| u64::from(s.size))
+                .max()
+                .unwrap_or(0),
         };
         Ok(MovSource { bytes, index, info })
     }
+}
+
+/// The first frame's own ProRes header must give the picture size the sample description
+/// claims: a lying `stsd` would otherwise yield a "valid" document with a wrong centre.
+fn check_first_frame(
+    bytes: &mut dyn ByteSource,
+    index: &MovieIndex,
+    video: &str,
+) -> Result<(), AnalysisError> {
+    let first = index.samples[0];
+    if first.size < 20 {
+        return Err(AnalysisError::Corrupt {
+            what: video.into(),
+            detail: format!("frame 1 is only {} bytes", first.size),
+        });
+    }
+    let mut head = [0u8; 20];
+    bytes.read_at(first.offset, &mut head)?;
+    if &head[4..8] != b"icpf" {
+        return Err(AnalysisError::Corrupt {
+            what: video.into(),
+            detail: "frame 1 is not a ProRes frame (no icpf)".into(),
+        });
+    }
+    let fw = u32::from(u16::from_be_bytes([head[16], head[17]]));
+    let fh = u32::from(u16::from_be_bytes([head[18], head[19]]));
+    // Interlaced frames give the full height too; allow a field-height header as well.
+    if fw != index.width || (fh != index.height && fh * 2 != index.height) {
+        return Err(AnalysisError::SizeMismatch {
+            what: video.into(),
+            index_width: index.width,
+            index_height: index.height,
+            frame_width: fw,
+            frame_height: fh,
+        });
+    }
+    Ok(())
 }
 
 impl FrameSource for MovSource {

@@ -88,6 +88,89 @@ pub enum AnalysisError {
         /// The codec's FourCC.
         codec: String,
     },
+    /// A server too slow: a request ran past its time (`--http-deadline`, `--http-min-rate`).
+    #[error("{url}: the server is too slow: a request ran past its time (see --http-min-rate and --http-deadline)")]
+    TooSlow {
+        /// The URL fetched.
+        url: String,
+    },
+    /// A redirect the filter will not follow (not http(s), or too many).
+    #[error("{url}: {detail}")]
+    Redirect {
+        /// The URL fetched.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// A local path that is not a regular file (a FIFO, device, socket or folder).
+    #[error("{path}: not a regular file (FIFOs, devices, sockets and folders are refused)")]
+    NotRegular {
+        /// The path given.
+        path: String,
+    },
+    /// More frames than any real video has.
+    #[error("{what}: the index claims {frames} frames, more than the {max} accepted")]
+    TooManyFrames {
+        /// The video.
+        what: String,
+        /// Frames claimed.
+        frames: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// A frame larger than any ProRes frame can be.
+    #[error("{what}: the index claims {size} bytes for frame {frame}, more than the {max} accepted per frame")]
+    FrameTooLarge {
+        /// The video.
+        what: String,
+        /// The frame (1-based).
+        frame: u64,
+        /// Its claimed size.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// Facts of the video that contradict each other (frame sizes against the file,
+    /// lazycache's frame count against its file size).
+    #[error("{what}: implausible index: {detail}")]
+    Implausible {
+        /// The video.
+        what: String,
+        /// What contradicts what.
+        detail: String,
+    },
+    /// The sample description and the frames disagree on the picture size.
+    #[error("{what}: the index says {index_width}x{index_height} but the first frame is {frame_width}x{frame_height}")]
+    SizeMismatch {
+        /// The video.
+        what: String,
+        /// Width in the sample description.
+        index_width: u32,
+        /// Height in the sample description.
+        index_height: u32,
+        /// Width in the first frame's own header.
+        frame_width: u32,
+        /// Height in the first frame's own header.
+        frame_height: u32,
+    },
+    /// A frame image whose header claims more pixels than accepted.
+    #[error("{what}: a frame image claims {width}x{height} pixels, more than accepted")]
+    ImageTooLarge {
+        /// The video.
+        what: String,
+        /// Claimed width.
+        width: u32,
+        /// Claimed height.
+        height: u32,
+    },
+    /// The job would produce more entries than accepted.
+    #[error("the plan has {pairs} frame pairs, more than the {max} one document may hold; use a larger stride")]
+    PlanTooLarge {
+        /// Pairs planned.
+        pairs: u64,
+        /// The cap.
+        max: u64,
+    },
     /// The analysis parameters make no sense for this video.
     #[error("nothing to analyse: {0}")]
     NothingToDo(String),
@@ -113,6 +196,15 @@ impl AnalysisError {
             AnalysisError::TooShort { .. } => 19,
             AnalysisError::Unsupported { .. } => 20,
             AnalysisError::NothingToDo(_) => 21,
+            AnalysisError::TooSlow { .. } => 22,
+            AnalysisError::Redirect { .. } => 23,
+            AnalysisError::NotRegular { .. } => 24,
+            AnalysisError::TooManyFrames { .. } => 25,
+            AnalysisError::FrameTooLarge { .. } => 26,
+            AnalysisError::Implausible { .. } => 27,
+            AnalysisError::SizeMismatch { .. } => 28,
+            AnalysisError::ImageTooLarge { .. } => 29,
+            AnalysisError::PlanTooLarge { .. } => 30,
             AnalysisError::Internal(_) => 1,
         }
     }
@@ -121,7 +213,9 @@ impl AnalysisError {
     /// when the input itself is bad.
     pub fn is_transient(&self) -> bool {
         match self {
-            AnalysisError::Unreachable { .. } | AnalysisError::Io { .. } => true,
+            AnalysisError::Unreachable { .. }
+            | AnalysisError::Io { .. }
+            | AnalysisError::TooSlow { .. } => true,
             AnalysisError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

@@ -1,0 +1,253 @@
+//! Every HTTP request a filter makes, bounded: a deadline that grows with the bytes asked
+//! for at a minimum sustained rate (so a trickling server fails in bounded time while a
+//! slow but honest link passes), a cap on the total, redirects followed by hand (only
+//! http(s) to http(s), at most a few), and bodies read only up to what was asked.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use crate::AnalysisError;
+
+/// The limits on one video's HTTP traffic (`--http-deadline`, `--http-min-rate`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HttpLimits {
+    /// The longest any one request may take, whatever its size.
+    pub deadline: Duration,
+    /// The slowest sustained rate accepted, in bytes per second; a request for N bytes
+    /// gets [`HttpLimits::BASE`] plus N / this.
+    pub min_rate: u64,
+}
+
+impl HttpLimits {
+    /// What every request gets before its size counts: connection, TLS, the server's
+    /// first byte.
+    pub const BASE: Duration = Duration::from_secs(20);
+    /// Redirects followed before giving up.
+    pub const MAX_REDIRECTS: u32 = 5;
+
+    /// The time allowed for a request that should bring `bytes`.
+    pub fn allowance(&self, bytes: u64) -> Duration {
+        let at_rate = Duration::from_secs_f64(bytes as f64 / self.min_rate.max(1) as f64);
+        (Self::BASE + at_rate).min(self.deadline)
+    }
+}
+
+impl Default for HttpLimits {
+    /// Ten minutes at most per request; 64 KiB/s at least (a ~580 KB CamHD frame in 9 s,
+    /// a 32 MiB merged read in under 9 minutes): a slow link passes, a trickle fails.
+    fn default() -> Self {
+        HttpLimits {
+            deadline: Duration::from_secs(600),
+            min_rate: 64 << 10,
+        }
+    }
+}
+
+/// An HTTP client that keeps the limits.
+#[derive(Debug, Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+    limits: HttpLimits,
+}
+
+/// A response whose body may be read, within its request's time.
+pub struct Reply {
+    /// The status.
+    pub status: u16,
+    /// The URL it came from, after redirects.
+    pub url: String,
+    response: ureq::Response,
+    until: Instant,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Reply {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.response.header(name)
+    }
+
+    /// The content type.
+    pub fn content_type(&self) -> &str {
+        self.response.content_type()
+    }
+
+    /// Reads at most `max` bytes of the body; more is an error, and so is running past
+    /// the request's time.
+    pub fn body(self, max: u64) -> Result<Vec<u8>, AnalysisError> {
+        let url = self.url.clone();
+        let mut out = Vec::new();
+        let mut reader = self.response.into_reader().take(max + 1);
+        let mut buf = [0u8; 64 << 10];
+        loop {
+            if Instant::now() > self.until {
+                return Err(too_slow(&url));
+            }
+            let n = reader.read(&mut buf).map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => too_slow(&url),
+                _ => AnalysisError::Unreachable {
+                    url: url.clone(),
+                    detail: e.to_string(),
+                },
+            })?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+            if out.len() as u64 > max {
+                return Err(AnalysisError::Unreachable {
+                    url,
+                    detail: format!("the server sent more than the {max} bytes asked for"),
+                });
+            }
+        }
+    }
+}
+
+fn too_slow(url: &str) -> AnalysisError {
+    AnalysisError::TooSlow { url: url.into() }
+}
+
+impl Http {
+    /// A client with `limits`.
+    pub fn new(limits: HttpLimits) -> Http {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(15))
+            .redirects(0)
+            .build();
+        Http { agent, limits }
+    }
+
+    /// GETs `url` (with `range`, if any) expecting about `expect` bytes, following
+    /// redirects within http(s). Error statuses are errors; 2xx replies are returned.
+    pub fn get(
+        &self,
+        url: &str,
+        range: Option<(u64, u64)>,
+        expect: u64,
+    ) -> Result<Reply, AnalysisError> {
+        let allowance = self.limits.allowance(expect);
+        let until = Instant::now() + allowance;
+        let mut current = url.to_owned();
+        for _ in 0..=HttpLimits::MAX_REDIRECTS {
+            check_scheme(url, &current)?;
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(too_slow(url));
+            }
+            let mut request = self.agent.get(&current).timeout(left);
+            if let Some((first, last)) = range {
+                request = request.set("Range", &format!("bytes={first}-{last}"));
+            }
+            let response = match request.call() {
+                Ok(r) => r,
+                Err(ureq::Error::Status(status, r)) if (300..400).contains(&status) => r,
+                Err(ureq::Error::Status(status, _)) => {
+                    return Err(AnalysisError::HttpStatus {
+                        url: current,
+                        status,
+                    })
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    let timed_out = t.kind() == ureq::ErrorKind::Io
+                        && t.to_string().to_ascii_lowercase().contains("timed out");
+                    return Err(if timed_out {
+                        too_slow(url)
+                    } else {
+                        AnalysisError::Unreachable {
+                            url: current,
+                            detail: t.to_string(),
+                        }
+                    });
+                }
+            };
+            let status = response.status();
+            if (300..400).contains(&status) {
+                let location =
+                    response
+                        .header("Location")
+                        .ok_or_else(|| AnalysisError::Unreachable {
+                            url: current.clone(),
+                            detail: format!("HTTP {status} without a Location"),
+                        })?;
+                current = resolve(&current, location)?;
+                continue;
+            }
+            return Ok(Reply {
+                status,
+                url: current,
+                response,
+                until,
+            });
+        }
+        Err(AnalysisError::Redirect {
+            url: url.into(),
+            detail: format!("more than {} redirects", HttpLimits::MAX_REDIRECTS),
+        })
+    }
+}
+
+/// Only http and https, before and after every redirect.
+fn check_scheme(original: &str, current: &str) -> Result<(), AnalysisError> {
+    let lower = current.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(AnalysisError::Redirect {
+            url: original.into(),
+            detail: format!("refusing to follow a redirect to {current:?} (only http and https)"),
+        })
+    }
+}
+
+/// A `Location` against the URL it came from.
+fn resolve(base: &str, location: &str) -> Result<String, AnalysisError> {
+    let base_url = url::Url::parse(base).map_err(|e| AnalysisError::Redirect {
+        url: base.into(),
+        detail: e.to_string(),
+    })?;
+    base_url
+        .join(location)
+        .map(String::from)
+        .map_err(|e| AnalysisError::Redirect {
+            url: base.into(),
+            detail: format!("bad Location {location:?}: {e}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allowance_grows_with_the_bytes_and_stops_at_the_deadline() {
+        let l = HttpLimits::default();
+        assert_eq!(l.allowance(0), HttpLimits::BASE);
+        let frame = l.allowance(580_000);
+        assert!(
+            frame > HttpLimits::BASE && frame < Duration::from_secs(30),
+            "{frame:?}"
+        );
+        assert_eq!(l.allowance(1 << 40), l.deadline);
+    }
+
+    #[test]
+    fn only_http_redirects_are_followed() {
+        assert!(check_scheme("http://a/x", "https://b/y").is_ok());
+        for bad in ["file:///etc/passwd", "ftp://h/x", "gopher://h"] {
+            assert!(matches!(
+                check_scheme("http://a/x", bad),
+                Err(AnalysisError::Redirect { .. })
+            ));
+        }
+        assert_eq!(resolve("http://a/b/c", "/d").unwrap(), "http://a/d");
+    }
+}
