@@ -451,3 +451,52 @@ impl Rgb {
             .count()
     }
 }
+
+#[tokio::test]
+async fn escape_sequences_in_bodies_are_shown_escaped_never_obeyed() {
+    let server = Beanstalkd::start().unwrap();
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    c.use_tube("ops.jobs").await.unwrap();
+    let video = "/data/\x1b[2J\x1b]0;pwned\x07a.mov";
+    let id = c
+        .put(
+            &Job::new(video, "o_optical_flow.json").encode(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    c.reserve_job(id).await.unwrap();
+    c.bury(id, 0).await.unwrap();
+    c.use_tube("ops.failures").await.unwrap();
+    let record = record(id, video, 1, "bad\x1b[31m red\r\noverwritten");
+    c.put(&record, PutOptions::default()).await.unwrap();
+    // A body that is no camhd-grid body at all, printed raw before.
+    c.use_tube("ops.jobs").await.unwrap();
+    let raw = c
+        .put(b"\x1b[2J\x1b[H\x9bgotcha", PutOptions::default())
+        .await
+        .unwrap();
+
+    for args in [
+        vec!["failed".to_owned()],
+        vec!["peek".to_owned(), id.to_string()],
+        vec!["peek".to_owned(), raw.to_string()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = gridctl(&server, &args);
+        assert!(out.status.success(), "{args:?}");
+        let shown = text(&out);
+        assert!(
+            !shown.contains('\x1b'),
+            "{args:?} printed an escape: {shown:?}"
+        );
+        assert!(
+            !shown.contains('\x07') && !shown.contains('\r'),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains("\\u{1b}[2J") || shown.contains("\\u001b[2J"),
+            "{args:?} shows it escaped: {shown}"
+        );
+    }
+}

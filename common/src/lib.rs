@@ -12,4 +12,5 @@ pub mod paths;
 pub mod plot;
 pub mod process;
 pub mod shutdown;
+pub mod text;
 pub mod wire;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use common::beanstalk::Error as BsError;
 use common::config::GridConfig;
+use common::text::printable;
 use common::wire::{Failure, Job, JobResult};
 
 /// The longest pause beanstalkd takes, used for "until resumed" (about 136 years).
@@ -35,8 +36,9 @@ pub async fn peek(config: &GridConfig, id: u64) -> anyhow::Result<()> {
             .map(|e| e.to_string())
             .unwrap_or_default();
         format!(
-            "(not a camhd-grid body: {err})\n{}",
-            String::from_utf8_lossy(&job.body)
+            "(not a camhd-grid body: {})\n{}",
+            printable(&err),
+            printable(&String::from_utf8_lossy(&job.body))
         )
     };
     println!("{decoded}");

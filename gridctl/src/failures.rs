@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use common::beanstalk::{Client, Error as BsError, JobState};
 use common::config::GridConfig;
+use common::text::one_line;
 use common::wire::Failure;
 use serde::Serialize;
 
@@ -244,7 +245,11 @@ fn print_failed(config: &GridConfig, failed: &[Failed]) {
         };
         println!(
             "{kind} {}  {}\n  {attempts} at {} on {}: {}",
-            f.job_id, f.video, f.at, f.host, f.last_error
+            f.job_id,
+            one_line(&f.video),
+            f.at,
+            one_line(&f.host),
+            one_line(&f.last_error)
         );
     }
 }
@@ -298,7 +303,7 @@ pub async fn retry(config: &GridConfig, all: bool, videos: &[String]) -> anyhow:
             Kind::Job => "job",
             Kind::Result => "result",
         };
-        println!("retrying {kind} {} {}", f.job_id, f.video);
+        println!("retrying {kind} {} {}", f.job_id, one_line(&f.video));
         kicked += 1;
     }
     let missing: Vec<&String> = videos
@@ -306,7 +311,7 @@ pub async fn retry(config: &GridConfig, all: bool, videos: &[String]) -> anyhow:
         .filter(|v| !found.failed.iter().any(|f| &f.video == *v))
         .collect();
     for v in &missing {
-        eprintln!("not a failed job: {v}");
+        eprintln!("not a failed job: {}", one_line(v));
     }
     println!("{kicked} job(s) put back");
     anyhow::ensure!(
@@ -354,7 +359,7 @@ pub async fn discard(config: &GridConfig, ids: &[u64]) -> anyhow::Result<()> {
             .iter()
             .find(|f| f.job_id == id)
             .map_or("", |f| f.video.as_str());
-        println!("discarded job {id} {video}");
+        println!("discarded job {id} {}", one_line(&video));
     }
     anyhow::ensure!(refused == 0, "{refused} job(s) not discarded");
     Ok(())

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::beanstalk::{Client, Error, ServerStats, TubeStats};
 use common::config::GridConfig;
+use common::text::one_line;
 use common::wire::Heartbeat;
 use serde::Serialize;
 
@@ -289,18 +290,26 @@ fn render(s: &Snapshot) -> String {
     for w in &s.workers {
         let what = match (&w.job_id, &w.video) {
             (Some(id), Some(video)) => {
-                let pct = 100.0 * w.frames_done as f64 / w.frames_total.max(1) as f64;
-                let name = video.rsplit('/').next().unwrap_or(video);
-                format!(
-                    "job {id} {name}: {}/{} frames ({pct:.0}%)",
-                    w.frames_done, w.frames_total
-                )
+                let name = one_line(video.rsplit('/').next().unwrap_or(video));
+                let progress = if w.frames_done > w.frames_total {
+                    format!(
+                        "{}/{} frames (implausible progress)",
+                        w.frames_done, w.frames_total
+                    )
+                } else {
+                    let pct = 100.0 * w.frames_done as f64 / w.frames_total.max(1) as f64;
+                    format!("{}/{} frames ({pct:.0}%)", w.frames_done, w.frames_total)
+                };
+                format!("job {id} {name}: {progress}")
             }
             _ => "idle".to_owned(),
         };
         out.push_str(&format!(
             "  {}/{} slot {}: {what} (heartbeat {}s ago)\n",
-            w.host, w.pid, w.slot, w.seconds_since_heartbeat
+            one_line(&w.host),
+            w.pid,
+            w.slot,
+            w.seconds_since_heartbeat
         ));
     }
     if !s.dead_workers.is_empty() {
@@ -318,7 +327,9 @@ fn render(s: &Snapshot) -> String {
                 .map_or(String::new(), |id| format!(", was on job {id}"));
             out.push_str(&format!(
                 "  {}/{} slot {}: {last}{job}\n",
-                w.host, w.pid, w.slot
+                one_line(&w.host),
+                w.pid,
+                w.slot
             ));
         }
     }

@@ -1,0 +1,44 @@
+//! Text from a tube made safe for an operator's terminal: whatever a body holds, what
+//! `gridctl` prints of it cannot move the cursor, clear the screen or retitle the window.
+
+use std::borrow::Cow;
+
+/// `s` with every control character (C0 but newline and tab, DEL, C1, and the bidi
+/// overrides that reorder what a line seems to say) written as a visible `\u{…}` escape.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`printable`] for one line of a table: newlines and tabs escaped too.
+pub fn one_line(s: &str) -> String {
+    printable(s).replace('\n', "\\n").replace('\t', "\\t")
+}
+
+fn unsafe_char(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_are_shown_not_obeyed() {
+        assert_eq!(printable("plain é ✓"), "plain é ✓");
+        assert_eq!(printable("\x1b[2J\x07x\u{9b}"), "\\u{1b}[2J\\u{7}x\\u{9b}");
+        assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(one_line("a\nb\r"), "a\\nb\\u{d}");
+    }
+}
