@@ -163,7 +163,15 @@ impl World {
     fn filter_with(&self, name: &str, idle: u32, extra: &[&str]) -> Proc {
         let idle = idle.to_string();
         let spool = self.dir.path().join("spool");
+        let archive = self.archive();
+        // The tests' archives are served on loopback, which filters refuse unless allowed.
         let mut args = vec!["--scale", "0.5", "--threads", "1", "--ttr-touch", "1"];
+        args.extend([
+            "--allow-source",
+            "http://127.0.0.1:",
+            "--allow-source",
+            &archive,
+        ]);
         args.extend([
             "--exit-when-idle",
             &idle,
@@ -947,4 +955,89 @@ fn a_spooled_result_is_offered_only_to_its_own_grid_and_job() {
         .exists());
     let log = std::fs::read_to_string(&p.log).unwrap();
     assert!(log.contains("another video now"), "{log}");
+}
+
+#[test]
+fn a_filter_fetches_nothing_from_loopback_link_local_or_outside_its_allowed_sources() {
+    use common::beanstalk::{Client, PutOptions};
+    use common::wire::Job;
+    use testkit::http::Response;
+    let world = World::new(&[]);
+    let target = HttpServer::start(|_| Response::not_found());
+    let t = target.url();
+    let redirector = HttpServer::start({
+        let to = format!("{t}/files/d/x.mov");
+        move |_| {
+            let mut r = Response::new(302, "text/plain", "");
+            r.headers.push(("Location".into(), to.clone()));
+            r
+        }
+    });
+    let port = t.rsplit(':').next().unwrap().to_owned();
+    let put = |video: String, output: &str| {
+        let job = Job::new(video, output);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut c = Client::connect(&world.server.addr()).await.unwrap();
+            c.use_tube("e2e.jobs").await.unwrap();
+            c.put(&job.encode(), PutOptions::default()).await.unwrap()
+        })
+    };
+    put(format!("{t}/files/a/x.mov"), "a/x_optical_flow.json");
+    put(
+        format!("http://localhost:{port}/files/b/x.mov"),
+        "b/x_optical_flow.json",
+    );
+    put(
+        "http://169.254.169.254/latest/meta-data/x.mov".into(),
+        "c/x_optical_flow.json",
+    );
+    // A filter with no allowed sources: any host but loopback, link-local, unspecified.
+    let args = ["--exit-when-idle", "2", "--ttr-touch", "1"];
+    let mut f = Proc::start(
+        "filter-public",
+        "filter",
+        &args,
+        &world.env(),
+        &world.logs(),
+    );
+    assert!(f.wait(Duration::from_secs(60)).success());
+    assert_eq!(world.status()["jobs"]["buried"], 3);
+    assert_eq!(
+        target.requests(),
+        0,
+        "no request reached the loopback server"
+    );
+
+    // A filter that may fetch only from the redirector: its redirect out is refused.
+    put(
+        format!("{}/files/d/x.mov", redirector.url()),
+        "d/x_optical_flow.json",
+    );
+    let allowed = format!("{}/", redirector.url());
+    let args = ["--exit-when-idle", "2", "--allow-source", &allowed];
+    let mut f = Proc::start(
+        "filter-allowed",
+        "filter",
+        &args,
+        &world.env(),
+        &world.logs(),
+    );
+    assert!(f.wait(Duration::from_secs(60)).success());
+    assert_eq!(world.status()["jobs"]["buried"], 4);
+    assert_eq!(redirector.requests(), 1);
+    assert_eq!(target.requests(), 0, "the redirect was not followed");
+
+    let mut cmd = bin::command("gridctl");
+    cmd.args(["failed", "--json"]);
+    for (k, v) in world.env() {
+        cmd.env(k, v);
+    }
+    let failed: Vec<serde_json::Value> =
+        serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
+    assert_eq!(failed.len(), 4);
+    for f in &failed {
+        let error = f["last_error"].as_str().unwrap();
+        assert!(error.contains("refused"), "{error}");
+    }
 }

@@ -26,7 +26,8 @@ Exit codes:
   24  not a regular file     25  more frames than any video has
   26  a frame too large      27  sizes contradict the file (or lazycache's FileSize)
   28  index and frame disagree on the picture size
-  29  a frame image too large                       30  more pairs than one document holds";
+  29  a frame image too large                       30  more pairs than one document holds
+  31  a source the filter may not fetch (grid workers only)";
 
 /// Analyse one video and write its _optical_flow.json (to FILE or stdout).
 ///
@@ -133,7 +134,7 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         &args.video,
         args.source,
         settings.img_scale,
-        args.http.limits(),
+        &args.http.limits(),
     )?;
     let info = video.info().clone();
     tracing::info!(

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use filter::source::HttpLimits;
+use std::sync::Arc;
+
+use filter::source::{HttpLimits, Reach};
 
 /// Bounds on every HTTP request to an archive or lazycache server.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +26,7 @@ impl HttpArgs {
         HttpLimits {
             deadline: Duration::from_secs(self.http_deadline),
             min_rate: self.http_min_rate,
+            reach: Arc::new(Reach::Any),
         }
     }
 }

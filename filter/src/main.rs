@@ -98,6 +98,18 @@ struct Cli {
     #[command(flatten)]
     http: http_args::HttpArgs,
 
+    /// Analyse only videos whose URL or path starts with PREFIX (repeatable; the
+    /// environment takes a comma-separated list), redirect targets included; others are
+    /// buried with a record. Without any, every http(s) host is allowed except those
+    /// resolving to loopback, link-local (cloud metadata) or unspecified addresses.
+    #[arg(
+        long = "allow-source",
+        env = "GRID_ALLOW_SOURCES",
+        value_delimiter = ',',
+        value_name = "PREFIX"
+    )]
+    allow_sources: Vec<String>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (jobs done, failed, released;
     /// frames analysed; seconds per video).
     #[arg(long, env = "FILTER_METRICS", value_name = "ADDR")]
@@ -161,7 +173,22 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             await_commit: Duration::from_secs(cli.await_commit.into()),
         },
         spool: cli.spool.join(spool_key(&cli.grid.config())),
-        http: cli.http.limits(),
+        http: {
+            let allowed: Vec<String> = cli
+                .allow_sources
+                .iter()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect();
+            filter::source::HttpLimits {
+                reach: std::sync::Arc::new(if allowed.is_empty() {
+                    filter::source::Reach::Public
+                } else {
+                    filter::source::Reach::Allowed(allowed)
+                }),
+                ..cli.http.limits()
+            }
+        },
         host: filter::document::hostname(),
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -359,7 +359,7 @@ pub async fn discard(config: &GridConfig, ids: &[u64]) -> anyhow::Result<()> {
             .iter()
             .find(|f| f.job_id == id)
             .map_or("", |f| f.video.as_str());
-        println!("discarded job {id} {}", one_line(&video));
+        println!("discarded job {id} {}", one_line(video));
     }
     anyhow::ensure!(refused == 0, "{refused} job(s) not discarded");
     Ok(())

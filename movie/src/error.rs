@@ -102,6 +102,15 @@ pub enum AnalysisError {
         /// Why.
         detail: String,
     },
+    /// A source this filter may not fetch (`--allow-source`, or a loopback, link-local or
+    /// unspecified address).
+    #[error("{url}: refused: {reason}")]
+    Forbidden {
+        /// The URL or path.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// A local path that is not a regular file (a FIFO, device, socket or folder).
     #[error("{path}: not a regular file (FIFOs, devices, sockets and folders are refused)")]
     NotRegular {
@@ -205,6 +214,7 @@ impl AnalysisError {
             AnalysisError::SizeMismatch { .. } => 28,
             AnalysisError::ImageTooLarge { .. } => 29,
             AnalysisError::PlanTooLarge { .. } => 30,
+            AnalysisError::Forbidden { .. } => 31,
             AnalysisError::Internal(_) => 1,
         }
     }

@@ -4,18 +4,111 @@
 //! http(s) to http(s), at most a few), and bodies read only up to what was asked.
 
 use std::io::Read;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::AnalysisError;
 
-/// The limits on one video's HTTP traffic (`--http-deadline`, `--http-min-rate`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Which videos a filter may fetch: a job names any URL it likes, and a filter on a cloud
+/// machine must not become a way to reach what only it can reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reach {
+    /// Anything (`filter analyze`: the scientist names the video).
+    #[default]
+    Any,
+    /// Any host whose addresses are all neither loopback, link-local (169.254.0.0/16,
+    /// fe80::/10, where cloud metadata lives) nor unspecified; checked before every
+    /// request, redirects included, and again when connecting.
+    Public,
+    /// Only URLs or paths that start with one of these prefixes (`--allow-source`),
+    /// redirect targets included.
+    Allowed(Vec<String>),
+}
+
+impl Reach {
+    /// Refuses `url` (a URL or a local path) unless this reach allows it.
+    pub fn check(&self, url: &str) -> Result<(), AnalysisError> {
+        let refuse = |reason: String| AnalysisError::Forbidden {
+            url: url.into(),
+            reason,
+        };
+        match self {
+            Reach::Any => Ok(()),
+            Reach::Allowed(prefixes) => {
+                if prefixes.iter().any(|p| url.starts_with(p.as_str())) {
+                    Ok(())
+                } else {
+                    Err(refuse("it starts with none of the allowed sources (--allow-source, GRID_ALLOW_SOURCES)".into()))
+                }
+            }
+            Reach::Public => {
+                let lower = url.to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                    return Ok(()); // a local path: only regular files are opened
+                }
+                let parsed = url::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
+                let host = parsed.host_str().ok_or_else(|| refuse("no host".into()))?;
+                let port = parsed.port_or_known_default().unwrap_or(80);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let addrs: Vec<SocketAddr> = (host, port)
+                    .to_socket_addrs()
+                    .map_err(|e| AnalysisError::Unreachable {
+                        url: url.into(),
+                        detail: format!("cannot resolve {host}: {e}"),
+                    })?
+                    .collect();
+                match addrs.iter().find(|a| forbidden(a.ip())) {
+                    Some(a) => Err(refuse(format!(
+                        "{host} resolves to {}, a loopback, link-local or unspecified address (allow it with --allow-source if it is really a video archive)",
+                        a.ip()
+                    ))),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Loopback, link-local and unspecified addresses (IPv4-mapped IPv6 included).
+fn forbidden(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(a) => a.is_loopback() || a.is_link_local() || a.is_unspecified(),
+        IpAddr::V6(a) => {
+            a.is_loopback() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Resolves as usual, then drops forbidden addresses, so a name that changes what it
+/// resolves to between the check and the connection still cannot reach them.
+#[derive(Debug)]
+struct PublicOnly;
+
+impl ureq::Resolver for PublicOnly {
+    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
+        Ok(netloc
+            .to_socket_addrs()?
+            .filter(|a| !forbidden(a.ip()))
+            .collect())
+    }
+}
+
+/// The limits on one video's HTTP traffic (`--http-deadline`, `--http-min-rate`) and
+/// which hosts it may reach.
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpLimits {
     /// The longest any one request may take, whatever its size.
     pub deadline: Duration,
     /// The slowest sustained rate accepted, in bytes per second; a request for N bytes
     /// gets [`HttpLimits::BASE`] plus N / this.
     pub min_rate: u64,
+    /// Which URLs may be fetched.
+    pub reach: Arc<Reach>,
 }
 
 impl HttpLimits {
@@ -39,6 +132,7 @@ impl Default for HttpLimits {
         HttpLimits {
             deadline: Duration::from_secs(600),
             min_rate: 64 << 10,
+            reach: Arc::new(Reach::Any),
         }
     }
 }
@@ -119,11 +213,16 @@ fn too_slow(url: &str) -> AnalysisError {
 impl Http {
     /// A client with `limits`.
     pub fn new(limits: HttpLimits) -> Http {
-        let agent = ureq::AgentBuilder::new()
+        let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15))
-            .redirects(0)
-            .build();
-        Http { agent, limits }
+            .redirects(0);
+        if *limits.reach == Reach::Public {
+            builder = builder.resolver(PublicOnly);
+        }
+        Http {
+            agent: builder.build(),
+            limits,
+        }
     }
 
     /// GETs `url` (with `range`, if any) expecting about `expect` bytes, following
@@ -135,10 +234,12 @@ impl Http {
         expect: u64,
     ) -> Result<Reply, AnalysisError> {
         let allowance = self.limits.allowance(expect);
+
         let until = Instant::now() + allowance;
         let mut current = url.to_owned();
         for _ in 0..=HttpLimits::MAX_REDIRECTS {
             check_scheme(url, &current)?;
+            self.limits.reach.check(&current)?;
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(too_slow(url));
@@ -237,6 +338,35 @@ mod tests {
             "{frame:?}"
         );
         assert_eq!(l.allowance(1 << 40), l.deadline);
+    }
+
+    #[test]
+    fn loopback_link_local_and_unspecified_hosts_are_out_of_public_reach() {
+        for url in [
+            "http://127.0.0.1:9/x.mov",
+            "http://localhost/x.mov",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://0.0.0.0/x.mov",
+            "http://[::1]/x.mov",
+            "http://[fe80::1]/x.mov",
+            "http://[::ffff:127.0.0.1]/x.mov",
+        ] {
+            let err = Reach::Public.check(url).unwrap_err();
+            assert!(
+                matches!(err, AnalysisError::Forbidden { .. }),
+                "{url}: {err}"
+            );
+        }
+        assert!(Reach::Public.check("http://10.1.2.3/x.mov").is_ok());
+        assert!(Reach::Public.check("/data/a.mov").is_ok());
+        let allowed = Reach::Allowed(vec!["https://rawdata.oceanobservatories.org/files/".into()]);
+        assert!(allowed
+            .check("https://rawdata.oceanobservatories.org/files/a.mov")
+            .is_ok());
+        assert!(allowed
+            .check("https://rawdata.oceanobservatories.org.evil/files/a.mov")
+            .is_err());
+        assert!(allowed.check("/etc/passwd").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 pub use crate::bytes::{ByteSource, FileBytes, HttpBytes};
-pub use crate::http::HttpLimits;
+pub use crate::http::{HttpLimits, Reach};
 pub use crate::lazycache::LazycacheSource;
 use crate::quicktime::{read_index, MovieIndex};
 
@@ -126,7 +126,7 @@ pub fn open(
     kind: SourceKind,
     img_scale: f64,
 ) -> Result<Box<dyn FrameSource>, AnalysisError> {
-    open_with(video, kind, img_scale, HttpLimits::default())
+    open_with(video, kind, img_scale, &HttpLimits::default())
 }
 
 /// Opens VIDEO for analysis at `img_scale`, HTTP requests within `limits`.
@@ -134,16 +134,17 @@ pub fn open_with(
     video: &str,
     kind: SourceKind,
     img_scale: f64,
-    limits: HttpLimits,
+    limits: &HttpLimits,
 ) -> Result<Box<dyn FrameSource>, AnalysisError> {
+    limits.reach.check(video)?;
     let kind = match kind {
         SourceKind::Auto => SourceKind::detect(video),
         k => k,
     };
     Ok(match kind {
-        SourceKind::Lazycache => Box::new(LazycacheSource::open(video, img_scale, limits)?),
+        SourceKind::Lazycache => Box::new(LazycacheSource::open(video, img_scale, limits.clone())?),
         SourceKind::Http => Box::new(MovSource::open(
-            Box::new(HttpBytes::open(video, limits)?),
+            Box::new(HttpBytes::open(video, limits.clone())?),
             video,
         )?),
         SourceKind::File | SourceKind::Auto => {

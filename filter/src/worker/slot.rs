@@ -172,7 +172,8 @@ async fn process(
             .await;
     }
     let analysis = {
-        let (job, scale, threads, http) = (job.clone(), config.scale, config.threads, config.http);
+        let (job, scale, threads) = (job.clone(), config.scale, config.threads);
+        let http = config.http.clone();
         let decoder = config.decoder;
         let progress = Arc::clone(&progress);
         tokio::task::spawn_blocking(move || {
@@ -184,7 +185,7 @@ async fn process(
                 threads,
                 decoder,
             };
-            let source = source::open_with(&job.video, SourceKind::Auto, scale, http)?;
+            let source = source::open_with(&job.video, SourceKind::Auto, scale, &http)?;
             analyze(source, &settings, &mut |p| {
                 progress.done.store(p.pairs_done as u64, Ordering::Relaxed);
                 progress
