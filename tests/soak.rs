@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::git::{git, metadata_checkout};
@@ -95,19 +95,7 @@ impl Grid {
         std::fs::create_dir_all(&day).unwrap();
         // One small clip, hard-linked under as many names as there are jobs.
         let clip = dir.path().join("clip.mov");
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-            .args([
-                "-i",
-                "testsrc2=size=192x108:rate=30000/1001",
-                "-frames:v",
-                "12",
-            ])
-            .args(["-c:v", "prores_ks", "-profile:v", "0"])
-            .arg(&clip)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        testkit::clip::prores(&clip, "192x108", 30);
         for i in 0..settings.jobs {
             std::fs::hard_link(&clip, day.join(format!("CAMHDA301-20170614T{i:06}.mov"))).unwrap();
         }
@@ -211,32 +199,30 @@ impl Grid {
         count_json(&self.checkout())
     }
 
-    /// Every tube of the namespace empty (results, jobs in every state).
-    fn tubes_empty(&self) -> bool {
+    /// `gridctl status --json` of the soak's namespace (null while the server restarts).
+    fn status(&self) -> serde_json::Value {
         let out = bin::command("gridctl")
             .args(["status", "--json"])
             .env("GRID_SERVER", self.server.addr())
             .env("GRID_NAMESPACE", "soak")
             .output()
             .unwrap();
-        let Ok(s) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-            return false;
-        };
-        ["jobs", "results"].iter().all(|t| {
-            ["ready", "reserved", "delayed", "buried"]
-                .iter()
-                .all(|st| s[t][st] == 0)
-        })
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// Every tube of the namespace empty (results, jobs in every state).
+    fn tubes_empty(&self) -> bool {
+        let s = self.status();
+        !s.is_null()
+            && ["jobs", "results"].iter().all(|t| {
+                ["ready", "reserved", "delayed", "buried"]
+                    .iter()
+                    .all(|st| s[t][st] == 0)
+            })
     }
 
     fn buried(&self) -> u64 {
-        let out = bin::command("gridctl")
-            .args(["status", "--json"])
-            .env("GRID_SERVER", self.server.addr())
-            .env("GRID_NAMESPACE", "soak")
-            .output()
-            .unwrap();
-        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let s = self.status();
         s["jobs"]["buried"].as_u64().unwrap_or(0) + s["results"]["buried"].as_u64().unwrap_or(0)
     }
 

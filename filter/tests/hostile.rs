@@ -51,19 +51,7 @@ fn assert_refused(result: (Output, Duration), code: i32, needle: &str, bound: Du
 /// A 30-frame 192x108 ProRes clip, made once per test.
 fn clip(dir: &Path) -> PathBuf {
     let path = dir.join("clip.mov");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args([
-            "-i",
-            "testsrc2=size=192x108:rate=30000/1001",
-            "-frames:v",
-            "30",
-        ])
-        .args(["-c:v", "prores_ks", "-profile:v", "0"])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    testkit::clip::prores(&path, "192x108", 30);
     path
 }
 

@@ -4,6 +4,7 @@
 
 mod beanstalkd;
 pub mod bin;
+pub mod clip;
 pub mod gate;
 pub mod git;
 pub mod http;
