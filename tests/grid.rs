@@ -1041,3 +1041,148 @@ fn a_filter_fetches_nothing_from_loopback_link_local_or_outside_its_allowed_sour
         assert!(error.contains("refused"), "{error}");
     }
 }
+
+#[test]
+fn a_signed_grid_accepts_only_what_its_keys_signed() {
+    use common::beanstalk::{Client, PutOptions};
+    use common::sign::{Key, Keys};
+    use common::wire::{ComputedBy, Job, JobResult};
+    let (good, unsigned) = (
+        "CAMHDA301-20170614T010000.mov",
+        "CAMHDA301-20170614T020000.mov",
+    );
+    let world = World::new(&[(good, 45), (unsigned, 45)]);
+    let keys_dir = world.dir.path().join("keys");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    let keygen = |name: &str| {
+        let path = keys_dir.join(name);
+        let out = bin::command("gridctl")
+            .args(["keygen", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        path
+    };
+    let (old, new) = (keygen("old.key"), keygen("new.key"));
+    let video = |name: &str| format!("{}/{DAY}/{name}", world.archive());
+    let output = |name: &str| format!("{DAY}/{}", name.replace(".mov", "_optical_flow.json"));
+
+    // A Python producer signs a job with the old key (the grid is rotating to the new).
+    let py = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/put-signed-job.py"))
+        .args([&world.server.addr(), "e2e", old.to_str().unwrap()])
+        .args([&video(good), &output(good)])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{py:?}");
+    // An unsigned job, and two results no key of this grid signed.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("e2e.jobs").await.unwrap();
+        let job = Job::new(video(unsigned), output(unsigned));
+        c.put(&job.encode(), PutOptions::default()).await.unwrap();
+        c.use_tube("e2e.results").await.unwrap();
+        let now = chrono::Utc::now();
+        let result = |name: &str| JobResult {
+            version: 1,
+            job: Job::new(video(name), output(name)),
+            job_id: None,
+            document: serde_json::json!({
+                "contents": {"movie": "1.0", "frameStats": {"opticalFlow": "1.1"}},
+                "movie": {}, "frameStats": []
+            }),
+            document_gzip: None,
+            computed_by: ComputedBy {
+                host: "forger".into(),
+                software: "x".into(),
+                started_at: now,
+                finished_at: now,
+                elapsed_seconds: 0.0,
+            },
+        };
+        let forger = Keys::new(Key::new(vec![7; 32]), vec![]);
+        let forged = forger.seal(&result("CAMHDA301-20170614T040000.mov").encode());
+        c.put(&forged, PutOptions::default()).await.unwrap();
+        let plain = result("CAMHDA301-20170614T050000.mov").encode();
+        c.put(&plain, PutOptions::default()).await.unwrap();
+    });
+
+    let mut env = world.env();
+    env.push(("GRID_KEY_FILE", new.to_string_lossy().into_owned()));
+    let mut filter_env = env.clone();
+    filter_env.push((
+        "GRID_ALSO_ACCEPT_KEY_FILES",
+        old.to_string_lossy().into_owned(),
+    ));
+    let archive = world.archive();
+    let fargs = [
+        "--exit-when-idle",
+        "3",
+        "--scale",
+        "0.5",
+        "--allow-source",
+        &archive,
+    ];
+    let mut f = Proc::start("filter-keyed", "filter", &fargs, &filter_env, &world.logs());
+    assert!(f.wait(Duration::from_secs(120)).success());
+    let co = world.checkout();
+    let sargs = [
+        "--checkout",
+        co.to_str().unwrap(),
+        "--commit-every",
+        "1",
+        "--exit-when-idle",
+        "3",
+    ];
+    let mut sink = Proc::start("sink-keyed", "sink", &sargs, &env, &world.logs());
+    assert!(sink.wait(Duration::from_secs(60)).success());
+
+    let committed = git(&co, &["log", "--name-only", "--format="]);
+    let files: Vec<&str> = committed.lines().filter(|l| l.ends_with(".json")).collect();
+    assert_eq!(
+        files,
+        [output(good)],
+        "only the signed job's result is committed"
+    );
+
+    let failed = |key: Option<&Path>| {
+        let mut cmd = bin::command("gridctl");
+        cmd.args(["failed", "--json"]);
+        for (k, v) in world.env() {
+            cmd.env(k, v);
+        }
+        if let Some(k) = key {
+            cmd.env("GRID_KEY_FILE", k);
+        }
+        let out = cmd.output().unwrap();
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let listed = failed(Some(&new));
+    assert_eq!(listed.len(), 3, "{listed:#?}");
+    let errors: Vec<&str> = listed
+        .iter()
+        .map(|f| f["last_error"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        errors.iter().filter(|e| e.contains("unsigned")).count(),
+        2,
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e.contains("not one of this grid's keys"))
+            .count(),
+        1,
+        "{errors:?}"
+    );
+    assert!(
+        listed.iter().all(|f| f["record"] == "signed"),
+        "records are signed"
+    );
+    assert!(failed(None).iter().all(|f| f["record"] == "unchecked"));
+}

@@ -25,9 +25,31 @@ pub struct GridArgs {
     /// share one server.
     #[arg(long, global = true, env = "GRID_NAMESPACE", default_value = DEFAULT_NAMESPACE, value_name = "NAME")]
     pub namespace: Namespace,
+
+    /// The grid key (make one with `gridctl keygen FILE`): everything this process puts
+    /// is signed with it, and jobs (filters) and results (the sink) not signed with an
+    /// accepted key are buried. Without one, nothing is signed or checked.
+    #[arg(long, global = true, env = "GRID_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+
+    /// Keys accepted besides --key-file while keys are rotated (repeatable; the
+    /// environment takes a comma-separated list).
+    #[arg(
+        long,
+        global = true,
+        env = "GRID_ALSO_ACCEPT_KEY_FILES",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    pub also_accept_key_file: Vec<std::path::PathBuf>,
 }
 
 impl GridArgs {
+    /// The keys this process signs with and accepts.
+    pub fn keys(&self) -> anyhow::Result<crate::sign::Keys> {
+        crate::sign::Keys::load(self.key_file.as_deref(), &self.also_accept_key_file)
+    }
+
     /// The checked configuration.
     pub fn config(&self) -> GridConfig {
         GridConfig {

@@ -12,5 +12,6 @@ pub mod paths;
 pub mod plot;
 pub mod process;
 pub mod shutdown;
+pub mod sign;
 pub mod text;
 pub mod wire;

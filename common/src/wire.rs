@@ -418,6 +418,9 @@ fn decode<T: DeserializeOwned>(
     kind: &'static str,
     max: usize,
 ) -> Result<T, WireError> {
+    // A signed body is read inside its envelope (checking it is the reader's business).
+    let unwrapped = crate::sign::unwrap(bytes);
+    let bytes: &[u8] = &unwrapped;
     if bytes.len() > max {
         return Err(WireError::TooLarge {
             kind,

@@ -190,7 +190,11 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
         },
         host: filter::document::hostname(),
+        keys: std::sync::Arc::new(cli.grid.keys()?),
     };
+    if !config.keys.enabled() {
+        tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): jobs are not checked and results not signed; see docs/security.md");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let totals = runtime.block_on(async {
         let shutdown = Shutdown::on_signals()?;

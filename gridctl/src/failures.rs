@@ -42,6 +42,24 @@ pub struct Failed {
     pub host: String,
     /// When it failed last.
     pub at: String,
+    /// What the last record's signature says: `signed` (checked with a grid key),
+    /// `unchecked` (signed, but gridctl has no key), `unsigned`, or `forged`.
+    pub record: &'static str,
+}
+
+/// The grid keys gridctl checks records with (set once by `main`).
+pub static KEYS: std::sync::OnceLock<common::sign::Keys> = std::sync::OnceLock::new();
+
+/// What a record's signature says, in a word.
+fn signature_of(body: &[u8]) -> &'static str {
+    use common::sign::Signature;
+    let none = common::sign::Keys::none();
+    match KEYS.get().unwrap_or(&none).open(body) {
+        Ok((_, Signature::Valid { .. })) => "signed",
+        Ok((_, Signature::Unchecked { .. })) => "unchecked",
+        Ok((_, Signature::Unsigned)) => "unsigned",
+        Err(_) => "forged",
+    }
 }
 
 /// Buried jobs a tube holds that no failure record explains (buried by hand, or their
@@ -77,6 +95,8 @@ const READ_ROUNDS: u32 = 20;
 /// Every failure record, by the job it is about, each with its own id.
 struct Records {
     by_job: BTreeMap<u64, Vec<(u64, Failure)>>,
+    /// Each record's signature, by its id.
+    marks: BTreeMap<u64, &'static str>,
     complete: bool,
 }
 
@@ -87,6 +107,7 @@ async fn read_records(client: &mut Client, tube: &str) -> anyhow::Result<Records
     client.watch(tube).await?;
     client.ignore("default").await?;
     let mut by_job = BTreeMap::new();
+    let mut marks = BTreeMap::new();
     for _ in 0..READ_ROUNDS {
         by_job.clear();
         let mut held = Vec::new();
@@ -94,6 +115,7 @@ async fn read_records(client: &mut Client, tube: &str) -> anyhow::Result<Records
             match client.reserve_with_timeout(0).await {
                 Ok(job) => {
                     if let Ok(f) = Failure::decode(&job.body) {
+                        marks.insert(job.id, signature_of(&job.body));
                         by_job
                             .entry(f.job_id)
                             .or_insert_with(Vec::new)
@@ -119,6 +141,7 @@ async fn read_records(client: &mut Client, tube: &str) -> anyhow::Result<Records
         if reserved <= held.len() as u64 {
             return Ok(Records {
                 by_job,
+                marks,
                 complete: true,
             });
         }
@@ -126,6 +149,7 @@ async fn read_records(client: &mut Client, tube: &str) -> anyhow::Result<Records
     }
     Ok(Records {
         by_job,
+        marks,
         complete: false,
     })
 }
@@ -144,6 +168,7 @@ pub async fn find(client: &mut Client, config: &GridConfig) -> anyhow::Result<Fi
         complete: records.complete,
         ..Findings::default()
     };
+    let records_marks = records.marks;
     for (job_id, mut records) in records.by_job {
         let kind = match client.stats_job(job_id).await {
             Ok(s) if s.state == JobState::Buried && s.tube == jobs => Kind::Job,
@@ -161,7 +186,8 @@ pub async fn find(client: &mut Client, config: &GridConfig) -> anyhow::Result<Fi
             .records_of
             .insert(job_id, records.iter().map(|(id, _)| *id).collect());
         let attempts = records.len();
-        if let Some((_, last)) = records.pop() {
+        if let Some((record_id, last)) = records.pop() {
+            let record = records_marks.get(&record_id).copied().unwrap_or("unsigned");
             found.failed.push(Failed {
                 job_id,
                 kind,
@@ -170,6 +196,7 @@ pub async fn find(client: &mut Client, config: &GridConfig) -> anyhow::Result<Fi
                 last_error: last.error,
                 host: last.host,
                 at: last.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                record,
             });
         }
     }
@@ -243,8 +270,14 @@ fn print_failed(config: &GridConfig, failed: &[Failed]) {
             Kind::Job => ("job", format!("{} attempt(s), last", f.attempts)),
             Kind::Result => ("result", "not written by the sink".to_owned()),
         };
+        let keyed = KEYS.get().is_some_and(common::sign::Keys::enabled);
+        let mark = if keyed && f.record != "signed" {
+            format!("  [{} record: not from this grid]", f.record.to_uppercase())
+        } else {
+            String::new()
+        };
         println!(
-            "{kind} {}  {}\n  {attempts} at {} on {}: {}",
+            "{kind} {}  {}{mark}\n  {attempts} at {} on {}: {}",
             f.job_id,
             one_line(&f.video),
             f.at,

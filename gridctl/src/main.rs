@@ -82,6 +82,12 @@ enum Command {
     Resume,
     /// Hand out no new job and wait until none is in progress (maintenance).
     Drain,
+    /// Write a new grid key: 32 random bytes, readable only by you (mode 0600). Give it to
+    /// every process with --key-file (GRID_KEY_FILE).
+    Keygen {
+        /// The key file to create (it must not exist).
+        file: std::path::PathBuf,
+    },
     /// Plot scale, theta, tx and ty of an _optical_flow.json (SVG or PNG; invalid entries in red).
     Plot {
         /// The _optical_flow.json file.
@@ -105,6 +111,12 @@ fn main() -> ExitCode {
 const NO_SUCH_NAMESPACE: u8 = 3;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Keygen { file } = &cli.command {
+        let key = common::sign::keygen(file)?;
+        println!("wrote grid key {} to {}", key.id(), file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _ = failures::KEYS.set(cli.grid.keys()?);
     let config = cli.grid.config();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -123,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The commands other than `status`.
 async fn command(config: &GridConfig, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Status { .. } => unreachable!("handled by run"),
+        Command::Status { .. } | Command::Keygen { .. } => unreachable!("handled by run"),
         Command::Failed { json, prune } => failures::list(config, json, prune).await,
         Command::Retry { all, videos } => failures::retry(config, all, &videos).await.map(drop),
         Command::Discard { ids } => failures::discard(config, &ids).await,

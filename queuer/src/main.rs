@@ -128,6 +128,7 @@ fn main() -> ExitCode {
             since: cli.since,
             until: cli.until,
             verify: cli.verify,
+            keys: cli.grid.keys()?,
         };
         let runtime = tokio::runtime::Runtime::new()?;
         let summary = runtime.block_on(async {

@@ -45,6 +45,8 @@ pub struct QueuerConfig {
     pub until: Option<NaiveDate>,
     /// Open each video's index before queuing it.
     pub verify: bool,
+    /// The grid keys: jobs are signed with them.
+    pub keys: common::sign::Keys,
 }
 
 /// What a pass did.
@@ -104,7 +106,9 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
                         ttr: config.ttr,
                     };
                     ledger.intend(&job.output, floor)?;
-                    let id = client.put(&job.encode(), options).await?;
+                    let id = client
+                        .put(&config.keys.seal(&job.encode()), options)
+                        .await?;
                     ledger.insert(&job.output, id)?;
                     floor = floor.max(id);
                     println!("queued {id} {}", job.video);

@@ -80,7 +80,11 @@ fn main() -> ExitCode {
             exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),
             host: common::host::hostname(),
             max_document: cli.max_document_bytes as usize,
+            keys: std::sync::Arc::new(cli.grid.keys()?),
         };
+        if !config.keys.enabled() {
+            tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): results are not checked for a signature; see docs/security.md");
+        }
         let checkout = checkout::Checkout::open(&cli.checkout, &cli.author)?;
         let runtime = tokio::runtime::Runtime::new()?;
         let totals = runtime.block_on(async {

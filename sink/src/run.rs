@@ -34,6 +34,8 @@ pub struct SinkConfig {
     pub host: String,
     /// The largest document written, in bytes (after unpacking); larger ones are buried.
     pub max_document: usize,
+    /// The grid keys: results must be signed with one; records are signed.
+    pub keys: std::sync::Arc<common::sign::Keys>,
 }
 
 /// Counts for the final report.
@@ -261,7 +263,19 @@ async fn take(
     batch: &[Pending],
     totals: &mut Totals,
 ) -> anyhow::Result<Option<Pending>> {
-    let accepted = match incoming::accept(&job.body, config.max_document) {
+    let body = match config.keys.verify(&job.body) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(job = job.id, error = %e, "burying a result whose signature is refused");
+            let said = incoming::accept(&common::sign::unwrap(&job.body), config.max_document)
+                .ok()
+                .map(|a| a.job);
+            let error = format!("result refused: {e}");
+            bury(client, config, job.id, said.as_ref(), error, totals).await;
+            return Ok(None);
+        }
+    };
+    let accepted = match incoming::accept(&body, config.max_document) {
         Ok(a) => a,
         Err((of, refusal)) => {
             tracing::error!(job = job.id, error = %refusal, "burying a result");
@@ -343,7 +357,9 @@ async fn bury(
     let tube = config.grid.failures_tube();
     let parked = async {
         client.use_tube(&tube).await?;
-        client.put(&record.encode(), PutOptions::default()).await?;
+        client
+            .put(&config.keys.seal(&record.encode()), PutOptions::default())
+            .await?;
         client.bury(id, 0).await
     };
     match parked.await {

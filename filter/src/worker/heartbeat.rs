@@ -32,6 +32,7 @@ pub struct Beat {
     host: String,
     slot: usize,
     every: Duration,
+    keys: Arc<common::sign::Keys>,
     last: Option<u64>,
     published: Option<Instant>,
 }
@@ -46,6 +47,7 @@ impl Beat {
             host: config.host.clone(),
             slot,
             every: config.touch_every,
+            keys: Arc::clone(&config.keys),
             last: None,
             published: None,
         }
@@ -78,7 +80,9 @@ impl Beat {
         self.published = Some(Instant::now());
         let put = async {
             c.use_tube(&self.tube).await?;
-            let id = c.put(&beat.encode(), PutOptions::default()).await?;
+            let id = c
+                .put(&self.keys.seal(&beat.encode()), PutOptions::default())
+                .await?;
             if let Some(prev) = self.last.replace(id) {
                 match c.delete(prev).await {
                     Ok(()) | Err(BsError::NotFound) => {}

@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     pub host: String,
     /// Bounds on HTTP requests.
     pub http: crate::source::HttpLimits,
+    /// The grid keys: what is put is signed, jobs must be.
+    pub keys: std::sync::Arc<common::sign::Keys>,
 }
 
 /// The worker's Prometheus metrics (`filter --metrics ADDR`).

@@ -32,6 +32,9 @@ pub enum JobError {
         /// How often it was reserved, this time included.
         reserves: u32,
     },
+    /// The grid has a key and the job is unsigned, or signed with another key, or forged.
+    #[error("job refused: {0}")]
+    Signature(#[from] common::sign::SignError),
     /// Anything else (a crashed analysis thread, an unwritable spool).
     #[error("internal error: {0}")]
     Internal(String),
@@ -42,7 +45,10 @@ impl JobError {
         match self {
             JobError::Analysis(e) => e.is_transient(),
             JobError::Internal(_) => true,
-            JobError::Malformed(_) | JobError::ResultTooBig { .. } | JobError::Died { .. } => false,
+            JobError::Malformed(_)
+            | JobError::ResultTooBig { .. }
+            | JobError::Died { .. }
+            | JobError::Signature(_) => false,
         }
     }
 }

@@ -150,7 +150,17 @@ async fn process(
         Ok(s) => (s.pri, s.reserves.max(1) as u32),
         Err(_) => (1024, 1),
     };
-    let job = match Job::decode(&reserved.body) {
+    let body = match config.keys.verify(&reserved.body) {
+        Ok(body) => body,
+        Err(e) => {
+            let err = JobError::Signature(e);
+            tracing::error!(error = %err, "burying a job whose signature is refused");
+            let said = Job::decode(&reserved.body).ok();
+            let failed = said.unwrap_or_else(|| Job::new(UNREADABLE, UNREADABLE));
+            return finish(conn, id, priority, attempt, &failed, Err(err), config).await;
+        }
+    };
+    let job = match Job::decode(&body) {
         Ok(job) => job,
         Err(e) => {
             let err = JobError::Malformed(e);
@@ -291,7 +301,7 @@ async fn deliver(
             elapsed_seconds: analysis.stats.elapsed.as_secs_f64(),
         },
     };
-    let body = result.encode();
+    let body = config.keys.seal(&result.encode());
     let options = PutOptions {
         priority: 1024,
         delay: 0,
@@ -525,7 +535,8 @@ async fn record(
     let tube = config.grid.failures_tube();
     let put = async {
         c.use_tube(&tube).await?;
-        c.put(&failure.encode(), PutOptions::default()).await?;
+        c.put(&config.keys.seal(&failure.encode()), PutOptions::default())
+            .await?;
         c.use_tube(&config.grid.results_tube()).await
     };
     if let Err(e) = put.await {
