@@ -77,6 +77,9 @@ impl Drop for Proc {
 struct World {
     server: Beanstalkd,
     dir: tempfile::TempDir,
+    /// Environment every process of the world gets on top of the server and namespace
+    /// (a TLS server address and certificates, say).
+    extra_env: Vec<(&'static str, String)>,
 }
 
 impl World {
@@ -115,7 +118,11 @@ impl World {
             assert!(status.success());
         }
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-        World { server, dir }
+        World {
+            server,
+            dir,
+            extra_env: Vec::new(),
+        }
     }
 
     fn checkout(&self) -> PathBuf {
@@ -135,10 +142,12 @@ impl World {
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("GRID_SERVER", self.server.addr()),
             ("GRID_NAMESPACE", "e2e".into()),
-        ]
+        ];
+        env.extend(self.extra_env.iter().cloned());
+        env
     }
 
     fn queuer(&self) -> Output {
@@ -1185,4 +1194,67 @@ fn a_signed_grid_accepts_only_what_its_keys_signed() {
         "records are signed"
     );
     assert!(failed(None).iter().all(|f| f["record"] == "unchecked"));
+}
+
+#[test]
+fn the_whole_grid_runs_through_stunnel_with_mutual_tls() {
+    use testkit::stunnel::{Pki, Stunnel};
+    let name = "CAMHDA301-20170614T033000.mov";
+    let mut world = World::new(&[(name, 45)]);
+    let pki = Pki::new(world.dir.path(), "grid");
+    let stunnel = Stunnel::start(&pki, &world.server.addr(), true);
+    let file = |f: &str| pki.file(f).to_string_lossy().into_owned();
+    world.extra_env = vec![
+        ("GRID_SERVER", stunnel.server()),
+        ("GRID_CA_FILE", file("ca.pem")),
+        ("GRID_CERT_FILE", file("client.pem")),
+        ("GRID_CERT_KEY_FILE", file("client.key")),
+    ];
+    let queued = world.queuer();
+    assert!(stdout(&queued).contains("queued 1"), "{queued:?}");
+    assert!(world
+        .filter("filter-tls", 2)
+        .wait(Duration::from_secs(120))
+        .success());
+    assert!(world.sink(2).wait(Duration::from_secs(60)).success());
+    let json = world
+        .checkout()
+        .join(DAY)
+        .join(name.replace(".mov", "_optical_flow.json"));
+    assert!(json.exists(), "committed through TLS");
+    assert_empty(&world.status());
+
+    let gridctl = |env: &[(&str, String)]| {
+        let mut cmd = bin::command("gridctl");
+        cmd.arg("status");
+        cmd.env("GRID_SERVER", stunnel.server());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // Without a client certificate the terminator refuses the connection.
+    let out = gridctl(&[("GRID_CA_FILE", file("ca.pem"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.contains("alert"),
+        "the server's refusal is named: {err}"
+    );
+    // A server certificate from another CA is refused, and the error says where to look.
+    let other = Pki::new(world.dir.path(), "other");
+    let out = gridctl(&[
+        (
+            "GRID_CA_FILE",
+            other.file("ca.pem").to_string_lossy().into_owned(),
+        ),
+        ("GRID_CERT_FILE", file("client.pem")),
+        ("GRID_CERT_KEY_FILE", file("client.key")),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.contains("TLS with") && err.contains("GRID_CA_FILE"),
+        "{err}"
+    );
 }

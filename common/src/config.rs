@@ -32,6 +32,19 @@ pub struct GridArgs {
     #[arg(long, global = true, env = "GRID_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<std::path::PathBuf>,
 
+    /// With --server tls://…: PEM certificates of the CAs that sign the server's
+    /// certificate [default: the system's roots].
+    #[arg(long, global = true, env = "GRID_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+
+    /// With --server tls://…: a PEM client certificate, for a server that requires one.
+    #[arg(long, global = true, env = "GRID_CERT_FILE", value_name = "FILE")]
+    pub cert_file: Option<std::path::PathBuf>,
+
+    /// With --server tls://…: the PEM private key of --cert-file.
+    #[arg(long, global = true, env = "GRID_CERT_KEY_FILE", value_name = "FILE")]
+    pub cert_key_file: Option<std::path::PathBuf>,
+
     /// Keys accepted besides --key-file while keys are rotated (repeatable; the
     /// environment takes a comma-separated list).
     #[arg(
@@ -55,6 +68,11 @@ impl GridArgs {
         GridConfig {
             server: self.server.clone(),
             namespace: self.namespace.clone(),
+            tls: crate::tls::TlsFiles {
+                ca: self.ca_file.clone(),
+                cert: self.cert_file.clone(),
+                key: self.cert_key_file.clone(),
+            },
         }
     }
 }
@@ -66,6 +84,8 @@ pub struct GridConfig {
     pub server: ServerAddr,
     /// The tube prefix.
     pub namespace: Namespace,
+    /// TLS material, for a `tls://` server.
+    pub tls: crate::tls::TlsFiles,
 }
 
 impl GridConfig {
@@ -108,23 +128,35 @@ impl GridConfig {
         tube + &tail
     }
 
-    /// Connects to the server, with an error that says how to point elsewhere.
+    /// Connects to the server (over TLS for `tls://`), with an error that says how to
+    /// point elsewhere.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.server.0)
-            .await
-            .context("cannot reach the grid's server (is beanstalkd running there? set --server or GRID_SERVER)")
+        let hint = "cannot reach the grid's server (is beanstalkd running there? set --server or GRID_SERVER)";
+        match self.server.0.strip_prefix(TLS_SCHEME) {
+            Some(addr) => {
+                let config = self.tls.client_config()?;
+                Client::connect_tls(addr, config, Default::default())
+                    .await
+                    .context(hint)
+            }
+            None => Client::connect(&self.server.0).await.context(hint),
+        }
     }
 }
 
-/// A `HOST:PORT` address, checked for shape (not resolved).
+/// The prefix of a server reached over TLS.
+const TLS_SCHEME: &str = "tls://";
+
+/// A `HOST:PORT` (or `tls://HOST:PORT`) address, checked for shape (not resolved).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddr(String);
 
 impl FromStr for ServerAddr {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hint = "expected HOST:PORT, for example 127.0.0.1:11300";
+    fn from_str(whole: &str) -> Result<Self, Self::Err> {
+        let hint = "expected HOST:PORT or tls://HOST:PORT, for example 127.0.0.1:11300";
+        let s = whole.strip_prefix(TLS_SCHEME).unwrap_or(whole);
         let (host, port) = s
             .rsplit_once(':')
             .ok_or_else(|| format!("{s:?} has no port; {hint}"))?;
@@ -136,7 +168,7 @@ impl FromStr for ServerAddr {
             return Err("write an IPv6 host in brackets, like [::1]:11300".into());
         }
         match port.parse::<u16>() {
-            Ok(p) if p > 0 => Ok(ServerAddr(s.to_owned())),
+            Ok(p) if p > 0 => Ok(ServerAddr(whole.to_owned())),
             _ => Err(format!("{port:?} is not a port number (1-65535); {hint}")),
         }
     }
@@ -196,11 +228,19 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_server_is_written_with_its_scheme() {
+        let addr: ServerAddr = "tls://grid.example.org:11301".parse().unwrap();
+        assert_eq!(addr.to_string(), "tls://grid.example.org:11301");
+        assert!("tls://nohost".parse::<ServerAddr>().is_err());
+    }
+
+    #[test]
     fn namespaces_make_valid_tube_names() {
         let ns: Namespace = "camhd-2017".parse().unwrap();
         let config = GridConfig {
             server: DEFAULT_SERVER.parse().unwrap(),
             namespace: ns,
+            tls: Default::default(),
         };
         assert_eq!(config.jobs_tube(), "camhd-2017.jobs");
         assert_eq!(config.results_tube(), "camhd-2017.results");
@@ -215,6 +255,7 @@ mod tests {
         let config = GridConfig {
             server: DEFAULT_SERVER.parse().unwrap(),
             namespace: "camhd".parse().unwrap(),
+            tls: Default::default(),
         };
         assert_eq!(
             config.status_tube("desk-3.lab", 42, 0),

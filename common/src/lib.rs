@@ -14,4 +14,5 @@ pub mod process;
 pub mod shutdown;
 pub mod sign;
 pub mod text;
+pub mod tls;
 pub mod wire;

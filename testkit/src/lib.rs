@@ -10,6 +10,7 @@ pub mod git;
 pub mod http;
 mod port;
 pub mod proxy;
+pub mod stunnel;
 
 pub use beanstalkd::{Beanstalkd, BeanstalkdBuilder};
 pub use gate::{files_with_gate, Gate};

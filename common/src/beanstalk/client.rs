@@ -2,8 +2,15 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream, ReadBuf,
+};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 
 use super::proto::{parse_yaml_list, parse_yaml_map, Reply, MAX_REPLY_LINE};
 use super::stats::{JobStats, ServerStats, TubeStats};
@@ -68,10 +75,57 @@ impl Default for ConnectOptions {
 /// connection marked broken, and every later call returns [`Error::Broken`].
 #[derive(Debug)]
 pub struct Client {
-    stream: BufStream<TcpStream>,
+    stream: BufStream<Transport>,
     addr: String,
     io_timeout: Option<Duration>,
     broken: bool,
+}
+
+/// Plain TCP, or TLS over it.
+#[derive(Debug)]
+enum Transport {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// How long a request may wait for its reply.
@@ -89,6 +143,52 @@ impl Client {
 
     /// Connects to `addr` (`host:port`) with the given timeouts.
     pub async fn connect_with(addr: &str, options: ConnectOptions) -> Result<Client, Error> {
+        let tcp = Client::tcp(addr, options).await?;
+        Ok(Client::over(Transport::Tcp(tcp), addr, options))
+    }
+
+    /// Connects to `addr` (`host:port`) over TLS with `config`, checking the server's
+    /// certificate for the name `host`.
+    pub async fn connect_tls(
+        addr: &str,
+        config: Arc<rustls::ClientConfig>,
+        options: ConnectOptions,
+    ) -> Result<Client, Error> {
+        let tcp = Client::tcp(addr, options).await?;
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| Error::Tls {
+                addr: addr.to_owned(),
+                detail: format!("{host:?} is not a server name: {e}"),
+            })?;
+        let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+        let tls = tokio::time::timeout(options.connect_timeout, handshake)
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                addr: addr.to_owned(),
+                after: options.connect_timeout,
+            })?
+            .map_err(|e| Error::Tls {
+                addr: addr.to_owned(),
+                detail: e.to_string(),
+            })?;
+        Ok(Client::over(Transport::Tls(Box::new(tls)), addr, options))
+    }
+
+    fn over(transport: Transport, addr: &str, options: ConnectOptions) -> Client {
+        Client {
+            stream: BufStream::new(transport),
+            addr: addr.to_owned(),
+            io_timeout: options.io_timeout,
+            broken: false,
+        }
+    }
+
+    async fn tcp(addr: &str, options: ConnectOptions) -> Result<TcpStream, Error> {
         let connect = TcpStream::connect(addr);
         let tcp = tokio::time::timeout(options.connect_timeout, connect)
             .await
@@ -102,12 +202,7 @@ impl Client {
             })?;
         // Commands are small and answered one at a time; Nagle would only add latency.
         tcp.set_nodelay(true)?;
-        Ok(Client {
-            stream: BufStream::new(tcp),
-            addr: addr.to_owned(),
-            io_timeout: options.io_timeout,
-            broken: false,
-        })
+        Ok(tcp)
     }
 
     /// The address this client connected to.

@@ -26,6 +26,15 @@ pub enum Error {
         /// The timeout that ran out.
         after: Duration,
     },
+    /// The TLS handshake failed: the server's certificate is not trusted (wrong CA, wrong
+    /// name), or the server refused ours.
+    #[error("TLS with {addr} failed: {detail} (check GRID_CA_FILE, and GRID_CERT_FILE/GRID_CERT_KEY_FILE if the server wants a client certificate)")]
+    Tls {
+        /// The address tried.
+        addr: String,
+        /// What rustls said.
+        detail: String,
+    },
     /// The server did not answer a command within the read timeout.
     #[error("beanstalkd did not answer `{command}` within {after:?}")]
     ReadTimeout {
@@ -106,6 +115,7 @@ impl Error {
             self,
             Error::Connect { .. }
                 | Error::ConnectTimeout { .. }
+                | Error::Tls { .. }
                 | Error::ReadTimeout { .. }
                 | Error::ConnectionClosed
                 | Error::Broken

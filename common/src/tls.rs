@@ -1,0 +1,79 @@
+//! TLS to the grid's server (`--server tls://HOST:PORT`), for a beanstalkd behind a TLS
+//! terminator such as stunnel: the server's certificate is checked against the system's
+//! roots or `GRID_CA_FILE`, and a client certificate (`GRID_CERT_FILE`,
+//! `GRID_CERT_KEY_FILE`) is offered where the terminator requires one (mutual TLS).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_rustls::rustls;
+
+/// Where the TLS material is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificates of the CAs trusted for the server (default: the system's).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain, for mutual TLS.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The rustls client configuration these files make.
+    pub fn client_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca {
+            Some(path) => {
+                for cert in certs(path)? {
+                    roots.add(cert).with_context(|| {
+                        format!("a certificate in {} is not usable", path.display())
+                    })?;
+                }
+            }
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("setting up TLS")?
+            .with_root_certificates(roots);
+        let config = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let key_der = rustls_pemfile::private_key(&mut reader(key)?)
+                    .with_context(|| format!("reading the key {}", key.display()))?
+                    .with_context(|| format!("{} holds no private key", key.display()))?;
+                builder
+                    .with_client_auth_cert(certs(cert)?, key_der)
+                    .context("the client certificate and key do not fit together")?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => anyhow::bail!(
+                "a client certificate needs both GRID_CERT_FILE (--cert-file) and GRID_CERT_KEY_FILE (--cert-key-file)"
+            ),
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+fn reader(path: &Path) -> anyhow::Result<std::io::BufReader<std::fs::File>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(std::io::BufReader::new(file))
+}
+
+fn certs(path: &Path) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut reader(path)?)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading certificates from {}", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no PEM certificate",
+        path.display()
+    );
+    Ok(certs)
+}
