@@ -500,3 +500,43 @@ async fn escape_sequences_in_bodies_are_shown_escaped_never_obeyed() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_heartbeat_from_the_future_or_past_its_total_is_shown_as_implausible() {
+    use common::wire::Heartbeat;
+    let server = Beanstalkd::start().unwrap();
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    let beat = |host: &str, at: chrono::DateTime<chrono::Utc>, done: u64| Heartbeat {
+        version: WIRE_VERSION,
+        host: host.into(),
+        pid: 7,
+        slot: 0,
+        job_id: Some(1),
+        video: Some("/v/a.mov".into()),
+        frames_done: done,
+        frames_total: 10,
+        every_seconds: Some(10),
+        at,
+    };
+    let now = chrono::Utc::now();
+    c.use_tube("ops.status.future.7.0").await.unwrap();
+    let future = beat("future", now + chrono::Duration::days(1), 1);
+    c.put(&future.encode(), PutOptions::default())
+        .await
+        .unwrap();
+    c.use_tube("ops.status.over.7.0").await.unwrap();
+    let over = beat("over", now, 18_446_744_073_709_551);
+    c.put(&over.encode(), PutOptions::default()).await.unwrap();
+
+    let table = text(&gridctl(&server, &["status"]));
+    assert!(table.contains("workers (1):"), "{table}");
+    assert!(table.contains("(implausible progress)"), "{table}");
+    assert!(
+        !table.contains('%') || !table.contains("1844674407370955"),
+        "{table}"
+    );
+    assert!(
+        table.contains("dead (1):") && table.contains("in the future"),
+        "{table}"
+    );
+}

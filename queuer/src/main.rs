@@ -130,6 +130,9 @@ fn main() -> ExitCode {
             verify: cli.verify,
             keys: cli.grid.keys()?,
         };
+        if !config.keys.enabled() && !config.dry_run {
+            tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): jobs are queued unsigned; see docs/security.md");
+        }
         let runtime = tokio::runtime::Runtime::new()?;
         let summary = runtime.block_on(async {
             let mut client = config.grid.connect().await?;
