@@ -531,10 +531,7 @@ async fn a_heartbeat_from_the_future_or_past_its_total_is_shown_as_implausible()
     let table = text(&gridctl(&server, &["status"]));
     assert!(table.contains("workers (1):"), "{table}");
     assert!(table.contains("(implausible progress)"), "{table}");
-    assert!(
-        !table.contains('%') || !table.contains("1844674407370955"),
-        "{table}"
-    );
+    assert!(!table.contains('%'), "no percentage past 100: {table}");
     assert!(
         table.contains("dead (1):") && table.contains("in the future"),
         "{table}"
