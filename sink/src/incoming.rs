@@ -72,10 +72,7 @@ pub fn accept(body: &[u8], max_document: usize) -> Result<Accepted, Refused> {
         .job
         .ok_or_else(|| (None, Refusal::Malformed("no job".into())))?;
     let job = Job::decode(raw_job.get().as_bytes()).map_err(|e| {
-        // For the failure record: what the job says, though it cannot be trusted.
-        let said = serde_json::from_str::<Job>(raw_job.get())
-            .ok()
-            .map(Box::new);
+        let said = said_job(raw_job).map(Box::new);
         (said, Refusal::Malformed(format!("its job: {e}")))
     })?;
     let inflated;
@@ -102,6 +99,21 @@ pub fn accept(body: &[u8], max_document: usize) -> Result<Accepted, Refused> {
         job_id: parsed.job_id,
         text,
     })
+}
+
+/// For a failure record: the job a result body names, unchecked (it cannot be trusted),
+/// read without touching the document.
+pub fn job_said(body: &[u8], max_document: usize) -> Option<Job> {
+    if body.len() > max_document.saturating_add(1 << 20) {
+        return None;
+    }
+    let parsed: Body = serde_json::from_slice(body).ok()?;
+    said_job(parsed.job?)
+}
+
+/// What a job says, for a failure record, though it cannot be trusted.
+fn said_job(raw: &RawValue) -> Option<Job> {
+    serde_json::from_str::<Job>(raw.get()).ok()
 }
 
 /// Base64, then gzip, read as a stream that stops one byte past the cap: a small bomb

@@ -267,9 +267,7 @@ async fn take(
         Ok(body) => body,
         Err(e) => {
             tracing::error!(job = job.id, error = %e, "burying a result whose signature is refused");
-            let said = incoming::accept(&common::sign::unwrap(&job.body), config.max_document)
-                .ok()
-                .map(|a| a.job);
+            let said = incoming::job_said(&common::sign::unwrap(&job.body), config.max_document);
             let error = format!("result refused: {e}");
             bury(client, config, job.id, said.as_ref(), error, totals).await;
             return Ok(None);
