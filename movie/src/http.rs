@@ -142,6 +142,10 @@ impl Default for HttpLimits {
 pub struct Http {
     agent: ureq::Agent,
     limits: HttpLimits,
+    /// Origins (`scheme://host:port`) that passed the public-reach check: a video's
+    /// hundreds of Range requests look the host up once, not each time. What the name
+    /// resolves to when connecting is filtered again by [`PublicOnly`].
+    public_origins: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A response whose body may be read, within its request's time.
@@ -222,6 +226,7 @@ impl Http {
         Http {
             agent: builder.build(),
             limits,
+            public_origins: Arc::default(),
         }
     }
 
@@ -239,7 +244,7 @@ impl Http {
         let mut current = url.to_owned();
         for _ in 0..=HttpLimits::MAX_REDIRECTS {
             check_scheme(url, &current)?;
-            self.limits.reach.check(&current)?;
+            self.check_reach(&current)?;
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(too_slow(url));
@@ -293,6 +298,28 @@ impl Http {
             url: url.into(),
             detail: format!("more than {} redirects", HttpLimits::MAX_REDIRECTS),
         })
+    }
+}
+
+impl Http {
+    /// The reach check for `url`, remembering public origins that passed.
+    fn check_reach(&self, url: &str) -> Result<(), AnalysisError> {
+        if *self.limits.reach != Reach::Public {
+            return self.limits.reach.check(url);
+        }
+        let origin = url::Url::parse(url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        let mut passed = self
+            .public_origins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !origin.is_empty() && passed.contains(&origin) {
+            return Ok(());
+        }
+        self.limits.reach.check(url)?;
+        passed.push(origin);
+        Ok(())
     }
 }
 
