@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use common::beanstalk::{Client, PutOptions};
-use testkit::git::{git, metadata_checkout};
+use testkit::git::{commit, git, metadata_checkout};
 use testkit::{bin, Beanstalkd};
 
 const GOOD: [&str; 3] = [
@@ -233,18 +233,7 @@ async fn a_path_git_refuses_is_split_out_of_its_batch_and_buried_with_gits_messa
     // Paths git will not add (ignored) make `git add` fail for the whole batch.
     std::fs::write(world.co.join(".gitignore"), "ignored/\n").unwrap();
     git(&world.co, &["add", ".gitignore"]);
-    git(
-        &world.co,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "ignore",
-        ],
-    );
+    commit(&world.co, "ignore");
     let bad = vec![body(
         "ignored/x_optical_flow.json",
         "/v.mov",

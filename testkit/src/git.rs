@@ -27,17 +27,20 @@ pub fn metadata_checkout(parent: &Path) -> PathBuf {
     std::fs::write(co.join("README.md"), "# CamHD motion metadata\n").expect("README.md");
     git(&co, &["init", "-q"]);
     git(&co, &["add", "README.md"]);
-    git(
-        &co,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-    );
+    commit(&co, "init");
     co
+}
+
+/// Commits what is staged in `dir` as a test author.
+pub fn commit(dir: &Path, message: &str) {
+    let args = [
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "-qm",
+        message,
+    ];
+    git(dir, &args);
 }
