@@ -80,6 +80,8 @@ struct World {
     /// Environment every process of the world gets on top of the server and namespace
     /// (a TLS server address and certificates, say).
     extra_env: Vec<(&'static str, String)>,
+    /// The archive URLs served on loopback, which filters refuse unless allowed.
+    served: std::cell::RefCell<Vec<String>>,
 }
 
 impl World {
@@ -122,6 +124,7 @@ impl World {
             server,
             dir,
             extra_env: Vec::new(),
+            served: Default::default(),
         }
     }
 
@@ -174,13 +177,12 @@ impl World {
         let spool = self.dir.path().join("spool");
         let archive = self.archive();
         // The tests' archives are served on loopback, which filters refuse unless allowed.
+        let served = self.served.borrow().clone();
         let mut args = vec!["--scale", "0.5", "--threads", "1", "--ttr-touch", "1"];
-        args.extend([
-            "--allow-source",
-            "http://127.0.0.1:",
-            "--allow-source",
-            &archive,
-        ]);
+        args.extend(["--allow-source", &archive]);
+        for url in &served {
+            args.extend(["--allow-source", url]);
+        }
         args.extend([
             "--exit-when-idle",
             &idle,
@@ -442,6 +444,9 @@ impl World {
             gate.clone(),
         ));
         let url = format!("{}/files/{DAY}/{name}", server.url());
+        self.served
+            .borrow_mut()
+            .push(format!("{}/files/", server.url()));
         let mut cmd = bin::command("queuer");
         cmd.args(["--checkout", self.checkout().to_str().unwrap()])
             .args(extra)
@@ -609,10 +614,18 @@ fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
         c.use_tube("e2e.jobs").await.unwrap();
         c.put(&job.encode(), PutOptions::default()).await.unwrap()
     });
+    let allowed = format!("http://127.0.0.1:{port}/files/");
     let mut f = world.filter_with(
         "filter-retry",
         5,
-        &["--max-attempts", "2", "--backoff", "1"],
+        &[
+            "--max-attempts",
+            "2",
+            "--backoff",
+            "1",
+            "--allow-source",
+            &allowed,
+        ],
     );
     assert!(f.wait(Duration::from_secs(60)).success());
     let s = world.status();
@@ -636,6 +649,49 @@ fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
         records[0]
     );
     assert_eq!((records[0].attempt, records[1].attempt), (1, 2));
+    assert_eq!(records[1].action, "buried");
+}
+
+#[test]
+fn a_video_past_its_deadline_is_a_failed_attempt_retried_then_buried() {
+    use common::beanstalk::Client;
+    use common::wire::Failure;
+    // The gate never lets a frame go: only the deadline ends each attempt.
+    let (world, gated) = gated_job_world();
+    let mut f = world.filter_with(
+        "filter-deadline",
+        5,
+        &[
+            "--video-deadline",
+            "2",
+            "--max-attempts",
+            "2",
+            "--backoff",
+            "1",
+        ],
+    );
+    assert!(f.wait(Duration::from_secs(120)).success());
+    gated.gate.open();
+    let s = world.status();
+    assert_eq!(s["jobs"]["buried"], 1, "buried after the last attempt: {s}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let records = rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.watch("e2e.failures").await.unwrap();
+        let mut out = Vec::new();
+        while let Ok(j) = c.reserve_with_timeout(0).await {
+            out.push(Failure::decode(&j.body).unwrap());
+        }
+        out
+    });
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert!(r.error.contains("deadline of 2 s"), "{r:?}");
+    }
+    assert!(
+        records[0].action.starts_with("released; retry in"),
+        "{records:?}"
+    );
     assert_eq!(records[1].action, "buried");
 }
 

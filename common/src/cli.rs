@@ -27,6 +27,17 @@ pub mod exit {
 #[error("{0}")]
 pub struct Busy(pub String);
 
+/// A configuration that cannot work (exit code [`exit::USAGE`], like clap's own
+/// refusals): found after parsing, e.g. a file that is not safe to use as given.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// A [`Usage`] error.
+pub fn usage(message: impl Into<String>) -> Usage {
+    Usage(message.into())
+}
+
 /// Sends `tracing` output to stderr, filtered by `GRID_LOG` (or `RUST_LOG`), default `info`.
 pub fn init_logging() {
     let filter = EnvFilter::try_from_env("GRID_LOG")
@@ -57,6 +68,9 @@ pub fn main_with(run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     if err.chain().any(|cause| cause.is::<Busy>()) {
         return exit::BUSY;
+    }
+    if err.chain().any(|cause| cause.is::<Usage>()) {
+        return exit::USAGE;
     }
     let unreachable = err.chain().any(|cause| {
         cause

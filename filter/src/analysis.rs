@@ -18,7 +18,7 @@ use crate::document::*;
 use crate::motion::{self, Estimate, MotionConfig, Similarity};
 use crate::plan::{plan, Pair, Plan, PlanError};
 use crate::prores::ReducedDecoder;
-use crate::source::{Fetched, FrameSource, Payload, VideoInfo};
+use crate::source::{Deadline, Fetched, FrameSource, Payload, VideoInfo};
 use crate::AnalysisError;
 
 /// Frames between `fromFrame` and `toFrame`, as the original.
@@ -39,6 +39,9 @@ pub struct Settings {
     pub threads: usize,
     /// Which ProRes decoder to use.
     pub decoder: DecoderChoice,
+    /// The video's time budget, fetching included (`--video-deadline`); an automatic
+    /// one is fitted to the video by [`auto_budget`] once its plan is known.
+    pub deadline: Option<Deadline>,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             img_scale: 0.25,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             decoder: DecoderChoice::Auto,
+            deadline: None,
         }
     }
 }
@@ -100,6 +104,10 @@ pub fn analyze(
     let start_time = Utc::now();
     let info = source.info().clone();
     let plan = plan_for(&info, settings)?;
+    if let Some(d) = &settings.deadline {
+        d.fit(auto_budget(&info, plan.needed.len() as u64));
+        tracing::debug!(video = %info.cache_url, seconds = d.budget().as_secs(), "deadline");
+    }
     let threads = settings.threads.max(1);
     let block = block_size(threads, &info);
     let blocks: Vec<&[Pair]> = plan.pairs.chunks(block).collect();
@@ -127,9 +135,7 @@ pub fn analyze(
     };
     for i in 0..=blocks.len() {
         let fetched = match i < blocks.len() {
-            true => rx
-                .recv()
-                .map_err(|_| AnalysisError::Internal("the prefetch thread stopped".into()))??,
+            true => next_block(&rx, settings.deadline.as_ref(), &info.cache_url)??,
             false => Vec::new(),
         };
         frames_decoded += fetched.len();
@@ -156,6 +162,9 @@ pub fn analyze(
             }
         }
         stats.extend(done);
+        if let Some(d) = &settings.deadline {
+            d.check(&info.cache_url)?;
+        }
         if let Some(block) = blocks.get(i) {
             let keep_from = block[0].from;
             cache.retain(|&n, _| n >= keep_from);
@@ -331,6 +340,38 @@ fn frames_per_block(blocks: &[&[Pair]], needed: &[u64]) -> Vec<Vec<u64>> {
             mine.to_vec()
         })
         .collect()
+}
+
+/// The next block from the prefetch thread, waiting no longer than the deadline allows
+/// (the thread's own requests are cut to it too, so it never outlives it by much).
+fn next_block(
+    rx: &mpsc::Receiver<Result<Vec<Fetched>, AnalysisError>>,
+    deadline: Option<&Deadline>,
+    video: &str,
+) -> Result<Result<Vec<Fetched>, AnalysisError>, AnalysisError> {
+    let stopped = || AnalysisError::Internal("the prefetch thread stopped".into());
+    match deadline {
+        None => rx.recv().map_err(|_| stopped()),
+        Some(d) => rx.recv_timeout(d.left()).map_err(|e| match e {
+            mpsc::RecvTimeoutError::Timeout => d.exceeded(video),
+            mpsc::RecvTimeoutError::Disconnected => stopped(),
+        }),
+    }
+}
+
+/// The automatic time budget of a video whose analysis needs `frames`: five minutes,
+/// plus 50 ms a frame for fetching and decoding (ten times what a 2-core machine takes
+/// for a 1080p ProRes frame), plus the frames' share of the file at 1 MiB/s (a slow link
+/// to the archive); a frame server's PNGs get 250 ms a frame instead. A 27,000-frame
+/// CamHD video at stride 10 gets about 35 minutes (it takes 11 s here).
+pub fn auto_budget(info: &VideoInfo, frames: u64) -> Duration {
+    let per_frame = if info.codec == *b"png " { 0.25 } else { 0.05 };
+    let share = if info.num_frames > 0 {
+        info.bytes as f64 * frames.min(info.num_frames) as f64 / info.num_frames as f64
+    } else {
+        0.0
+    };
+    Duration::from_secs_f64(300.0 + frames as f64 * per_frame + share / f64::from(1 << 20))
 }
 
 /// Fetches each block's frames in order on its own thread, at most two blocks ahead.

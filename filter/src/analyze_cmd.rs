@@ -27,7 +27,8 @@ Exit codes:
   26  a frame too large      27  sizes contradict the file (or lazycache's FileSize)
   28  index and frame disagree on the picture size
   29  a frame image too large                       30  more pairs than one document holds
-  31  a source the filter may not fetch (grid workers only)";
+  31  a source the filter may not fetch (grid workers only)
+  32  the video's deadline passed (--video-deadline)";
 
 /// Analyse one video and write its _optical_flow.json (to FILE or stdout).
 ///
@@ -125,6 +126,7 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         stop: args.stop,
         img_scale: args.scale,
         decoder: args.decoder,
+        deadline: Some(source::Deadline::starting_now(args.http.video_budget())),
         ..Settings::default()
     };
     if let Some(t) = args.threads {
@@ -134,7 +136,10 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         &args.video,
         args.source,
         settings.img_scale,
-        &args.http.limits(),
+        &args
+            .http
+            .limits()
+            .within(settings.deadline.as_ref().expect("set above")),
     )?;
     let info = video.info().clone();
     tracing::info!(

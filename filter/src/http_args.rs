@@ -1,4 +1,5 @@
-//! The HTTP limits as flags, shared by the worker and `filter analyze`.
+//! The limits on reading one video as flags (each HTTP request's time and rate, the whole
+//! video's deadline), shared by the worker and `filter analyze`.
 
 use std::time::Duration;
 
@@ -6,9 +7,17 @@ use std::sync::Arc;
 
 use filter::source::{HttpLimits, Reach};
 
-/// Bounds on every HTTP request to an archive or lazycache server.
+/// Bounds on every HTTP request to an archive or lazycache server, and on the whole
+/// analysis of a video.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
+    /// The longest the analysis of one video may take, fetching and decoding included;
+    /// past it the analysis stops (exit 32 in `filter analyze`; a failed attempt for the
+    /// worker, retried with backoff). [default: derived from the video: 5 minutes, plus
+    /// 50 ms a frame analysed, plus its bytes at 1 MiB/s]
+    #[arg(long, env = "FILTER_VIDEO_DEADLINE", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub video_deadline: Option<u64>,
+
     /// The longest one HTTP request may take, whatever its size.
     #[arg(long, env = "FILTER_HTTP_DEADLINE", default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub http_deadline: u64,
@@ -27,6 +36,12 @@ impl HttpArgs {
             deadline: Duration::from_secs(self.http_deadline),
             min_rate: self.http_min_rate,
             reach: Arc::new(Reach::Any),
+            video: None,
         }
+    }
+
+    /// `--video-deadline`: a fixed budget, or `None` for one derived from each video.
+    pub fn video_budget(&self) -> Option<Duration> {
+        self.video_deadline.map(Duration::from_secs)
     }
 }

@@ -173,22 +173,14 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             await_commit: Duration::from_secs(cli.await_commit.into()),
         },
         spool: cli.spool.join(spool_key(&cli.grid.config())),
-        http: {
-            let allowed: Vec<String> = cli
-                .allow_sources
-                .iter()
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect();
-            filter::source::HttpLimits {
-                reach: std::sync::Arc::new(if allowed.is_empty() {
-                    filter::source::Reach::Public
-                } else {
-                    filter::source::Reach::Allowed(allowed)
-                }),
-                ..cli.http.limits()
-            }
+        http: filter::source::HttpLimits {
+            reach: std::sync::Arc::new(
+                filter::source::Reach::allowing(&cli.allow_sources)
+                    .map_err(|e| common::cli::usage(format!("--allow-source: {e}")))?,
+            ),
+            ..cli.http.limits()
         },
+        video_deadline: cli.http.video_budget(),
         host: filter::document::hostname(),
         keys: std::sync::Arc::new(cli.grid.keys()?),
     };

@@ -317,3 +317,37 @@ fn a_frame_image_claiming_huge_dimensions_is_refused_before_decoding() {
     );
     assert_refused(analyze(&[&url]), 29, "100000x100000", QUICK);
 }
+
+#[test]
+fn a_server_that_holds_every_frame_costs_the_video_deadline_and_no_more() {
+    // Each Range reply would be within its own allowance; the gate never lets a frame
+    // go, so only the video's deadline can end this.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("files/a")).unwrap();
+    testkit::clip::prores(&dir.path().join("files/a/x.mov"), "192x108", 30);
+    let gate = testkit::Gate::closed();
+    let server = HttpServer::start(testkit::files_with_gate(
+        dir.path().to_owned(),
+        gate.clone(),
+    ));
+    let url = format!("{}/files/a/x.mov", server.url());
+    let result = analyze(&["--video-deadline", "2", &url]);
+    gate.open();
+    assert_refused(result, 32, "deadline of 2 s", QUICK);
+}
+
+#[test]
+fn lazycache_without_a_file_size_may_claim_only_the_frames_that_fit_its_deadline() {
+    let (_s, url) = lazycache(
+        serde_json::json!({"NumFrames": 4_999_999, "Duration": 1.0}),
+        png_header(192, 108),
+    );
+    // The automatic deadline before the size is known is an hour: 360,000 frames.
+    assert_refused(analyze(&[&url]), 27, "without a FileSize", QUICK);
+    assert_refused(
+        analyze(&["--video-deadline", "60", &url]),
+        27,
+        "more than the 6000 that fit",
+        QUICK,
+    );
+}

@@ -6,6 +6,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Duration;
 
 use crate::http::{Http, HttpLimits, Reply};
+use crate::reach::Reach;
 use crate::AnalysisError;
 
 /// Bytes at offsets, from wherever the video lives.
@@ -34,6 +35,13 @@ impl FileBytes {
     /// slot) for ever, a device read for ever. It is checked before opening, and the
     /// open itself does not block, in case the path changed in between.
     pub fn open(path: &str) -> Result<FileBytes, AnalysisError> {
+        FileBytes::open_within(path, &Reach::Any)
+    }
+
+    /// [`FileBytes::open`], for a path that `reach` must allow: checked by its real path
+    /// before opening, and by the real path of what was opened after.
+    pub fn open_within(path: &str, reach: &Reach) -> Result<FileBytes, AnalysisError> {
+        reach.check_path(path)?;
         match std::fs::metadata(path) {
             Ok(m) if !m.is_file() => return Err(AnalysisError::NotRegular { path: path.into() }),
             _ => {}
@@ -56,6 +64,7 @@ impl FileBytes {
         if !meta.is_file() {
             return Err(AnalysisError::NotRegular { path: path.into() });
         }
+        reach.check_opened(path, &file)?;
         Ok(FileBytes {
             file,
             len: meta.len(),

@@ -183,6 +183,14 @@ pub enum AnalysisError {
     /// The analysis parameters make no sense for this video.
     #[error("nothing to analyse: {0}")]
     NothingToDo(String),
+    /// The video's analysis ran past its time budget (`--video-deadline`).
+    #[error("{what}: the analysis ran past the video's deadline of {seconds} s (--video-deadline, FILTER_VIDEO_DEADLINE)")]
+    DeadlineExceeded {
+        /// The video or URL.
+        what: String,
+        /// The budget, in seconds.
+        seconds: u64,
+    },
     /// A failure inside libav or OpenCV that is not about the input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -215,6 +223,7 @@ impl AnalysisError {
             AnalysisError::ImageTooLarge { .. } => 29,
             AnalysisError::PlanTooLarge { .. } => 30,
             AnalysisError::Forbidden { .. } => 31,
+            AnalysisError::DeadlineExceeded { .. } => 32,
             AnalysisError::Internal(_) => 1,
         }
     }
@@ -225,7 +234,8 @@ impl AnalysisError {
         match self {
             AnalysisError::Unreachable { .. }
             | AnalysisError::Io { .. }
-            | AnalysisError::TooSlow { .. } => true,
+            | AnalysisError::TooSlow { .. }
+            | AnalysisError::DeadlineExceeded { .. } => true,
             AnalysisError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

@@ -4,99 +4,12 @@
 //! http(s) to http(s), at most a few), and bodies read only up to what was asked.
 
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::reach::{Filtered, Reach};
 use crate::AnalysisError;
-
-/// Which videos a filter may fetch: a job names any URL it likes, and a filter on a cloud
-/// machine must not become a way to reach what only it can reach.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Reach {
-    /// Anything (`filter analyze`: the scientist names the video).
-    #[default]
-    Any,
-    /// Any host whose addresses are all neither loopback, link-local (169.254.0.0/16,
-    /// fe80::/10, where cloud metadata lives) nor unspecified; checked before every
-    /// request, redirects included, and again when connecting.
-    Public,
-    /// Only URLs or paths that start with one of these prefixes (`--allow-source`),
-    /// redirect targets included.
-    Allowed(Vec<String>),
-}
-
-impl Reach {
-    /// Refuses `url` (a URL or a local path) unless this reach allows it.
-    pub fn check(&self, url: &str) -> Result<(), AnalysisError> {
-        let refuse = |reason: String| AnalysisError::Forbidden {
-            url: url.into(),
-            reason,
-        };
-        match self {
-            Reach::Any => Ok(()),
-            Reach::Allowed(prefixes) => {
-                if prefixes.iter().any(|p| url.starts_with(p.as_str())) {
-                    Ok(())
-                } else {
-                    Err(refuse("it starts with none of the allowed sources (--allow-source, GRID_ALLOW_SOURCES)".into()))
-                }
-            }
-            Reach::Public => {
-                let lower = url.to_ascii_lowercase();
-                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                    return Ok(()); // a local path: only regular files are opened
-                }
-                let parsed = url::Url::parse(url).map_err(|e| refuse(e.to_string()))?;
-                let host = parsed.host_str().ok_or_else(|| refuse("no host".into()))?;
-                let port = parsed.port_or_known_default().unwrap_or(80);
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let addrs: Vec<SocketAddr> = (host, port)
-                    .to_socket_addrs()
-                    .map_err(|e| AnalysisError::Unreachable {
-                        url: url.into(),
-                        detail: format!("cannot resolve {host}: {e}"),
-                    })?
-                    .collect();
-                match addrs.iter().find(|a| forbidden(a.ip())) {
-                    Some(a) => Err(refuse(format!(
-                        "{host} resolves to {}, a loopback, link-local or unspecified address (allow it with --allow-source if it is really a video archive)",
-                        a.ip()
-                    ))),
-                    None => Ok(()),
-                }
-            }
-        }
-    }
-}
-
-/// Loopback, link-local and unspecified addresses (IPv4-mapped IPv6 included).
-fn forbidden(ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(a) => a.is_loopback() || a.is_link_local() || a.is_unspecified(),
-        IpAddr::V6(a) => {
-            a.is_loopback() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-/// Resolves as usual, then drops forbidden addresses, so a name that changes what it
-/// resolves to between the check and the connection still cannot reach them.
-#[derive(Debug)]
-struct PublicOnly;
-
-impl ureq::Resolver for PublicOnly {
-    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
-        Ok(netloc
-            .to_socket_addrs()?
-            .filter(|a| !forbidden(a.ip()))
-            .collect())
-    }
-}
+use crate::Deadline;
 
 /// The limits on one video's HTTP traffic (`--http-deadline`, `--http-min-rate`) and
 /// which hosts it may reach.
@@ -109,6 +22,9 @@ pub struct HttpLimits {
     pub min_rate: u64,
     /// Which URLs may be fetched.
     pub reach: Arc<Reach>,
+    /// The whole video's time budget, when there is one: every request's allowance is
+    /// cut to what is left of it.
+    pub video: Option<Deadline>,
 }
 
 impl HttpLimits {
@@ -121,7 +37,25 @@ impl HttpLimits {
     /// The time allowed for a request that should bring `bytes`.
     pub fn allowance(&self, bytes: u64) -> Duration {
         let at_rate = Duration::from_secs_f64(bytes as f64 / self.min_rate.max(1) as f64);
-        (Self::BASE + at_rate).min(self.deadline)
+        let own = (Self::BASE + at_rate).min(self.deadline);
+        self.video.as_ref().map_or(own, |d| own.min(d.left()))
+    }
+
+    /// These limits for one video analysed within `deadline`.
+    pub fn within(&self, deadline: &Deadline) -> HttpLimits {
+        HttpLimits {
+            video: Some(deadline.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// The error for a request to `url` that ran out of time: the video's deadline when
+    /// that is what passed, else the request's own allowance.
+    fn out_of_time(&self, url: &str) -> AnalysisError {
+        match &self.video {
+            Some(d) if d.passed() => d.exceeded(url),
+            _ => AnalysisError::TooSlow { url: url.into() },
+        }
     }
 }
 
@@ -133,6 +67,7 @@ impl Default for HttpLimits {
             deadline: Duration::from_secs(600),
             min_rate: 64 << 10,
             reach: Arc::new(Reach::Any),
+            video: None,
         }
     }
 }
@@ -142,9 +77,9 @@ impl Default for HttpLimits {
 pub struct Http {
     agent: ureq::Agent,
     limits: HttpLimits,
-    /// Origins (`scheme://host:port`) that passed the public-reach check: a video's
+    /// Origins (`scheme://host:port`) whose host passed the address check: a video's
     /// hundreds of Range requests look the host up once, not each time. What the name
-    /// resolves to when connecting is filtered again by [`PublicOnly`].
+    /// resolves to when connecting is filtered again by [`Filtered`].
     public_origins: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -156,6 +91,7 @@ pub struct Reply {
     pub url: String,
     response: ureq::Response,
     until: Instant,
+    limits: HttpLimits,
 }
 
 impl std::fmt::Debug for Reply {
@@ -187,10 +123,12 @@ impl Reply {
         let mut buf = [0u8; 64 << 10];
         loop {
             if Instant::now() > self.until {
-                return Err(too_slow(&url));
+                return Err(self.limits.out_of_time(&url));
             }
             let n = reader.read(&mut buf).map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => too_slow(&url),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                    self.limits.out_of_time(&url)
+                }
                 _ => AnalysisError::Unreachable {
                     url: url.clone(),
                     detail: e.to_string(),
@@ -210,24 +148,27 @@ impl Reply {
     }
 }
 
-fn too_slow(url: &str) -> AnalysisError {
-    AnalysisError::TooSlow { url: url.into() }
-}
-
 impl Http {
     /// A client with `limits`.
     pub fn new(limits: HttpLimits) -> Http {
         let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15))
             .redirects(0);
-        if *limits.reach == Reach::Public {
-            builder = builder.resolver(PublicOnly);
+        if limits.reach.filters_hosts() {
+            builder = builder.resolver(Filtered {
+                exempt: limits.reach.exempt_addresses(),
+            });
         }
         Http {
             agent: builder.build(),
             limits,
             public_origins: Arc::default(),
         }
+    }
+
+    /// The limits it keeps.
+    pub fn limits(&self) -> &HttpLimits {
+        &self.limits
     }
 
     /// GETs `url` (with `range`, if any) expecting about `expect` bytes, following
@@ -244,10 +185,11 @@ impl Http {
         let mut current = url.to_owned();
         for _ in 0..=HttpLimits::MAX_REDIRECTS {
             check_scheme(url, &current)?;
-            self.check_reach(&current)?;
+            // What is requested is the URL as checked, normalised.
+            current = self.check_reach(&current)?.into();
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(too_slow(url));
+                return Err(self.limits.out_of_time(url));
             }
             let mut request = self.agent.get(&current).timeout(left);
             if let Some((first, last)) = range {
@@ -266,7 +208,7 @@ impl Http {
                     let timed_out = t.kind() == ureq::ErrorKind::Io
                         && t.to_string().to_ascii_lowercase().contains("timed out");
                     return Err(if timed_out {
-                        too_slow(url)
+                        self.limits.out_of_time(url)
                     } else {
                         AnalysisError::Unreachable {
                             url: current,
@@ -292,6 +234,7 @@ impl Http {
                 url: current,
                 response,
                 until,
+                limits: self.limits.clone(),
             });
         }
         Err(AnalysisError::Redirect {
@@ -302,24 +245,23 @@ impl Http {
 }
 
 impl Http {
-    /// The reach check for `url`, remembering public origins that passed.
-    fn check_reach(&self, url: &str) -> Result<(), AnalysisError> {
-        if *self.limits.reach != Reach::Public {
-            return self.limits.reach.check(url);
+    /// The reach check for `url`, giving the normalised URL to request. A host whose
+    /// addresses passed once is not looked up again for the same video.
+    fn check_reach(&self, url: &str) -> Result<url::Url, AnalysisError> {
+        let (checked, check_addresses) = self.limits.reach.admit(url)?;
+        if !check_addresses {
+            return Ok(checked);
         }
-        let origin = url::Url::parse(url)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_default();
+        let origin = checked.origin().ascii_serialization();
         let mut passed = self
             .public_origins
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if !origin.is_empty() && passed.contains(&origin) {
-            return Ok(());
+        if !passed.contains(&origin) {
+            crate::reach::host_addresses_allowed(url, &checked)?;
+            passed.push(origin);
         }
-        self.limits.reach.check(url)?;
-        passed.push(origin);
-        Ok(())
+        Ok(checked)
     }
 }
 
@@ -365,35 +307,6 @@ mod tests {
             "{frame:?}"
         );
         assert_eq!(l.allowance(1 << 40), l.deadline);
-    }
-
-    #[test]
-    fn loopback_link_local_and_unspecified_hosts_are_out_of_public_reach() {
-        for url in [
-            "http://127.0.0.1:9/x.mov",
-            "http://localhost/x.mov",
-            "http://169.254.169.254/latest/meta-data/",
-            "http://0.0.0.0/x.mov",
-            "http://[::1]/x.mov",
-            "http://[fe80::1]/x.mov",
-            "http://[::ffff:127.0.0.1]/x.mov",
-        ] {
-            let err = Reach::Public.check(url).unwrap_err();
-            assert!(
-                matches!(err, AnalysisError::Forbidden { .. }),
-                "{url}: {err}"
-            );
-        }
-        assert!(Reach::Public.check("http://10.1.2.3/x.mov").is_ok());
-        assert!(Reach::Public.check("/data/a.mov").is_ok());
-        let allowed = Reach::Allowed(vec!["https://rawdata.oceanobservatories.org/files/".into()]);
-        assert!(allowed
-            .check("https://rawdata.oceanobservatories.org/files/a.mov")
-            .is_ok());
-        assert!(allowed
-            .check("https://rawdata.oceanobservatories.org.evil/files/a.mov")
-            .is_err());
-        assert!(allowed.check("/etc/passwd").is_err());
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl LazycacheSource {
                 height: 0,
                 codec: *b"png ",
                 max_frame_bytes: MAX_FRAME_BYTES,
+                bytes: 0,
             },
             target: (0, 0),
             fetched: 0,
@@ -66,8 +67,8 @@ impl LazycacheSource {
                 max: MAX_FRAMES,
             });
         }
-        if let Some(size) = meta.get("FileSize").and_then(Value::as_u64) {
-            if this.info.num_frames.saturating_mul(MIN_BYTES_PER_FRAME) > size {
+        match meta.get("FileSize").and_then(Value::as_u64) {
+            Some(size) if this.info.num_frames.saturating_mul(MIN_BYTES_PER_FRAME) > size => {
                 return Err(AnalysisError::Implausible {
                     what: url,
                     detail: format!(
@@ -75,6 +76,27 @@ impl LazycacheSource {
                         this.info.num_frames
                     ),
                 });
+            }
+            Some(size) => this.info.bytes = size,
+            None => {
+                // Nothing to check the count against: it must at least fit the deadline.
+                let fit = this
+                    .http
+                    .limits()
+                    .video
+                    .as_ref()
+                    .map_or(MAX_FRAMES, |d| d.frames_that_fit());
+                if this.info.num_frames > fit {
+                    return Err(AnalysisError::Implausible {
+                        what: url,
+                        detail: format!(
+                            "NumFrames {} without a FileSize to check it against, more than the {fit} that fit the video's deadline of {} s at {} frames/s (raise --video-deadline if it is real)",
+                            this.info.num_frames,
+                            this.http.limits().video.as_ref().map_or(0, |d| d.budget().as_secs()),
+                            crate::FRAMES_PER_SECOND
+                        ),
+                    });
+                }
             }
         }
         // lazycache's metadata has no frame size; frame 1's PNG header has it.

@@ -4,12 +4,15 @@
 //! (`filter`) decodes what these fetch; `queuer --verify` opens indexes with no codec.
 
 mod bytes;
+mod deadline;
 mod error;
 pub mod http;
 mod lazycache;
 pub mod quicktime;
+pub mod reach;
 mod source;
 
+pub use deadline::{Deadline, FRAMES_PER_SECOND};
 pub use error::AnalysisError;
 pub use source::*;
 

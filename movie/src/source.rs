@@ -5,9 +5,10 @@
 use std::str::FromStr;
 
 pub use crate::bytes::{ByteSource, FileBytes, HttpBytes};
-pub use crate::http::{HttpLimits, Reach};
+pub use crate::http::HttpLimits;
 pub use crate::lazycache::LazycacheSource;
 use crate::quicktime::{read_index, MovieIndex};
+pub use crate::reach::{Allowed, Reach};
 
 use crate::is_prores;
 use crate::AnalysisError;
@@ -52,6 +53,9 @@ pub struct VideoInfo {
     /// The largest frame's size in bytes as fetched, so the analysis can bound what it
     /// holds in memory at once.
     pub max_frame_bytes: u64,
+    /// The whole video's size in bytes, when the source tells (0 when it does not), so
+    /// the analysis can fit its deadline to it.
+    pub bytes: u64,
 }
 
 /// One frame as fetched: compressed video to decode, or an image lazycache decoded.
@@ -136,7 +140,6 @@ pub fn open_with(
     img_scale: f64,
     limits: &HttpLimits,
 ) -> Result<Box<dyn FrameSource>, AnalysisError> {
-    limits.reach.check(video)?;
     let kind = match kind {
         SourceKind::Auto => SourceKind::detect(video),
         k => k,
@@ -149,7 +152,8 @@ pub fn open_with(
         )?),
         SourceKind::File | SourceKind::Auto => {
             let path = video.strip_prefix("file://").unwrap_or(video);
-            Box::new(MovSource::open(Box::new(FileBytes::open(path)?), video)?)
+            let file = FileBytes::open_within(path, &limits.reach)?;
+            Box::new(MovSource::open(Box::new(file), video)?)
         }
     })
 }
@@ -195,6 +199,7 @@ impl MovSource {
         }
         check_first_frame(bytes.as_mut(), &index, video)?;
         let info = VideoInfo {
+            bytes: bytes.size(),
             url: archive_path(video),
             cache_url: video.to_owned(),
             num_frames: index.num_frames(),

@@ -41,6 +41,8 @@ pub struct WorkerConfig {
     pub host: String,
     /// Bounds on HTTP requests.
     pub http: crate::source::HttpLimits,
+    /// Each video's time budget (`--video-deadline`); `None`: derived from the video.
+    pub video_deadline: Option<Duration>,
     /// The grid keys: what is put is signed, jobs must be.
     pub keys: std::sync::Arc<common::sign::Keys>,
 }

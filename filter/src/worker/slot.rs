@@ -183,7 +183,8 @@ async fn process(
     }
     let analysis = {
         let (job, scale, threads) = (job.clone(), config.scale, config.threads);
-        let http = config.http.clone();
+        let deadline = source::Deadline::starting_now(config.video_deadline);
+        let http = config.http.within(&deadline);
         let decoder = config.decoder;
         let progress = Arc::clone(&progress);
         tokio::task::spawn_blocking(move || {
@@ -194,6 +195,7 @@ async fn process(
                 img_scale: scale,
                 threads,
                 decoder,
+                deadline: Some(deadline),
             };
             let source = source::open_with(&job.video, SourceKind::Auto, scale, &http)?;
             analyze(source, &settings, &mut |p| {
