@@ -4,8 +4,9 @@
     scripts/put-signed-job.py HOST:PORT NAMESPACE KEY_FILE VIDEO OUTPUT [STRIDE]
 
 The job is JSON (docs/wire-format.md); the envelope carries its exact text, the id of
-the key (the first 8 hex digits of the key's SHA-256) and the HMAC-SHA256 of the text.
-Prints the new job's id.
+the key (the first 8 hex digits of the key's SHA-256), the namespace and kind ("job") it
+is put as, and the HMAC-SHA256 of "camhd-grid signed 2\n" + namespace + "\n" + kind +
+"\n" + text. Prints the new job's id.
 """
 import hashlib
 import hmac
@@ -14,10 +15,12 @@ import socket
 import sys
 
 
-def seal(key: bytes, body: str) -> str:
+def seal(key: bytes, namespace: str, kind: str, body: str) -> str:
     kid = hashlib.sha256(key).hexdigest()[:8]
-    mac = hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
-    return json.dumps({"signed": 1, "kid": kid, "hmac": mac, "body": body})
+    message = f"camhd-grid signed 2\n{namespace}\n{kind}\n{body}".encode("utf-8")
+    mac = hmac.new(key, message, hashlib.sha256).hexdigest()
+    return json.dumps({"signed": 2, "kid": kid, "ns": namespace, "kind": kind,
+                       "hmac": mac, "body": body})
 
 
 def main() -> None:
@@ -27,7 +30,7 @@ def main() -> None:
         key = f.read()
     job = json.dumps({"version": 1, "video": video, "output": output,
                       "stride": stride, "start": 1, "stop": -1})
-    body = seal(key, job).encode("utf-8")
+    body = seal(key, namespace, "job", job).encode("utf-8")
     host, port = server.rsplit(":", 1)
     with socket.create_connection((host, int(port))) as s:
         replies = s.makefile("rb")

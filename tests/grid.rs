@@ -1110,7 +1110,7 @@ fn a_filter_fetches_nothing_from_loopback_link_local_or_outside_its_allowed_sour
 #[test]
 fn a_signed_grid_accepts_only_what_its_keys_signed() {
     use common::beanstalk::{Client, PutOptions};
-    use common::sign::{Key, Keys};
+    use common::sign::{Key, Keys, Kind};
     use common::wire::{ComputedBy, Job, JobResult};
     let (good, unsigned) = (
         "CAMHDA301-20170614T010000.mov",
@@ -1169,8 +1169,11 @@ fn a_signed_grid_accepts_only_what_its_keys_signed() {
                 elapsed_seconds: 0.0,
             },
         };
-        let forger = Keys::new(Key::new(vec![7; 32]), vec![]);
-        let forged = forger.seal(&result("CAMHDA301-20170614T040000.mov").encode());
+        let forger = Keys::new("e2e", Key::new(vec![7; 32]), vec![]);
+        let forged = forger.seal(
+            Kind::Result,
+            &result("CAMHDA301-20170614T040000.mov").encode(),
+        );
         c.put(&forged, PutOptions::default()).await.unwrap();
         let plain = result("CAMHDA301-20170614T050000.mov").encode();
         c.put(&plain, PutOptions::default()).await.unwrap();
@@ -1250,6 +1253,152 @@ fn a_signed_grid_accepts_only_what_its_keys_signed() {
         "records are signed"
     );
     assert!(failed(None).iter().all(|f| f["record"] == "unchecked"));
+}
+
+#[test]
+fn a_signature_holds_only_for_its_own_namespace_and_kind() {
+    use common::beanstalk::{Client, PutOptions};
+    use common::sign::{Key, Keys, Kind};
+    use common::wire::{Heartbeat, Job};
+    let world = World::new(&[]);
+    let key_file = world.dir.path().join("grid.key");
+    let out = bin::command("gridctl")
+        .args(["keygen", key_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = Key::load(&key_file).unwrap();
+    let ours = Keys::new("e2e", key.clone(), vec![]);
+    let alpha = Keys::new("alpha", key, vec![]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("e2e.jobs").await.unwrap();
+        // Signed with the grid's key, but for another namespace, and as another kind.
+        let job = |n: &str| Job::new(format!("/data/{n}.mov"), format!("{n}_optical_flow.json"));
+        c.put(
+            &alpha.seal(Kind::Job, &job("a").encode()),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        c.put(
+            &ours.seal(Kind::Result, &job("b").encode()),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        // A well-signed envelope around an envelope whose HMAC nobody checked.
+        let inner = format!(
+            r#"{{"signed":2,"kid":"00000000","ns":"e2e","kind":"job","hmac":"00","body":{}}}"#,
+            serde_json::to_string(&String::from_utf8(job("c").encode()).unwrap()).unwrap()
+        );
+        c.put(
+            &ours.seal(Kind::Job, inner.as_bytes()),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        // Heartbeats of workers that do not exist: unsigned, and signed with a key
+        // the grid does not have.
+        let beat = |host: &str| Heartbeat {
+            version: 1,
+            host: host.into(),
+            pid: 1,
+            slot: 0,
+            job_id: Some(1),
+            video: Some("x.mov".into()),
+            frames_done: 1,
+            frames_total: 2,
+            every_seconds: Some(3600),
+            at: chrono::Utc::now(),
+        };
+        c.use_tube("e2e.status.ghost.1.0").await.unwrap();
+        c.put(&beat("ghost").encode(), PutOptions::default())
+            .await
+            .unwrap();
+        c.use_tube("e2e.status.forger.1.0").await.unwrap();
+        let forger = Keys::new("e2e", Key::new(vec![7; 32]), vec![]);
+        c.put(
+            &forger.seal(Kind::Heartbeat, &beat("forger").encode()),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    });
+
+    let mut env = world.env();
+    env.push(("GRID_KEY_FILE", key_file.to_string_lossy().into_owned()));
+    let args = ["--exit-when-idle", "2"];
+    let mut f = Proc::start("filter-placed", "filter", &args, &env, &world.logs());
+    assert!(f.wait(Duration::from_secs(60)).success());
+    assert_eq!(world.status()["jobs"]["buried"], 3);
+    let mut cmd = bin::command("gridctl");
+    cmd.args(["failed", "--json"]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let failed: Vec<serde_json::Value> =
+        serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
+    let mut errors: Vec<String> = failed
+        .iter()
+        .map(|f| f["last_error"].as_str().unwrap().to_owned())
+        .collect();
+    errors.sort();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].contains("an envelope inside an envelope"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("misplaced: signed as a job of namespace \"alpha\""),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].contains("misplaced: signed as a result"),
+        "{errors:?}"
+    );
+
+    // gridctl with the key lists the invented workers apart, never as workers.
+    let status = |with_key: bool| {
+        let mut cmd = bin::command("gridctl");
+        cmd.args(["status", "--json"]);
+        let vars = if with_key { env.clone() } else { world.env() };
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let keyed = status(true);
+    assert_eq!(keyed["workers"].as_array().unwrap().len(), 0, "{keyed}");
+    let untrusted = keyed["untrusted_workers"].as_array().unwrap();
+    let mut marks: Vec<&str> = untrusted
+        .iter()
+        .map(|w| w["signature"].as_str().unwrap())
+        .collect();
+    marks.sort();
+    assert_eq!(marks, ["forged", "unsigned"], "{keyed}");
+    let keyless = status(false);
+    assert_eq!(keyless["untrusted_workers"].as_array().unwrap().len(), 0);
+    assert!(keyless["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["signature"] != "signed"));
+
+    // A key file others may read is refused before anything starts.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = bin::command("filter");
+    cmd.args(["--exit-when-idle", "1"]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
 }
 
 #[test]

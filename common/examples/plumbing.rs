@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = cli.grid.config();
+    let config = cli.grid.config()?;
     let (jobs, results) = (config.jobs_tube(), config.results_tube());
 
     let mut queuer = config.connect().await?;

@@ -60,12 +60,39 @@ pub struct GridArgs {
 impl GridArgs {
     /// The keys this process signs with and accepts.
     pub fn keys(&self) -> anyhow::Result<crate::sign::Keys> {
-        crate::sign::Keys::load(self.key_file.as_deref(), &self.also_accept_key_file)
+        crate::sign::Keys::load(
+            &self.namespace.0,
+            self.key_file.as_deref(),
+            &self.also_accept_key_file,
+        )
     }
 
-    /// The checked configuration.
-    pub fn config(&self) -> GridConfig {
-        GridConfig {
+    /// The checked configuration: TLS files only with a `tls://` server, where they mean
+    /// something (given to a plain server they would be silently ignored).
+    pub fn config(&self) -> anyhow::Result<GridConfig> {
+        if !self.server.0.starts_with(TLS_SCHEME) {
+            let given: Vec<&str> = [
+                (self.ca_file.is_some(), "--ca-file (GRID_CA_FILE)"),
+                (self.cert_file.is_some(), "--cert-file (GRID_CERT_FILE)"),
+                (
+                    self.cert_key_file.is_some(),
+                    "--cert-key-file (GRID_CERT_KEY_FILE)",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect();
+            if !given.is_empty() {
+                return Err(crate::cli::usage(format!(
+                    "{} given, but --server {} is not a tls:// address: write --server tls://{} to use TLS, or unset them",
+                    given.join(" and "),
+                    self.server,
+                    self.server
+                ))
+                .into());
+            }
+        }
+        Ok(GridConfig {
             server: self.server.clone(),
             namespace: self.namespace.clone(),
             tls: crate::tls::TlsFiles {
@@ -73,7 +100,7 @@ impl GridArgs {
                 cert: self.cert_file.clone(),
                 key: self.cert_key_file.clone(),
             },
-        }
+        })
     }
 }
 

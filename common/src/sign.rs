@@ -1,12 +1,17 @@
 //! Signed bodies: a shared grid key, and an envelope that carries a body's exact bytes
-//! with an HMAC-SHA256 over them and the id of the key that made it. Every body the grid
-//! puts is sealed when a key is configured; filters refuse unsigned or forged jobs and
-//! the sink unsigned or forged results. Several keys can be accepted at once, so a key
-//! can be rotated. Readers that only show bodies unwrap envelopes without a key.
+//! with an HMAC-SHA256 over them, the namespace and the kind of message they were put as,
+//! and the id of the key that made it. Every body the grid puts is sealed when a key is
+//! configured; filters refuse unsigned, forged or misplaced jobs, the sink results, and
+//! `gridctl` marks such records and heartbeats. Several keys can be accepted at once, so
+//! a key can be rotated. Readers that only show bodies unwrap envelopes without a key.
 //!
 //! ```json
-//! {"signed": 1, "kid": "3f2a9c1d", "hmac": "<64 hex digits>", "body": "<the body, as a JSON string>"}
+//! {"signed": 2, "kid": "3f2a9c1d", "ns": "camhd", "kind": "job", "hmac": "<64 hex digits>", "body": "<the body, as a JSON string>"}
 //! ```
+//!
+//! The HMAC covers `camhd-grid signed 2`, the namespace, the kind and the body, each
+//! followed by a newline (neither a namespace nor a kind can hold one), so a body signed
+//! as a job of one namespace is refused as anything else or anywhere else.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -42,8 +47,24 @@ impl Key {
         }
     }
 
-    /// Reads a key file (at least 32 bytes; surrounding whitespace is not trimmed).
+    /// Reads a key file (at least 32 bytes; surrounding whitespace is not trimmed). A
+    /// file that others may read or write is refused, as ssh refuses such a private key:
+    /// whoever reads it can sign jobs for the whole grid.
     pub fn load(path: &Path) -> anyhow::Result<Key> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading the grid key {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o007 != 0 {
+            return Err(crate::cli::usage(format!(
+                "the grid key {} is open to other users (mode {:04o}); whoever reads it can sign for the grid: chmod 600 {} (or 640 for a service group)",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ))
+            .into());
+        }
         let secret = std::fs::read(path)
             .with_context(|| format!("reading the grid key {}", path.display()))?;
         anyhow::ensure!(
@@ -85,12 +106,41 @@ pub fn keygen(path: &Path) -> anyhow::Result<Key> {
     Ok(Key::new(secret))
 }
 
-/// The keys a process signs with and accepts.
+/// The keys a process signs with and accepts, for the one namespace it works in.
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
+    namespace: String,
     signing: Option<Key>,
     accepted: Vec<Key>,
 }
+
+/// The kinds of message the grid puts, each signed as what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A job, in `<ns>.jobs`.
+    Job,
+    /// A result, in `<ns>.results`.
+    Result,
+    /// A failure record, in `<ns>.failures`.
+    Failure,
+    /// A filter slot's heartbeat, in `<ns>.status.*`.
+    Heartbeat,
+}
+
+impl Kind {
+    /// The word in envelopes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Job => "job",
+            Kind::Result => "result",
+            Kind::Failure => "failure",
+            Kind::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// The envelope version this build writes and accepts.
+const ENVELOPE_VERSION: u32 = 2;
 
 /// What an envelope said about a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,12 +180,35 @@ pub enum SignError {
     /// An envelope that is not well formed.
     #[error("malformed signature envelope: {0}")]
     Malformed(String),
+    /// Signed for another namespace or as another kind of message: copied from where it
+    /// belongs.
+    #[error("misplaced: signed as a {found_kind} of namespace {found_ns:?}, read as a {kind} of namespace {ns:?}")]
+    Misplaced {
+        /// The namespace it was signed for.
+        found_ns: String,
+        /// The kind it was signed as.
+        found_kind: String,
+        /// The namespace it was read in.
+        ns: String,
+        /// The kind it was read as.
+        kind: &'static str,
+    },
+    /// An envelope whose body is itself an envelope: nothing the grid puts.
+    #[error("an envelope inside an envelope (nothing the grid puts looks like that)")]
+    Nested,
+    /// An envelope of the first version, which bound a body to no namespace or kind.
+    #[error("signed in the version-1 envelope, which does not bind the body to its namespace and kind; put it again with this camhd-grid")]
+    Unbound,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Envelope<'a> {
     signed: u32,
     kid: Cow<'a, str>,
+    #[serde(default)]
+    ns: Cow<'a, str>,
+    #[serde(default)]
+    kind: Cow<'a, str>,
     hmac: Cow<'a, str>,
     body: Cow<'a, str>,
 }
@@ -151,18 +224,20 @@ impl Keys {
         Keys::default()
     }
 
-    /// Signs with `signing`, and accepts it and `also` (keys being rotated out or in).
-    pub fn new(signing: Key, also: Vec<Key>) -> Keys {
+    /// Signs with `signing` for `namespace`, and accepts it and `also` (keys being
+    /// rotated out or in).
+    pub fn new(namespace: &str, signing: Key, also: Vec<Key>) -> Keys {
         let mut accepted = vec![signing.clone()];
         accepted.extend(also);
         Keys {
+            namespace: namespace.to_owned(),
             signing: Some(signing),
             accepted,
         }
     }
 
-    /// Loads the signing key file and any others to accept.
-    pub fn load(signing: Option<&Path>, also: &[PathBuf]) -> anyhow::Result<Keys> {
+    /// Loads the signing key file and any others to accept, for `namespace`.
+    pub fn load(namespace: &str, signing: Option<&Path>, also: &[PathBuf]) -> anyhow::Result<Keys> {
         let Some(path) = signing else {
             anyhow::ensure!(
                 also.is_empty(),
@@ -174,7 +249,7 @@ impl Keys {
             .iter()
             .map(|p| Key::load(p))
             .collect::<anyhow::Result<_>>()?;
-        Ok(Keys::new(Key::load(path)?, also))
+        Ok(Keys::new(namespace, Key::load(path)?, also))
     }
 
     /// True when a key is configured: bodies are signed and must be.
@@ -182,55 +257,102 @@ impl Keys {
         self.signing.is_some()
     }
 
-    /// `body` in a signed envelope, or as it is without a key.
-    pub fn seal(&self, body: &[u8]) -> Vec<u8> {
+    /// `body`, put as a `kind` message, in a signed envelope; as it is without a key.
+    pub fn seal(&self, kind: Kind, body: &[u8]) -> Vec<u8> {
         let Some(key) = &self.signing else {
             return body.to_vec();
         };
         let text = String::from_utf8_lossy(body);
-        let mut mac = key.mac();
-        mac.update(text.as_bytes());
         let envelope = Envelope {
-            signed: 1,
+            signed: ENVELOPE_VERSION,
             kid: Cow::Borrowed(&key.id),
-            hmac: Cow::Owned(hex(&mac.finalize().into_bytes())),
+            ns: Cow::Borrowed(&self.namespace),
+            kind: Cow::Borrowed(kind.as_str()),
+            hmac: Cow::Owned(hex(&tag(
+                key,
+                &self.namespace,
+                kind.as_str(),
+                text.as_bytes(),
+            ))),
             body: text,
         };
         serde_json::to_vec(&envelope).unwrap_or_else(|_| body.to_vec())
     }
 
-    /// The body inside `bytes` and what its signature says; an envelope with a bad or
-    /// unknown signature is an error when this process has keys.
-    pub fn open<'a>(&self, bytes: &'a [u8]) -> Result<(Cow<'a, [u8]>, Signature), SignError> {
+    /// The body inside `bytes`, read as a `kind` message, and what its signature says.
+    /// With keys, an envelope signed with none of them, forged, signed for another
+    /// namespace or kind, nested or of the first version is an error.
+    pub fn open<'a>(
+        &self,
+        kind: Kind,
+        bytes: &'a [u8],
+    ) -> Result<(Cow<'a, [u8]>, Signature), SignError> {
         let Some(envelope) = envelope(bytes)? else {
             return Ok((Cow::Borrowed(bytes), Signature::Unsigned));
         };
         let kid = envelope.kid.into_owned();
         let body = Cow::Owned(envelope.body.into_owned().into_bytes());
+        if is_envelope(&body) {
+            return Err(SignError::Nested);
+        }
         if self.accepted.is_empty() {
             return Ok((body, Signature::Unchecked { kid }));
         }
-        let key = self
-            .accepted
-            .iter()
-            .find(|k| k.id == kid)
-            .ok_or_else(|| SignError::UnknownKey { kid: kid.clone() })?;
-        let tag = unhex(&envelope.hmac).ok_or_else(|| SignError::Forged { kid: kid.clone() })?;
-        let mut mac = key.mac();
-        mac.update(&body);
-        mac.verify_slice(&tag)
-            .map_err(|_| SignError::Forged { kid: kid.clone() })?;
-        Ok((body, Signature::Valid { kid }))
+        if envelope.signed != ENVELOPE_VERSION {
+            return Err(SignError::Unbound);
+        }
+        if envelope.ns != self.namespace || envelope.kind != kind.as_str() {
+            return Err(SignError::Misplaced {
+                found_ns: envelope.ns.into_owned(),
+                found_kind: envelope.kind.into_owned(),
+                ns: self.namespace.clone(),
+                kind: kind.as_str(),
+            });
+        }
+        let given = unhex(&envelope.hmac).ok_or_else(|| SignError::Forged { kid: kid.clone() })?;
+        // Two keys may share an id (its 8 hex digits); every one of them is tried.
+        let mut candidates = self.accepted.iter().filter(|k| k.id == kid).peekable();
+        if candidates.peek().is_none() {
+            return Err(SignError::UnknownKey { kid });
+        }
+        let matches = candidates.any(|key| {
+            let mut mac = key.mac();
+            mac.update(&message(&self.namespace, kind.as_str(), &body));
+            mac.verify_slice(&given).is_ok()
+        });
+        if matches {
+            Ok((body, Signature::Valid { kid }))
+        } else {
+            Err(SignError::Forged { kid })
+        }
     }
 
     /// [`Keys::open`], refusing unsigned bodies too when a key is configured: what a
     /// filter does with a job and the sink with a result.
-    pub fn verify<'a>(&self, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, SignError> {
-        match self.open(bytes)? {
+    pub fn verify<'a>(&self, kind: Kind, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, SignError> {
+        match self.open(kind, bytes)? {
             (_, Signature::Unsigned) if self.enabled() => Err(SignError::Unsigned),
             (body, _) => Ok(body),
         }
     }
+}
+
+/// What the HMAC is computed over.
+fn message(namespace: &str, kind: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = format!("camhd-grid signed {ENVELOPE_VERSION}\n{namespace}\n{kind}\n").into_bytes();
+    m.extend_from_slice(body);
+    m
+}
+
+fn tag(key: &Key, namespace: &str, kind: &str, body: &[u8]) -> Vec<u8> {
+    let mut mac = key.mac();
+    mac.update(&message(namespace, kind, body));
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// True when `bytes` are a signature envelope (of any version).
+pub fn is_envelope(bytes: &[u8]) -> bool {
+    matches!(envelope(bytes), Ok(Some(_)) | Err(_))
 }
 
 /// The body inside an envelope, unchecked: for readers that only show or parse bodies.
@@ -259,7 +381,7 @@ fn envelope(bytes: &[u8]) -> Result<Option<Envelope<'_>>, SignError> {
     }
     let e: Envelope =
         serde_json::from_slice(bytes).map_err(|e| SignError::Malformed(e.to_string()))?;
-    if e.signed != 1 {
+    if e.signed != 1 && e.signed != ENVELOPE_VERSION {
         return Err(SignError::Malformed(format!(
             "envelope version {}",
             e.signed
@@ -290,15 +412,18 @@ mod tests {
         Key::new(vec![b; 32])
     }
 
+    fn grid(b: u8) -> Keys {
+        Keys::new("alpha", key(b), vec![])
+    }
+
     #[test]
     fn a_sealed_body_opens_with_its_key_and_not_with_another() {
-        let keys = Keys::new(key(1), vec![]);
+        let keys = grid(1);
         let body = br#"{"version": 1, "video": "a.mov"}"#;
-        let sealed = keys.seal(body);
-        assert_eq!(keys.verify(&sealed).unwrap().as_ref(), body);
-        let other = Keys::new(key(2), vec![]);
+        let sealed = keys.seal(Kind::Job, body);
+        assert_eq!(keys.verify(Kind::Job, &sealed).unwrap().as_ref(), body);
         assert!(matches!(
-            other.verify(&sealed),
+            grid(2).verify(Kind::Job, &sealed),
             Err(SignError::UnknownKey { .. })
         ));
         assert_eq!(
@@ -307,31 +432,93 @@ mod tests {
             "readers without a key still see it"
         );
         assert!(matches!(
-            Keys::none().open(&sealed).unwrap().1,
+            Keys::none().open(Kind::Job, &sealed).unwrap().1,
             Signature::Unchecked { .. }
         ));
     }
 
     #[test]
     fn an_altered_or_unsigned_body_is_refused_when_keys_are_configured() {
-        let keys = Keys::new(key(1), vec![]);
-        let sealed = String::from_utf8(keys.seal(b"{\"version\": 1}")).unwrap();
+        let keys = grid(1);
+        let sealed = String::from_utf8(keys.seal(Kind::Job, b"{\"version\": 1}")).unwrap();
         let altered = sealed.replace("version", "versioN");
         assert!(matches!(
-            keys.verify(altered.as_bytes()),
+            keys.verify(Kind::Job, altered.as_bytes()),
             Err(SignError::Forged { .. })
         ));
-        assert_eq!(keys.verify(b"{\"version\": 1}"), Err(SignError::Unsigned));
-        assert!(Keys::none().verify(b"{\"version\": 1}").is_ok());
+        assert_eq!(
+            keys.verify(Kind::Job, b"{\"version\": 1}"),
+            Err(SignError::Unsigned)
+        );
+        assert!(Keys::none().verify(Kind::Job, b"{\"version\": 1}").is_ok());
     }
 
     #[test]
     fn during_a_rotation_old_and_new_keys_are_both_accepted() {
-        let old = Keys::new(key(1), vec![]);
-        let new = Keys::new(key(2), vec![]);
-        let rotating = Keys::new(key(2), vec![key(1)]);
-        for sealed in [old.seal(b"{}"), new.seal(b"{}")] {
-            assert!(rotating.verify(&sealed).is_ok());
+        let rotating = Keys::new("alpha", key(2), vec![key(1)]);
+        for sealed in [
+            grid(1).seal(Kind::Job, b"{}"),
+            grid(2).seal(Kind::Job, b"{}"),
+        ] {
+            assert!(rotating.verify(Kind::Job, &sealed).is_ok());
         }
+    }
+
+    #[test]
+    fn a_body_is_bound_to_its_namespace_and_kind() {
+        let alpha = grid(1);
+        let beta = Keys::new("beta", key(1), vec![]);
+        let job = alpha.seal(Kind::Job, b"{}");
+        assert!(matches!(
+            beta.verify(Kind::Job, &job),
+            Err(SignError::Misplaced { .. })
+        ));
+        assert!(matches!(
+            alpha.verify(Kind::Result, &job),
+            Err(SignError::Misplaced { .. })
+        ));
+        // Rewriting the clear-text namespace does not help: the HMAC covers it.
+        let moved = String::from_utf8(job)
+            .unwrap()
+            .replace("\"alpha\"", "\"beta\"");
+        assert!(matches!(
+            beta.verify(Kind::Job, moved.as_bytes()),
+            Err(SignError::Forged { .. })
+        ));
+    }
+
+    #[test]
+    fn nested_and_version_one_envelopes_are_refused() {
+        let keys = grid(1);
+        let forged_inner =
+            br#"{"signed":2,"kid":"00000000","ns":"alpha","kind":"job","hmac":"00","body":"{}"}"#;
+        let outer = keys.seal(Kind::Job, forged_inner);
+        assert_eq!(keys.verify(Kind::Job, &outer), Err(SignError::Nested));
+        assert_eq!(Keys::none().open(Kind::Job, &outer), Err(SignError::Nested));
+        let k = key(1);
+        let mut mac = k.mac();
+        mac.update(b"{}");
+        let v1 = serde_json::json!({
+            "signed": 1, "kid": k.id(), "hmac": hex(&mac.finalize().into_bytes()), "body": "{}"
+        })
+        .to_string();
+        assert_eq!(
+            keys.verify(Kind::Job, v1.as_bytes()),
+            Err(SignError::Unbound)
+        );
+    }
+
+    #[test]
+    fn every_accepted_key_with_the_id_is_tried() {
+        // Two keys that share an id (forced here: ids are 8 hex digits of a digest).
+        let first = key(1);
+        let second = Key {
+            id: first.id.clone(),
+            secret: vec![9; 32],
+        };
+        let signer = Keys::new("alpha", second.clone(), vec![]);
+        let checker = Keys::new("alpha", first, vec![second]);
+        let sealed = signer.seal(Kind::Heartbeat, b"{}");
+        assert!(checker.verify(Kind::Heartbeat, &sealed).is_ok());
     }
 }

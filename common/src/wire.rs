@@ -421,6 +421,14 @@ fn decode<T: DeserializeOwned>(
     // A signed body is read inside its envelope (checking it is the reader's business).
     let unwrapped = crate::sign::unwrap(bytes);
     let bytes: &[u8] = &unwrapped;
+    if crate::sign::is_envelope(bytes) {
+        // Whatever checked the outer envelope did not check this one.
+        return Err(WireError::Invalid {
+            kind,
+            field: "signed",
+            reason: "an envelope inside an envelope".into(),
+        });
+    }
     if bytes.len() > max {
         return Err(WireError::TooLarge {
             kind,

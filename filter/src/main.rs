@@ -157,7 +157,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let config = WorkerConfig {
-        grid: cli.grid.config(),
+        grid: cli.grid.config()?,
         jobs: cli.jobs as usize,
         threads: cli
             .threads
@@ -172,7 +172,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             base: Duration::from_secs(cli.backoff),
             await_commit: Duration::from_secs(cli.await_commit.into()),
         },
-        spool: cli.spool.join(spool_key(&cli.grid.config())),
+        spool: cli.spool.join(spool_key(&cli.grid.config()?)),
         http: filter::source::HttpLimits {
             reach: std::sync::Arc::new(
                 filter::source::Reach::allowing(&cli.allow_sources)

@@ -50,11 +50,13 @@ pub struct Failed {
 /// The grid keys gridctl checks records with (set once by `main`).
 pub static KEYS: std::sync::OnceLock<common::sign::Keys> = std::sync::OnceLock::new();
 
-/// What a record's signature says, in a word.
-fn signature_of(body: &[u8]) -> &'static str {
+/// What the signature of a body read as `kind` says, in a word: `signed`, `unchecked`
+/// (gridctl has no key), `unsigned` or `forged` (any refusal: a bad HMAC, an unknown
+/// key, misplaced, nested).
+pub fn signature_of(kind: common::sign::Kind, body: &[u8]) -> &'static str {
     use common::sign::Signature;
     let none = common::sign::Keys::none();
-    match KEYS.get().unwrap_or(&none).open(body) {
+    match KEYS.get().unwrap_or(&none).open(kind, body) {
         Ok((_, Signature::Valid { .. })) => "signed",
         Ok((_, Signature::Unchecked { .. })) => "unchecked",
         Ok((_, Signature::Unsigned)) => "unsigned",
@@ -115,7 +117,7 @@ async fn read_records(client: &mut Client, tube: &str) -> anyhow::Result<Records
             match client.reserve_with_timeout(0).await {
                 Ok(job) => {
                     if let Ok(f) = Failure::decode(&job.body) {
-                        marks.insert(job.id, signature_of(&job.body));
+                        marks.insert(job.id, signature_of(common::sign::Kind::Failure, &job.body));
                         by_job
                             .entry(f.job_id)
                             .or_insert_with(Vec::new)

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::beanstalk::{Client, Error, ServerStats, TubeStats};
 use common::config::GridConfig;
+use common::sign::Kind;
 use common::text::one_line;
 use common::wire::Heartbeat;
+
+use crate::failures::signature_of;
 use serde::Serialize;
 
 /// The window the finishing rate is measured over.
@@ -52,6 +55,20 @@ struct Worker {
     seconds_since_heartbeat: i64,
     /// Not renewed for several of its intervals: the filter died, hangs or lost the server.
     stale: bool,
+    /// What its signature says: `signed`, `unchecked` (gridctl has no key), `unsigned`
+    /// or `forged`.
+    signature: &'static str,
+}
+
+impl Worker {
+    /// A heartbeat that gridctl, holding the grid's key, cannot trust: anyone who
+    /// reaches the server could have put it.
+    fn untrusted(&self) -> bool {
+        matches!(self.signature, "unsigned" | "forged")
+            && crate::failures::KEYS
+                .get()
+                .is_some_and(common::sign::Keys::enabled)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +86,9 @@ struct Snapshot {
     workers: Vec<Worker>,
     /// Heartbeats not renewed in time: never counted as working.
     dead_workers: Vec<Worker>,
+    /// Heartbeats unsigned or forged while gridctl has the grid's key: never counted
+    /// as working, whoever put them.
+    untrusted_workers: Vec<Worker>,
     /// Jobs finished per minute (only with --watch, once two refreshes are in).
     finished_per_minute: Option<f64>,
     /// Seconds until the jobs tube is empty at that rate.
@@ -121,7 +141,8 @@ pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow:
             None if snap.jobs.exists
                 || snap.results.exists
                 || !snap.workers.is_empty()
-                || !snap.dead_workers.is_empty() =>
+                || !snap.dead_workers.is_empty()
+                || !snap.untrusted_workers.is_empty() =>
             {
                 return Ok(Found::Namespace)
             }
@@ -147,10 +168,12 @@ async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Sn
     let awaiting = pending.min(jobs.delayed);
     jobs.awaiting_commit = Some(awaiting);
     jobs.retrying = Some(jobs.delayed - awaiting);
-    let (workers, dead_workers): (Vec<Worker>, Vec<Worker>) = workers(client, config)
+    let (untrusted_workers, trusted): (Vec<Worker>, Vec<Worker>) = workers(client, config)
         .await?
         .into_iter()
-        .partition(|w| !w.stale);
+        .partition(Worker::untrusted);
+    let (workers, dead_workers): (Vec<Worker>, Vec<Worker>) =
+        trusted.into_iter().partition(|w| !w.stale);
     Ok(Snapshot {
         server: config.server.to_string(),
         namespace: config.namespace.to_string(),
@@ -163,6 +186,7 @@ async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Sn
         results,
         workers,
         dead_workers,
+        untrusted_workers,
         finished_per_minute: None,
         eta_seconds: None,
     })
@@ -197,11 +221,14 @@ async fn workers(client: &mut Client, config: &GridConfig) -> anyhow::Result<Vec
     {
         client.use_tube(&tube).await?;
         let beat = match client.peek_ready().await {
-            Ok(job) => Heartbeat::decode(&job.body).ok(),
+            Ok(job) => Heartbeat::decode(&job.body).ok().map(|b| {
+                let signature = signature_of(Kind::Heartbeat, &job.body);
+                (b, signature)
+            }),
             Err(Error::NotFound) => None,
             Err(e) => return Err(e).context("reading a heartbeat"),
         };
-        if let Some(b) = beat {
+        if let Some((b, signature)) = beat {
             let age = (chrono::Utc::now() - b.at).num_seconds();
             let dead = b.is_dead(age);
             out.push(Worker {
@@ -214,6 +241,7 @@ async fn workers(client: &mut Client, config: &GridConfig) -> anyhow::Result<Vec
                 frames_total: b.frames_total,
                 seconds_since_heartbeat: age,
                 stale: dead,
+                signature,
             });
         }
     }
@@ -311,6 +339,21 @@ fn render(s: &Snapshot) -> String {
             w.slot,
             w.seconds_since_heartbeat
         ));
+    }
+    if !s.untrusted_workers.is_empty() {
+        out.push_str(&format!(
+            "\nuntrusted ({}): heartbeats not signed with the grid's key, not counted as workers (anyone who reaches the server could have put them)\n",
+            s.untrusted_workers.len()
+        ));
+        for w in &s.untrusted_workers {
+            out.push_str(&format!(
+                "  {} claims {}/{} slot {}\n",
+                w.signature,
+                one_line(&w.host),
+                w.pid,
+                w.slot
+            ));
+        }
     }
     if !s.dead_workers.is_empty() {
         out.push_str(&format!(

@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     main_with(|| {
-        let grid = cli.grid.config();
+        let grid = cli.grid.config()?;
         anyhow::ensure!(
             cli.checkout.is_dir(),
             "--checkout {} is not a folder",

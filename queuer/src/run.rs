@@ -1,6 +1,7 @@
 //! The queuer's pass: walk the sources, skip videos whose JSON is in the checkout or whose
 //! job is still in the grid, and put a job for each of the rest.
 
+use common::sign::Kind;
 use std::path::PathBuf;
 
 use chrono::{NaiveDate, Utc};
@@ -107,7 +108,7 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
                     };
                     ledger.intend(&job.output, floor)?;
                     let id = client
-                        .put(&config.keys.seal(&job.encode()), options)
+                        .put(&config.keys.seal(Kind::Job, &job.encode()), options)
                         .await?;
                     ledger.insert(&job.output, id)?;
                     floor = floor.max(id);

@@ -73,7 +73,7 @@ fn main() -> ExitCode {
     init_logging();
     main_with(|| {
         let config = run::SinkConfig {
-            grid: cli.grid.config(),
+            grid: cli.grid.config()?,
             batch: cli.batch as usize,
             commit_every: Duration::from_secs(cli.commit_every),
             push: cli.push.clone(),

@@ -3,6 +3,7 @@
 //! nothing is lost (undeleted results come back) and nothing is committed twice (a
 //! result already in the checkout changes nothing).
 
+use common::sign::Kind;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -263,7 +264,7 @@ async fn take(
     batch: &[Pending],
     totals: &mut Totals,
 ) -> anyhow::Result<Option<Pending>> {
-    let body = match config.keys.verify(&job.body) {
+    let body = match config.keys.verify(Kind::Result, &job.body) {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(job = job.id, error = %e, "burying a result whose signature is refused");
@@ -356,7 +357,10 @@ async fn bury(
     let parked = async {
         client.use_tube(&tube).await?;
         client
-            .put(&config.keys.seal(&record.encode()), PutOptions::default())
+            .put(
+                &config.keys.seal(Kind::Failure, &record.encode()),
+                PutOptions::default(),
+            )
             .await?;
         client.bury(id, 0).await
     };

@@ -4,6 +4,7 @@
 //! so, so a heartbeat left by a killed filter is known dead; a clean exit deletes it, and
 //! a starting filter sweeps away heartbeats that have been dead for long.
 
+use common::sign::Kind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,7 +82,10 @@ impl Beat {
         let put = async {
             c.use_tube(&self.tube).await?;
             let id = c
-                .put(&self.keys.seal(&beat.encode()), PutOptions::default())
+                .put(
+                    &self.keys.seal(Kind::Heartbeat, &beat.encode()),
+                    PutOptions::default(),
+                )
                 .await?;
             if let Some(prev) = self.last.replace(id) {
                 match c.delete(prev).await {

@@ -2,6 +2,7 @@
 //! every job it reserves ends deleted (result delivered), released or buried, or goes
 //! back to ready with the connection.
 
+use common::sign::Kind;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -150,7 +151,7 @@ async fn process(
         Ok(s) => (s.pri, s.reserves.max(1) as u32),
         Err(_) => (1024, 1),
     };
-    let body = match config.keys.verify(&reserved.body) {
+    let body = match config.keys.verify(Kind::Job, &reserved.body) {
         Ok(body) => body,
         Err(e) => {
             let err = JobError::Signature(e);
@@ -303,7 +304,7 @@ async fn deliver(
             elapsed_seconds: analysis.stats.elapsed.as_secs_f64(),
         },
     };
-    let body = config.keys.seal(&result.encode());
+    let body = config.keys.seal(Kind::Result, &result.encode());
     let options = PutOptions {
         priority: 1024,
         delay: 0,
@@ -537,8 +538,11 @@ async fn record(
     let tube = config.grid.failures_tube();
     let put = async {
         c.use_tube(&tube).await?;
-        c.put(&config.keys.seal(&failure.encode()), PutOptions::default())
-            .await?;
+        c.put(
+            &config.keys.seal(Kind::Failure, &failure.encode()),
+            PutOptions::default(),
+        )
+        .await?;
         c.use_tube(&config.grid.results_tube()).await
     };
     if let Err(e) = put.await {
