@@ -207,22 +207,38 @@ impl fmt::Display for ServerAddr {
     }
 }
 
-/// A namespace whose `.jobs` and `.results` tubes are valid tube names.
+/// A namespace: the prefix of the grid's tubes, and a part of file names (the queuer's
+/// ledger, the filter's spool), so it is held to what is safe in both: ASCII letters,
+/// digits, `-`, `_` and `.`, starting with a letter or digit, no `..`, at most 191 bytes
+/// (so `<ns>.failures` fits beanstalkd's 200).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace(String);
+
+/// The longest namespace.
+pub const MAX_NAMESPACE: usize = 191;
 
 impl FromStr for Namespace {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // The longest tube we derive decides what fits in beanstalkd's 200 bytes.
-        match validate_tube_name(&format!("{s}.failures")) {
-            _ if s.is_empty() => Err("the namespace is empty".into()),
-            Err(beanstalk::Error::InvalidTubeName { reason, .. }) => Err(format!(
-                "{s:?} cannot prefix a tube name: {reason} (at most 191 bytes of letters, digits and -+/;.$_(), not starting with '-')"
-            )),
-            _ => Ok(Namespace(s.to_owned())),
+        let rule = "a namespace is 1-191 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit, without '..'";
+        let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let chars_ok = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if s.is_empty() || s.len() > MAX_NAMESPACE || !first_ok || !chars_ok || s.contains("..") {
+            return Err(format!("{s:?} is not a namespace: {rule}"));
         }
+        // The longest tube we derive decides what fits in beanstalkd's 200 bytes.
+        validate_tube_name(&format!("{s}.failures")).map_err(|e| e.to_string())?;
+        Ok(Namespace(s.to_owned()))
+    }
+}
+
+impl Namespace {
+    /// The namespace as text (safe in tube and file names).
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -271,7 +287,21 @@ mod tests {
         };
         assert_eq!(config.jobs_tube(), "camhd-2017.jobs");
         assert_eq!(config.results_tube(), "camhd-2017.results");
-        for bad in ["", "-x", "a b", "a:b", &"n".repeat(192)] {
+        for bad in [
+            "",
+            "-x",
+            "a b",
+            "a:b",
+            &"n".repeat(192),
+            "../../../../tmp/x",
+            "a/b",
+            "..",
+            "a..b",
+            ".hidden",
+            "a$b",
+            "a(b)",
+            "é",
+        ] {
             assert!(bad.parse::<Namespace>().is_err(), "{bad:?}");
         }
         "n".repeat(191).parse::<Namespace>().unwrap();

@@ -1,6 +1,7 @@
 //! `queuer`: finds videos whose `_optical_flow.json` is missing and queues a job for each.
 //! `main` parses the flags into a checked configuration and runs one pass.
 
+mod grid_id;
 mod ledger;
 mod run;
 mod sources;

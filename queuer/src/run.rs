@@ -10,6 +10,7 @@ use common::config::GridConfig;
 use common::paths::{archive_date, check_output, output_for};
 use common::wire::{Job, QueuedBy, WIRE_VERSION};
 
+use crate::grid_id::grid_id;
 use crate::ledger::{Ledger, Pending};
 use crate::sources::{walk, Candidate, Rejected};
 
@@ -68,9 +69,16 @@ pub struct Summary {
 /// Runs one pass.
 pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
-    let mut ledger = Ledger::open(&config.ledger, &config.grid.server.to_string())?;
+    let grid = grid_id(client, &config.grid).await?;
+    let mut ledger = Ledger::open(&config.ledger, &grid)?;
     // Every id the server hands out from now on is above `floor`.
     let mut floor = newest_id(client, config).await?;
+    if let Some(reason) = ledger.rebuild_reason().map(str::to_owned) {
+        tracing::info!(reason = %reason, "rebuilding the ledger from the server's jobs");
+        let found = rebuild(client, config, &mut ledger, floor).await?;
+        ledger.compact()?;
+        tracing::info!(jobs = found, "ledger rebuilt");
+    }
     if let Some(pending) = ledger.take_pending() {
         if let Some(id) = find_pending(client, config, &pending, floor).await? {
             tracing::info!(job = id, output = %pending.output, "a put of the previous pass went through before it was killed");
@@ -149,28 +157,97 @@ async fn find_pending(
     pending: &Pending,
     newest: u64,
 ) -> anyhow::Result<Option<u64>> {
-    let jobs = config.grid.jobs_tube();
     let first = pending.after + 1;
     let last = newest.min(pending.after.saturating_add(PENDING_SCAN));
     if newest > last {
         tracing::warn!(output = %pending.output, "the previous pass was killed while queuing this video, too long ago to find its job; it may be queued twice (the sink keeps the first result)");
     }
     for id in first..=last {
-        match client.stats_job(id).await {
-            Ok(s) if s.tube == jobs => {}
-            Ok(_) | Err(BsError::NotFound) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let body = match client.peek(id).await {
-            Ok(j) => j.body,
-            Err(BsError::NotFound) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if Job::decode(&body).is_ok_and(|j| j.output == pending.output) {
+        if our_job(client, config, id)
+            .await?
+            .is_some_and(|j| j.output == pending.output)
+        {
             return Ok(Some(id));
         }
     }
     Ok(None)
+}
+
+/// The most ids a rebuild looks through, newest first: past that, jobs still in flight
+/// may be queued again (the sink keeps the JSON committed first), which is said.
+const REBUILD_SCAN: u64 = 10_000_000;
+
+/// Fills a fresh ledger from the server: every job of this grid in the jobs tube, found
+/// by walking ids down from the newest until as many were found as the tube holds.
+async fn rebuild(
+    client: &mut Client,
+    config: &QueuerConfig,
+    ledger: &mut Ledger,
+    newest: u64,
+) -> anyhow::Result<u64> {
+    let tube = config.grid.jobs_tube();
+    let mut held = jobs_held(client, &tube).await?;
+    let lowest = newest.saturating_sub(REBUILD_SCAN);
+    let (mut found, mut id) = (0u64, newest);
+    while id > lowest && found < held {
+        if let Some(job) = our_job(client, config, id).await? {
+            ledger.insert(&job.output, id)?;
+            found += 1;
+        }
+        id -= 1;
+        if (newest - id).is_multiple_of(100_000) {
+            // Jobs come and go while we look; count them again now and then.
+            held = jobs_held(client, &tube).await?;
+            tracing::info!(
+                looked_at = newest - id,
+                found,
+                of = held,
+                "rebuilding the ledger"
+            );
+        }
+    }
+    if found < held {
+        tracing::warn!(found, held, lowest_id = id, "the rebuild stopped before it found every job in the tube; videos of the others may be queued again (the sink keeps the first JSON committed)");
+    }
+    Ok(found)
+}
+
+/// Jobs in `tube`, in every state.
+async fn jobs_held(client: &mut Client, tube: &str) -> anyhow::Result<u64> {
+    Ok(match client.stats_tube(tube).await {
+        Ok(s) => {
+            s.current_jobs_ready
+                + s.current_jobs_reserved
+                + s.current_jobs_delayed
+                + s.current_jobs_buried
+        }
+        Err(BsError::NotFound) => 0,
+        Err(e) => return Err(e.into()),
+    })
+}
+
+/// Job `id`, if it is a job of this grid (in its jobs tube, signed by its key when it
+/// has one): the one answer to "is this id still the job for that output?".
+async fn our_job(
+    client: &mut Client,
+    config: &QueuerConfig,
+    id: u64,
+) -> anyhow::Result<Option<Job>> {
+    match client.stats_job(id).await {
+        Ok(s) if s.tube == config.grid.jobs_tube() => {}
+        Ok(_) | Err(BsError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let body = match client.peek(id).await {
+        Ok(j) => j.body,
+        Err(BsError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(config
+        .keys
+        .verify(Kind::Job, &body)
+        .ok()
+        .and_then(|b| Job::decode(&b).ok()))
 }
 
 /// The job for `candidate`, or `None` (counted in `summary`) if it must not be queued.
@@ -217,14 +294,14 @@ async fn consider(
         return Ok(None);
     }
     if let Some(id) = ledger.get(&output) {
-        match client.stats_job(id).await {
-            Ok(s) if s.tube == config.grid.jobs_tube() => {
-                summary.in_flight += 1;
-                return Ok(None);
-            }
-            Ok(_) | Err(BsError::NotFound) => ledger.remove(&output),
-            Err(e) => return Err(e.into()),
+        if our_job(client, config, id)
+            .await?
+            .is_some_and(|j| j.output == output)
+        {
+            summary.in_flight += 1;
+            return Ok(None);
         }
+        ledger.remove(&output);
     }
     if config.verify {
         if let Err(e) = movie::open(&c.video, movie::SourceKind::Auto, 0.25) {

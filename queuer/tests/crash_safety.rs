@@ -214,3 +214,67 @@ fn a_second_queuer_on_the_same_checkout_is_refused_while_the_first_runs() {
     }
     assert_eq!(world.jobs(), (3000, 3000), "no video queued twice");
 }
+
+#[test]
+fn the_ledger_belongs_to_the_grid_not_to_how_the_server_is_spelled() {
+    let world = World::new(300);
+    assert!(world.run().status.success());
+    assert_eq!(world.total_put(), 300);
+    // The same server by another name: nothing is queued twice.
+    let port = world.server.addr().rsplit(':').next().unwrap().to_owned();
+    let out = world
+        .command()
+        .env("GRID_SERVER", format!("localhost:{port}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        world.total_put(),
+        300,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without its ledger, the queuer learns what is in flight from the server.
+    let ledger = world
+        .dir
+        .path()
+        .join("checkout/.git/camhd-grid-queued-q.json");
+    std::fs::remove_file(&ledger).unwrap();
+    let out = world.run();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("queued 0, already done 0, in flight 300"),
+        "{out:?}"
+    );
+    assert_eq!(world.total_put(), 300);
+    // A damaged one is rebuilt too, however long its lines.
+    let mut junk = b"{\"grid\":\"x\"}\n{\"put\":\"".to_vec();
+    junk.extend(std::iter::repeat_n(b'a', 20 << 20));
+    std::fs::write(&ledger, junk).unwrap();
+    let out = world.run();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(world.total_put(), 300);
+    assert!(std::fs::metadata(&ledger).unwrap().len() < 100_000);
+}
+
+#[test]
+fn a_namespace_that_could_leave_the_checkout_is_refused_before_any_file_is_written() {
+    let world = World::new(1);
+    for ns in ["../../../../tmp/x", "a/b", ".."] {
+        let out = world
+            .command()
+            .args(["--dry-run"])
+            .env("GRID_NAMESPACE", ns)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{ns}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not a namespace"),
+            "{out:?}"
+        );
+    }
+    let written: Vec<_> = std::fs::read_dir(world.dir.path().join("checkout/.git"))
+        .unwrap()
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
