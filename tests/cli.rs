@@ -80,7 +80,7 @@ fn the_environment_stands_in_for_the_flags() {
 
         let out = run(name, &args_for(name, &[]), &[("GRID_NAMESPACE", "-bad")]);
         assert_eq!(out.status.code(), Some(2), "{name}");
-        assert!(stderr(&out).contains("cannot prefix a tube name"), "{name}");
+        assert!(stderr(&out).contains("is not a namespace"), "{name}");
     }
 }
 
@@ -172,4 +172,34 @@ fn gridctl_status_of_a_namespace_the_server_lacks_says_so_and_exits_3() {
         String::from_utf8_lossy(&out.stdout).contains("nope.jobs"),
         "the table is still printed"
     );
+}
+
+#[test]
+fn tls_files_without_a_tls_server_are_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = dir.path().to_str().unwrap();
+    for name in BINARIES {
+        let args: Vec<&str> = match name {
+            "queuer" => vec!["--checkout", checkout, "-"],
+            "sink" => vec!["--checkout", checkout],
+            "gridctl" => vec!["status"],
+            _ => vec![],
+        };
+        let out = run(
+            name,
+            &args,
+            &[
+                ("GRID_SERVER", "127.0.0.1:1"),
+                ("GRID_CA_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+            ],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(
+                "--ca-file (GRID_CA_FILE) given, but --server 127.0.0.1:1 is not a tls:// address"
+            ),
+            "{name}: {err}"
+        );
+    }
 }

@@ -502,6 +502,56 @@ async fn escape_sequences_in_bodies_are_shown_escaped_never_obeyed() {
 }
 
 #[tokio::test]
+async fn c1_controls_and_bidi_overrides_are_escaped_in_json_and_peek_too() {
+    let server = Beanstalkd::start().unwrap();
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    c.use_tube("ops.jobs").await.unwrap();
+    // U+009B is a one-byte CSI on many terminals; U+202E turns "vom.exe" into "exe.mov".
+    let video = "/data/\u{9b}2J\u{202e}vom.exe\u{7f}.mov";
+    let id = c
+        .put(
+            &Job::new(video, "o_optical_flow.json").encode(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    c.reserve_job(id).await.unwrap();
+    c.bury(id, 0).await.unwrap();
+    c.use_tube("ops.failures").await.unwrap();
+    let record = record(id, video, 1, "bad\u{9b}31m\u{2066}");
+    c.put(&record, PutOptions::default()).await.unwrap();
+    for args in [
+        vec!["failed".to_owned(), "--json".to_owned()],
+        vec!["status".to_owned(), "--json".to_owned()],
+        vec!["peek".to_owned(), id.to_string()],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = gridctl(&server, &args);
+        assert!(out.status.success(), "{args:?}");
+        let shown = text(&out);
+        assert!(
+            !shown.contains(['\u{9b}', '\u{202e}', '\u{2066}', '\u{7f}']),
+            "{args:?} printed a control raw: {shown:?}"
+        );
+        if args[0] != "status" {
+            assert!(
+                shown.contains("\\u009b2J\\u202evom.exe"),
+                "{args:?}: {shown}"
+            );
+        }
+        if args.contains(&"--json") {
+            let value: serde_json::Value = serde_json::from_str(&shown).unwrap();
+            if args[0] == "failed" {
+                assert!(
+                    value.to_string().contains('\u{202e}'),
+                    "the same JSON value"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_heartbeat_from_the_future_or_past_its_total_is_shown_as_implausible() {
     use common::wire::Heartbeat;
     let server = Beanstalkd::start().unwrap();

@@ -338,3 +338,51 @@ async fn an_inflate_bomb_and_a_huge_document_are_buried_in_bounded_memory() {
     eprintln!("sink peak RSS with a 62 MB document and an inflate bomb: {peak:.0} MB");
     assert!(peak < 300.0, "peak {peak} MB");
 }
+
+#[tokio::test]
+async fn every_commit_message_lists_exactly_the_videos_whose_files_it_holds() {
+    let world = World::new();
+    std::fs::write(world.co.join(".gitignore"), "ignored/\n").unwrap();
+    git(&world.co, &["add", ".gitignore"]);
+    commit(&world.co, "ignore");
+    // GOOD[0] is committed already: a second, unforced result keeps it.
+    std::fs::create_dir_all(world.co.join(GOOD[0]).parent().unwrap()).unwrap();
+    std::fs::write(world.co.join(GOOD[0]), "{}\n").unwrap();
+    git(&world.co, &["add", GOOD[0]]);
+    commit(&world.co, "an earlier analysis");
+    let bodies = vec![
+        body(GOOD[0], "/kept.mov", false, flow_document(0)),
+        body(GOOD[1], "/one.mov", false, flow_document(1)),
+        body(
+            "ignored/x_optical_flow.json",
+            "/ignored.mov",
+            false,
+            flow_document(9),
+        ),
+        body(GOOD[2], "/two.mov", false, flow_document(2)),
+    ];
+    world.put(&bodies).await;
+    world.sink(&["--batch", "10"]);
+    let log = git(&world.co, &["log", "--format=%x00%H"]);
+    let mut listed_in_all = Vec::new();
+    for id in log.split('\0').map(str::trim).filter(|s| !s.is_empty()) {
+        let message = git(&world.co, &["show", "-s", "--format=%B", id]);
+        if !message.starts_with("Add optical flow") {
+            continue;
+        }
+        let files = git(&world.co, &["show", "--name-only", "--format=", id]);
+        let files: Vec<&str> = files.lines().filter(|l| !l.is_empty()).collect();
+        let listed: Vec<&str> = message
+            .lines()
+            .filter_map(|l| l.strip_prefix("- "))
+            .collect();
+        assert_eq!(listed.len(), files.len(), "{message}\n{files:?}");
+        assert!(
+            message.starts_with(&format!("Add optical flow for {} video(s)", files.len())),
+            "{message}"
+        );
+        listed_in_all.extend(listed.iter().map(|s| s.to_string()));
+    }
+    listed_in_all.sort();
+    assert_eq!(listed_in_all, ["/one.mov", "/two.mov"]);
+}

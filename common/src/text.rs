@@ -25,6 +25,25 @@ pub fn one_line(s: &str) -> String {
     printable(s).replace('\n', "\\n").replace('\t', "\\t")
 }
 
+/// JSON text (as serde_json writes it) with the characters [`printable`] escapes written
+/// as JSON `\uXXXX` escapes: the same JSON value, but a terminal shows it instead of
+/// obeying it. serde_json escapes C0 controls itself, not DEL, C1 (U+009B is a one-byte
+/// CSI) or bidi overrides; they can only stand inside strings, where the escape is valid.
+pub fn safe_json(text: String) -> String {
+    if !text.chars().any(unsafe_char) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn unsafe_char(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t')
         || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -40,5 +59,15 @@ mod tests {
         assert_eq!(printable("\x1b[2J\x07x\u{9b}"), "\\u{1b}[2J\\u{7}x\\u{9b}");
         assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
         assert_eq!(one_line("a\nb\r"), "a\\nb\\u{d}");
+    }
+
+    #[test]
+    fn json_keeps_its_value_but_not_its_terminal_tricks() {
+        let value = serde_json::json!({"video": "a\u{9b}2J\u{202e}vom.exe\u{7f}", "n": [1, 2]});
+        let text = safe_json(serde_json::to_string_pretty(&value).unwrap());
+        assert!(text.contains("a\\u009b2J\\u202evom.exe\\u007f"), "{text}");
+        assert!(!text.chars().any(unsafe_char));
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
     }
 }

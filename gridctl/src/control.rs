@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use common::beanstalk::Error as BsError;
 use common::config::GridConfig;
-use common::text::printable;
+use common::text::{printable, safe_json};
 use common::wire::{Failure, Job, JobResult};
 
 /// The longest pause beanstalkd takes, used for "until resumed" (about 136 years).
@@ -25,11 +25,11 @@ pub async fn peek(config: &GridConfig, id: u64) -> anyhow::Result<()> {
         stats.tube, stats.state, stats.pri, stats.age, stats.reserves, stats.releases, stats.buries, stats.timeouts
     );
     let decoded = if let Ok(j) = Job::decode(&job.body) {
-        serde_json::to_string_pretty(&j)?
+        safe_json(serde_json::to_string_pretty(&j)?)
     } else if let Ok(r) = JobResult::decode(&job.body) {
-        serde_json::to_string_pretty(&r)?
+        safe_json(serde_json::to_string_pretty(&r)?)
     } else if let Ok(f) = Failure::decode(&job.body) {
-        serde_json::to_string_pretty(&f)?
+        safe_json(serde_json::to_string_pretty(&f)?)
     } else {
         let err = Job::decode(&job.body)
             .err()

@@ -242,7 +242,10 @@ pub async fn list(config: &GridConfig, json: bool, prune: bool) -> anyhow::Resul
     let mut client = config.connect().await?;
     let found = find(&mut client, config).await?;
     if json {
-        println!("{}", serde_json::to_string(&found.failed)?);
+        println!(
+            "{}",
+            common::text::safe_json(serde_json::to_string(&found.failed)?)
+        );
     } else {
         print_failed(config, &found.failed);
     }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use common::beanstalk::{Client, Error, ServerStats, TubeStats};
 use common::config::GridConfig;
 use common::sign::Kind;
-use common::text::one_line;
+use common::text::{one_line, safe_json};
 use common::wire::Heartbeat;
 
 use crate::failures::signature_of;
@@ -129,7 +129,7 @@ pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow:
         }
         // One write per frame, so a terminal never shows half a redraw.
         let frame = match (json, watch.is_some()) {
-            (true, _) => format!("{}\n", serde_json::to_string(&snap)?),
+            (true, _) => format!("{}\n", safe_json(serde_json::to_string(&snap)?)),
             (false, true) => format!("\x1b[H\x1b[2J{}", render(&snap)),
             (false, false) => render(&snap),
         };

@@ -130,10 +130,15 @@ impl Checkout {
     }
 
     /// Stages `rels` and commits exactly them (never anything else staged or lying in
-    /// the work tree) if any changed; returns the new commit's id, or `None` when
-    /// nothing changed (duplicates). Paths travel NUL-separated on standard input and the
-    /// message through a file, so neither their number nor their length is limited.
-    pub fn commit(&self, rels: &[String], message: &str) -> anyhow::Result<Option<String>> {
+    /// the work tree) if any changed, with the message `message` makes of the paths that
+    /// changed; returns the new commit's id, or `None` when nothing changed (duplicates).
+    /// Paths travel NUL-separated on standard input and the message through a file, so
+    /// neither their number nor their length is limited.
+    pub fn commit(
+        &self,
+        rels: &[String],
+        message: impl FnOnce(&[String]) -> String,
+    ) -> anyhow::Result<Option<String>> {
         self.clear_stale_index_lock();
         git_input(
             &self.root,
@@ -151,7 +156,7 @@ impl Checkout {
             return Ok(None);
         }
         let msg_file = self.tmp_dir.join("COMMIT_MSG");
-        std::fs::write(&msg_file, message)
+        std::fs::write(&msg_file, message(&changed))
             .with_context(|| format!("writing {}", msg_file.display()))?;
         let name = format!("user.name={}", self.author_name);
         let email = format!("user.email={}", self.author_email);

@@ -174,6 +174,10 @@ struct Flow {
 }
 
 fn check_document(document: &[u8]) -> Result<(), Refusal> {
+    // Readers disagree on which of two equal keys wins (Python's json keeps the last,
+    // ours the first), so a document that has any means two things at once.
+    serde_json::from_slice::<UniqueKeys>(document)
+        .map_err(|e| Refusal::NotOpticalFlow(e.to_string()))?;
     let doc: Document =
         serde_json::from_slice(document).map_err(|e| Refusal::NotOpticalFlow(e.to_string()))?;
     for (i, e) in doc.frame_stats.iter().enumerate() {
@@ -183,6 +187,69 @@ fn check_document(document: &[u8]) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Any JSON value in which no object has a key twice; walked, never kept.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {:?} appears twice in one object",
+                    shown_key(&key)
+                )));
+            }
+            map.next_value::<UniqueKeys>()?;
+            seen.insert(key);
+        }
+        Ok(UniqueKeys)
+    }
+}
+
+/// A key as shown in a refusal: at most 64 characters.
+fn shown_key(key: &str) -> String {
+    key.chars().take(64).collect()
 }
 
 /// The document as pretty JSON (key order kept), transcoded token by token.
@@ -239,6 +306,28 @@ mod tests {
         ] {
             let err = accept(&body(doc.clone()), 1 << 20).unwrap_err().1;
             assert!(matches!(err, Refusal::NotOpticalFlow(_)), "{doc}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_document_with_a_key_twice_in_any_object_is_refused() {
+        let text = serde_json::to_string(&flow_doc()).unwrap();
+        for doubled in [
+            text.replace(
+                r#""URL":"/v.mov""#,
+                r#""URL":"/v.mov","URL":"/elsewhere.mov""#,
+            ),
+            text.replace(r#""valid":true"#, r#""valid":true,"valid":false"#),
+            text.replacen('{', r#"{"movie":{},"#, 1),
+        ] {
+            let body = format!(
+                r#"{{"version":1,"job":{{"version":1,"video":"/v.mov","output":"a/b_optical_flow.json","stride":10,"start":1,"stop":-1}},"document":{doubled}}}"#
+            );
+            let err = accept(body.as_bytes(), 1 << 20).unwrap_err().1;
+            assert!(
+                err.to_string().contains("appears twice"),
+                "{doubled}: {err}"
+            );
         }
     }
 

@@ -439,7 +439,7 @@ fn commit_split(
     if rels.is_empty() {
         return Ok((items, Vec::new()));
     }
-    match checkout.commit(&rels, &message(&items)) {
+    match checkout.commit(&rels, |changed| message(&items, changed)) {
         Ok(commit) => {
             if let Some(id) = &commit {
                 metrics::COMMITS.inc();
@@ -503,10 +503,16 @@ fn commit_split(
     }
 }
 
-/// The commit message: a count, then one line per video (control characters dropped).
-fn message(items: &[Pending]) -> String {
-    let mut message = format!("Add optical flow for {} video(s)\n\n", items.len());
-    for p in items {
+/// The commit message: a count, then one line per video (control characters dropped),
+/// of the items whose file is among `changed`, the paths the commit holds.
+fn message(items: &[Pending], changed: &[String]) -> String {
+    let changed: std::collections::HashSet<&str> = changed.iter().map(String::as_str).collect();
+    let shown: Vec<&Pending> = items
+        .iter()
+        .filter(|p| p.written.is_some() && changed.contains(p.rel.as_str()))
+        .collect();
+    let mut message = format!("Add optical flow for {} video(s)\n\n", shown.len());
+    for p in shown {
         let video: String = p.video.chars().filter(|c| !c.is_control()).collect();
         message.push_str(&format!("- {video}\n"));
     }
