@@ -118,7 +118,7 @@ pub fn main(args: AnalyzeArgs) -> ExitCode {
 fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     if let Some(plot) = &args.plot {
         // Before the analysis, not after an hour of it.
-        common::plot::Format::of(plot)?;
+        flowdoc::plot::Format::of(plot)?;
     }
     let mut settings = Settings {
         stride: args.stride,
@@ -140,7 +140,8 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
             .http
             .limits()
             .within(settings.deadline.as_ref().expect("set above")),
-    )?;
+    )
+    .map_err(AnalysisError::from)?;
     let info = video.info().clone();
     tracing::info!(
         video = %args.video,
@@ -184,7 +185,7 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     // After the document, so a plot that cannot be written loses no analysis.
     if let Some(plot) = &args.plot {
         let doc: serde_json::Value = serde_json::from_str(&text)?;
-        common::plot::plot(&doc, plot, common::plot::Axis::Time, &args.video)?;
+        flowdoc::plot::plot(&doc, plot, flowdoc::plot::Axis::Time, &args.video)?;
     }
     Ok(())
 }

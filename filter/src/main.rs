@@ -157,7 +157,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let config = WorkerConfig {
-        grid: cli.grid.config()?,
+        grid: cli.grid.grid(filter::document::hostname())?,
         jobs: cli.jobs as usize,
         threads: cli
             .threads
@@ -181,10 +181,8 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             ..cli.http.limits()
         },
         video_deadline: cli.http.video_budget(),
-        host: filter::document::hostname(),
-        keys: std::sync::Arc::new(cli.grid.keys()?),
     };
-    if !config.keys.enabled() {
+    if !config.grid.keys().enabled() {
         tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): jobs are not checked and results not signed; see docs/security.md");
     }
     let runtime = tokio::runtime::Runtime::new()?;
@@ -193,7 +191,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
         if let Some(addr) = &cli.metrics {
             common::metrics::serve(addr, std::sync::Arc::new(worker::metrics::render)).await?;
         }
-        tracing::info!(server = %config.grid.server, tube = %config.grid.jobs_tube(), jobs = config.jobs, threads = config.threads, "filter worker started");
+        tracing::info!(server = %config.grid.config().server, tube = %config.grid.config().jobs_tube(), jobs = config.jobs, threads = config.threads, "filter worker started");
         anyhow::Ok(worker::run(config, shutdown).await)
     })?;
     // An analysis abandoned on a second signal may still be running; do not wait for it.

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use crate::text::one_line;
 use anyhow::Context;
 use common::beanstalk::{Client, Error as BsError, JobState};
-use common::config::GridConfig;
-use common::text::one_line;
+use common::grid::Grid;
 use common::wire::Failure;
 use serde::Serialize;
 
@@ -45,23 +45,6 @@ pub struct Failed {
     /// What the last record's signature says: `signed` (checked with a grid key),
     /// `unchecked` (signed, but gridctl has no key), `unsigned`, or `forged`.
     pub record: &'static str,
-}
-
-/// The grid keys gridctl checks records with (set once by `main`).
-pub static KEYS: std::sync::OnceLock<common::sign::Keys> = std::sync::OnceLock::new();
-
-/// What the signature of a body read as `kind` says, in a word: `signed`, `unchecked`
-/// (gridctl has no key), `unsigned` or `forged` (any refusal: a bad HMAC, an unknown
-/// key, misplaced, nested).
-pub fn signature_of(kind: common::sign::Kind, body: &[u8]) -> &'static str {
-    use common::sign::Signature;
-    let none = common::sign::Keys::none();
-    match KEYS.get().unwrap_or(&none).open(kind, body) {
-        Ok((_, Signature::Valid { .. })) => "signed",
-        Ok((_, Signature::Unchecked { .. })) => "unchecked",
-        Ok((_, Signature::Unsigned)) => "unsigned",
-        Err(_) => "forged",
-    }
 }
 
 /// Buried jobs a tube holds that no failure record explains (buried by hand, or their
@@ -105,7 +88,8 @@ struct Records {
 /// Reserves every record and releases it straight back. Another `gridctl` reading at the
 /// same moment holds some of them; then both let go and try again after a random pause,
 /// so one of them soon reads them all.
-async fn read_records(client: &mut Client, tube: &str) -> anyhow::Result<Records> {
+async fn read_records(client: &mut Client, grid: &Grid) -> anyhow::Result<Records> {
+    let tube = &grid.config().failures_tube();
     client.watch(tube).await?;
     client.ignore("default").await?;
     let mut by_job = BTreeMap::new();
@@ -117,7 +101,8 @@ async fn read_records(client: &mut Client, tube: &str) -> anyhow::Result<Records
             match client.reserve_with_timeout(0).await {
                 Ok(job) => {
                     if let Ok(f) = Failure::decode(&job.body) {
-                        marks.insert(job.id, signature_of(common::sign::Kind::Failure, &job.body));
+                        let trust = grid.trust(common::sign::Kind::Failure, &job.body);
+                        marks.insert(job.id, trust.as_str());
                         by_job
                             .entry(f.job_id)
                             .or_insert_with(Vec::new)
@@ -163,8 +148,9 @@ fn jitter() -> Duration {
 }
 
 /// The buried jobs and results of the namespace, with their histories.
-pub async fn find(client: &mut Client, config: &GridConfig) -> anyhow::Result<Findings> {
-    let records = read_records(client, &config.failures_tube()).await?;
+pub async fn find(client: &mut Client, grid: &Grid) -> anyhow::Result<Findings> {
+    let config = grid.config();
+    let records = read_records(client, grid).await?;
     let (jobs, results) = (config.jobs_tube(), config.results_tube());
     let mut found = Findings {
         complete: records.complete,
@@ -238,16 +224,16 @@ async fn unrecorded(
 }
 
 /// `gridctl failed`: lists them; with `prune`, deletes the records of jobs that are gone.
-pub async fn list(config: &GridConfig, json: bool, prune: bool) -> anyhow::Result<()> {
-    let mut client = config.connect().await?;
-    let found = find(&mut client, config).await?;
+pub async fn list(grid: &Grid, json: bool, prune: bool) -> anyhow::Result<()> {
+    let mut client = grid.connect().await?;
+    let found = find(&mut client, grid).await?;
     if json {
         println!(
             "{}",
-            common::text::safe_json(serde_json::to_string(&found.failed)?)
+            crate::text::safe_json(serde_json::to_string(&found.failed)?)
         );
     } else {
-        print_failed(config, &found.failed);
+        print_failed(grid, &found.failed);
     }
     warn_incomplete(&found);
     if prune {
@@ -262,7 +248,8 @@ pub async fn list(config: &GridConfig, json: bool, prune: bool) -> anyhow::Resul
     Ok(())
 }
 
-fn print_failed(config: &GridConfig, failed: &[Failed]) {
+fn print_failed(grid: &Grid, failed: &[Failed]) {
+    let config = grid.config();
     if failed.is_empty() {
         println!(
             "no failed jobs in {} or results in {}",
@@ -275,7 +262,7 @@ fn print_failed(config: &GridConfig, failed: &[Failed]) {
             Kind::Job => ("job", format!("{} attempt(s), last", f.attempts)),
             Kind::Result => ("result", "not written by the sink".to_owned()),
         };
-        let keyed = KEYS.get().is_some_and(common::sign::Keys::enabled);
+        let keyed = grid.keys().enabled();
         let mark = if keyed && f.record != "signed" {
             format!("  [{} record: not from this grid]", f.record.to_uppercase())
         } else {
@@ -324,9 +311,10 @@ async fn delete_records(client: &mut Client, ids: &[u64]) -> anyhow::Result<usiz
 
 /// `gridctl retry`: kicks the failed jobs and results whose video is in `videos` (all
 /// with `all`).
-pub async fn retry(config: &GridConfig, all: bool, videos: &[String]) -> anyhow::Result<usize> {
+pub async fn retry(grid: &Grid, all: bool, videos: &[String]) -> anyhow::Result<usize> {
+    let config = grid.config();
     let mut client = config.connect().await?;
-    let found = find(&mut client, config).await?;
+    let found = find(&mut client, grid).await?;
     let mut kicked = 0;
     for f in found
         .failed
@@ -363,9 +351,10 @@ pub async fn retry(config: &GridConfig, all: bool, videos: &[String]) -> anyhow:
 /// `gridctl discard JOB-ID...`: deletes buried jobs or results of this namespace and
 /// their failure records. Anything not buried is refused, so a running job is never
 /// deleted by a typo.
-pub async fn discard(config: &GridConfig, ids: &[u64]) -> anyhow::Result<()> {
+pub async fn discard(grid: &Grid, ids: &[u64]) -> anyhow::Result<()> {
+    let config = grid.config();
     let mut client = config.connect().await?;
-    let found = find(&mut client, config).await?;
+    let found = find(&mut client, grid).await?;
     let (jobs, results) = (config.jobs_tube(), config.results_tube());
     let mut refused = 0;
     for &id in ids {

@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
-use common::config::{GridArgs, GridConfig};
-use common::plot::{plot_file, Axis};
+use common::config::GridArgs;
+use common::grid::Grid;
+use flowdoc::plot::{plot_file, Axis};
 
 mod control;
 mod failures;
 mod status;
+mod text;
 
 /// Look at and steer a camhd-grid: tube counts, server facts, failures.
 ///
@@ -116,29 +118,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("wrote grid key {} to {}", key.id(), file.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let _ = failures::KEYS.set(cli.grid.keys()?);
-    let config = cli.grid.config()?;
+    let grid = cli.grid.grid(common::host::hostname())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Status { json, watch } => match status::run(&config, json, watch).await? {
+            Command::Status { json, watch } => match status::run(&grid, json, watch).await? {
                 status::Found::Namespace => Ok(ExitCode::SUCCESS),
                 status::Found::NoSuchNamespace => Ok(ExitCode::from(NO_SUCH_NAMESPACE)),
             },
-            other => command(&config, other).await.map(|()| ExitCode::SUCCESS),
+            other => command(&grid, other).await.map(|()| ExitCode::SUCCESS),
         }
     })
 }
 
 /// The commands other than `status`.
-async fn command(config: &GridConfig, command: Command) -> anyhow::Result<()> {
+async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
+    let config = grid.config();
     match command {
         Command::Status { .. } | Command::Keygen { .. } => unreachable!("handled by run"),
-        Command::Failed { json, prune } => failures::list(config, json, prune).await,
-        Command::Retry { all, videos } => failures::retry(config, all, &videos).await.map(drop),
-        Command::Discard { ids } => failures::discard(config, &ids).await,
+        Command::Failed { json, prune } => failures::list(grid, json, prune).await,
+        Command::Retry { all, videos } => failures::retry(grid, all, &videos).await.map(drop),
+        Command::Discard { ids } => failures::discard(grid, &ids).await,
         Command::Peek { id } => control::peek(config, id).await,
         Command::Pause { secs } => control::pause(config, secs).await,
         Command::Resume => control::resume(config).await,

@@ -6,14 +6,10 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::text::{one_line, safe_json};
 use anyhow::Context;
 use common::beanstalk::{Client, Error, ServerStats, TubeStats};
-use common::config::GridConfig;
-use common::sign::Kind;
-use common::text::{one_line, safe_json};
-use common::wire::Heartbeat;
-
-use crate::failures::signature_of;
+use common::grid::Grid;
 use serde::Serialize;
 
 /// The window the finishing rate is measured over.
@@ -60,17 +56,6 @@ struct Worker {
     signature: &'static str,
 }
 
-impl Worker {
-    /// A heartbeat that gridctl, holding the grid's key, cannot trust: anyone who
-    /// reaches the server could have put it.
-    fn untrusted(&self) -> bool {
-        matches!(self.signature, "unsigned" | "forged")
-            && crate::failures::KEYS
-                .get()
-                .is_some_and(common::sign::Keys::enabled)
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct Snapshot {
     server: String,
@@ -108,11 +93,12 @@ pub enum Found {
 /// again every so many seconds (redrawn in place, or one JSON object per refresh).
 /// A one-shot status of a namespace the server has no tubes for says so on stderr,
 /// naming the namespaces it does have.
-pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow::Result<Found> {
-    let mut client = config.connect().await?;
+pub async fn run(grid: &Grid, json: bool, watch: Option<u64>) -> anyhow::Result<Found> {
+    let config = grid.config();
+    let mut client = grid.connect().await?;
     let mut history: VecDeque<(Instant, u64)> = VecDeque::new();
     loop {
-        let mut snap = snapshot(&mut client, config).await?;
+        let mut snap = snapshot(&mut client, grid).await?;
         let now = Instant::now();
         history.push_back((now, snap.jobs.deleted));
         while history.len() > 2 && history.front().is_some_and(|(t, _)| now - *t > RATE_WINDOW) {
@@ -160,7 +146,8 @@ pub async fn run(config: &GridConfig, json: bool, watch: Option<u64>) -> anyhow:
     }
 }
 
-async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Snapshot> {
+async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result<Snapshot> {
+    let config = grid.config();
     let server: ServerStats = client.stats().await.context("reading server stats")?;
     let mut jobs = tube_counts(client, &config.jobs_tube()).await?;
     let results = tube_counts(client, &config.results_tube()).await?;
@@ -168,10 +155,13 @@ async fn snapshot(client: &mut Client, config: &GridConfig) -> anyhow::Result<Sn
     let awaiting = pending.min(jobs.delayed);
     jobs.awaiting_commit = Some(awaiting);
     jobs.retrying = Some(jobs.delayed - awaiting);
-    let (untrusted_workers, trusted): (Vec<Worker>, Vec<Worker>) = workers(client, config)
+    // With the grid's key, an unsigned or forged heartbeat is no worker: anyone who
+    // reaches the server could have put it.
+    let keyed = grid.keys().enabled();
+    let (untrusted_workers, trusted): (Vec<Worker>, Vec<Worker>) = workers(client, grid)
         .await?
         .into_iter()
-        .partition(Worker::untrusted);
+        .partition(|w| keyed && matches!(w.signature, "unsigned" | "forged"));
     let (workers, dead_workers): (Vec<Worker>, Vec<Worker>) =
         trusted.into_iter().partition(|w| !w.stale);
     Ok(Snapshot {
@@ -209,29 +199,19 @@ async fn namespaces(client: &mut Client) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Every filter slot's heartbeat, from the status tubes.
-async fn workers(client: &mut Client, config: &GridConfig) -> anyhow::Result<Vec<Worker>> {
-    let prefix = config.status_prefix();
-    let mut out = Vec::new();
-    for tube in client
-        .list_tubes()
-        .await?
+/// Every filter slot's heartbeat, from the status tubes, with its signature checked.
+async fn workers(client: &mut Client, grid: &Grid) -> anyhow::Result<Vec<Worker>> {
+    let listed = grid
+        .heartbeats(client)
+        .await
+        .context("reading heartbeats")?;
+    let mut out: Vec<Worker> = listed
         .into_iter()
-        .filter(|t| t.starts_with(&prefix))
-    {
-        client.use_tube(&tube).await?;
-        let beat = match client.peek_ready().await {
-            Ok(job) => Heartbeat::decode(&job.body).ok().map(|b| {
-                let signature = signature_of(Kind::Heartbeat, &job.body);
-                (b, signature)
-            }),
-            Err(Error::NotFound) => None,
-            Err(e) => return Err(e).context("reading a heartbeat"),
-        };
-        if let Some((b, signature)) = beat {
-            let age = (chrono::Utc::now() - b.at).num_seconds();
-            let dead = b.is_dead(age);
-            out.push(Worker {
+        .map(|l| {
+            let age = l.age_seconds();
+            let b = l.beat;
+            Worker {
+                stale: b.is_dead(age),
                 host: b.host,
                 pid: b.pid,
                 slot: b.slot,
@@ -240,11 +220,10 @@ async fn workers(client: &mut Client, config: &GridConfig) -> anyhow::Result<Vec
                 frames_done: b.frames_done,
                 frames_total: b.frames_total,
                 seconds_since_heartbeat: age,
-                stale: dead,
-                signature,
-            });
-        }
-    }
+                signature: l.trust.as_str(),
+            }
+        })
+        .collect();
     out.sort_by(|a, b| (&a.host, a.pid, a.slot).cmp(&(&b.host, b.pid, b.slot)));
     Ok(out)
 }

@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     main_with(|| {
-        let grid = cli.grid.config()?;
+        let grid = cli.grid.grid(common::host::hostname())?;
         anyhow::ensure!(
             cli.checkout.is_dir(),
             "--checkout {} is not a folder",
@@ -110,7 +110,10 @@ fn main() -> ExitCode {
                     "{} has no .git folder for the ledger; give --ledger FILE",
                     cli.checkout.display()
                 );
-                git.join(format!("camhd-grid-queued-{}.json", grid.namespace))
+                git.join(format!(
+                    "camhd-grid-queued-{}.json",
+                    grid.config().namespace
+                ))
             }
         };
         let config = run::QueuerConfig {
@@ -129,9 +132,8 @@ fn main() -> ExitCode {
             since: cli.since,
             until: cli.until,
             verify: cli.verify,
-            keys: cli.grid.keys()?,
         };
-        if !config.keys.enabled() && !config.dry_run {
+        if !config.grid.keys().enabled() && !config.dry_run {
             tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): jobs are queued unsigned; see docs/security.md");
         }
         let runtime = tokio::runtime::Runtime::new()?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use chrono::{NaiveDate, Utc};
 use common::beanstalk::{Client, Error as BsError, PutOptions};
-use common::config::GridConfig;
+use common::grid::{Grid, JobNow};
 use common::paths::{archive_date, check_output, output_for};
 use common::wire::{Job, QueuedBy, WIRE_VERSION};
 
@@ -17,8 +17,8 @@ use crate::sources::{walk, Candidate, Rejected};
 /// The queuer's checked configuration.
 #[derive(Debug, Clone)]
 pub struct QueuerConfig {
-    /// Server and tubes.
-    pub grid: GridConfig,
+    /// Server, tubes and keys: jobs are signed with them.
+    pub grid: Grid,
     /// The metadata checkout (for the completeness check).
     pub checkout: PathBuf,
     /// The ledger file.
@@ -47,8 +47,6 @@ pub struct QueuerConfig {
     pub until: Option<NaiveDate>,
     /// Open each video's index before queuing it.
     pub verify: bool,
-    /// The grid keys: jobs are signed with them.
-    pub keys: common::sign::Keys,
 }
 
 /// What a pass did.
@@ -69,7 +67,7 @@ pub struct Summary {
 /// Runs one pass.
 pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
-    let grid = grid_id(client, &config.grid).await?;
+    let grid = grid_id(client, config.grid.config()).await?;
     let mut ledger = Ledger::open(&config.ledger, &grid)?;
     // Every id the server hands out from now on is above `floor`.
     let mut floor = newest_id(client, config).await?;
@@ -85,8 +83,9 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
             ledger.insert(&pending.output, id)?;
         }
     }
-    client.use_tube(&config.grid.jobs_tube()).await?;
-    let host = common::host::hostname();
+    let jobs_tube = config.grid.config().jobs_tube();
+    client.use_tube(&jobs_tube).await?;
+    let host = config.grid.host().to_owned();
     for source in &config.sources {
         let found = walk(source);
         summary.rejected.extend(found.rejected);
@@ -115,8 +114,9 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
                         ttr: config.ttr,
                     };
                     ledger.intend(&job.output, floor)?;
-                    let id = client
-                        .put(&config.keys.seal(Kind::Job, &job.encode()), options)
+                    let id = config
+                        .grid
+                        .put(client, &jobs_tube, Kind::Job, &job.encode(), options)
                         .await?;
                     ledger.insert(&job.output, id)?;
                     floor = floor.max(id);
@@ -137,7 +137,7 @@ const PENDING_SCAN: u64 = 100_000;
 /// The newest job id on the server, learnt by putting (and at once deleting) a probe in
 /// the queuer's own tube, which no filter watches.
 async fn newest_id(client: &mut Client, config: &QueuerConfig) -> anyhow::Result<u64> {
-    let tube = format!("{}.queuer", config.grid.namespace);
+    let tube = format!("{}.queuer", config.grid.config().namespace);
     client.use_tube(&tube).await?;
     let options = PutOptions {
         priority: 0,
@@ -163,10 +163,8 @@ async fn find_pending(
         tracing::warn!(output = %pending.output, "the previous pass was killed while queuing this video, too long ago to find its job; it may be queued twice (the sink keeps the first result)");
     }
     for id in first..=last {
-        if our_job(client, config, id)
-            .await?
-            .is_some_and(|j| j.output == pending.output)
-        {
+        let now = config.grid.job(client, id).await?;
+        if now.for_output(id, None, &pending.output).is_ok() {
             return Ok(Some(id));
         }
     }
@@ -185,12 +183,12 @@ async fn rebuild(
     ledger: &mut Ledger,
     newest: u64,
 ) -> anyhow::Result<u64> {
-    let tube = config.grid.jobs_tube();
+    let tube = config.grid.config().jobs_tube();
     let mut held = jobs_held(client, &tube).await?;
     let lowest = newest.saturating_sub(REBUILD_SCAN);
     let (mut found, mut id) = (0u64, newest);
     while id > lowest && found < held {
-        if let Some(job) = our_job(client, config, id).await? {
+        if let JobNow::Ours { job, .. } = config.grid.job(client, id).await? {
             ledger.insert(&job.output, id)?;
             found += 1;
         }
@@ -224,30 +222,6 @@ async fn jobs_held(client: &mut Client, tube: &str) -> anyhow::Result<u64> {
         Err(BsError::NotFound) => 0,
         Err(e) => return Err(e.into()),
     })
-}
-
-/// Job `id`, if it is a job of this grid (in its jobs tube, signed by its key when it
-/// has one): the one answer to "is this id still the job for that output?".
-async fn our_job(
-    client: &mut Client,
-    config: &QueuerConfig,
-    id: u64,
-) -> anyhow::Result<Option<Job>> {
-    match client.stats_job(id).await {
-        Ok(s) if s.tube == config.grid.jobs_tube() => {}
-        Ok(_) | Err(BsError::NotFound) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let body = match client.peek(id).await {
-        Ok(j) => j.body,
-        Err(BsError::NotFound) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(config
-        .keys
-        .verify(Kind::Job, &body)
-        .ok()
-        .and_then(|b| Job::decode(&b).ok()))
 }
 
 /// The job for `candidate`, or `None` (counted in `summary`) if it must not be queued.
@@ -294,10 +268,8 @@ async fn consider(
         return Ok(None);
     }
     if let Some(id) = ledger.get(&output) {
-        if our_job(client, config, id)
-            .await?
-            .is_some_and(|j| j.output == output)
-        {
+        let now = config.grid.job(client, id).await?;
+        if now.for_output(id, None, &output).is_ok() {
             summary.in_flight += 1;
             return Ok(None);
         }

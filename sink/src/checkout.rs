@@ -6,8 +6,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::process;
 use anyhow::{bail, Context};
-use common::process;
 
 /// An open, locked checkout.
 #[derive(Debug)]

@@ -2,8 +2,13 @@
 //! `main` parses the flags into a checked configuration and runs the loop.
 
 mod checkout;
+mod commit;
 mod incoming;
-mod run;
+mod metrics;
+mod process;
+mod push;
+mod sink;
+mod write;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,17 +77,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     main_with(|| {
-        let config = run::SinkConfig {
-            grid: cli.grid.config()?,
+        let config = sink::SinkConfig {
+            grid: cli.grid.grid(common::host::hostname())?,
             batch: cli.batch as usize,
             commit_every: Duration::from_secs(cli.commit_every),
             push: cli.push.clone(),
             exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),
-            host: common::host::hostname(),
             max_document: cli.max_document_bytes as usize,
-            keys: std::sync::Arc::new(cli.grid.keys()?),
         };
-        if !config.keys.enabled() {
+        if !config.grid.keys().enabled() {
             tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): results are not checked for a signature; see docs/security.md");
         }
         let checkout = checkout::Checkout::open(&cli.checkout, &cli.author)?;
@@ -90,9 +93,9 @@ fn main() -> ExitCode {
         let totals = runtime.block_on(async {
             let shutdown = Shutdown::on_signals()?;
             if let Some(addr) = &cli.metrics {
-                common::metrics::serve(addr, std::sync::Arc::new(run::metrics::render)).await?;
+                common::metrics::serve(addr, std::sync::Arc::new(metrics::render)).await?;
             }
-            run::run(&config, &checkout, shutdown).await
+            sink::Sink::new(config, &checkout).run(shutdown).await
         })?;
         tracing::info!(
             written = totals.written,

@@ -79,6 +79,8 @@ pub struct Client {
     addr: String,
     io_timeout: Option<Duration>,
     broken: bool,
+    /// The tube `put` goes to (`use`), as the server last confirmed it.
+    used: String,
 }
 
 /// Plain TCP, or TLS over it.
@@ -185,6 +187,7 @@ impl Client {
             addr: addr.to_owned(),
             io_timeout: options.io_timeout,
             broken: false,
+            used: "default".to_owned(),
         }
     }
 
@@ -229,8 +232,15 @@ impl Client {
     pub async fn use_tube(&mut self, tube: &str) -> Result<(), Error> {
         validate_tube_name(tube)?;
         self.expect("use", &format!("use {tube}\r\n"), "USING")
-            .await
-            .map(drop)
+            .await?;
+        tube.clone_into(&mut self.used);
+        Ok(())
+    }
+
+    /// The tube `put` goes to now (`default` until [`Client::use_tube`]), known without
+    /// asking the server.
+    pub fn used_tube(&self) -> &str {
+        &self.used
     }
 
     /// `reserve`: waits, without limit, for a job from the watched tubes.

@@ -4,17 +4,15 @@
 //! so, so a heartbeat left by a killed filter is known dead; a clean exit deletes it, and
 //! a starting filter sweeps away heartbeats that have been dead for long.
 
-use common::sign::Kind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::beanstalk::{Client, Error as BsError, PutOptions};
-use common::config::GridConfig;
+use common::grid::Grid;
+use common::sign::Kind;
 use common::wire::{Heartbeat, WIRE_VERSION};
-
-use super::WorkerConfig;
 
 /// Frame pairs done and total of the job in progress, shared with the analysis thread.
 #[derive(Debug, Default)]
@@ -28,27 +26,23 @@ pub struct Progress {
 /// One slot's heartbeat publisher.
 #[derive(Debug)]
 pub struct Beat {
+    grid: Grid,
     tube: String,
-    results_tube: String,
-    host: String,
     slot: usize,
     every: Duration,
-    keys: Arc<common::sign::Keys>,
     last: Option<u64>,
     published: Option<Instant>,
 }
 
 impl Beat {
-    /// The publisher of slot `slot`.
-    pub fn new(config: &WorkerConfig, slot: usize) -> Beat {
+    /// The publisher of slot `slot`, renewed every `every`.
+    pub fn new(grid: &Grid, slot: usize, every: Duration) -> Beat {
         let pid = std::process::id();
         Beat {
-            tube: config.grid.status_tube(&config.host, pid, slot),
-            results_tube: config.grid.results_tube(),
-            host: config.host.clone(),
+            tube: grid.config().status_tube(grid.host(), pid, slot),
+            grid: grid.clone(),
             slot,
-            every: config.touch_every,
-            keys: Arc::clone(&config.keys),
+            every,
             last: None,
             published: None,
         }
@@ -68,7 +62,7 @@ impl Beat {
     ) {
         let beat = Heartbeat {
             version: WIRE_VERSION,
-            host: self.host.clone(),
+            host: self.grid.host().to_owned(),
             pid: std::process::id(),
             slot: self.slot,
             job_id: job.map(|j| j.0),
@@ -80,20 +74,17 @@ impl Beat {
         };
         self.published = Some(Instant::now());
         let put = async {
-            c.use_tube(&self.tube).await?;
-            let id = c
-                .put(
-                    &self.keys.seal(Kind::Heartbeat, &beat.encode()),
-                    PutOptions::default(),
-                )
+            let options = PutOptions::default();
+            let id = (self.grid)
+                .put(c, &self.tube, Kind::Heartbeat, &beat.encode(), options)
                 .await?;
-            if let Some(prev) = self.last.replace(id) {
-                match c.delete(prev).await {
-                    Ok(()) | Err(BsError::NotFound) => {}
-                    Err(e) => return Err(e),
-                }
+            match self.last.replace(id) {
+                Some(prev) => match c.delete(prev).await {
+                    Ok(()) | Err(BsError::NotFound) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                None => Ok(()),
             }
-            c.use_tube(&self.results_tube).await
         };
         if let Err(e) = put.await {
             tracing::debug!(error = %e, "could not publish a heartbeat");
@@ -113,31 +104,17 @@ const SWEEP_AFTER_SECS: i64 = 600;
 
 /// Deletes heartbeats of this namespace that have been dead for over ten minutes (their
 /// filters were killed and never came back), so status tubes do not pile up.
-pub async fn sweep(c: &mut Client, grid: &GridConfig) -> Result<usize, BsError> {
-    let prefix = grid.status_prefix();
+pub async fn sweep(c: &mut Client, grid: &Grid) -> Result<usize, BsError> {
     let mut swept = 0;
-    for tube in c.list_tubes().await? {
-        if !tube.starts_with(&prefix) {
-            continue;
-        }
-        c.use_tube(&tube).await?;
-        let job = match c.peek_ready().await {
-            Ok(job) => job,
-            Err(BsError::NotFound) => continue,
-            Err(e) => return Err(e),
-        };
-        let Ok(beat) = Heartbeat::decode(&job.body) else {
-            continue;
-        };
-        let age = (Utc::now() - beat.at).num_seconds();
-        if beat.is_dead(age) && age > SWEEP_AFTER_SECS {
-            match c.delete(job.id).await {
+    for listed in grid.heartbeats(c).await? {
+        let age = listed.age_seconds();
+        if listed.beat.is_dead(age) && age > SWEEP_AFTER_SECS {
+            match c.delete(listed.id).await {
                 Ok(()) => swept += 1,
                 Err(BsError::NotFound) => {}
                 Err(e) => return Err(e),
             }
         }
     }
-    c.use_tube(&grid.results_tube()).await?;
     Ok(swept)
 }

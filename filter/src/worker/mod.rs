@@ -3,22 +3,26 @@
 //! with `touch`, and finishing it by the one outcome `outcome::decide` picks.
 
 mod heartbeat;
+mod job;
 mod outcome;
 mod slot;
+mod spool;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::config::GridConfig;
+use common::grid::Grid;
 use common::shutdown::Shutdown;
 
+pub use job::Lease;
 pub use outcome::{decide, JobError, Outcome, Retry};
+pub use slot::Slot;
 
 /// The worker's checked configuration.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Server and tubes.
-    pub grid: GridConfig,
+    /// Server, tubes, keys (what is put is signed, jobs must be) and this machine's name.
+    pub grid: Grid,
     /// Job slots (jobs analysed at once).
     pub jobs: usize,
     /// Analysis threads per job.
@@ -37,14 +41,10 @@ pub struct WorkerConfig {
     pub retry: Retry,
     /// Where results too big for the server are kept.
     pub spool: PathBuf,
-    /// This machine's name, for records.
-    pub host: String,
     /// Bounds on HTTP requests.
     pub http: crate::source::HttpLimits,
     /// Each video's time budget (`--video-deadline`); `None`: derived from the video.
     pub video_deadline: Option<Duration>,
-    /// The grid keys: what is put is signed, jobs must be.
-    pub keys: std::sync::Arc<common::sign::Keys>,
 }
 
 /// The worker's Prometheus metrics (`filter --metrics ADDR`).
@@ -109,7 +109,7 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Totals {
     let mut handles = Vec::new();
     for index in 0..config.jobs.max(1) {
         let (config, shutdown) = (config.clone(), shutdown.clone());
-        handles.push(tokio::spawn(slot::run(index, config, shutdown)));
+        handles.push(tokio::spawn(slot::Slot::new(index, config, shutdown).run()));
     }
     let mut totals = Totals::default();
     for h in handles {

@@ -55,13 +55,9 @@ pub fn command_line(cmd: &Command) -> String {
 }
 
 /// Runs `cmd` to completion and returns its output, or an error holding the command line
-/// and stderr when it cannot start or exits unsuccessfully.
-pub fn run(cmd: &mut Command) -> Result<Output, ProcessError> {
-    run_with_input(cmd, None)
-}
-
-/// Like [`run`], with `input` written to the child's standard input (on a thread, so a
-/// child that writes much before reading cannot deadlock with us).
+/// and stderr when it cannot start or exits unsuccessfully; `input`, if any, is written
+/// to the child's standard input (on a thread, so a child that writes much before
+/// reading cannot deadlock with us).
 pub fn run_with_input(cmd: &mut Command, input: Option<Vec<u8>>) -> Result<Output, ProcessError> {
     let command = command_line(cmd);
     let stdin = if input.is_some() {
@@ -128,7 +124,11 @@ mod tests {
 
     #[test]
     fn a_failing_command_reports_its_command_line_and_stderr() {
-        let err = run(Command::new("sh").args(["-c", "echo oops >&2; exit 3"])).unwrap_err();
+        let err = run_with_input(
+            Command::new("sh").args(["-c", "echo oops >&2; exit 3"]),
+            None,
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("sh -c echo oops >&2; exit 3"), "{text}");
         assert!(text.contains("oops"), "{text}");
@@ -137,16 +137,19 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_a_spawn_error() {
-        let err = run(&mut Command::new("/nonexistent/tool")).unwrap_err();
+        let err = run_with_input(&mut Command::new("/nonexistent/tool"), None).unwrap_err();
         assert!(matches!(err, ProcessError::Spawn { .. }), "{err}");
     }
 
     #[test]
     fn output_is_captured_even_when_large() {
-        let out = run(Command::new("sh").args([
-            "-c",
-            "head -c 1000000 /dev/zero; head -c 300000 /dev/zero >&2",
-        ]))
+        let out = run_with_input(
+            Command::new("sh").args([
+                "-c",
+                "head -c 1000000 /dev/zero; head -c 300000 /dev/zero >&2",
+            ]),
+            None,
+        )
         .unwrap();
         assert_eq!((out.stdout.len(), out.stderr.len()), (1_000_000, 300_000));
     }

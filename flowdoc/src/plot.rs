@@ -1,7 +1,6 @@
 //! Motion traces for people: scale, theta, tx and ty of an `_optical_flow.json` against
 //! time or frame number, four panels in one SVG or PNG, invalid entries marked in red.
-//! Reads version 1.1 (`frameStats`) and the older 1.0 spelling (`frame_stats`). The
-//! labels use a font built into the binary, so plots need no system fonts.
+//! The labels use a font built into the binary, so plots need no system fonts.
 
 use std::path::Path;
 
@@ -10,7 +9,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
 
-/// DejaVu Sans, cut down to Latin-1 and a few symbols (see `common/assets/README.md`).
+use crate::read::{entries, fps, Entry};
+
+/// DejaVu Sans, cut down to Latin-1 and a few symbols (see `flowdoc/assets/README.md`).
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 
 /// The size of a plot in pixels (SVG user units).
@@ -18,17 +19,6 @@ const SIZE: (u32, u32) = (1200, 1000);
 
 /// The colour of the marks for invalid entries.
 pub const INVALID: RGBColor = RGBColor(220, 0, 0);
-
-/// One entry of the document.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Entry {
-    /// The sampled frame.
-    pub frame: u64,
-    /// `[scale, theta, tx, ty]`.
-    pub similarity: [f64; 4],
-    /// Whether the estimate is valid.
-    pub valid: bool,
-}
 
 /// The kinds of file a plot is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,50 +57,6 @@ pub enum Axis {
     Frame,
 }
 
-/// The entries of a document, sorted by frame, in either spelling.
-pub fn entries(doc: &Value) -> anyhow::Result<Vec<Entry>> {
-    let stats = doc
-        .get("frameStats")
-        .or_else(|| doc.get("frame_stats"))
-        .and_then(Value::as_array)
-        .context("no frameStats (or frame_stats) array: is this an _optical_flow.json?")?;
-    let mut out = Vec::with_capacity(stats.len());
-    for s in stats {
-        let frame = s
-            .get("frameNumber")
-            .or_else(|| s.get("frame_number"))
-            .and_then(Value::as_u64);
-        let flow = s.get("opticalFlow").unwrap_or(s);
-        let sim: Option<Vec<f64>> = flow
-            .get("similarity")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_f64).collect());
-        let (Some(frame), Some(sim)) = (frame, sim) else {
-            continue;
-        };
-        if sim.len() != 4 {
-            continue;
-        }
-        let valid = flow.get("valid").and_then(Value::as_bool).unwrap_or(true);
-        out.push(Entry {
-            frame,
-            similarity: [sim[0], sim[1], sim[2], sim[3]],
-            valid,
-        });
-    }
-    out.sort_by_key(|e| e.frame);
-    Ok(out)
-}
-
-/// Frames per second of the document's movie (CamHD's 29.97 when it does not say).
-fn fps(doc: &Value) -> f64 {
-    let movie = &doc["movie"];
-    match (movie["NumFrames"].as_f64(), movie["Duration"].as_f64()) {
-        (Some(n), Some(d)) if n > 0.0 && d > 0.0 => n / d,
-        _ => 30000.0 / 1001.0,
-    }
-}
-
 /// Plots the document at `input` into `output` (SVG or PNG, by its extension).
 pub fn plot_file(input: &Path, output: &Path, axis: Axis) -> anyhow::Result<usize> {
     let text =
@@ -124,7 +70,7 @@ pub fn plot_file(input: &Path, output: &Path, axis: Axis) -> anyhow::Result<usiz
 /// were drawn.
 pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Result<usize> {
     let format = Format::of(output)?;
-    let entries = entries(doc)?;
+    let entries = entries(doc).map_err(anyhow::Error::msg)?;
     if entries.is_empty() {
         bail!("the document has no entries to plot");
     }
@@ -262,24 +208,4 @@ impl Traces<'_> {
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing the plot failed: {e:?}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn both_spellings_are_read_and_sorted() {
-        let v11 = serde_json::json!({"frameStats": [
-            {"frameNumber": 11, "opticalFlow": {"similarity": [1.0, 0.0, 2.0, 3.0], "valid": true}},
-            {"frameNumber": 1, "opticalFlow": {"similarity": [1.0, 0.0, 0.0, 0.0], "valid": false}}]});
-        let e = entries(&v11).unwrap();
-        assert_eq!(
-            (e[0].frame, e[0].valid, e[1].similarity[3]),
-            (1, false, 3.0)
-        );
-        let v10 = serde_json::json!({"frame_stats": [{"frame_number": 5, "similarity": [1.1, 0.0, 0.0, 0.0]}]});
-        assert_eq!(entries(&v10).unwrap()[0].similarity[0], 1.1);
-        assert!(entries(&serde_json::json!({"x": 1})).is_err());
-    }
 }

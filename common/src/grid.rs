@@ -1,0 +1,306 @@
+//! The grid's own operations over a beanstalkd connection, each written once for every
+//! process: put a body sealed as what it is into a tube (the connection stays on its
+//! tube), record a failure, ask whether a job id is still the job of a given video, and
+//! list a namespace's heartbeats with their signatures checked. A [`Grid`] is made once
+//! from the shared flags and this machine's name, and handed to whatever needs them.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::beanstalk::{Client, Error, JobState, JobStats, PutOptions};
+use crate::config::GridConfig;
+use crate::sign::{Keys, Kind, Signature};
+use crate::wire::{Failure, Heartbeat, Job};
+
+/// Where the grid is, the keys it signs and checks with, and who we are: everything an
+/// operation on the grid needs besides a connection. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Grid {
+    config: GridConfig,
+    keys: Arc<Keys>,
+    host: String,
+}
+
+/// A body as the grid puts it: in its signature envelope (when the grid has a key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed(Vec<u8>);
+
+impl Sealed {
+    /// Bytes that were sealed by [`Grid::seal`] before they were stored (a spooled
+    /// result read back): put as they are, checked by whoever reads them.
+    pub fn stored(bytes: Vec<u8>) -> Sealed {
+        Sealed(bytes)
+    }
+
+    /// The bytes, to store or measure.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// What a job id is now, for the question "is it still that job?".
+// One value per question, never held in bulk: boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobNow {
+    /// The server has no job with this id (done, discarded, or another server).
+    Gone,
+    /// A job in another tube (another namespace's, or not a job at all).
+    Elsewhere {
+        /// Its tube.
+        tube: String,
+    },
+    /// A job of this namespace's jobs tube that the grid did not sign (when it has a
+    /// key) or that is no job this build reads.
+    Foreign {
+        /// Why it is not the grid's.
+        why: String,
+    },
+    /// One of this grid's jobs.
+    Ours {
+        /// The job.
+        job: Job,
+        /// Its state, priority, reserves.
+        stats: JobStats,
+    },
+}
+
+impl JobNow {
+    /// The job, when it is this grid's job for `output` (and `video`, when given);
+    /// otherwise why it is not, for a log line.
+    pub fn for_output(
+        &self,
+        id: u64,
+        video: Option<&str>,
+        output: &str,
+    ) -> Result<&JobStats, String> {
+        match self {
+            JobNow::Gone => Err(format!("job {id} is gone from this server")),
+            JobNow::Elsewhere { tube } => {
+                Err(format!("job {id} is in {tube}, not this grid's jobs tube"))
+            }
+            JobNow::Foreign { why } => Err(format!("job {id} is not this grid's: {why}")),
+            JobNow::Ours { job, stats } => {
+                if job.output == output && video.is_none_or(|v| v == job.video) {
+                    Ok(stats)
+                } else {
+                    Err(format!("job {id} on this server is another video now"))
+                }
+            }
+        }
+    }
+}
+
+/// One heartbeat in a status tube, with what its signature says.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The id of the heartbeat's own job (for deleting it).
+    pub id: u64,
+    /// Its status tube.
+    pub tube: String,
+    /// The heartbeat.
+    pub beat: Heartbeat,
+    /// Signed by the grid, unchecked (no key here), unsigned, or refused (forged,
+    /// misplaced, nested, of another key).
+    pub trust: Trust,
+}
+
+/// What a body's signature says, in the terms an operator's screen needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Signed with an accepted key.
+    Signed,
+    /// Signed, but this process has no key to check it with.
+    Unchecked,
+    /// Not signed.
+    Unsigned,
+    /// Refused: a bad HMAC, an unknown key, signed for another place, nested.
+    Forged,
+}
+
+impl Trust {
+    /// The word shown for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::Signed => "signed",
+            Trust::Unchecked => "unchecked",
+            Trust::Unsigned => "unsigned",
+            Trust::Forged => "forged",
+        }
+    }
+}
+
+impl Grid {
+    /// The grid at `config`, signing and checking with `keys`, seen from `host`.
+    pub fn new(config: GridConfig, keys: Keys, host: impl Into<String>) -> Grid {
+        Grid {
+            config,
+            keys: Arc::new(keys),
+            host: host.into(),
+        }
+    }
+
+    /// Where the grid is and which tubes are ours.
+    pub fn config(&self) -> &GridConfig {
+        &self.config
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// This machine's name, for records and heartbeats.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// A new connection to the grid's server.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        self.config.connect().await
+    }
+
+    /// What `bytes` read as a `kind` message say of their signature.
+    pub fn trust(&self, kind: Kind, bytes: &[u8]) -> Trust {
+        match self.keys.open(kind, bytes) {
+            Ok((_, Signature::Valid { .. })) => Trust::Signed,
+            Ok((_, Signature::Unchecked { .. })) => Trust::Unchecked,
+            Ok((_, Signature::Unsigned)) => Trust::Unsigned,
+            Err(_) => Trust::Forged,
+        }
+    }
+
+    /// `body` sealed as a `kind` message of this grid (as it is, without a key).
+    pub fn seal(&self, kind: Kind, body: &[u8]) -> Sealed {
+        Sealed(self.keys.seal(kind, body))
+    }
+
+    /// Puts `body`, sealed as a `kind` message, into `tube`, and returns its id. The
+    /// connection is back on the tube it used before.
+    pub async fn put(
+        &self,
+        c: &mut Client,
+        tube: &str,
+        kind: Kind,
+        body: &[u8],
+        options: PutOptions,
+    ) -> Result<u64, Error> {
+        self.put_sealed(c, tube, &self.seal(kind, body), options)
+            .await
+    }
+
+    /// Puts a body sealed earlier (kept in a spool, say) into `tube`; the connection is
+    /// back on the tube it used before.
+    pub async fn put_sealed(
+        &self,
+        c: &mut Client,
+        tube: &str,
+        sealed: &Sealed,
+        options: PutOptions,
+    ) -> Result<u64, Error> {
+        let back = c.used_tube().to_owned();
+        if back != tube {
+            c.use_tube(tube).await?;
+        }
+        let put = c.put(&sealed.0, options).await;
+        if back != tube {
+            c.use_tube(&back).await?;
+        }
+        put
+    }
+
+    /// Puts a failure record into `<namespace>.failures`.
+    pub async fn record_failure(&self, c: &mut Client, failure: &Failure) -> Result<u64, Error> {
+        let tube = self.config.failures_tube();
+        self.put(
+            c,
+            &tube,
+            Kind::Failure,
+            &failure.encode(),
+            PutOptions::default(),
+        )
+        .await
+    }
+
+    /// What job `id` is now: gone, in another tube, not the grid's, or one of its jobs.
+    pub async fn job(&self, c: &mut Client, id: u64) -> Result<JobNow, Error> {
+        let stats = match c.stats_job(id).await {
+            Ok(s) => s,
+            Err(Error::NotFound) => return Ok(JobNow::Gone),
+            Err(e) => return Err(e),
+        };
+        if stats.tube != self.config.jobs_tube() {
+            return Ok(JobNow::Elsewhere { tube: stats.tube });
+        }
+        let body = match c.peek(id).await {
+            Ok(j) => j.body,
+            Err(Error::NotFound) => return Ok(JobNow::Gone),
+            Err(e) => return Err(e),
+        };
+        let opened = match self.keys.verify(Kind::Job, &body) {
+            Ok(b) => b,
+            Err(e) => return Ok(JobNow::Foreign { why: e.to_string() }),
+        };
+        Ok(match Job::decode(&opened) {
+            Ok(job) => JobNow::Ours { job, stats },
+            Err(e) => JobNow::Foreign { why: e.to_string() },
+        })
+    }
+
+    /// True when job `id` is this grid's job for `output` (and `video`, when given) and
+    /// nobody holds it: the sink may delete it once its result is committed.
+    pub async fn idle_job_for(
+        &self,
+        c: &mut Client,
+        id: u64,
+        video: &str,
+        output: &str,
+    ) -> Result<bool, Error> {
+        let now = self.job(c, id).await?;
+        Ok(match now.for_output(id, Some(video), output) {
+            Ok(stats) => stats.state != JobState::Reserved,
+            Err(why) => {
+                tracing::debug!(job = id, reason = %why, "the job is not ours to delete");
+                false
+            }
+        })
+    }
+
+    /// Every heartbeat of this namespace (the one ready job of each status tube), with
+    /// its signature checked. The connection is back on its tube after.
+    pub async fn heartbeats(&self, c: &mut Client) -> Result<Vec<Listed>, Error> {
+        let prefix = self.config.status_prefix();
+        let back = c.used_tube().to_owned();
+        let mut out = Vec::new();
+        for tube in c.list_tubes().await? {
+            if !tube.starts_with(&prefix) {
+                continue;
+            }
+            c.use_tube(&tube).await?;
+            let job = match c.peek_ready().await {
+                Ok(job) => job,
+                Err(Error::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let Ok(beat) = Heartbeat::decode(&job.body) else {
+                continue;
+            };
+            out.push(Listed {
+                id: job.id,
+                tube,
+                trust: self.trust(Kind::Heartbeat, &job.body),
+                beat,
+            });
+        }
+        c.use_tube(&back).await?;
+        Ok(out)
+    }
+}
+
+impl Listed {
+    /// Seconds since the heartbeat was written (negative when dated in the future).
+    pub fn age_seconds(&self) -> i64 {
+        (Utc::now() - self.beat.at).num_seconds()
+    }
+}

@@ -1,0 +1,13 @@
+//! The `_optical_flow.json` document, defined once: its types as the filter writes them
+//! (`document`), the check a result must pass before the sink writes it (`check`), the
+//! reading that plots and summaries use (`read`), and, with the `plot` feature, the
+//! motion traces drawn from it (`plot`).
+
+mod check;
+pub mod document;
+pub mod read;
+
+#[cfg(feature = "plot")]
+pub mod plot;
+
+pub use check::check;

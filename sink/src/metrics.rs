@@ -1,0 +1,26 @@
+//! The sink's Prometheus metrics (`sink --metrics ADDR`).
+
+use common::metrics::Metric;
+
+/// Results committed (written or kept).
+pub static RESULTS: Metric = Metric::counter(
+    "camhd_sink_results_committed_total",
+    "Results committed and deleted from the tube.",
+);
+/// Results buried.
+pub static BURIED: Metric = Metric::counter(
+    "camhd_sink_results_buried_total",
+    "Results buried for a bad body or path.",
+);
+/// Seconds spent committing.
+pub static COMMIT_SECONDS: Metric = Metric::counter(
+    "camhd_sink_commit_seconds_sum",
+    "Seconds spent in git add and commit (divide by _count).",
+);
+/// Commits made.
+pub static COMMITS: Metric = Metric::counter("camhd_sink_commit_seconds_count", "Commits made.");
+
+/// All of them, in the text format.
+pub fn render() -> String {
+    common::metrics::render(&[&RESULTS, &BURIED, &COMMIT_SECONDS, &COMMITS])
+}

@@ -1,0 +1,226 @@
+//! The sink: reserve results, write each into the checkout, commit in batches, and delete
+//! a batch's results (and their jobs) only after the commit that holds them. Killed at
+//! any moment, nothing is lost (undeleted results come back) and nothing is committed
+//! twice (a result already in the checkout changes nothing).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use common::backoff::Backoff;
+use common::beanstalk::{Client, Error as BsError};
+use common::grid::Grid;
+use common::shutdown::Shutdown;
+
+use crate::checkout::Checkout;
+use crate::commit::Committer;
+use crate::metrics;
+use crate::push::Pusher;
+use crate::write::Written;
+
+/// What the sink does, checked.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Server, tubes, keys (results must be signed with one; records are signed) and
+    /// this machine's name.
+    pub grid: Grid,
+    /// Commit after this many results…
+    pub batch: usize,
+    /// …or this long after the first of a batch arrived.
+    pub commit_every: Duration,
+    /// Push to this remote after each commit.
+    pub push: Option<String>,
+    /// Exit after this long with nothing to do.
+    pub exit_when_idle: Option<Duration>,
+    /// The largest document written, in bytes (after unpacking); larger ones are buried.
+    pub max_document: usize,
+}
+
+/// Counts for the final report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    /// Results whose document was written.
+    pub written: u64,
+    /// Results whose video already had a JSON that was kept.
+    pub kept: u64,
+    /// Results buried for a bad body or path.
+    pub buried: u64,
+    /// Commits made.
+    pub commits: u64,
+}
+
+/// After a failed commit, its results come back this many seconds later.
+const COMMIT_RETRY_SECS: u32 = 10;
+
+/// The sink over one checkout, and the batch it is filling.
+#[derive(Debug)]
+pub struct Sink<'a> {
+    pub(crate) config: SinkConfig,
+    pub(crate) checkout: &'a Checkout,
+    pub(crate) batch: Vec<Written>,
+    pub(crate) totals: Totals,
+    pusher: Pusher,
+}
+
+impl<'a> Sink<'a> {
+    /// A sink writing into `checkout`.
+    pub fn new(config: SinkConfig, checkout: &'a Checkout) -> Sink<'a> {
+        Sink {
+            pusher: Pusher::new(config.push.clone()),
+            config,
+            checkout,
+            batch: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Runs until shutdown or idle; returns the totals.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> anyhow::Result<Totals> {
+        let mut batch_started = Instant::now();
+        let mut idle_since = Instant::now();
+        let mut conn: Option<Client> = None;
+        let mut backoff = Backoff::reconnect();
+        loop {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match connect(&self.config).await {
+                    Ok(c) => {
+                        backoff.reset();
+                        conn.insert(c)
+                    }
+                    Err(e) if shutdown.stopping() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "reconnecting");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                },
+            };
+            let due = self.batch.len() >= self.config.batch
+                || batch_started.elapsed() >= self.config.commit_every
+                || shutdown.stopping();
+            if !self.batch.is_empty() && due {
+                self.flush(c).await?;
+                continue;
+            }
+            if shutdown.stopping() || self.idle_long_enough(c, idle_since).await {
+                if !shutdown.stopping() {
+                    tracing::info!("idle; exiting");
+                }
+                self.pusher.push(self.checkout, true);
+                return Ok(self.totals);
+            }
+            let reserved = tokio::select! {
+                r = c.reserve_with_timeout(1) => r,
+                _ = shutdown.changed() => { conn = None; continue; }
+            };
+            match reserved {
+                Ok(result) => {
+                    idle_since = Instant::now();
+                    if self.batch.is_empty() {
+                        batch_started = Instant::now();
+                    }
+                    if let Some(w) = self.write_result(c, result).await? {
+                        self.batch.push(w);
+                    }
+                }
+                Err(BsError::TimedOut) => self.pusher.push(self.checkout, false),
+                // A held result is about to time out: commit what we have now.
+                Err(BsError::DeadlineSoon) => self.flush(c).await?,
+                Err(e) => {
+                    // Our reservations went back to ready with the connection; what was
+                    // written stays and is committed when those results come back.
+                    tracing::warn!(error = %e, pending = self.batch.len(), "lost the server");
+                    self.batch.clear();
+                    conn = None;
+                }
+            }
+        }
+    }
+
+    /// True when `--exit-when-idle` has passed with an empty batch and nothing waiting
+    /// (ready, or delayed after a failed commit).
+    async fn idle_long_enough(&self, c: &mut Client, idle_since: Instant) -> bool {
+        let Some(idle) = self.config.exit_when_idle else {
+            return false;
+        };
+        if !self.batch.is_empty() || idle_since.elapsed() < idle {
+            return false;
+        }
+        match c
+            .stats_tube(&self.config.grid.config().results_tube())
+            .await
+        {
+            Ok(s) => s.current_jobs_ready + s.current_jobs_delayed == 0,
+            Err(BsError::NotFound) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Commits the batch, then deletes its results and their jobs. A result whose file
+    /// git did not take into the commit, or that git refuses, is buried, never deleted
+    /// as if committed. Only a fault of the whole checkout (or of git itself) leaves the
+    /// batch reserved, to come back and be tried again.
+    async fn flush(&mut self, c: &mut Client) -> anyhow::Result<()> {
+        let items = std::mem::take(&mut self.batch);
+        let started = Instant::now();
+        let mut committer = Committer::new(self.checkout);
+        let outcome = committer.commit(items);
+        self.totals.commits += committer.commits;
+        if committer.commits > 0 {
+            self.pusher.committed();
+        }
+        let (committed, refused) = match outcome {
+            Ok(parts) => parts,
+            Err((items, e)) => {
+                tracing::error!(error = %format!("{e:#}"), results = items.len(), "commit failed and the checkout is not writable; releasing the results to retry");
+                for w in items {
+                    if let Err(e) = c.release(w.id, 1024, COMMIT_RETRY_SECS).await {
+                        tracing::warn!(job = w.id, error = %e, "could not release; it returns when the connection closes");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        metrics::COMMIT_SECONDS.add(started.elapsed().as_secs_f64());
+        for (w, why) in refused {
+            tracing::error!(job = w.id, video = %w.video, error = %why, "burying a result git refused");
+            self.bury(c, w.id, Some(&w.job), why).await;
+        }
+        metrics::RESULTS.add(committed.len() as f64);
+        for w in committed {
+            if let Err(e) = c.delete(w.id).await {
+                tracing::warn!(job = w.id, error = %e, "could not delete a committed result");
+            }
+            self.delete_job(c, &w).await;
+        }
+        self.pusher.push(self.checkout, true);
+        Ok(())
+    }
+
+    /// Deletes the job a committed result answers (the filter left it delayed, awaiting
+    /// this commit), but only if it is still that job and nobody holds it. A job some
+    /// filter holds again (its delay ran out) is left to it; its second result will find
+    /// the JSON committed and change nothing.
+    async fn delete_job(&self, c: &mut Client, w: &Written) {
+        let Some(job_id) = w.job_id else { return };
+        let grid = &self.config.grid;
+        if let Ok(true) = grid.idle_job_for(c, job_id, &w.video, &w.rel).await {
+            match c.delete(job_id).await {
+                Ok(()) | Err(BsError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(job = job_id, error = %e, "could not delete a committed job")
+                }
+            }
+        }
+    }
+}
+
+async fn connect(config: &SinkConfig) -> anyhow::Result<Client> {
+    let mut c = config.grid.connect().await?;
+    let tube = config.grid.config().results_tube();
+    c.watch(&tube)
+        .await
+        .with_context(|| format!("watching {tube}"))?;
+    c.ignore("default").await?;
+    Ok(c)
+}
