@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
+/// The path by which lazycache URLs are recognised (lazycache mirrors the raw archive's
+/// `files/` below it).
+pub const LAZYCACHE_MARKER: &str = "/v1/org/oceanobservatories/rawdata/files/";
+
 /// The suffix every output path has.
 pub const OUTPUT_SUFFIX: &str = "_optical_flow.json";
 

@@ -353,7 +353,7 @@ fn next_block(
     match deadline {
         None => rx.recv().map_err(|_| stopped()),
         Some(d) => rx.recv_timeout(d.left()).map_err(|e| match e {
-            mpsc::RecvTimeoutError::Timeout => d.exceeded(video),
+            mpsc::RecvTimeoutError::Timeout => d.exceeded(video).into(),
             mpsc::RecvTimeoutError::Disconnected => stopped(),
         }),
     }
@@ -385,7 +385,7 @@ fn spawn_prefetch(
         .name("prefetch".into())
         .spawn(move || {
             for frames in lists {
-                let result = source.fetch(&frames);
+                let result = source.fetch(&frames).map_err(AnalysisError::from);
                 bytes.store(source.bytes_fetched(), Ordering::Relaxed);
                 let failed = result.is_err();
                 if tx.send(result).is_err() || failed {

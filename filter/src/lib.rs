@@ -6,12 +6,13 @@
 pub mod analysis;
 pub mod decode;
 pub mod document;
+mod error;
 pub mod motion;
 pub mod plan;
 pub mod prores;
 pub mod worker;
 
 pub use analysis::{analyze, decode_only, Analysis, Progress, RunStats, Settings};
+pub use error::AnalysisError;
 /// Frame sources: the `movie` crate.
 pub use movie as source;
-pub use movie::AnalysisError;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use filter::document::OpticalFlowDocument;
 use filter::source::quicktime::read_index;
+use filter::source::ReadError;
 use filter::source::{self, FileBytes, SourceKind};
 use filter::{analyze, AnalysisError, Settings};
 use support::synth::{scripted, truth};
@@ -128,7 +129,10 @@ fn http_errors_are_typed() {
     let missing = format!("{}/files/nope.mov", server.url());
     let err = run(&missing, SourceKind::Auto, 10).unwrap_err();
     assert!(
-        matches!(err, AnalysisError::HttpStatus { status: 404, .. }),
+        matches!(
+            err,
+            AnalysisError::Read(ReadError::HttpStatus { status: 404, .. })
+        ),
         "{err}"
     );
     assert!(!err.is_transient());
@@ -137,7 +141,10 @@ fn http_errors_are_typed() {
     let no_ranges = HttpServer::start(files_with_ranges(clips().path(), false));
     let url = format!("{}/{ARCHIVE_DIR}/{MOVIE}", no_ranges.url());
     let err = run(&url, SourceKind::Auto, 10).unwrap_err();
-    assert!(matches!(err, AnalysisError::NoRangeSupport { .. }), "{err}");
+    assert!(
+        matches!(err, AnalysisError::Read(ReadError::NoRangeSupport { .. })),
+        "{err}"
+    );
 
     let port = testkit::free_port().expect("port");
     let err = run(
@@ -146,7 +153,10 @@ fn http_errors_are_typed() {
         10,
     )
     .unwrap_err();
-    assert!(matches!(err, AnalysisError::Unreachable { .. }), "{err}");
+    assert!(
+        matches!(err, AnalysisError::Read(ReadError::Unreachable { .. })),
+        "{err}"
+    );
     assert!(err.is_transient(), "a network failure is worth retrying");
 }
 
@@ -189,7 +199,9 @@ fn lazycache_error_replies_are_reported() {
     let url = format!("{}{}RS03ASHS/missing.mov", server.url(), lazycache::PREFIX);
     let err = run(&url, SourceKind::Lazycache, 10).unwrap_err();
     match &err {
-        AnalysisError::Lazycache { message, .. } => assert!(message.contains("not found"), "{err}"),
+        AnalysisError::Read(ReadError::Lazycache { message, .. }) => {
+            assert!(message.contains("not found"), "{err}")
+        }
         other => panic!("expected a lazycache error, got {other}"),
     }
     assert_eq!(err.exit_code(), 15);

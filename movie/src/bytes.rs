@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use crate::http::{Http, HttpLimits, Reply};
 use crate::reach::Reach;
-use crate::AnalysisError;
+use crate::ReadError;
 
 /// Bytes at offsets, from wherever the video lives.
 pub trait ByteSource: Send {
     /// Total length in bytes.
     fn size(&self) -> u64;
     /// Fills `buf` with the bytes at `offset`.
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), AnalysisError>;
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError>;
     /// Bytes fetched so far (body bytes only).
     fn bytes_fetched(&self) -> u64;
     /// The path or URL, for messages.
@@ -34,16 +34,16 @@ impl FileBytes {
     /// Opens `path`, which must be a regular file: a FIFO would block the open (and the
     /// slot) for ever, a device read for ever. It is checked before opening, and the
     /// open itself does not block, in case the path changed in between.
-    pub fn open(path: &str) -> Result<FileBytes, AnalysisError> {
+    pub fn open(path: &str) -> Result<FileBytes, ReadError> {
         FileBytes::open_within(path, &Reach::Any)
     }
 
     /// [`FileBytes::open`], for a path that `reach` must allow: checked by its real path
     /// before opening, and by the real path of what was opened after.
-    pub fn open_within(path: &str, reach: &Reach) -> Result<FileBytes, AnalysisError> {
+    pub fn open_within(path: &str, reach: &Reach) -> Result<FileBytes, ReadError> {
         reach.check_path(path)?;
         match std::fs::metadata(path) {
-            Ok(m) if !m.is_file() => return Err(AnalysisError::NotRegular { path: path.into() }),
+            Ok(m) if !m.is_file() => return Err(ReadError::NotRegular { path: path.into() }),
             _ => {}
         }
         let file = std::fs::OpenOptions::new()
@@ -51,18 +51,18 @@ impl FileBytes {
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => AnalysisError::NotFound { path: path.into() },
-                _ => AnalysisError::Io {
+                std::io::ErrorKind::NotFound => ReadError::NotFound { path: path.into() },
+                _ => ReadError::Io {
                     path: path.into(),
                     source,
                 },
             })?;
-        let meta = file.metadata().map_err(|source| AnalysisError::Io {
+        let meta = file.metadata().map_err(|source| ReadError::Io {
             path: path.into(),
             source,
         })?;
         if !meta.is_file() {
-            return Err(AnalysisError::NotRegular { path: path.into() });
+            return Err(ReadError::NotRegular { path: path.into() });
         }
         reach.check_opened(path, &file)?;
         Ok(FileBytes {
@@ -79,15 +79,15 @@ impl ByteSource for FileBytes {
         self.len
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), AnalysisError> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         self.file
             .read_exact_at(buf, offset)
             .map_err(|source| match source.kind() {
-                std::io::ErrorKind::UnexpectedEof => AnalysisError::Corrupt {
+                std::io::ErrorKind::UnexpectedEof => ReadError::Corrupt {
                     what: self.path.clone(),
                     detail: format!("file ends before byte {}", offset + buf.len() as u64),
                 },
-                _ => AnalysisError::Io {
+                _ => ReadError::Io {
                     path: self.path.clone(),
                     source,
                 },
@@ -121,7 +121,7 @@ pub struct HttpBytes {
 impl HttpBytes {
     /// Learns the resource's length with a one-byte Range request, which also proves the
     /// server honours Range.
-    pub fn open(url: &str, limits: HttpLimits) -> Result<HttpBytes, AnalysisError> {
+    pub fn open(url: &str, limits: HttpLimits) -> Result<HttpBytes, ReadError> {
         let mut this = HttpBytes {
             http: Http::new(limits),
             url: url.into(),
@@ -129,7 +129,7 @@ impl HttpBytes {
             fetched: 0,
         };
         let reply = this.get_range(0, 0)?;
-        this.len = total_length(&reply).ok_or_else(|| AnalysisError::Unreachable {
+        this.len = total_length(&reply).ok_or_else(|| ReadError::Unreachable {
             url: url.into(),
             detail: "the reply to a Range request has no usable Content-Range".into(),
         })?;
@@ -139,13 +139,13 @@ impl HttpBytes {
     }
 
     /// A 206 for exactly `first..=last`; anything else is an error.
-    fn get_range(&self, first: u64, last: u64) -> Result<Reply, AnalysisError> {
+    fn get_range(&self, first: u64, last: u64) -> Result<Reply, ReadError> {
         let reply = self
             .http
             .get(&self.url, Some((first, last)), last - first + 1)?;
         if reply.status != 206 {
             // A 200 would stream the whole file; drop it unread.
-            return Err(AnalysisError::NoRangeSupport {
+            return Err(ReadError::NoRangeSupport {
                 url: self.url.clone(),
             });
         }
@@ -166,14 +166,14 @@ impl HttpBytes {
         Ok(reply)
     }
 
-    fn transport(&self, detail: String) -> AnalysisError {
-        AnalysisError::Unreachable {
+    fn transport(&self, detail: String) -> ReadError {
+        ReadError::Unreachable {
             url: self.url.clone(),
             detail,
         }
     }
 
-    fn read_once(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), AnalysisError> {
+    fn read_once(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         let last = offset + buf.len() as u64 - 1;
         let body = self.get_range(offset, last)?.body(buf.len() as u64)?;
         if body.len() != buf.len() {
@@ -194,12 +194,12 @@ impl ByteSource for HttpBytes {
         self.len
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), AnalysisError> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         if buf.is_empty() {
             return Ok(());
         }
         if offset + buf.len() as u64 > self.len {
-            return Err(AnalysisError::Corrupt {
+            return Err(ReadError::Corrupt {
                 what: self.url.clone(),
                 detail: format!("resource ends before byte {}", offset + buf.len() as u64),
             });
@@ -207,7 +207,7 @@ impl ByteSource for HttpBytes {
         let mut attempt = 0;
         loop {
             match self.read_once(offset, buf) {
-                Err(e @ AnalysisError::Unreachable { .. }) if attempt < HTTP_RETRIES => {
+                Err(e @ ReadError::Unreachable { .. }) if attempt < HTTP_RETRIES => {
                     attempt += 1;
                     tracing::debug!(url = %self.url, attempt, error = %e, "retrying a Range read");
                     std::thread::sleep(Duration::from_millis(200 << attempt));

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::AnalysisError;
+use crate::ReadError;
 
 /// A video's deadline: when its analysis started and how long it may take. Clones share
 /// the budget, so an automatic one fitted to the video once its size is known holds for
@@ -83,15 +83,15 @@ impl Deadline {
     }
 
     /// The error for `what` having run past it.
-    pub fn exceeded(&self, what: &str) -> AnalysisError {
-        AnalysisError::DeadlineExceeded {
+    pub fn exceeded(&self, what: &str) -> ReadError {
+        ReadError::DeadlineExceeded {
             what: what.into(),
             seconds: self.budget().as_secs_f64().ceil() as u64,
         }
     }
 
     /// An error if it has passed.
-    pub fn check(&self, what: &str) -> Result<(), AnalysisError> {
+    pub fn check(&self, what: &str) -> Result<(), ReadError> {
         if self.passed() {
             Err(self.exceeded(what))
         } else {

@@ -1,10 +1,11 @@
-//! Why an analysis could not run, with the exit code `filter analyze` gives each reason
-//! and whether a grid worker should retry it.
+//! Why a movie could not be read: missing, unreachable, refused, too slow, or lying about
+//! itself; and whether trying again later may help. (What the analysis makes of these,
+//! with `filter analyze`'s exit codes, is the filter's business.)
 
-/// A failure of the whole analysis (a single bad frame is not one: it gives an invalid
-/// entry instead).
+/// A failure to read a movie as a whole (a single bad frame is not one: the analysis
+/// gives an invalid entry for it instead).
 #[derive(Debug, thiserror::Error)]
-pub enum AnalysisError {
+pub enum ReadError {
     /// A local video that does not exist.
     #[error("{path}: no such file")]
     NotFound {
@@ -69,16 +70,6 @@ pub enum AnalysisError {
     NoFrames {
         /// The video.
         what: String,
-    },
-    /// Too few frames for even one frame pair.
-    #[error("{what}: the video has {frames} frames; a frame pair needs at least {needed}")]
-    TooShort {
-        /// The video.
-        what: String,
-        /// Frames in it.
-        frames: u64,
-        /// Frames one pair spans.
-        needed: u64,
     },
     /// A codec other than ProRes.
     #[error("{what}: video codec {codec:?} is not supported (only Apple ProRes)")]
@@ -172,17 +163,6 @@ pub enum AnalysisError {
         /// Claimed height.
         height: u32,
     },
-    /// The job would produce more entries than accepted.
-    #[error("the plan has {pairs} frame pairs, more than the {max} one document may hold; use a larger stride")]
-    PlanTooLarge {
-        /// Pairs planned.
-        pairs: u64,
-        /// The cap.
-        max: u64,
-    },
-    /// The analysis parameters make no sense for this video.
-    #[error("nothing to analyse: {0}")]
-    NothingToDo(String),
     /// The video's analysis ran past its time budget (`--video-deadline`).
     #[error("{what}: the analysis ran past the video's deadline of {seconds} s (--video-deadline, FILTER_VIDEO_DEADLINE)")]
     DeadlineExceeded {
@@ -191,52 +171,18 @@ pub enum AnalysisError {
         /// The budget, in seconds.
         seconds: u64,
     },
-    /// A failure inside libav or OpenCV that is not about the input.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
-impl AnalysisError {
-    /// The exit code of `filter analyze` for this error; each kind of bad input has its
-    /// own, so scripts can tell them apart. Documented in `filter analyze --help`.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            AnalysisError::NotFound { .. } => 10,
-            AnalysisError::Io { .. } => 11,
-            AnalysisError::HttpStatus { .. } => 12,
-            AnalysisError::Unreachable { .. } => 13,
-            AnalysisError::NoRangeSupport { .. } => 14,
-            AnalysisError::Lazycache { .. } => 15,
-            AnalysisError::NotQuickTime { .. } => 16,
-            AnalysisError::Corrupt { .. } => 17,
-            AnalysisError::NoFrames { .. } => 18,
-            AnalysisError::TooShort { .. } => 19,
-            AnalysisError::Unsupported { .. } => 20,
-            AnalysisError::NothingToDo(_) => 21,
-            AnalysisError::TooSlow { .. } => 22,
-            AnalysisError::Redirect { .. } => 23,
-            AnalysisError::NotRegular { .. } => 24,
-            AnalysisError::TooManyFrames { .. } => 25,
-            AnalysisError::FrameTooLarge { .. } => 26,
-            AnalysisError::Implausible { .. } => 27,
-            AnalysisError::SizeMismatch { .. } => 28,
-            AnalysisError::ImageTooLarge { .. } => 29,
-            AnalysisError::PlanTooLarge { .. } => 30,
-            AnalysisError::Forbidden { .. } => 31,
-            AnalysisError::DeadlineExceeded { .. } => 32,
-            AnalysisError::Internal(_) => 1,
-        }
-    }
-
+impl ReadError {
     /// True when trying again later may succeed (network trouble, server errors); false
     /// when the input itself is bad.
     pub fn is_transient(&self) -> bool {
         match self {
-            AnalysisError::Unreachable { .. }
-            | AnalysisError::Io { .. }
-            | AnalysisError::TooSlow { .. }
-            | AnalysisError::DeadlineExceeded { .. } => true,
-            AnalysisError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
+            ReadError::Unreachable { .. }
+            | ReadError::Io { .. }
+            | ReadError::TooSlow { .. }
+            | ReadError::DeadlineExceeded { .. } => true,
+            ReadError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
     }

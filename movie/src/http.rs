@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::reach::{Filtered, Reach};
-use crate::AnalysisError;
 use crate::Deadline;
+use crate::ReadError;
 
 /// The limits on one video's HTTP traffic (`--http-deadline`, `--http-min-rate`) and
 /// which hosts it may reach.
@@ -51,10 +51,10 @@ impl HttpLimits {
 
     /// The error for a request to `url` that ran out of time: the video's deadline when
     /// that is what passed, else the request's own allowance.
-    fn out_of_time(&self, url: &str) -> AnalysisError {
+    fn out_of_time(&self, url: &str) -> ReadError {
         match &self.video {
             Some(d) if d.passed() => d.exceeded(url),
-            _ => AnalysisError::TooSlow { url: url.into() },
+            _ => ReadError::TooSlow { url: url.into() },
         }
     }
 }
@@ -116,7 +116,7 @@ impl Reply {
 
     /// Reads at most `max` bytes of the body; more is an error, and so is running past
     /// the request's time.
-    pub fn body(self, max: u64) -> Result<Vec<u8>, AnalysisError> {
+    pub fn body(self, max: u64) -> Result<Vec<u8>, ReadError> {
         let url = self.url.clone();
         let mut out = Vec::new();
         let mut reader = self.response.into_reader().take(max + 1);
@@ -129,7 +129,7 @@ impl Reply {
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
                     self.limits.out_of_time(&url)
                 }
-                _ => AnalysisError::Unreachable {
+                _ => ReadError::Unreachable {
                     url: url.clone(),
                     detail: e.to_string(),
                 },
@@ -139,7 +139,7 @@ impl Reply {
             }
             out.extend_from_slice(&buf[..n]);
             if out.len() as u64 > max {
-                return Err(AnalysisError::Unreachable {
+                return Err(ReadError::Unreachable {
                     url,
                     detail: format!("the server sent more than the {max} bytes asked for"),
                 });
@@ -178,7 +178,7 @@ impl Http {
         url: &str,
         range: Option<(u64, u64)>,
         expect: u64,
-    ) -> Result<Reply, AnalysisError> {
+    ) -> Result<Reply, ReadError> {
         let allowance = self.limits.allowance(expect);
 
         let until = Instant::now() + allowance;
@@ -199,7 +199,7 @@ impl Http {
                 Ok(r) => r,
                 Err(ureq::Error::Status(status, r)) if (300..400).contains(&status) => r,
                 Err(ureq::Error::Status(status, _)) => {
-                    return Err(AnalysisError::HttpStatus {
+                    return Err(ReadError::HttpStatus {
                         url: current,
                         status,
                     })
@@ -210,7 +210,7 @@ impl Http {
                     return Err(if timed_out {
                         self.limits.out_of_time(url)
                     } else {
-                        AnalysisError::Unreachable {
+                        ReadError::Unreachable {
                             url: current,
                             detail: t.to_string(),
                         }
@@ -222,7 +222,7 @@ impl Http {
                 let location =
                     response
                         .header("Location")
-                        .ok_or_else(|| AnalysisError::Unreachable {
+                        .ok_or_else(|| ReadError::Unreachable {
                             url: current.clone(),
                             detail: format!("HTTP {status} without a Location"),
                         })?;
@@ -237,7 +237,7 @@ impl Http {
                 limits: self.limits.clone(),
             });
         }
-        Err(AnalysisError::Redirect {
+        Err(ReadError::Redirect {
             url: url.into(),
             detail: format!("more than {} redirects", HttpLimits::MAX_REDIRECTS),
         })
@@ -247,7 +247,7 @@ impl Http {
 impl Http {
     /// The reach check for `url`, giving the normalised URL to request. A host whose
     /// addresses passed once is not looked up again for the same video.
-    fn check_reach(&self, url: &str) -> Result<url::Url, AnalysisError> {
+    fn check_reach(&self, url: &str) -> Result<url::Url, ReadError> {
         let (checked, check_addresses) = self.limits.reach.admit(url)?;
         if !check_addresses {
             return Ok(checked);
@@ -266,12 +266,12 @@ impl Http {
 }
 
 /// Only http and https, before and after every redirect.
-fn check_scheme(original: &str, current: &str) -> Result<(), AnalysisError> {
+fn check_scheme(original: &str, current: &str) -> Result<(), ReadError> {
     let lower = current.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         Ok(())
     } else {
-        Err(AnalysisError::Redirect {
+        Err(ReadError::Redirect {
             url: original.into(),
             detail: format!("refusing to follow a redirect to {current:?} (only http and https)"),
         })
@@ -279,15 +279,15 @@ fn check_scheme(original: &str, current: &str) -> Result<(), AnalysisError> {
 }
 
 /// A `Location` against the URL it came from.
-fn resolve(base: &str, location: &str) -> Result<String, AnalysisError> {
-    let base_url = url::Url::parse(base).map_err(|e| AnalysisError::Redirect {
+fn resolve(base: &str, location: &str) -> Result<String, ReadError> {
+    let base_url = url::Url::parse(base).map_err(|e| ReadError::Redirect {
         url: base.into(),
         detail: e.to_string(),
     })?;
     base_url
         .join(location)
         .map(String::from)
-        .map_err(|e| AnalysisError::Redirect {
+        .map_err(|e| ReadError::Redirect {
             url: base.into(),
             detail: format!("bad Location {location:?}: {e}"),
         })
@@ -315,7 +315,7 @@ mod tests {
         for bad in ["file:///etc/passwd", "ftp://h/x", "gopher://h"] {
             assert!(matches!(
                 check_scheme("http://a/x", bad),
-                Err(AnalysisError::Redirect { .. })
+                Err(ReadError::Redirect { .. })
             ));
         }
         assert_eq!(resolve("http://a/b/c", "/d").unwrap(), "http://a/d");

@@ -6,11 +6,12 @@ use serde_json::Value;
 
 use crate::analysis_size;
 use crate::http::{Http, HttpLimits};
-use crate::source::{archive_path, Fetched, FrameSource, Payload, VideoInfo, MAX_FRAMES};
-use crate::AnalysisError;
+use crate::video::{archive_path, Fetched, FrameSource, Payload, VideoInfo, MAX_FRAMES};
+use crate::ReadError;
 
-/// The largest frame image accepted (a full-size 1080p PNG is about 3-4 MB).
-const MAX_FRAME_BYTES: u64 = 64 << 20;
+/// The largest frame image accepted (a full-size 1080p PNG is about 3-4 MB); an image,
+/// not a movie frame, so not [`crate::MAX_FRAME_BYTES`].
+const MAX_IMAGE_BYTES: u64 = 64 << 20;
 /// The largest metadata reply accepted.
 const MAX_META_BYTES: u64 = 1 << 20;
 /// The most pixels a frame image may claim in its header (8K by 8K).
@@ -35,7 +36,7 @@ impl LazycacheSource {
         url: &str,
         img_scale: f64,
         limits: HttpLimits,
-    ) -> Result<LazycacheSource, AnalysisError> {
+    ) -> Result<LazycacheSource, ReadError> {
         let url = url.trim_end_matches('/').to_owned();
         let mut this = LazycacheSource {
             http: Http::new(limits),
@@ -48,7 +49,7 @@ impl LazycacheSource {
                 width: 0,
                 height: 0,
                 codec: *b"png ",
-                max_frame_bytes: MAX_FRAME_BYTES,
+                max_frame_bytes: MAX_IMAGE_BYTES,
                 bytes: 0,
             },
             target: (0, 0),
@@ -58,10 +59,10 @@ impl LazycacheSource {
         this.info.num_frames = meta.get("NumFrames").and_then(Value::as_u64).unwrap_or(0);
         this.info.duration = meta.get("Duration").and_then(Value::as_f64).unwrap_or(0.0);
         if this.info.num_frames == 0 {
-            return Err(AnalysisError::NoFrames { what: url });
+            return Err(ReadError::NoFrames { what: url });
         }
         if this.info.num_frames > MAX_FRAMES {
-            return Err(AnalysisError::TooManyFrames {
+            return Err(ReadError::TooManyFrames {
                 what: url,
                 frames: this.info.num_frames,
                 max: MAX_FRAMES,
@@ -69,7 +70,7 @@ impl LazycacheSource {
         }
         match meta.get("FileSize").and_then(Value::as_u64) {
             Some(size) if this.info.num_frames.saturating_mul(MIN_BYTES_PER_FRAME) > size => {
-                return Err(AnalysisError::Implausible {
+                return Err(ReadError::Implausible {
                     what: url,
                     detail: format!(
                         "NumFrames {} in a file of {size} bytes",
@@ -87,7 +88,7 @@ impl LazycacheSource {
                     .as_ref()
                     .map_or(MAX_FRAMES, |d| d.frames_that_fit());
                 if this.info.num_frames > fit {
-                    return Err(AnalysisError::Implausible {
+                    return Err(ReadError::Implausible {
                         what: url,
                         detail: format!(
                             "NumFrames {} without a FileSize to check it against, more than the {fit} that fit the video's deadline of {} s at {} frames/s (raise --video-deadline if it is real)",
@@ -101,12 +102,12 @@ impl LazycacheSource {
         }
         // lazycache's metadata has no frame size; frame 1's PNG header has it.
         let first = this.get_bytes(&format!("{url}/frame/1"))?;
-        let (w, h) = png_size(&first).ok_or_else(|| AnalysisError::Lazycache {
+        let (w, h) = png_size(&first).ok_or_else(|| ReadError::Lazycache {
             url: url.clone(),
             message: "frame 1 is not a PNG image".into(),
         })?;
         if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS || w == 0 || h == 0 {
-            return Err(AnalysisError::ImageTooLarge {
+            return Err(ReadError::ImageTooLarge {
                 what: url,
                 width: w,
                 height: h,
@@ -116,12 +117,12 @@ impl LazycacheSource {
         this.target = analysis_size(w, h, img_scale);
         // A PNG of the analysis size, even stored uncompressed, is about 4 bytes a pixel.
         let (tw, th) = this.target;
-        this.info.max_frame_bytes = ((tw * th * 4) as u64 + (1 << 20)).min(MAX_FRAME_BYTES);
+        this.info.max_frame_bytes = ((tw * th * 4) as u64 + (1 << 20)).min(MAX_IMAGE_BYTES);
         Ok(this)
     }
 
     /// A bounded GET whose body is counted.
-    fn fetch_body(&mut self, url: &str, max: u64) -> Result<(Vec<u8>, bool), AnalysisError> {
+    fn fetch_body(&mut self, url: &str, max: u64) -> Result<(Vec<u8>, bool), ReadError> {
         // Frames come scaled down; a full-size 1080p PNG is ~4 MB, so expect that much.
         let reply = self.http.get(url, None, 4 << 20)?;
         let json = reply.content_type().contains("json");
@@ -130,7 +131,7 @@ impl LazycacheSource {
         Ok((body, json))
     }
 
-    fn get_bytes(&mut self, url: &str) -> Result<Vec<u8>, AnalysisError> {
+    fn get_bytes(&mut self, url: &str) -> Result<Vec<u8>, ReadError> {
         let (body, json) = self.fetch_body(url, self.info.max_frame_bytes)?;
         if json || body.first() == Some(&b'{') {
             return Err(lazycache_error(url, &body));
@@ -138,14 +139,14 @@ impl LazycacheSource {
         Ok(body)
     }
 
-    fn get_json(&mut self, url: &str) -> Result<Value, AnalysisError> {
+    fn get_json(&mut self, url: &str) -> Result<Value, ReadError> {
         let (body, _) = self.fetch_body(url, MAX_META_BYTES)?;
-        let value: Value = serde_json::from_slice(&body).map_err(|_| AnalysisError::Lazycache {
+        let value: Value = serde_json::from_slice(&body).map_err(|_| ReadError::Lazycache {
             url: url.into(),
             message: "the reply is not JSON (is this a lazycache URL?)".into(),
         })?;
         match value.get("Error") {
-            Some(e) => Err(AnalysisError::Lazycache {
+            Some(e) => Err(ReadError::Lazycache {
                 url: url.into(),
                 message: e.as_str().map_or_else(|| e.to_string(), str::to_owned),
             }),
@@ -155,7 +156,7 @@ impl LazycacheSource {
 }
 
 /// The error in a JSON reply where an image was expected.
-fn lazycache_error(url: &str, body: &[u8]) -> AnalysisError {
+fn lazycache_error(url: &str, body: &[u8]) -> ReadError {
     let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| {
@@ -163,7 +164,7 @@ fn lazycache_error(url: &str, body: &[u8]) -> AnalysisError {
                 .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_owned))
         })
         .unwrap_or_else(|| "a JSON reply where a frame image was expected".into());
-    AnalysisError::Lazycache {
+    ReadError::Lazycache {
         url: url.into(),
         message,
     }
@@ -184,7 +185,7 @@ impl FrameSource for LazycacheSource {
         &self.info
     }
 
-    fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, AnalysisError> {
+    fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError> {
         let (w, h) = self.target;
         let mut out = Vec::with_capacity(frames.len());
         for &f in frames {
@@ -204,7 +205,7 @@ impl FrameSource for LazycacheSource {
                     None => out.push((f, Err("lazycache sent something not a PNG".into()))),
                 },
                 // One frame lazycache could not produce spoils only that frame.
-                Err(e @ AnalysisError::Lazycache { .. }) => out.push((f, Err(e.to_string()))),
+                Err(e @ ReadError::Lazycache { .. }) => out.push((f, Err(e.to_string()))),
                 Err(e) => return Err(e),
             }
         }

@@ -11,9 +11,10 @@ mod lazycache;
 pub mod quicktime;
 pub mod reach;
 mod source;
+mod video;
 
 pub use deadline::{Deadline, FRAMES_PER_SECOND};
-pub use error::AnalysisError;
+pub use error::ReadError;
 pub use source::*;
 
 /// ProRes FourCCs libav's decoder knows.

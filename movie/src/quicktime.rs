@@ -5,14 +5,14 @@
 //! index and the frames needed — and so that every byte fetched is accounted for.
 
 use crate::bytes::ByteSource;
-use crate::source::{MAX_FRAMES, MAX_FRAME_BYTES};
-use crate::AnalysisError;
+use crate::video::{MAX_FRAMES, MAX_FRAME_BYTES};
+use crate::ReadError;
 
 /// The most top-level atoms walked before the `moov` must have been found: a CamHD file
 /// has four (`ftyp`, `wide`, `mdat`, `moov`). Each costs a request over HTTP.
 const MAX_TOP_LEVEL_ATOMS: usize = 64;
 
-/// What can be wrong with an index, before it becomes an [`AnalysisError`].
+/// What can be wrong with an index, before it becomes an [`ReadError`].
 #[derive(Debug)]
 enum Bad {
     Corrupt(String),
@@ -34,22 +34,22 @@ impl From<&str> for Bad {
 }
 
 impl Bad {
-    fn into_error(self, what: &str) -> AnalysisError {
+    fn into_error(self, what: &str) -> ReadError {
         let what = what.to_owned();
         match self {
-            Bad::Corrupt(detail) => AnalysisError::Corrupt { what, detail },
-            Bad::TooManyFrames(frames) => AnalysisError::TooManyFrames {
+            Bad::Corrupt(detail) => ReadError::Corrupt { what, detail },
+            Bad::TooManyFrames(frames) => ReadError::TooManyFrames {
                 what,
                 frames,
                 max: MAX_FRAMES,
             },
-            Bad::FrameTooLarge { frame, size } => AnalysisError::FrameTooLarge {
+            Bad::FrameTooLarge { frame, size } => ReadError::FrameTooLarge {
                 what,
                 frame,
                 size,
                 max: MAX_FRAME_BYTES,
             },
-            Bad::Implausible(detail) => AnalysisError::Implausible { what, detail },
+            Bad::Implausible(detail) => ReadError::Implausible { what, detail },
         }
     }
 }
@@ -99,9 +99,9 @@ const TOP_LEVEL: [&[u8; 4]; 9] = [
 ];
 
 /// Finds the `moov` among the top-level atoms and reads the video track's index.
-pub fn read_index(src: &mut dyn ByteSource) -> Result<MovieIndex, AnalysisError> {
+pub fn read_index(src: &mut dyn ByteSource) -> Result<MovieIndex, ReadError> {
     let name = src.name().to_owned();
-    let corrupt = |detail: String| AnalysisError::Corrupt {
+    let corrupt = |detail: String| ReadError::Corrupt {
         what: name.clone(),
         detail,
     };
@@ -121,7 +121,7 @@ pub fn read_index(src: &mut dyn ByteSource) -> Result<MovieIndex, AnalysisError>
         src.read_at(offset, &mut header[..n])?;
         let (size, kind, header_len) = atom_header(&header[..n], len - offset);
         if first && !TOP_LEVEL.contains(&&kind) {
-            return Err(AnalysisError::NotQuickTime { what: name });
+            return Err(ReadError::NotQuickTime { what: name });
         }
         first = false;
         if size < header_len || offset + size > len {
@@ -140,13 +140,13 @@ pub fn read_index(src: &mut dyn ByteSource) -> Result<MovieIndex, AnalysisError>
             src.read_at(offset + header_len, &mut moov)?;
             return match parse_moov(&moov, len).map_err(|b| b.into_error(&name))? {
                 Some(index) if !index.samples.is_empty() => Ok(index),
-                _ => Err(AnalysisError::NoFrames { what: name.clone() }),
+                _ => Err(ReadError::NoFrames { what: name.clone() }),
             };
         }
         offset += size;
     }
     Err(if first {
-        AnalysisError::NotQuickTime { what: name }
+        ReadError::NotQuickTime { what: name }
     } else {
         corrupt("no movie index (moov atom): the file was cut short or never finished".into())
     })

@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
-use crate::AnalysisError;
+use crate::ReadError;
 
 /// Which videos a filter may fetch: a job names any URL it likes, and a filter on a cloud
 /// machine must not become a way to reach what only it can reach.
@@ -218,7 +218,7 @@ impl Reach {
 
     /// Parses and checks `raw`, an http(s) URL, returning the normalised URL to request:
     /// what is checked is what is fetched.
-    pub fn check_url(&self, raw: &str) -> Result<url::Url, AnalysisError> {
+    pub fn check_url(&self, raw: &str) -> Result<url::Url, ReadError> {
         let (url, check_addresses) = self.admit(raw)?;
         if check_addresses {
             host_addresses_allowed(raw, &url)?;
@@ -228,8 +228,8 @@ impl Reach {
 
     /// Everything of [`Reach::check_url`] but resolving the host: the URL to request, and
     /// whether its host's addresses must still be checked.
-    pub(crate) fn admit(&self, raw: &str) -> Result<(url::Url, bool), AnalysisError> {
-        let refuse = |reason: String| AnalysisError::Forbidden {
+    pub(crate) fn admit(&self, raw: &str) -> Result<(url::Url, bool), ReadError> {
+        let refuse = |reason: String| ReadError::Forbidden {
             url: raw.into(),
             reason,
         };
@@ -265,7 +265,7 @@ impl Reach {
 
     /// Checks a local path before it is opened: with allowed sources, its real path (`..`
     /// and symlinks resolved) must be inside an allowed folder.
-    pub fn check_path(&self, path: &str) -> Result<(), AnalysisError> {
+    pub fn check_path(&self, path: &str) -> Result<(), ReadError> {
         match self {
             Reach::Allowed(_) => {
                 let real = std::fs::canonicalize(path).unwrap_or_else(|_| {
@@ -279,11 +279,11 @@ impl Reach {
 
     /// Checks the file actually opened for `path`: its real path, read back from the
     /// open descriptor, so a symlink swapped between the check and the open is caught.
-    pub fn check_opened(&self, path: &str, file: &File) -> Result<(), AnalysisError> {
+    pub fn check_opened(&self, path: &str, file: &File) -> Result<(), ReadError> {
         match self {
             Reach::Allowed(_) => {
                 let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
-                let real = std::fs::read_link(&fd).map_err(|e| AnalysisError::Forbidden {
+                let real = std::fs::read_link(&fd).map_err(|e| ReadError::Forbidden {
                     url: path.into(),
                     reason: format!("cannot tell which file was opened ({fd}: {e})"),
                 })?;
@@ -293,7 +293,7 @@ impl Reach {
         }
     }
 
-    fn inside(&self, shown: &str, real: &Path) -> Result<(), AnalysisError> {
+    fn inside(&self, shown: &str, real: &Path) -> Result<(), ReadError> {
         let Reach::Allowed(list) = self else {
             return Ok(());
         };
@@ -303,7 +303,7 @@ impl Reach {
         if ok {
             Ok(())
         } else {
-            Err(AnalysisError::Forbidden {
+            Err(ReadError::Forbidden {
                 url: shown.into(),
                 reason: format!(
                     "it is {}, inside none of the allowed sources ({}; --allow-source, GRID_ALLOW_SOURCES)",
@@ -328,8 +328,8 @@ impl Reach {
 }
 
 /// Refuses a URL whose host is, or resolves to, a [`forbidden`] address.
-pub(crate) fn host_addresses_allowed(raw: &str, url: &url::Url) -> Result<(), AnalysisError> {
-    let refuse = |reason: String| AnalysisError::Forbidden {
+pub(crate) fn host_addresses_allowed(raw: &str, url: &url::Url) -> Result<(), ReadError> {
+    let refuse = |reason: String| ReadError::Forbidden {
         url: raw.into(),
         reason,
     };
@@ -340,7 +340,7 @@ pub(crate) fn host_addresses_allowed(raw: &str, url: &url::Url) -> Result<(), An
         url::Host::Ipv6(a) => vec![IpAddr::V6(*a)],
         url::Host::Domain(name) => (*name, port)
             .to_socket_addrs()
-            .map_err(|e| AnalysisError::Unreachable {
+            .map_err(|e| ReadError::Unreachable {
                 url: raw.into(),
                 detail: format!("cannot resolve {name}: {e}"),
             })?
@@ -436,10 +436,7 @@ mod tests {
             "http://2130706433/x.mov",
         ] {
             let err = Reach::Public.check_url(url).unwrap_err();
-            assert!(
-                matches!(err, AnalysisError::Forbidden { .. }),
-                "{url}: {err}"
-            );
+            assert!(matches!(err, ReadError::Forbidden { .. }), "{url}: {err}");
         }
         assert!(Reach::Public.check_url("http://10.1.2.3/x.mov").is_ok());
         assert!(Reach::Public.check_path("/data/a.mov").is_ok());

@@ -4,82 +4,25 @@
 
 use std::str::FromStr;
 
+use common::paths::LAZYCACHE_MARKER;
+
 pub use crate::bytes::{ByteSource, FileBytes, HttpBytes};
 pub use crate::http::HttpLimits;
 pub use crate::lazycache::LazycacheSource;
 use crate::quicktime::{read_index, MovieIndex};
 pub use crate::reach::{Allowed, Reach};
+pub use crate::video::{
+    archive_path, Fetched, FrameSource, Payload, VideoInfo, MAX_FRAMES, MAX_FRAME_BYTES,
+};
 
 use crate::is_prores;
-use crate::AnalysisError;
+use crate::ReadError;
 
 /// Reads separated by at most this many bytes are merged into one, which is cheaper than
 /// a second request or syscall and keeps the bytes fetched close to those needed.
 const MERGE_GAP: u64 = 64 << 10;
-/// The largest single read.
-const MAX_READ: u64 = 32 << 20;
-
-/// The most frames a video may have: a 14-minute CamHD file has ~25,000; the largest
-/// archive files (228 GB) a few hundred thousand. The index of this many costs 80 MB.
-pub const MAX_FRAMES: u64 = 5_000_000;
-/// The largest frame accepted: a 1080p ProRes 4444 XQ frame is under 2 MB, a 4K one
-/// under 8 MB. Also the largest single read, so one frame always fits one.
-pub const MAX_FRAME_BYTES: u64 = MAX_READ;
-
-/// The path of CamHD videos below the raw archive's root, as it appears in archive and
-/// lazycache URLs.
-const ARCHIVE_MARKER: &str = "/files/";
-/// The path by which lazycache URLs are recognised.
-const LAZYCACHE_MARKER: &str = "/v1/org/oceanobservatories/rawdata/files/";
-
-/// What the analysis knows of a video before reading frames.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VideoInfo {
-    /// `movie.URL`: the path below the archive root for archive and lazycache videos,
-    /// else the path or URL given.
-    pub url: String,
-    /// `movie.cacheURL`: where frames are read from.
-    pub cache_url: String,
-    /// Frames in the video.
-    pub num_frames: u64,
-    /// Seconds.
-    pub duration: f64,
-    /// Full-resolution width.
-    pub width: u32,
-    /// Full-resolution height.
-    pub height: u32,
-    /// The codec's FourCC (for container sources).
-    pub codec: [u8; 4],
-    /// The largest frame's size in bytes as fetched, so the analysis can bound what it
-    /// holds in memory at once.
-    pub max_frame_bytes: u64,
-    /// The whole video's size in bytes, when the source tells (0 when it does not), so
-    /// the analysis can fit its deadline to it.
-    pub bytes: u64,
-}
-
-/// One frame as fetched: compressed video to decode, or an image lazycache decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    /// One ProRes frame.
-    Prores(Vec<u8>),
-    /// An encoded image (PNG), already at the analysis size.
-    Image(Vec<u8>),
-}
-
-/// A frame number with its payload, or why this one frame could not be had.
-pub type Fetched = (u64, Result<Payload, String>);
-
-/// A video from which frames can be fetched.
-pub trait FrameSource: Send {
-    /// The video's facts.
-    fn info(&self) -> &VideoInfo;
-    /// Fetches `frames` (ascending, 1-based). An `Err` means the source failed as a
-    /// whole (network down, file gone); a per-frame `Err` only spoils that frame.
-    fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, AnalysisError>;
-    /// Bytes fetched so far.
-    fn bytes_fetched(&self) -> u64;
-}
+/// The largest single read: the largest frame, so one frame always fits one.
+const MAX_READ: u64 = MAX_FRAME_BYTES;
 
 /// How to read VIDEO (`--source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,7 +72,7 @@ pub fn open(
     video: &str,
     kind: SourceKind,
     img_scale: f64,
-) -> Result<Box<dyn FrameSource>, AnalysisError> {
+) -> Result<Box<dyn FrameSource>, ReadError> {
     open_with(video, kind, img_scale, &HttpLimits::default())
 }
 
@@ -139,7 +82,7 @@ pub fn open_with(
     kind: SourceKind,
     img_scale: f64,
     limits: &HttpLimits,
-) -> Result<Box<dyn FrameSource>, AnalysisError> {
+) -> Result<Box<dyn FrameSource>, ReadError> {
     let kind = match kind {
         SourceKind::Auto => SourceKind::detect(video),
         k => k,
@@ -156,20 +99,6 @@ pub fn open_with(
             Box::new(MovSource::open(Box::new(file), video)?)
         }
     })
-}
-
-/// `movie.URL` for a VIDEO string: the part from the archive root on (with its leading
-/// slash) when the string has one, else the string itself.
-pub fn archive_path(video: &str) -> String {
-    let no_query = video.split(['?', '#']).next().unwrap_or(video);
-    match no_query.find(LAZYCACHE_MARKER) {
-        Some(i) => no_query[i + LAZYCACHE_MARKER.len() - 1..].to_owned(),
-        None if no_query.contains("://") => match no_query.find(ARCHIVE_MARKER) {
-            Some(i) => no_query[i + ARCHIVE_MARKER.len() - 1..].to_owned(),
-            None => video.to_owned(),
-        },
-        None => video.to_owned(),
-    }
 }
 
 /// A QuickTime movie whose frames we read by their sample table and decode ourselves.
@@ -189,10 +118,10 @@ impl std::fmt::Debug for MovSource {
 
 impl MovSource {
     /// Reads the index of the movie behind `bytes`.
-    pub fn open(mut bytes: Box<dyn ByteSource>, video: &str) -> Result<MovSource, AnalysisError> {
+    pub fn open(mut bytes: Box<dyn ByteSource>, video: &str) -> Result<MovSource, ReadError> {
         let index = read_index(bytes.as_mut())?;
         if !is_prores(&index.codec) {
-            return Err(AnalysisError::Unsupported {
+            return Err(ReadError::Unsupported {
                 what: video.into(),
                 codec: index.codec_name(),
             });
@@ -224,10 +153,10 @@ fn check_first_frame(
     bytes: &mut dyn ByteSource,
     index: &MovieIndex,
     video: &str,
-) -> Result<(), AnalysisError> {
+) -> Result<(), ReadError> {
     let first = index.samples[0];
     if first.size < 20 {
-        return Err(AnalysisError::Corrupt {
+        return Err(ReadError::Corrupt {
             what: video.into(),
             detail: format!("frame 1 is only {} bytes", first.size),
         });
@@ -235,7 +164,7 @@ fn check_first_frame(
     let mut head = [0u8; 20];
     bytes.read_at(first.offset, &mut head)?;
     if &head[4..8] != b"icpf" {
-        return Err(AnalysisError::Corrupt {
+        return Err(ReadError::Corrupt {
             what: video.into(),
             detail: "frame 1 is not a ProRes frame (no icpf)".into(),
         });
@@ -244,7 +173,7 @@ fn check_first_frame(
     let fh = u32::from(u16::from_be_bytes([head[18], head[19]]));
     // Interlaced frames give the full height too; allow a field-height header as well.
     if fw != index.width || (fh != index.height && fh * 2 != index.height) {
-        return Err(AnalysisError::SizeMismatch {
+        return Err(ReadError::SizeMismatch {
             what: video.into(),
             index_width: index.width,
             index_height: index.height,
@@ -260,7 +189,7 @@ impl FrameSource for MovSource {
         &self.info
     }
 
-    fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, AnalysisError> {
+    fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError> {
         let samples: Vec<_> = frames
             .iter()
             .map(|&f| self.index.samples[(f - 1) as usize])
@@ -301,25 +230,6 @@ impl FrameSource for MovSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn archive_paths_are_found_in_archive_and_lazycache_urls() {
-        let tail = "/RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-20170614T231900.mov";
-        assert_eq!(
-            archive_path(&format!(
-                "https://rawdata.oceanobservatories.org/files{tail}"
-            )),
-            tail
-        );
-        assert_eq!(
-            archive_path(&format!(
-                "http://cache:8080/v1/org/oceanobservatories/rawdata/files{tail}?x=1"
-            )),
-            tail
-        );
-        assert_eq!(archive_path("/data/files/a.mov"), "/data/files/a.mov");
-        assert_eq!(archive_path("http://h/a.mov"), "http://h/a.mov");
-    }
 
     #[test]
     fn auto_detects_the_source_kind() {

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use common::paths::archive_relative;
+use common::paths::{archive_relative, LAZYCACHE_MARKER};
 
 /// A video found in a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,9 +33,6 @@ pub struct Found {
     /// Entries refused.
     pub rejected: Vec<Rejected>,
 }
-
-/// The path lazycache mirrors the archive under.
-const LAZYCACHE_MARKER: &str = "/v1/org/oceanobservatories/rawdata/files/";
 
 /// Walks one SOURCE.
 pub fn walk(source: &str) -> Found {

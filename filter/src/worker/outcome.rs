@@ -113,6 +113,7 @@ fn backoff(base: Duration, attempt: u32, id: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::ReadError;
 
     const RETRY: Retry = Retry {
         max_attempts: 3,
@@ -121,10 +122,10 @@ mod tests {
     };
 
     fn unreachable() -> JobError {
-        JobError::Analysis(AnalysisError::Unreachable {
+        JobError::Analysis(AnalysisError::Read(ReadError::Unreachable {
             url: "http://x/a.mov".into(),
             detail: "refused".into(),
-        })
+        }))
     }
 
     #[test]
@@ -154,19 +155,21 @@ mod tests {
 
     #[test]
     fn permanent_failures_are_buried_at_once() {
-        let corrupt = JobError::Analysis(AnalysisError::NotQuickTime { what: "x".into() });
+        let corrupt = JobError::Analysis(AnalysisError::Read(ReadError::NotQuickTime {
+            what: "x".into(),
+        }));
         assert_eq!(decide(&Err(corrupt), 1, 1, &RETRY), Outcome::Bury);
         let malformed = JobError::Malformed(WireError::MissingVersion { kind: "job" });
         assert_eq!(decide(&Err(malformed), 1, 1, &RETRY), Outcome::Bury);
-        let http404 = JobError::Analysis(AnalysisError::HttpStatus {
+        let http404 = JobError::Analysis(AnalysisError::Read(ReadError::HttpStatus {
             url: "u".into(),
             status: 404,
-        });
+        }));
         assert_eq!(decide(&Err(http404), 1, 1, &RETRY), Outcome::Bury);
-        let http503 = JobError::Analysis(AnalysisError::HttpStatus {
+        let http503 = JobError::Analysis(AnalysisError::Read(ReadError::HttpStatus {
             url: "u".into(),
             status: 503,
-        });
+        }));
         assert!(matches!(
             decide(&Err(http503), 1, 1, &RETRY),
             Outcome::Release { .. }
