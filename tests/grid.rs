@@ -2,86 +2,37 @@
 //! queuer queues a folder of ProRes clips, two filters analyse them, the sink commits the
 //! JSON into a git checkout. And a filter killed with SIGKILL mid-job loses nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::git::{git, metadata_checkout};
+use testkit::git::git;
 use testkit::http::HttpServer;
-use testkit::{bin, files_with_gate, Beanstalkd, Gate};
+use testkit::{bin, files_with_gate, Beanstalkd, Gate, Proc};
 
 const DAY: &str = "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14";
 
-/// A grid process whose stderr goes to a log file; killed on drop, and its log printed
-/// if the test is failing.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn start(
-        name: &str,
-        program: &str,
-        args: &[&str],
-        env: &[(&str, String)],
-        logs: &Path,
-    ) -> Proc {
-        let log = logs.join(format!("{name}.log"));
-        let mut cmd = bin::command(program);
-        cmd.args(args)
-            .stdout(Stdio::from(
-                std::fs::File::create(logs.join(format!("{name}.out"))).unwrap(),
-            ))
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Proc {
-            name: name.into(),
-            child: cmd.spawn().unwrap(),
-            log,
-        }
-    }
-
-    /// Waits for the process to exit by itself; panics after `limit`.
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < end,
-                "{} did not finish within {limit:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- {} log ---\n{log}", self.name);
-        }
-    }
-}
-
-/// A fresh world: server, checkout with a README, an archive folder of clips.
+/// A fresh world (testkit's: server, checkout, logs) with an archive folder of clips.
 struct World {
-    server: Beanstalkd,
-    dir: tempfile::TempDir,
+    base: testkit::World,
     /// Environment every process of the world gets on top of the server and namespace
     /// (a TLS server address and certificates, say).
     extra_env: Vec<(&'static str, String)>,
     /// The archive URLs served on loopback, which filters refuse unless allowed.
     served: std::cell::RefCell<Vec<String>>,
+}
+
+impl std::ops::Deref for World {
+    type Target = testkit::World;
+    fn deref(&self) -> &testkit::World {
+        &self.base
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut testkit::World {
+        &mut self.base
+    }
 }
 
 impl World {
@@ -90,46 +41,17 @@ impl World {
     }
 
     fn with_server(server: Beanstalkd, clips: &[(&str, u32)]) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        metadata_checkout(dir.path());
-        let day = dir.path().join("archive/files").join(DAY);
+        let base = testkit::World::with_server(server, "e2e");
+        let day = base.dir.path().join("archive/files").join(DAY);
         std::fs::create_dir_all(&day).unwrap();
         for (name, frames) in clips {
-            let status = Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                ])
-                .arg("testsrc2=size=320x180:rate=30000/1001")
-                .args([
-                    "-frames:v",
-                    &frames.to_string(),
-                    "-c:v",
-                    "prores_ks",
-                    "-profile:v",
-                    "2",
-                ])
-                .arg(day.join(name))
-                .status()
-                .unwrap();
-            assert!(status.success());
+            testkit::clip::prores_profile(&day.join(name), "320x180", *frames, 2);
         }
-        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         World {
-            server,
-            dir,
+            base,
             extra_env: Vec::new(),
             served: Default::default(),
         }
-    }
-
-    fn checkout(&self) -> PathBuf {
-        self.dir.path().join("checkout")
     }
 
     fn archive(&self) -> String {
@@ -140,15 +62,8 @@ impl World {
             .into_owned()
     }
 
-    fn logs(&self) -> PathBuf {
-        self.dir.path().join("logs")
-    }
-
     fn env(&self) -> Vec<(&'static str, String)> {
-        let mut env = vec![
-            ("GRID_SERVER", self.server.addr()),
-            ("GRID_NAMESPACE", "e2e".into()),
-        ];
+        let mut env = self.base.env();
         env.extend(self.extra_env.iter().cloned());
         env
     }
@@ -273,7 +188,7 @@ fn a_folder_of_videos_ends_up_committed_in_the_checkout() {
         assert!(
             f.wait(Duration::from_secs(120)).success(),
             "{} failed",
-            f.name
+            f.name()
         );
     }
     assert!(sink.wait(Duration::from_secs(60)).success(), "sink failed");
@@ -330,8 +245,7 @@ fn a_filter_killed_mid_job_loses_nothing() {
 
     let mut doomed = world.filter("filter-doomed", 30);
     gated.gate.wait_held(1, HOLD_LIMIT);
-    doomed.child.kill().unwrap(); // SIGKILL while its frames are held
-    doomed.child.wait().unwrap();
+    doomed.kill(); // SIGKILL while its frames are held
     assert_eq!(
         world.status()["jobs"]["ready"],
         1,
@@ -472,14 +386,6 @@ impl World {
     }
 }
 
-fn signal(p: &Proc, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &p.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// A world with one job queued from behind a closed gate (stride 1 over 60 frames).
 fn gated_job_world() -> (World, Gated) {
     let name = "CAMHDA301-20170614T150000.mov";
@@ -527,7 +433,7 @@ fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    signal(&f, "-TERM");
+    f.signal("-TERM");
     // Still mid-job after the signal (its frames are held): the grace lets it finish.
     assert_eq!(gated.gate.held(), 1);
     gated.gate.open();
@@ -556,9 +462,9 @@ fn sigterm_releases_a_job_when_the_grace_runs_out_and_a_second_signal_at_once() 
         let mut f = world.filter_with_grace(name, grace);
         // A read of a filter that gave up stays held, so this one's is the (i+1)-th.
         gated.gate.wait_held(i + 1, HOLD_LIMIT);
-        signal(&f, "-TERM");
+        f.signal("-TERM");
         if second {
-            signal(&f, "-INT");
+            f.signal("-INT");
         }
         // The frames stay held: the job can only end by being given back.
         assert!(f.wait(Duration::from_secs(60)).success(), "{name}: exit 0");
@@ -569,7 +475,7 @@ fn sigterm_releases_a_job_when_the_grace_runs_out_and_a_second_signal_at_once() 
             "{name}: released: {s}"
         );
         assert_eq!(s["results"]["ready"], 0, "{name}: {s}");
-        let log = std::fs::read_to_string(&f.log).unwrap();
+        let log = f.log();
         let why = if second {
             "second signal"
         } else {
@@ -845,8 +751,7 @@ fn a_killed_filters_heartbeat_is_shown_dead_and_never_as_working() {
     let s = world.status();
     assert_eq!(s["workers"].as_array().unwrap().len(), 1, "{s}");
     assert_eq!(s["dead_workers"], serde_json::json!([]), "swept: {s}");
-    f.child.kill().unwrap();
-    f.child.wait().unwrap();
+    f.kill();
     // Its heartbeat (renewed every second here) stays in its tube; after three missed
     // renewals it is dead. Until then it may show as working; after, never again.
     let start = Instant::now();
@@ -883,8 +788,7 @@ fn a_job_whose_filters_keep_dying_is_buried_and_the_next_job_analysed() {
     for i in 0..2 {
         let mut f = world.filter_with(&format!("filter-dies-{i}"), 30, &["--max-attempts", "2"]);
         gated.gate.wait_held(i + 1, HOLD_LIMIT);
-        f.child.kill().unwrap();
-        f.child.wait().unwrap();
+        f.kill();
     }
     // …the good video is queued behind it (the poisonous one is in flight, not again)…
     let queued = world.queue(&[]);
@@ -1018,7 +922,7 @@ fn a_spooled_result_is_offered_only_to_its_own_grid_and_job() {
         .join("aside")
         .join(format!("{a_id}.result.json"))
         .exists());
-    let log = std::fs::read_to_string(&p.log).unwrap();
+    let log = p.log();
     assert!(log.contains("another video now"), "{log}");
 }
 

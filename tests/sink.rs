@@ -35,12 +35,7 @@ fn result(output: &str, marker: u64, force: bool) -> Vec<u8> {
 
 /// The smallest document the sink accepts as an `_optical_flow.json`, marked.
 fn flow_document(marker: u64) -> serde_json::Value {
-    serde_json::json!({
-        "contents": {"movie": "1.0", "frameStats": {"opticalFlow": "1.1"}},
-        "frameStats": [{"frameNumber": 11, "opticalFlow": {"similarity": [1.0, 0.0, 0.5, -0.5], "valid": true}}],
-        "movie": {"URL": "/data/files/x.mov", "NumFrames": 27},
-        "marker": marker
-    })
+    testkit::flow_document(marker, "/data/files/x.mov")
 }
 
 fn sink(server: &Beanstalkd, co: &Path) -> Output {

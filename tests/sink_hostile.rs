@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use common::beanstalk::{Client, PutOptions};
-use testkit::git::{commit, git, metadata_checkout};
-use testkit::{bin, Beanstalkd};
+use testkit::git::{commit, git};
+use testkit::Beanstalkd;
 
 const GOOD: [&str; 3] = [
     "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-20170614T000000_optical_flow.json",
@@ -17,12 +17,7 @@ const GOOD: [&str; 3] = [
 ];
 
 fn flow_document(marker: u64) -> serde_json::Value {
-    serde_json::json!({
-        "contents": {"movie": "1.0", "frameStats": {"opticalFlow": "1.1"}},
-        "frameStats": [{"frameNumber": 11, "opticalFlow": {"similarity": [1.0, 0.0, 0.5, -0.5], "valid": true}}],
-        "movie": {"URL": "/data/x.mov", "NumFrames": 27},
-        "marker": marker
-    })
+    testkit::flow_document(marker, "/data/x.mov")
 }
 
 /// A result body, built as raw JSON so that it can carry what our own types refuse.
@@ -43,9 +38,15 @@ fn good(i: usize) -> Vec<u8> {
 /// A checkout seeded with an untracked file and a modified tracked file, which must stay
 /// out of every commit, beside a sentinel folder outside it that must never change.
 struct World {
-    server: Beanstalkd,
-    dir: tempfile::TempDir,
+    base: testkit::World,
     co: PathBuf,
+}
+
+impl std::ops::Deref for World {
+    type Target = testkit::World;
+    fn deref(&self) -> &testkit::World {
+        &self.base
+    }
 }
 
 impl World {
@@ -54,12 +55,12 @@ impl World {
     }
 
     fn with_server(server: Beanstalkd) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let co = metadata_checkout(dir.path());
+        let base = testkit::World::with_server(server, "h");
+        let co = base.checkout();
         std::fs::write(co.join("untracked.txt"), "mine\n").unwrap();
         std::fs::write(co.join("README.md"), "# edited, not committed\n").unwrap();
-        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
-        World { server, dir, co }
+        std::fs::create_dir_all(base.dir.path().join("outside")).unwrap();
+        World { base, co }
     }
 
     async fn put(&self, bodies: &[Vec<u8>]) {
@@ -71,31 +72,23 @@ impl World {
     }
 
     fn sink(&self, extra: &[&str]) -> Output {
-        let out = bin::command("sink")
-            .args(["--checkout", self.co.to_str().unwrap()])
-            .args(["--commit-every", "1", "--exit-when-idle", "2"])
-            .args(extra)
-            .env("GRID_SERVER", self.server.addr())
-            .env("GRID_NAMESPACE", "h")
-            .output()
-            .unwrap();
+        let co = self.co.to_str().unwrap();
+        let mut args = vec![
+            "--checkout",
+            co,
+            "--commit-every",
+            "1",
+            "--exit-when-idle",
+            "2",
+        ];
+        args.extend(extra);
+        let out = self.run("sink", &args);
         assert!(
             out.status.success(),
             "the sink goes on: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         out
-    }
-
-    /// The failure records of buried results, as `gridctl failed --json` shows them.
-    fn failed(&self) -> Vec<serde_json::Value> {
-        let out = bin::command("gridctl")
-            .args(["failed", "--json"])
-            .env("GRID_SERVER", self.server.addr())
-            .env("GRID_NAMESPACE", "h")
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// The spec every bad result is held to.

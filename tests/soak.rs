@@ -7,11 +7,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+
 use std::time::{Duration, Instant};
 
-use testkit::git::{git, metadata_checkout};
-use testkit::{bin, Beanstalkd, Proxy};
+use testkit::git::git;
+use testkit::{bin, Proc, Proxy};
 
 /// The soak's knobs, from the environment.
 #[derive(Debug)]
@@ -61,21 +61,11 @@ impl Rng {
     }
 }
 
-/// One grid process, its log in the soak's folder; killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Grid {
     settings: Settings,
-    server: Beanstalkd,
+    /// The server, the checkout and the logs.
+    base: testkit::World,
     proxy: Proxy,
-    dir: tempfile::TempDir,
     filters: Vec<Proc>,
     sink: Option<Proc>,
     started: u64,
@@ -84,11 +74,9 @@ struct Grid {
 
 impl Grid {
     fn new(settings: Settings) -> Grid {
-        let server = Beanstalkd::start().unwrap();
-        let proxy = Proxy::start(&server.addr()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        metadata_checkout(dir.path());
-        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let base = testkit::World::new("soak");
+        let proxy = Proxy::start(&base.server.addr()).unwrap();
+        let dir = &base.dir;
         let day = dir
             .path()
             .join("archive/files/RS03ASHS/PN03B/06-CAMHDA301/2017/06/14");
@@ -101,9 +89,8 @@ impl Grid {
         }
         Grid {
             settings,
-            server,
+            base,
             proxy,
-            dir,
             filters: Vec::new(),
             sink: None,
             started: 0,
@@ -112,28 +99,21 @@ impl Grid {
     }
 
     fn checkout(&self) -> PathBuf {
-        self.dir.path().join("checkout")
+        self.base.checkout()
     }
 
     fn spawn(&mut self, program: &str, args: &[&str], server: &str) -> Proc {
         self.started += 1;
-        let log = self
-            .dir
-            .path()
-            .join(format!("logs/{program}-{}.log", self.started));
-        let child = bin::command(program)
-            .args(args)
-            .env("GRID_SERVER", server)
-            .env("GRID_NAMESPACE", "soak")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        Proc(child)
+        let name = format!("{program}-{}", self.started);
+        let env = [
+            ("GRID_SERVER", server.to_owned()),
+            ("GRID_NAMESPACE", "soak".to_owned()),
+        ];
+        Proc::start(&name, program, args, &env, &self.base.logs())
     }
 
     fn filter(&mut self) -> Proc {
-        let spool = self.dir.path().join("spool");
+        let spool = self.base.dir.path().join("spool");
         let args = [
             "--scale",
             "0.5",
@@ -165,14 +145,14 @@ impl Grid {
             "--batch",
             "50",
         ];
-        let server = self.server.addr();
+        let server = self.base.server.addr();
         self.spawn("sink", &args, &server)
     }
 
     /// One queuer pass over the archive; its `queued ID VIDEO` lines are kept.
     fn queue(&mut self) {
         let co = self.checkout();
-        let archive = self.dir.path().join("archive/files");
+        let archive = self.base.dir.path().join("archive/files");
         let out = bin::command("queuer")
             .args([
                 "--checkout",
@@ -183,7 +163,7 @@ impl Grid {
                 "5",
             ])
             .arg(&archive)
-            .env("GRID_SERVER", self.server.addr())
+            .env("GRID_SERVER", self.base.server.addr())
             .env("GRID_NAMESPACE", "soak")
             .output()
             .unwrap();
@@ -203,7 +183,7 @@ impl Grid {
     fn status(&self) -> serde_json::Value {
         let out = bin::command("gridctl")
             .args(["status", "--json"])
-            .env("GRID_SERVER", self.server.addr())
+            .env("GRID_SERVER", self.base.server.addr())
             .env("GRID_NAMESPACE", "soak")
             .output()
             .unwrap();
@@ -241,7 +221,7 @@ impl Grid {
                 "kill the sink"
             }
             45..=54 => {
-                self.server.restart().unwrap();
+                self.base.server.restart().unwrap();
                 "restart beanstalkd"
             }
             55..=64 => {
@@ -343,7 +323,7 @@ fn a_chaos_soak_loses_nothing_and_commits_nothing_twice() {
     let twice = commits.values().filter(|&&n| n > 1).count();
     let empty = grid.tubes_empty();
     let buried = grid.buried();
-    let analysed_twice = analysed_twice(&grid.dir.path().join("logs"));
+    let analysed_twice = analysed_twice(&grid.base.dir.path().join("logs"));
     let mut events: Vec<_> = events.into_iter().collect();
     events.sort();
     println!(
@@ -362,8 +342,8 @@ fn a_chaos_soak_loses_nothing_and_commits_nothing_twice() {
         wall.as_secs_f64()
     );
     if committed != grid.settings.jobs || twice != 0 || !empty {
-        eprintln!("--- beanstalkd ---\n{}", grid.server.logs());
-        for entry in std::fs::read_dir(grid.dir.path().join("logs"))
+        eprintln!("--- beanstalkd ---\n{}", grid.base.server.logs());
+        for entry in std::fs::read_dir(grid.base.dir.path().join("logs"))
             .unwrap()
             .flatten()
         {

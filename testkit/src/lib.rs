@@ -1,6 +1,8 @@
 //! Fixtures that own real servers for the length of a test: beanstalkd, a small HTTP
 //! server (with a gate that holds frames until the test lets go) and a TCP proxy that
-//! cuts or blackholes connections, each on a free loopback port, stopped on drop.
+//! cuts or blackholes connections, each on a free loopback port, stopped on drop; and the
+//! grid fixture the end-to-end tests share (`world`: a world, its processes, a flow
+//! document; `clip`: ProRes clips).
 
 mod beanstalkd;
 pub mod bin;
@@ -11,8 +13,10 @@ pub mod http;
 mod port;
 pub mod proxy;
 pub mod stunnel;
+pub mod world;
 
 pub use beanstalkd::{Beanstalkd, BeanstalkdBuilder};
 pub use gate::{files_with_gate, Gate};
 pub use port::free_port;
 pub use proxy::Proxy;
+pub use world::{flow_document, Proc, World};
