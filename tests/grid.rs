@@ -507,7 +507,7 @@ fn a_server_restart_mid_job_still_delivers_the_result() {
 #[test]
 fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
     use common::beanstalk::{Client, PutOptions};
-    use common::wire::{Failure, Job};
+    use common::wire::Job;
     let world = World::new(&[]);
     let port = testkit::free_port().unwrap();
     let job = Job::new(
@@ -536,15 +536,7 @@ fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
     assert!(f.wait(Duration::from_secs(60)).success());
     let s = world.status();
     assert_eq!(s["jobs"]["buried"], 1, "buried after the last attempt: {s}");
-    let records = rt.block_on(async {
-        let mut c = Client::connect(&world.server.addr()).await.unwrap();
-        c.watch("e2e.failures").await.unwrap();
-        let mut out = Vec::new();
-        while let Ok(j) = c.reserve_with_timeout(0).await {
-            out.push(Failure::decode(&j.body).unwrap());
-        }
-        out
-    });
+    let records = failure_records(&world);
     assert_eq!(records.len(), 2, "{records:?}");
     assert!(records
         .iter()
@@ -558,10 +550,24 @@ fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
     assert_eq!(records[1].action, "buried");
 }
 
+/// Every failure record in the world's failures tube, in the order they were put.
+fn failure_records(world: &World) -> Vec<common::wire::Failure> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = common::beanstalk::Client::connect(&world.server.addr())
+            .await
+            .unwrap();
+        c.watch("e2e.failures").await.unwrap();
+        let mut out = Vec::new();
+        while let Ok(j) = c.reserve_with_timeout(0).await {
+            out.push(common::wire::Failure::decode(&j.body).unwrap());
+        }
+        out
+    })
+}
+
 #[test]
 fn a_video_past_its_deadline_is_a_failed_attempt_retried_then_buried() {
-    use common::beanstalk::Client;
-    use common::wire::Failure;
     // The gate never lets a frame go: only the deadline ends each attempt.
     let (world, gated) = gated_job_world();
     let mut f = world.filter_with(
@@ -580,16 +586,7 @@ fn a_video_past_its_deadline_is_a_failed_attempt_retried_then_buried() {
     gated.gate.open();
     let s = world.status();
     assert_eq!(s["jobs"]["buried"], 1, "buried after the last attempt: {s}");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let records = rt.block_on(async {
-        let mut c = Client::connect(&world.server.addr()).await.unwrap();
-        c.watch("e2e.failures").await.unwrap();
-        let mut out = Vec::new();
-        while let Ok(j) = c.reserve_with_timeout(0).await {
-            out.push(Failure::decode(&j.body).unwrap());
-        }
-        out
-    });
+    let records = failure_records(&world);
     assert_eq!(records.len(), 2, "{records:?}");
     for r in &records {
         assert!(r.error.contains("deadline of 2 s"), "{r:?}");

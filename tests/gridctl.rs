@@ -452,24 +452,26 @@ impl Rgb {
     }
 }
 
+/// A job for `video` in ops.jobs, buried, with one failure record saying `error`.
+async fn buried_with_record(c: &mut Client, video: &str, error: &str) -> u64 {
+    c.use_tube("ops.jobs").await.unwrap();
+    let job = Job::new(video, "o_optical_flow.json").encode();
+    let id = c.put(&job, PutOptions::default()).await.unwrap();
+    c.reserve_job(id).await.unwrap();
+    c.bury(id, 0).await.unwrap();
+    c.use_tube("ops.failures").await.unwrap();
+    c.put(&record(id, video, 1, error), PutOptions::default())
+        .await
+        .unwrap();
+    id
+}
+
 #[tokio::test]
 async fn escape_sequences_in_bodies_are_shown_escaped_never_obeyed() {
     let server = Beanstalkd::start().unwrap();
     let mut c = Client::connect(&server.addr()).await.unwrap();
-    c.use_tube("ops.jobs").await.unwrap();
     let video = "/data/\x1b[2J\x1b]0;pwned\x07a.mov";
-    let id = c
-        .put(
-            &Job::new(video, "o_optical_flow.json").encode(),
-            PutOptions::default(),
-        )
-        .await
-        .unwrap();
-    c.reserve_job(id).await.unwrap();
-    c.bury(id, 0).await.unwrap();
-    c.use_tube("ops.failures").await.unwrap();
-    let record = record(id, video, 1, "bad\x1b[31m red\r\noverwritten");
-    c.put(&record, PutOptions::default()).await.unwrap();
+    let id = buried_with_record(&mut c, video, "bad\x1b[31m red\r\noverwritten").await;
     // A body that is no camhd-grid body at all, printed raw before.
     c.use_tube("ops.jobs").await.unwrap();
     let raw = c
@@ -505,21 +507,9 @@ async fn escape_sequences_in_bodies_are_shown_escaped_never_obeyed() {
 async fn c1_controls_and_bidi_overrides_are_escaped_in_json_and_peek_too() {
     let server = Beanstalkd::start().unwrap();
     let mut c = Client::connect(&server.addr()).await.unwrap();
-    c.use_tube("ops.jobs").await.unwrap();
     // U+009B is a one-byte CSI on many terminals; U+202E turns "vom.exe" into "exe.mov".
     let video = "/data/\u{9b}2J\u{202e}vom.exe\u{7f}.mov";
-    let id = c
-        .put(
-            &Job::new(video, "o_optical_flow.json").encode(),
-            PutOptions::default(),
-        )
-        .await
-        .unwrap();
-    c.reserve_job(id).await.unwrap();
-    c.bury(id, 0).await.unwrap();
-    c.use_tube("ops.failures").await.unwrap();
-    let record = record(id, video, 1, "bad\u{9b}31m\u{2066}");
-    c.put(&record, PutOptions::default()).await.unwrap();
+    let id = buried_with_record(&mut c, video, "bad\u{9b}31m\u{2066}").await;
     for args in [
         vec!["failed".to_owned(), "--json".to_owned()],
         vec!["status".to_owned(), "--json".to_owned()],

@@ -161,6 +161,18 @@ impl Grid {
         self.config.connect().await
     }
 
+    /// A new connection that reserves from `tube` alone (a worker's: the filters' jobs
+    /// tube, the sink's results tube).
+    pub async fn connect_watching(&self, tube: &str) -> anyhow::Result<Client> {
+        use anyhow::Context;
+        let mut c = self.connect().await?;
+        c.watch(tube)
+            .await
+            .with_context(|| format!("watching {tube}"))?;
+        c.ignore("default").await?;
+        Ok(c)
+    }
+
     /// What `bytes` read as a `kind` message say of their signature.
     pub fn trust(&self, kind: Kind, bytes: &[u8]) -> Trust {
         match self.keys.open(kind, bytes) {
@@ -176,23 +188,9 @@ impl Grid {
         Sealed(self.keys.seal(kind, body))
     }
 
-    /// Puts `body`, sealed as a `kind` message, into `tube`, and returns its id. The
-    /// connection is back on the tube it used before.
+    /// Puts a sealed body ([`Grid::seal`], or one kept sealed in a spool) into `tube`
+    /// and returns its id; the connection is back on the tube it used before.
     pub async fn put(
-        &self,
-        c: &mut Client,
-        tube: &str,
-        kind: Kind,
-        body: &[u8],
-        options: PutOptions,
-    ) -> Result<u64, Error> {
-        self.put_sealed(c, tube, &self.seal(kind, body), options)
-            .await
-    }
-
-    /// Puts a body sealed earlier (kept in a spool, say) into `tube`; the connection is
-    /// back on the tube it used before.
-    pub async fn put_sealed(
         &self,
         c: &mut Client,
         tube: &str,
@@ -213,14 +211,8 @@ impl Grid {
     /// Puts a failure record into `<namespace>.failures`.
     pub async fn record_failure(&self, c: &mut Client, failure: &Failure) -> Result<u64, Error> {
         let tube = self.config.failures_tube();
-        self.put(
-            c,
-            &tube,
-            Kind::Failure,
-            &failure.encode(),
-            PutOptions::default(),
-        )
-        .await
+        let sealed = self.seal(Kind::Failure, &failure.encode());
+        self.put(c, &tube, &sealed, PutOptions::default()).await
     }
 
     /// What job `id` is now: gone, in another tube, not the grid's, or one of its jobs.

@@ -66,14 +66,9 @@ async fn the_same_job_question_has_one_answer_for_every_process() {
     let grid = grid(&server, keys(1));
     let mut c = Client::connect(&server.addr()).await.unwrap();
     let job = Job::new("/data/a.mov", "a_optical_flow.json");
+    let sealed = grid.seal(Kind::Job, &job.encode());
     let ours = grid
-        .put(
-            &mut c,
-            "camhd.jobs",
-            Kind::Job,
-            &job.encode(),
-            PutOptions::default(),
-        )
+        .put(&mut c, "camhd.jobs", &sealed, PutOptions::default())
         .await
         .unwrap();
     let now = grid.job(&mut c, ours).await.unwrap();
@@ -102,13 +97,7 @@ async fn the_same_job_question_has_one_answer_for_every_process() {
 
     // The same body in another tube, signed by another key, or gone.
     let elsewhere = grid
-        .put(
-            &mut c,
-            "other.jobs",
-            Kind::Job,
-            &job.encode(),
-            PutOptions::default(),
-        )
+        .put(&mut c, "other.jobs", &sealed, PutOptions::default())
         .await
         .unwrap();
     assert!(

@@ -6,13 +6,18 @@ use std::borrow::Cow;
 /// `s` with every control character (C0 but newline and tab, DEL, C1, and the bidi
 /// overrides that reorder what a line seems to say) written as a visible `\u{…}` escape.
 pub fn printable(s: &str) -> Cow<'_, str> {
+    escaped(s, |c| format!("\\u{{{:x}}}", c as u32))
+}
+
+/// `s` with every [`unsafe_char`] replaced by what `escape` writes for it.
+fn escaped(s: &str, escape: impl Fn(char) -> String) -> Cow<'_, str> {
     if !s.chars().any(unsafe_char) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         if unsafe_char(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            out.push_str(&escape(c));
         } else {
             out.push(c);
         }
@@ -30,18 +35,10 @@ pub fn one_line(s: &str) -> String {
 /// obeying it. serde_json escapes C0 controls itself, not DEL, C1 (U+009B is a one-byte
 /// CSI) or bidi overrides; they can only stand inside strings, where the escape is valid.
 pub fn safe_json(text: String) -> String {
-    if !text.chars().any(unsafe_char) {
-        return text;
+    match escaped(&text, |c| format!("\\u{:04x}", c as u32)) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(out) => out,
     }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn unsafe_char(c: char) -> bool {

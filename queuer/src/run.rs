@@ -114,9 +114,10 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
                         ttr: config.ttr,
                     };
                     ledger.intend(&job.output, floor)?;
+                    let sealed = config.grid.seal(Kind::Job, &job.encode());
                     let id = config
                         .grid
-                        .put(client, &jobs_tube, Kind::Job, &job.encode(), options)
+                        .put(client, &jobs_tube, &sealed, options)
                         .await?;
                     ledger.insert(&job.output, id)?;
                     floor = floor.max(id);

@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError};
 use common::grid::Grid;
@@ -216,11 +215,6 @@ impl<'a> Sink<'a> {
 }
 
 async fn connect(config: &SinkConfig) -> anyhow::Result<Client> {
-    let mut c = config.grid.connect().await?;
-    let tube = config.grid.config().results_tube();
-    c.watch(&tube)
-        .await
-        .with_context(|| format!("watching {tube}"))?;
-    c.ignore("default").await?;
-    Ok(c)
+    let grid = &config.grid;
+    grid.connect_watching(&grid.config().results_tube()).await
 }

@@ -74,9 +74,9 @@ impl Beat {
         };
         self.published = Some(Instant::now());
         let put = async {
-            let options = PutOptions::default();
+            let sealed = self.grid.seal(Kind::Heartbeat, &beat.encode());
             let id = (self.grid)
-                .put(c, &self.tube, Kind::Heartbeat, &beat.encode(), options)
+                .put(c, &self.tube, &sealed, PutOptions::default())
                 .await?;
             match self.last.replace(id) {
                 Some(prev) => match c.delete(prev).await {

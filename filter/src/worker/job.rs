@@ -137,10 +137,7 @@ impl Slot {
                 self.conn = connect(&self.config).await.ok();
             }
             if let Some(c) = self.conn.as_mut() {
-                match grid
-                    .put_sealed(c, &results, &sealed, result_options())
-                    .await
-                {
+                match grid.put(c, &results, &sealed, result_options()).await {
                     Ok(rid) => {
                         tracing::info!(result = rid, video = %job.video, "result delivered");
                         return Ok(());

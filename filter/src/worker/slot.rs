@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use common::backoff::Backoff;
 use common::beanstalk::{self, Client, Error as BsError, PutOptions};
 use common::shutdown::Shutdown;
@@ -220,11 +219,6 @@ impl Slot {
 }
 
 pub(super) async fn connect(config: &WorkerConfig) -> anyhow::Result<Client> {
-    let mut c = config.grid.connect().await?;
-    let jobs = config.grid.config().jobs_tube();
-    c.watch(&jobs)
-        .await
-        .with_context(|| format!("watching {jobs}"))?;
-    c.ignore("default").await?;
-    Ok(c)
+    let grid = &config.grid;
+    grid.connect_watching(&grid.config().jobs_tube()).await
 }

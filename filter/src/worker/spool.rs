@@ -64,7 +64,7 @@ impl Spool {
                 continue;
             }
             match grid
-                .put_sealed(c, &results, &Sealed::stored(body), result_options())
+                .put(c, &results, &Sealed::stored(body), result_options())
                 .await
             {
                 Ok(rid) => {
