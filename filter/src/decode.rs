@@ -255,16 +255,51 @@ pub fn resize_area(img: &GreyImage, width: usize, height: usize) -> opencv::Resu
     GreyImage::from_mat(&out)
 }
 
-/// Decodes an encoded image (PNG, JPEG, BMP) to grey at `width` x `height`.
+/// The most bytes a frame image may decode to (8K by 8K RGBA): a header that claims
+/// more is refused before anything is allocated.
+const MAX_IMAGE_DECODED: usize = 8192 * 8192 * 4;
+
+/// Decodes a PNG frame image (as lazycache serves them) to grey at `width` x `height`,
+/// with the `png` crate rather than OpenCV's imgcodecs, which would pull GDAL, GDCM,
+/// OpenEXR and some 70 Debian packages into every filter for this one call. Grey is
+/// OpenCV's BT.601 weighting in its fixed-point form, so the result is the same.
 pub fn decode_image(bytes: &[u8], width: usize, height: usize) -> Result<GreyImage, String> {
-    let buf = opencv::core::Vector::<u8>::from_slice(bytes);
-    let mat = opencv::imgcodecs::imdecode(&buf, opencv::imgcodecs::IMREAD_GRAYSCALE)
-        .map_err(|e| format!("image decode failed: {e}"))?;
-    if mat.empty() {
-        return Err("the frame image could not be decoded".into());
-    }
-    let grey = GreyImage::from_mat(&mat).map_err(|e| e.to_string())?;
+    let mut decoder = png::Decoder::new_with_limits(
+        bytes,
+        png::Limits {
+            bytes: MAX_IMAGE_DECODED,
+        },
+    );
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| format!("the frame image could not be decoded: {e}"))?;
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("the frame image could not be decoded: {e}"))?;
+    let grey = GreyImage {
+        width: frame.width as usize,
+        height: frame.height as usize,
+        data: to_grey(&buf[..frame.buffer_size()], frame.color_type)?,
+    };
     resize_area(&grey, width, height).map_err(|e| e.to_string())
+}
+
+/// 8-bit samples of `color` (after EXPAND and STRIP_16) as grey, alpha ignored.
+fn to_grey(samples: &[u8], color: png::ColorType) -> Result<Vec<u8>, String> {
+    // OpenCV's RGB2GRAY: (R*4899 + G*9617 + B*1868 + 2^13) >> 14.
+    let y = |p: &[u8]| {
+        ((u32::from(p[0]) * 4899 + u32::from(p[1]) * 9617 + u32::from(p[2]) * 1868 + 8192) >> 14)
+            as u8
+    };
+    Ok(match color {
+        png::ColorType::Grayscale => samples.to_vec(),
+        png::ColorType::GrayscaleAlpha => samples.chunks_exact(2).map(|p| p[0]).collect(),
+        png::ColorType::Rgb => samples.chunks_exact(3).map(y).collect(),
+        png::ColorType::Rgba => samples.chunks_exact(4).map(y).collect(),
+        png::ColorType::Indexed => return Err("an indexed PNG was not expanded".into()),
+    })
 }
 
 #[cfg(test)]
@@ -281,6 +316,80 @@ mod tests {
         assert_eq!(lut[502], 128);
         let full = grey_lut(10, true);
         assert_eq!((full[0], full[1023]), (0, 255));
+    }
+
+    fn png_of(
+        width: u32,
+        height: u32,
+        color: png::ColorType,
+        depth: png::BitDepth,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, width, height);
+        enc.set_color(color);
+        enc.set_depth(depth);
+        enc.write_header().unwrap().write_image_data(data).unwrap();
+        out
+    }
+
+    #[test]
+    fn png_frames_decode_to_the_grey_opencv_would_give() {
+        use opencv::core::{Mat, CV_8UC3};
+        use opencv::prelude::*;
+        let (w, h) = (37usize, 11usize);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 7919 % 251) as u8).collect();
+        let ours = decode_image(
+            &png_of(
+                w as u32,
+                h as u32,
+                png::ColorType::Rgb,
+                png::BitDepth::Eight,
+                &rgb,
+            ),
+            w,
+            h,
+        )
+        .unwrap();
+        let mut src =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, 0.into()).unwrap();
+        src.data_bytes_mut().unwrap().copy_from_slice(&rgb);
+        let mut grey = Mat::default();
+        opencv::imgproc::cvt_color_def(&src, &mut grey, opencv::imgproc::COLOR_RGB2GRAY).unwrap();
+        assert_eq!(
+            ours.data,
+            grey.data_bytes().unwrap(),
+            "BT.601 as OpenCV rounds it"
+        );
+
+        let grey16: Vec<u8> = (0..w * h).flat_map(|i| [(i % 256) as u8, 0xff]).collect();
+        let g = decode_image(
+            &png_of(
+                w as u32,
+                h as u32,
+                png::ColorType::Grayscale,
+                png::BitDepth::Sixteen,
+                &grey16,
+            ),
+            w,
+            h,
+        )
+        .unwrap();
+        assert_eq!(g.data[5], 5, "16-bit samples keep their high byte");
+    }
+
+    #[test]
+    fn a_png_claiming_more_pixels_than_accepted_or_not_a_png_is_an_error() {
+        // A well-formed header (its CRC right) for 100,000 x 100,000 RGBA pixels, no data.
+        let mut huge = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut huge, 100_000, 100_000);
+            enc.set_color(png::ColorType::Rgba);
+            let _ = enc.write_header().unwrap();
+        }
+        let err = decode_image(&huge, 4, 4).unwrap_err();
+        assert!(err.contains("could not be decoded"), "{err}");
+        assert!(decode_image(b"GIF89a not a png", 4, 4).is_err());
     }
 
     #[test]
