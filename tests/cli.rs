@@ -203,3 +203,25 @@ fn tls_files_without_a_tls_server_are_refused_not_ignored() {
         );
     }
 }
+
+#[test]
+fn every_binary_names_its_version_and_commit() {
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    for name in BINARIES {
+        let out = run(name, &["--version"], &[]);
+        assert!(out.status.success(), "{name}");
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let expected = format!(
+            "{name} {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            head.as_deref().unwrap_or("unknown")
+        );
+        assert_eq!(said, expected, "{name}");
+    }
+}

@@ -7,6 +7,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::beanstalk;
 
+/// What every binary's `--version` says after its name: the version and the commit it
+/// was built from (see `common/build.rs`), so an operator knows which build runs where.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CAMHD_GRID_COMMIT"),
+    ")"
+);
+
 /// Exit codes, the same in every binary (after BSD's sysexits where one fits).
 pub mod exit {
     /// Everything asked for was done.

@@ -23,7 +23,7 @@ mod http_args;
 /// reserving and lets running jobs finish within --grace; a second signal releases them
 /// at once. `filter analyze VIDEO` runs the analysis on one video with no queue.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version = common::cli::VERSION, about, long_about)]
 struct Cli {
     #[command(flatten)]
     grid: GridArgs,

@@ -21,7 +21,7 @@ mod text;
 /// Exit codes: 0 done, 1 failed, 2 bad arguments, 3 `status` of a namespace the server
 /// has no tubes for, 69 server unreachable.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version = common::cli::VERSION, about, long_about)]
 struct Cli {
     #[command(flatten)]
     grid: GridArgs,

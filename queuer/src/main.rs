@@ -29,7 +29,7 @@ const PARTIAL: u8 = 3;
 /// Exit codes: 0 all entries handled, 3 some entries rejected (listed on stderr),
 /// 1 failure, 2 bad arguments, 69 server unreachable.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version = common::cli::VERSION, about, long_about)]
 struct Cli {
     #[command(flatten)]
     grid: GridArgs,

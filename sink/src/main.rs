@@ -24,7 +24,7 @@ use common::shutdown::Shutdown;
 /// Only one sink may write a checkout. Results are deleted from the tube only after the
 /// commit that holds them, so a sink killed at any moment loses nothing.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version = common::cli::VERSION, about, long_about)]
 struct Cli {
     #[command(flatten)]
     grid: GridArgs,
