@@ -54,11 +54,6 @@ impl Deadline {
         budget.map_or_else(Deadline::auto, Deadline::after)
     }
 
-    /// True for a deadline still to be derived from the video.
-    pub fn is_auto(&self) -> bool {
-        self.auto
-    }
-
     /// Sets the budget of an automatic deadline, counted from its start.
     pub fn fit(&self, budget: Duration) {
         if self.auto {

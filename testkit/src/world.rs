@@ -94,11 +94,6 @@ impl Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    /// True while it runs.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
 }
 
 impl Drop for Proc {
@@ -148,11 +143,6 @@ impl World {
     /// Where process logs go.
     pub fn logs(&self) -> PathBuf {
         self.dir.path().join("logs")
-    }
-
-    /// The namespace.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
     }
 
     /// `GRID_SERVER` and `GRID_NAMESPACE` for the world's processes.
