@@ -127,7 +127,7 @@ fn lexical(path: &Path) -> PathBuf {
 fn segments(url: &url::Url) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for raw in url.path_segments().into_iter().flatten() {
-        let decoded = percent_decode(raw);
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
         if decoded.contains(['/', '\\', '\0']) || decoded == "." || decoded == ".." {
             return Err(format!(
                 "the path segment {raw:?} decodes to {decoded:?}, which could leave its folder"
@@ -139,26 +139,6 @@ fn segments(url: &url::Url) -> Result<Vec<String>, String> {
         out.pop();
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl UrlPrefix {
