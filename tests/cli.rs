@@ -225,3 +225,36 @@ fn every_binary_names_its_version_and_commit() {
         assert_eq!(said, expected, "{name}");
     }
 }
+
+#[test]
+fn every_binary_generates_its_man_pages_and_completions_from_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in BINARIES {
+        // Without the arguments a run would need (a checkout, a source, a subcommand).
+        let out = run(
+            name,
+            &["--generate", "man", dir.path().to_str().unwrap()],
+            &[],
+        );
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let page = std::fs::read_to_string(dir.path().join(format!("{name}.1"))).unwrap();
+        assert!(page.starts_with(".ie"), "{name}: not roff: {page:.60}");
+        assert!(
+            page.contains("namespace"),
+            "{name}: the shared flags are missing"
+        );
+        for shell in ["bash", "zsh", "fish"] {
+            let out = run(name, &["--generate", &format!("complete-{shell}")], &[]);
+            assert!(out.status.success(), "{name} {shell}: {}", stderr(&out));
+            let script = String::from_utf8_lossy(&out.stdout);
+            assert!(script.contains("--server"), "{name} {shell}: {script:.200}");
+        }
+    }
+    // A page for every subcommand, named as man(1) finds them: `man gridctl-status`.
+    for page in ["gridctl-status.1", "gridctl-retry.1", "filter-analyze.1"] {
+        assert!(dir.path().join(page).is_file(), "{page} missing");
+    }
+    let out = run("sink", &["--generate", "complete-tcsh"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("complete-bash"), "{}", stderr(&out));
+}

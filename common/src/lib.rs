@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod beanstalk;
 pub mod cli;
 pub mod config;
+pub mod generate;
 pub mod grid;
 pub mod host;
 pub mod metrics;

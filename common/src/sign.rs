@@ -53,7 +53,7 @@ impl Key {
     pub fn load(path: &Path) -> anyhow::Result<Key> {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)
-            .with_context(|| format!("reading the grid key {}", path.display()))?
+            .map_err(|e| unreadable(path, e))?
             .permissions()
             .mode();
         if mode & 0o007 != 0 {
@@ -65,8 +65,7 @@ impl Key {
             ))
             .into());
         }
-        let secret = std::fs::read(path)
-            .with_context(|| format!("reading the grid key {}", path.display()))?;
+        let secret = std::fs::read(path).map_err(|e| unreadable(path, e))?;
         anyhow::ensure!(
             secret.len() >= MIN_KEY_BYTES,
             "the grid key {} has {} bytes; a key has at least {MIN_KEY_BYTES} (make one with `gridctl keygen FILE`)",
@@ -85,6 +84,29 @@ impl Key {
         // HMAC takes a key of any length.
         Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts any key length")
     }
+}
+
+/// The error for a key file that cannot be read: a missing or forbidden file is a
+/// setting to fix (exit 2, so that a service manager does not restart into it again),
+/// anything else an I/O failure.
+fn unreadable(path: &Path, err: std::io::Error) -> anyhow::Error {
+    let fix = match err.kind() {
+        std::io::ErrorKind::NotFound => {
+            "make the grid's key once with `gridctl keygen FILE` and copy it to every machine"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "give this process's user read access (a service group: chgrp camhd-grid, chmod 640)"
+        }
+        _ => {
+            return anyhow::Error::new(err)
+                .context(format!("reading the grid key {}", path.display()))
+        }
+    };
+    crate::cli::usage(format!(
+        "cannot read the grid key {}: {err}; {fix}",
+        path.display()
+    ))
+    .into()
 }
 
 /// Writes 32 random bytes to `path` with mode 0600 (refusing to overwrite a file).
@@ -414,6 +436,14 @@ mod tests {
 
     fn grid(b: u8) -> Keys {
         Keys::new("alpha", key(b), vec![])
+    }
+
+    #[test]
+    fn a_missing_key_file_is_a_setting_to_fix_not_a_failure_to_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Key::load(&dir.path().join("grid.key")).unwrap_err();
+        assert!(err.is::<crate::cli::Usage>(), "{err:#}");
+        assert!(format!("{err}").contains("gridctl keygen"), "{err}");
     }
 
     #[test]

@@ -125,7 +125,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = common::generate::parse();
     init_logging();
     // Before any thread that could use OpenCV starts.
     filter::analysis::single_threaded_opencv();

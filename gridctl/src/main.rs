@@ -104,7 +104,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = common::generate::parse();
     init_logging();
     main_with(|| run(cli))
 }

@@ -63,11 +63,11 @@ struct Cli {
     ttr: u32,
 
     /// Queue videos whose JSON exists, and have the sink replace it.
-    #[arg(long)]
+    #[arg(long, env = "QUEUER_FORCE")]
     force: bool,
 
     /// Show what would be queued; queue nothing.
-    #[arg(long)]
+    #[arg(long, env = "QUEUER_DRY_RUN")]
     dry_run: bool,
 
     /// Queue at most N jobs.
@@ -75,24 +75,40 @@ struct Cli {
     limit: Option<usize>,
 
     /// Only videos recorded on or after this date (YYYY-MM-DD, from the archive path).
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, env = "QUEUER_SINCE", value_name = "DATE")]
     since: Option<NaiveDate>,
 
     /// Only videos recorded on or before this date (YYYY-MM-DD).
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, env = "QUEUER_UNTIL", value_name = "DATE")]
     until: Option<NaiveDate>,
 
+    /// Only videos recorded in the last N days, today (UTC) included: what a daily run
+    /// over a growing archive needs (the original injector looked back 5 days).
+    #[arg(long, env = "QUEUER_RECENT_DAYS", value_name = "N", conflicts_with = "since", value_parser = clap::value_parser!(u32).range(1..))]
+    recent_days: Option<u32>,
+
     /// Open each video's index before queuing it; reject those that fail.
-    #[arg(long)]
+    #[arg(long, env = "QUEUER_VERIFY")]
     verify: bool,
 
-    /// Folders, URLs or list files (- for stdin).
-    #[arg(required = true, value_name = "SOURCE")]
+    /// Folders, URLs or list files (- for stdin); the environment takes a
+    /// comma-separated list.
+    #[arg(
+        required = true,
+        env = "QUEUER_SOURCES",
+        value_delimiter = ',',
+        value_name = "SOURCE"
+    )]
     sources: Vec<String>,
 }
 
+/// The first day of the last `days` days, today (UTC) included.
+fn recent_since(days: u32) -> NaiveDate {
+    chrono::Utc::now().date_naive() - chrono::Days::new(u64::from(days) - 1)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = common::generate::parse();
     init_logging();
     main_with(|| {
         let grid = cli.grid.grid(common::host::hostname())?;
@@ -129,7 +145,7 @@ fn main() -> ExitCode {
             force: cli.force,
             dry_run: cli.dry_run,
             limit: cli.limit,
-            since: cli.since,
+            since: cli.since.or_else(|| cli.recent_days.map(recent_since)),
             until: cli.until,
             verify: cli.verify,
         };
@@ -163,4 +179,46 @@ fn main() -> ExitCode {
             ExitCode::from(PARTIAL)
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn recent_days_count_today_as_the_first() {
+        let today = chrono::Utc::now().date_naive();
+        assert_eq!(recent_since(1), today);
+        assert_eq!(recent_since(5), today - chrono::Days::new(4));
+    }
+
+    #[test]
+    fn a_daily_run_is_configured_from_the_environment_alone() {
+        let vars = [
+            ("QUEUER_CHECKOUT", "/srv/checkout"),
+            ("QUEUER_SOURCES", "/srv/a,https://example.org/files/"),
+            ("QUEUER_RECENT_DAYS", "5"),
+            ("QUEUER_FORCE", "true"),
+        ];
+        let matches = Cli::command()
+            .try_get_matches_from_mut(["queuer"])
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            matches.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        let cli = Cli::try_parse_from(["queuer"]).unwrap();
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+        assert_eq!(cli.sources, ["/srv/a", "https://example.org/files/"]);
+        assert_eq!(cli.recent_days, Some(5));
+        assert!(cli.force);
+        assert_eq!(cli.checkout, PathBuf::from("/srv/checkout"));
+    }
 }

@@ -74,7 +74,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = common::generate::parse();
     init_logging();
     main_with(|| {
         let config = sink::SinkConfig {
