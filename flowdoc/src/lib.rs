@@ -1,11 +1,12 @@
 //! The `_optical_flow.json` document, defined once: its types as the filter writes them
 //! (`document`), the check a result must pass before the sink writes it (`check`), the
-//! reading that plots and summaries use (`read`), and, with the `plot` feature, the
-//! motion traces drawn from it (`plot`).
+//! reading that plots and summaries use (`read`), the regions file derived from it
+//! (`regions`), and, with the `plot` feature, the motion traces drawn from it (`plot`).
 
 mod check;
 pub mod document;
 pub mod read;
+pub mod regions;
 
 #[cfg(feature = "plot")]
 pub mod plot;

@@ -1,0 +1,156 @@
+//! The regions file beside every flow file, `<base>_optical_flow_regions.json`: the
+//! video split into static stretches and the moves between them, derived from its
+//! `_optical_flow.json` exactly as CamHD_motion_metadata's scripts derive it (`find`),
+//! from the entries they read (`table`), written as their `RegionFile` writes it.
+
+mod find;
+mod table;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+pub use find::{regions, Region, RegionType, Stats, FIND_REGIONS_VERSION, SQUASH_DELTA};
+pub use table::{read, Row, Table, TableError};
+
+/// The version of the regions document (`contents.regions`).
+pub const REGIONS_VERSION: &str = "1.1";
+
+/// The suffix of the flow files regions are derived from.
+const FLOW_SUFFIX: &str = "_optical_flow.json";
+
+/// The regions file beside a flow file: `X_optical_flow.json` → `X_optical_flow_regions.json`
+/// (the original's `splitext(infile)[0] + "_regions.json"`); `None` for another name.
+pub fn regions_path(flow_path: &str) -> Option<String> {
+    let base = flow_path.strip_suffix(FLOW_SUFFIX)?;
+    Some(format!("{base}_optical_flow_regions.json"))
+}
+
+/// Why a flow document has no regions file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRegions {
+    /// No entry is valid: the original writes no file either.
+    #[error("no valid entry to find regions in")]
+    NoValidEntries,
+    /// The document cannot be read as region finding reads it.
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+/// Where a regions file comes from: its flow file (relative to the checkout), the
+/// commit that holds it, and the software that derived it.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The flow file's path relative to the checkout.
+    pub flow_path: &'a str,
+    /// The commit that holds it (`depends.opticalFlow`).
+    pub flow_commit: &'a str,
+    /// The deriving software's version, for `analysis.version`.
+    pub version: &'a str,
+}
+
+/// The regions document of the flow document `flow`, as pretty JSON (4-space indents,
+/// as the repository's regions files are written, and a final newline).
+pub fn derive(flow: &[u8], source: Source) -> Result<Vec<u8>, NoRegions> {
+    let table = read(flow)?;
+    if table.rows.is_empty() {
+        return Err(NoRegions::NoValidEntries);
+    }
+    #[derive(serde::Deserialize)]
+    struct Movie<'a> {
+        #[serde(borrow)]
+        movie: &'a RawValue,
+    }
+    let movie: Movie = serde_json::from_slice(flow)
+        .map_err(|e| TableError::Unreadable(format!("movie: {e}")))?;
+    let doc = Document {
+        movie: movie.movie,
+        contents: Contents {
+            regions: REGIONS_VERSION,
+            analysis: "1.0",
+        },
+        versions: Versions {
+            find_regions: FIND_REGIONS_VERSION,
+        },
+        regions: regions(&table),
+        depends: Depends {
+            optical_flow: BTreeMap::from([(source.flow_path, source.flow_commit)]),
+        },
+        analysis: Analysis {
+            software: "camhd-grid",
+            version: source.version,
+            method: "findRegions 1.0 with squash_gaps(delta=30), as CamHD_motion_metadata's make_regions_files.py --no-classify",
+        },
+    };
+    let mut out = Vec::with_capacity(4096);
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    doc.serialize(&mut ser)
+        .unwrap_or_else(|e| panic!("a regions document failed to serialise: {e}"));
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// The regions document, in the original's key order.
+#[derive(Serialize)]
+struct Document<'a> {
+    movie: &'a RawValue,
+    contents: Contents,
+    versions: Versions,
+    regions: Vec<Region>,
+    depends: Depends<'a>,
+    analysis: Analysis<'a>,
+}
+
+#[derive(Serialize)]
+struct Contents {
+    regions: &'static str,
+    analysis: &'static str,
+}
+
+#[derive(Serialize)]
+struct Versions {
+    #[serde(rename = "findRegions")]
+    find_regions: &'static str,
+}
+
+#[derive(Serialize)]
+struct Depends<'a> {
+    #[serde(rename = "opticalFlow")]
+    optical_flow: BTreeMap<&'a str, &'a str>,
+}
+
+#[derive(Serialize)]
+struct Analysis<'a> {
+    software: &'static str,
+    version: &'a str,
+    method: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_regions_file_sits_beside_its_flow_file() {
+        assert_eq!(
+            regions_path("RS03ASHS/2016/CAMHDA301-20160101T000000Z_optical_flow.json").unwrap(),
+            "RS03ASHS/2016/CAMHDA301-20160101T000000Z_optical_flow_regions.json"
+        );
+        assert_eq!(regions_path("a/b_optical_flow_regions.json"), None);
+        assert_eq!(regions_path("a/b.json"), None);
+    }
+
+    #[test]
+    fn a_document_without_valid_entries_has_no_regions() {
+        let doc = br#"{"movie": {"URL": "x.mov"}, "frameStats": [{"frameNumber": 1,
+            "opticalFlow": {"center": [0, 0], "similarity": [1, 0, 0, 0], "valid": false}}]}"#;
+        let source = Source {
+            flow_path: "x_optical_flow.json",
+            flow_commit: "abc",
+            version: "test",
+        };
+        assert_eq!(derive(doc, source), Err(NoRegions::NoValidEntries));
+    }
+}
