@@ -1,6 +1,7 @@
 //! `gridctl` as an operator uses it, against a real beanstalkd holding crafted jobs and
 //! failure records: failed, retry, peek, pause, resume, drain.
 
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -576,4 +577,35 @@ async fn a_heartbeat_from_the_future_or_past_its_total_is_shown_as_implausible()
         table.contains("dead (1):") && table.contains("in the future"),
         "{table}"
     );
+}
+
+#[test]
+fn plot_draws_the_regions_as_bands_behind_the_traces() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("flowdoc/tests/regions/flow/clip_pans_optical_flow.json");
+    let svg = dir.path().join("pans.svg");
+    let out = gridctl(
+        &server,
+        &["plot", json.to_str().unwrap(), "-o", svg.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(svg).unwrap();
+    // Three static regions and two moves (E, SW: see its expected regions), on 4 panels.
+    let rects = |colour: &str| {
+        svg.lines()
+            .filter(|l| l.starts_with("<rect") && l.contains(colour))
+            .count()
+    };
+    assert_eq!(rects("#E1E1E1"), 3 * 4, "static bands");
+    assert_eq!(rects("#FFE4B5"), 2 * 4, "move bands");
+    for name in ["E", "SW"] {
+        let labels = svg.lines().filter(|l| l.trim() == name).count();
+        assert_eq!(labels, 1, "{name} named once, in the first panel");
+    }
 }

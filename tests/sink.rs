@@ -11,6 +11,10 @@ use testkit::git::{git, metadata_checkout};
 use testkit::{bin, Beanstalkd};
 
 fn result(output: &str, marker: u64, force: bool) -> Vec<u8> {
+    result_of(output, flow_document(marker), force)
+}
+
+fn result_of(output: &str, document: serde_json::Value, force: bool) -> Vec<u8> {
     let job = Job {
         force,
         ..Job::new("/data/files/x.mov", output)
@@ -20,7 +24,7 @@ fn result(output: &str, marker: u64, force: bool) -> Vec<u8> {
         version: WIRE_VERSION,
         job,
         job_id: None,
-        document: flow_document(marker),
+        document,
         document_gzip: None,
         computed_by: ComputedBy {
             host: "t".into(),
@@ -314,5 +318,183 @@ async fn a_sink_killed_at_any_moment_loses_nothing_and_commits_nothing_twice() {
     assert_eq!(
         s.current_jobs_ready + s.current_jobs_reserved + s.current_jobs_buried,
         0
+    );
+}
+
+/// A flow document of the regions fixtures (flowdoc/tests/regions).
+fn fixture(name: &str) -> serde_json::Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("flowdoc/tests/regions");
+    serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_sink_commits_a_regions_file_beside_each_flow_file() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let pans = "RS03ASHS/2017/06/14/CAMHDA301-20170614T001500_optical_flow.json";
+    let dark = "RS03ASHS/2017/06/14/CAMHDA301-20170614T031500_optical_flow.json";
+    let doc = fixture("flow/clip_pans_optical_flow.json");
+    let mut c = put_all(
+        &server,
+        &[
+            result_of(pans, doc.clone(), false),
+            result_of(dark, fixture("flow/no_valid_optical_flow.json"), false),
+        ],
+    )
+    .await;
+    let out = sink(&server, &co);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Two commits: the flow files, then the regions naming it.
+    let regions_rel = pans.replace("_optical_flow.json", "_optical_flow_regions.json");
+    let flow_commit = git(&co, &["log", "-n1", "--format=%H", "--", pans]);
+    let regions_commit = git(&co, &["log", "-n1", "--format=%H", "--", &regions_rel]);
+    assert_eq!(
+        git(&co, &["rev-parse", "HEAD"]).trim(),
+        regions_commit.trim()
+    );
+    assert_eq!(
+        git(&co, &["rev-parse", "HEAD~1"]).trim(),
+        flow_commit.trim()
+    );
+    let regions: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(co.join(&regions_rel)).unwrap()).unwrap();
+    assert_eq!(regions["depends"]["opticalFlow"][pans], flow_commit.trim());
+    assert_eq!(regions["movie"], doc["movie"]);
+    let expected = fixture("expected/clip_pans_optical_flow_regions.json");
+    assert_eq!(regions["regions"], expected["regions"]);
+
+    // A flow file without valid entries is committed; it has no regions, and says why.
+    assert!(co.join(dark).is_file());
+    assert!(!co.join(dark.replace(".json", "_regions.json")).exists());
+    let message = git(&co, &["log", "-n1", "--format=%B"]);
+    assert!(
+        message.starts_with("Add regions for 1 video(s)"),
+        "{message}"
+    );
+    assert!(message.contains("No regions for 1 video(s):"), "{message}");
+    assert!(message.contains("no valid entry"), "{message}");
+    assert!(git(&co, &["status", "--porcelain"]).is_empty());
+
+    // The committed regions file is kept for an unforced result, remade for a forced one.
+    std::fs::write(co.join(&regions_rel), "{}\n").unwrap();
+    git(&co, &["commit", "-qam", "a scientist edits the regions"]);
+    c.put(&result_of(pans, doc.clone(), false), PutOptions::default())
+        .await
+        .unwrap();
+    assert!(sink(&server, &co).status.success());
+    assert_eq!(
+        std::fs::read_to_string(co.join(&regions_rel)).unwrap(),
+        "{}\n"
+    );
+    c.put(&result_of(pans, doc, true), PutOptions::default())
+        .await
+        .unwrap();
+    assert!(sink(&server, &co).status.success());
+    let remade: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(co.join(&regions_rel)).unwrap()).unwrap();
+    assert_eq!(remade["regions"], expected["regions"]);
+}
+
+#[test]
+fn sink_regions_fills_in_a_checkout_of_flow_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let day = "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14";
+    let names = [
+        "clip_pans",
+        "clip_zooms",
+        "random_1",
+        "random_4",
+        "no_valid",
+    ];
+    for n in names {
+        std::fs::create_dir_all(co.join(day)).unwrap();
+        let flow = serde_json::to_vec(&fixture(&format!("flow/{n}_optical_flow.json"))).unwrap();
+        std::fs::write(co.join(format!("{day}/{n}_optical_flow.json")), flow).unwrap();
+        git(&co, &["add", "."]);
+        git(&co, &["commit", "-qm", n]);
+    }
+    // A regions file a scientist made by hand is kept.
+    let kept = format!("{day}/random_1_optical_flow_regions.json");
+    std::fs::write(co.join(&kept), "{\"regions\": []}\n").unwrap();
+    git(&co, &["add", "."]);
+    git(&co, &["commit", "-qm", "by hand"]);
+    let head = git(&co, &["rev-parse", "HEAD"]);
+
+    let regions = |args: &[&str]| {
+        let out = bin::command("sink")
+            .args(["regions", "--checkout", co.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (listed, stderr) = regions(&["--dry-run"]);
+    let mut lines: Vec<&str> = listed.lines().collect();
+    let summary = lines.pop().unwrap();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(
+        summary.starts_with(
+            "would write 3 regions files in 0 commits (5 flow files, 1 left without regions)"
+        ),
+        "{summary}"
+    );
+    assert!(
+        stderr.contains("no_valid_optical_flow.json: no valid entry"),
+        "{stderr}"
+    );
+    assert_eq!(
+        git(&co, &["rev-parse", "HEAD"]),
+        head,
+        "a dry run commits nothing"
+    );
+    assert!(git(&co, &["status", "--porcelain"]).is_empty());
+
+    let (done, _) = regions(&["--per-commit", "2"]);
+    assert!(
+        done.starts_with("wrote 3 regions files in 2 commits"),
+        "{done}"
+    );
+    for n in ["clip_pans", "clip_zooms", "random_4"] {
+        let flow = format!("{day}/{n}_optical_flow.json");
+        let file = co.join(format!("{day}/{n}_optical_flow_regions.json"));
+        let ours: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let expected = fixture(&format!("expected/{n}_optical_flow_regions.json"));
+        assert_eq!(ours["regions"], expected["regions"], "{n}");
+        let flow_commit = git(&co, &["log", "-n1", "--format=%H", "--", &flow]);
+        assert_eq!(
+            ours["depends"]["opticalFlow"][&flow],
+            flow_commit.trim(),
+            "{n}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(co.join(&kept)).unwrap(),
+        "{\"regions\": []}\n"
+    );
+    assert!(git(&co, &["status", "--porcelain"]).is_empty());
+
+    let (again, _) = regions(&[]);
+    assert!(
+        again.starts_with("wrote 0 regions files in 0 commits"),
+        "{again}"
+    );
+    let (forced, _) = regions(&["--force", &format!("./{day}/random_1_optical_flow.json")]);
+    assert!(
+        forced.starts_with("wrote 1 regions files in 1 commits (1 flow files"),
+        "{forced}"
+    );
+    assert_ne!(
+        std::fs::read_to_string(co.join(&kept)).unwrap(),
+        "{\"regions\": []}\n"
     );
 }

@@ -13,6 +13,9 @@ pub const LAZYCACHE_MARKER: &str = "/v1/org/oceanobservatories/rawdata/files/";
 /// The suffix every output path has.
 pub const OUTPUT_SUFFIX: &str = "_optical_flow.json";
 
+/// The end of a regions file's name, beside its flow file.
+pub const REGIONS_SUFFIX: &str = "_optical_flow_regions.json";
+
 /// The video's path below the archive root: the part after the last `/files/` of an
 /// archive or lazycache URL or path, without a query.
 pub fn archive_relative(video: &str) -> Option<String> {
@@ -105,6 +108,33 @@ pub fn check_output(output: &str) -> Result<(), UnsafePath> {
 /// of the tree).
 pub fn resolve_output(checkout: &Path, output: &str) -> Result<PathBuf, UnsafePath> {
     check_output(output)?;
+    no_links_on_the_way(checkout, output)
+}
+
+/// The regions file beside the flow file `output` (`X_optical_flow.json` →
+/// `X_optical_flow_regions.json`, as CamHD_motion_metadata names them): its path
+/// relative to the checkout, and where it lands inside `checkout`, under the same
+/// policy as [`resolve_output`].
+pub fn resolve_regions(checkout: &Path, output: &str) -> Result<(String, PathBuf), UnsafePath> {
+    check_output(output)?;
+    let stem = &output[..output.len() - OUTPUT_SUFFIX.len()];
+    let rel = format!("{stem}{REGIONS_SUFFIX}");
+    if rel
+        .rsplit('/')
+        .next()
+        .is_some_and(|name| name.len() > MAX_COMPONENT_BYTES)
+    {
+        return Err(UnsafePath {
+            path: rel.chars().take(200).collect(),
+            reason: "a component is longer than 255 bytes",
+        });
+    }
+    let path = no_links_on_the_way(checkout, &rel)?;
+    Ok((rel, path))
+}
+
+/// `rel` inside `checkout`, if no folder or file on the way is a symbolic link.
+fn no_links_on_the_way(checkout: &Path, output: &str) -> Result<PathBuf, UnsafePath> {
     let mut here = checkout.to_path_buf();
     for name in output.split('/') {
         here.push(name);
@@ -200,6 +230,29 @@ mod tests {
         );
         let deep = format!("{}x_optical_flow.json", "abcdefgh/".repeat(112));
         assert!(deep.len() > 1024 && check_output(&deep).is_err());
+    }
+
+    #[test]
+    fn a_regions_file_sits_beside_its_flow_file_under_the_same_policy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let (rel, path) = resolve_regions(
+            &dir,
+            "RS03ASHS/2016/CAMHDA301-20160101T000000Z_optical_flow.json",
+        )
+        .unwrap();
+        assert_eq!(
+            rel,
+            "RS03ASHS/2016/CAMHDA301-20160101T000000Z_optical_flow_regions.json"
+        );
+        assert_eq!(path, dir.join(&rel));
+        assert!(resolve_regions(&dir, "../x_optical_flow.json").is_err());
+        // A flow file name that fits is no guarantee its regions file's name does.
+        let long = format!("{}_optical_flow.json", "a".repeat(255 - 18));
+        let err = resolve_regions(&dir, &long).unwrap_err();
+        assert!(err.reason.contains("255"), "{err:?}");
+        std::os::unix::fs::symlink("/tmp", dir.join("escape")).unwrap();
+        assert!(resolve_regions(&dir, "escape/x_optical_flow.json").is_err());
     }
 
     fn tempfile_dir() -> PathBuf {

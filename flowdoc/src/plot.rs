@@ -1,15 +1,18 @@
 //! Motion traces for people: scale, theta, tx and ty of an `_optical_flow.json` against
-//! time or frame number, four panels in one SVG or PNG, invalid entries marked in red.
+//! time or frame number, four panels in one SVG or PNG, invalid entries marked in red,
+//! and behind them the regions derived from it as bands (grey: static; amber: a move).
 //! The labels use a font built into the binary, so plots need no system fonts.
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::read::{entries, fps, Entry};
+use crate::regions::{self, Region, RegionType};
 
 /// DejaVu Sans, cut down to Latin-1 and a few symbols (see `flowdoc/assets/README.md`).
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
@@ -75,8 +78,15 @@ pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Resu
         bail!("the document has no entries to plot");
     }
     register_font();
+    // A document region finding cannot read is still plotted, without bands.
+    let regions = serde_json::to_vec(doc)
+        .ok()
+        .and_then(|bytes| regions::read(&bytes).ok())
+        .map(|table| regions::regions(&table))
+        .unwrap_or_default();
     let traces = Traces {
         entries: &entries,
+        regions: &regions,
         axis,
         fps: fps(doc),
         title,
@@ -103,6 +113,7 @@ fn register_font() {
 /// What one plot shows.
 struct Traces<'a> {
     entries: &'a [Entry],
+    regions: &'a [Region],
     axis: Axis,
     fps: f64,
     title: &'a str,
@@ -110,9 +121,13 @@ struct Traces<'a> {
 
 impl Traces<'_> {
     fn x(&self, e: &Entry) -> f64 {
+        self.x_of(e.frame as f64)
+    }
+
+    fn x_of(&self, frame: f64) -> f64 {
         match self.axis {
-            Axis::Time => (e.frame as f64 - 1.0) / self.fps,
-            Axis::Frame => e.frame as f64,
+            Axis::Time => (frame - 1.0) / self.fps,
+            Axis::Frame => frame,
         }
     }
 
@@ -181,6 +196,7 @@ impl Traces<'_> {
             });
         }
         mesh.draw().map_err(draw_err)?;
+        self.bands(&mut chart, (lo - pad, hi + pad), i == 0)?;
         // A line only through consecutive valid entries, so an invalid stretch shows as
         // a gap; a valid entry alone between invalid ones is a dot.
         for run in self.valid_runs(i) {
@@ -202,6 +218,48 @@ impl Traces<'_> {
                     .map(|e| Circle::new((self.x(e), identity), 3, INVALID.filled())),
             )
             .map_err(draw_err)?;
+        Ok(())
+    }
+}
+
+impl Traces<'_> {
+    /// The regions as bands behind a panel's traces, named in the first panel.
+    fn bands<DB: DrawingBackend>(
+        &self,
+        chart: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+        (lo, hi): (f64, f64),
+        named: bool,
+    ) -> anyhow::Result<()> {
+        for r in self.regions {
+            let (x0, x1) = (
+                self.x_of(r.start_frame as f64),
+                self.x_of(r.end_frame as f64),
+            );
+            let colour = match r.kind {
+                RegionType::Static => RGBColor(225, 225, 225),
+                RegionType::Short | RegionType::Unknown => RGBColor(240, 240, 250),
+                _ => RGBColor(255, 228, 181),
+            };
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, lo), (x1, hi)],
+                    colour.filled(),
+                )))
+                .map_err(draw_err)?;
+            if named && r.kind != RegionType::Static {
+                let name = serde_json::to_value(r.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        name,
+                        (x0, hi),
+                        ("sans-serif", 12),
+                    )))
+                    .map_err(draw_err)?;
+            }
+        }
         Ok(())
     }
 }

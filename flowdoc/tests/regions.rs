@@ -65,15 +65,27 @@ fn regions_are_those_the_original_scripts_find() {
             r.iter()
                 .map(|r| {
                     let size = r["stats"]["size"].clone();
-                    (r["startFrame"].clone(), r["endFrame"].clone(), r["type"].clone(), size)
+                    (
+                        r["startFrame"].clone(),
+                        r["endFrame"].clone(),
+                        r["type"].clone(),
+                        size,
+                    )
                 })
                 .collect()
         };
-        assert_eq!(bounds(o), bounds(t), "{name}: bounds, types or sizes differ");
+        assert_eq!(
+            bounds(o),
+            bounds(t),
+            "{name}: bounds, types or sizes differ"
+        );
         for (i, (a, b)) in o.iter().zip(t).enumerate() {
             for mean in ["scaleMean", "txMean", "tyMean"] {
                 let (x, y) = (&a["stats"][mean], &b["stats"][mean]);
-                assert!(close(x, y), "{name}: region {i} {mean}: ours {x}, the original's {y}");
+                assert!(
+                    close(x, y),
+                    "{name}: region {i} {mean}: ours {x}, the original's {y}"
+                );
                 means += 1;
                 exact += usize::from(x == y);
             }

@@ -78,9 +78,6 @@ impl Checkout {
     /// Writes `bytes` to `path` (inside the checkout) via a temporary file and a rename.
     /// The temporary file lives in the git directory, so a sink killed mid-write leaves
     /// nothing in the work tree; where that is on another file system (the rename
-    /// Writes `bytes` to `path` (inside the checkout) via a temporary file and a rename.
-    /// The temporary file lives in the git directory, so a sink killed mid-write leaves
-    /// nothing in the work tree; where that is on another file system (the rename
     /// fails), beside the target instead. The error is the file system's, for the caller
     /// to tell a fault of this one result from one of the whole checkout.
     pub fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -250,10 +247,56 @@ impl Checkout {
         }
     }
 
+    /// Every file tracked in the index, as paths relative to the root.
+    pub fn tracked_files(&self) -> anyhow::Result<Vec<String>> {
+        let out = git(&self.root, &["ls-files", "-z"])?;
+        Ok(out
+            .split('\0')
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The commit that last changed each of `rels` that any did, looking back `depth`
+    /// commits from HEAD (all of history when `None`), in one pass of `git log`.
+    pub fn last_commits(
+        &self,
+        rels: &[String],
+        depth: Option<u64>,
+    ) -> anyhow::Result<std::collections::HashMap<String, String>> {
+        let mut args = vec!["log", "-z", "--format=%x01%H", "--name-only"];
+        let n;
+        if let Some(d) = depth {
+            n = format!("-n{d}");
+            args.push(&n);
+        }
+        let log = git(&self.root, &args)?;
+        Ok(newest_commit_of(&log, rels))
+    }
+
     /// Pushes HEAD to `remote`.
     pub fn push(&self, remote: &str) -> anyhow::Result<()> {
         git(&self.root, &["push", "-q", remote, "HEAD"]).map(drop)
     }
+}
+
+/// Of `git log -z --format=%x01%H --name-only` output (newest first), the first commit
+/// naming each of `rels`.
+fn newest_commit_of(log: &str, rels: &[String]) -> std::collections::HashMap<String, String> {
+    let wanted: std::collections::HashSet<&str> = rels.iter().map(String::as_str).collect();
+    let mut found = std::collections::HashMap::new();
+    let mut commit: Option<&str> = None;
+    for token in log.split('\0') {
+        let token = token.strip_prefix('\n').unwrap_or(token);
+        if let Some(id) = token.strip_prefix('\u{1}') {
+            commit = Some(id);
+        } else if let Some(id) = commit {
+            if wanted.contains(token) && !found.contains_key(token) {
+                found.insert(token.to_owned(), id.to_owned());
+            }
+        }
+    }
+    found
 }
 
 fn nul_list(rels: &[String]) -> Vec<u8> {
@@ -296,4 +339,19 @@ fn parse_author(author: &str) -> anyhow::Result<(String, String)> {
         .strip_suffix('>')
         .with_context(|| format!("--author {author:?} is not of the form 'Name <email>'"))?;
     Ok((name.trim().to_owned(), email.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_commit_naming_a_path_is_found() {
+        let log = "\u{1}bbb\0\na/x\0\u{1}aaa\0\na/x\0b c\0";
+        let rels = ["a/x".to_owned(), "b c".to_owned(), "gone".to_owned()];
+        let found = newest_commit_of(log, &rels);
+        assert_eq!(found["a/x"], "bbb");
+        assert_eq!(found["b c"], "aaa");
+        assert!(!found.contains_key("gone"));
+    }
 }

@@ -1,12 +1,14 @@
 //! `sink`: drains the results tube into the CamHD_motion_metadata checkout and commits.
 //! `main` parses the flags into a checked configuration and runs the loop.
 
+mod backfill;
 mod checkout;
 mod commit;
 mod incoming;
 mod metrics;
 mod process;
 mod push;
+mod regions;
 mod sink;
 mod write;
 
@@ -14,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
 use common::shutdown::Shutdown;
@@ -24,14 +26,14 @@ use common::shutdown::Shutdown;
 /// Only one sink may write a checkout. Results are deleted from the tube only after the
 /// commit that holds them, so a sink killed at any moment loses nothing.
 #[derive(Debug, Parser)]
-#[command(version = common::cli::VERSION, about, long_about)]
+#[command(version = common::cli::VERSION, about, long_about, subcommand_negates_reqs = true)]
 struct Cli {
     #[command(flatten)]
     grid: GridArgs,
 
     /// The CamHD_motion_metadata checkout (a git work tree with README.md at its root).
-    #[arg(long, env = "SINK_CHECKOUT", value_name = "DIR")]
-    checkout: PathBuf,
+    #[arg(long, required = true, env = "SINK_CHECKOUT", value_name = "DIR")]
+    checkout: Option<PathBuf>,
 
     /// Commit after this many results.
     #[arg(long, env = "SINK_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -68,14 +70,68 @@ struct Cli {
     #[arg(
         long,
         env = "SINK_AUTHOR",
-        default_value = "camhd-grid sink <camhd-grid@localhost>"
+        default_value = DEFAULT_AUTHOR
     )]
     author: String,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Who the sink's commits are by, unless told.
+const DEFAULT_AUTHOR: &str = "camhd-grid sink <camhd-grid@localhost>";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Derive the regions file of every committed flow file that lacks one, as the sink
+    /// does after each commit, and commit them in batches: for a checkout filled before
+    /// the sink made regions, or after a sink stopped between its two commits.
+    ///
+    /// Takes the checkout's lock, so it waits for no sink: stop the sink first (exit 75
+    /// while one runs). Lists each flow file left without regions, and why, on stderr.
+    Regions {
+        /// The CamHD_motion_metadata checkout.
+        #[arg(long, env = "SINK_CHECKOUT", value_name = "DIR")]
+        checkout: PathBuf,
+        /// Author of the commits.
+        #[arg(long, env = "SINK_AUTHOR", default_value = DEFAULT_AUTHOR)]
+        author: String,
+        /// Remake every regions file, also those committed already.
+        #[arg(long)]
+        force: bool,
+        /// List the regions files it would write (stdout); write and commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Regions files per commit.
+        #[arg(long, env = "SINK_REGIONS_PER_COMMIT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        per_commit: u32,
+        /// Folders or flow files, relative to the checkout, to cover [default: all].
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli: Cli = common::generate::parse();
     init_logging();
+    if let Some(Command::Regions {
+        checkout,
+        author,
+        force,
+        dry_run,
+        per_commit,
+        paths,
+    }) = &cli.command
+    {
+        let config = backfill::BackfillConfig {
+            force: *force,
+            dry_run: *dry_run,
+            per_commit: *per_commit as usize,
+            paths: paths.clone(),
+            max_document: cli.max_document_bytes as usize,
+        };
+        return main_with(|| backfill_regions(checkout, author, &config));
+    }
     main_with(|| {
         let config = sink::SinkConfig {
             grid: cli.grid.grid(common::host::hostname())?,
@@ -88,7 +144,11 @@ fn main() -> ExitCode {
         if !config.grid.keys().enabled() {
             tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): results are not checked for a signature; see docs/security.md");
         }
-        let checkout = checkout::Checkout::open(&cli.checkout, &cli.author)?;
+        let dir = cli
+            .checkout
+            .as_deref()
+            .ok_or_else(|| common::cli::usage("--checkout (SINK_CHECKOUT) is required"))?;
+        let checkout = checkout::Checkout::open(dir, &cli.author)?;
         let runtime = tokio::runtime::Runtime::new()?;
         let totals = runtime.block_on(async {
             let shutdown = Shutdown::on_signals()?;
@@ -107,4 +167,24 @@ fn main() -> ExitCode {
         );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `sink regions`: fills in the checkout's regions files and prints what it did.
+fn backfill_regions(
+    checkout: &std::path::Path,
+    author: &str,
+    config: &backfill::BackfillConfig,
+) -> anyhow::Result<ExitCode> {
+    let checkout = checkout::Checkout::open(checkout, author)?;
+    let s = backfill::run(&checkout, config)?;
+    let verb = if config.dry_run {
+        "would write"
+    } else {
+        "wrote"
+    };
+    println!(
+        "{verb} {} regions files in {} commits ({} flow files, {} left without regions) in {:.1} s",
+        s.derived, s.commits, s.flow_files, s.skipped, s.seconds
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -20,7 +20,25 @@ pub static COMMIT_SECONDS: Metric = Metric::counter(
 /// Commits made.
 pub static COMMITS: Metric = Metric::counter("camhd_sink_commit_seconds_count", "Commits made.");
 
+/// Regions files committed.
+pub static REGIONS: Metric = Metric::counter(
+    "camhd_sink_regions_committed_total",
+    "Regions files derived from committed flow files and committed.",
+);
+/// Flow files left without a regions file.
+pub static REGIONS_SKIPPED: Metric = Metric::counter(
+    "camhd_sink_regions_skipped_total",
+    "Committed flow files whose regions could not be derived (no valid entry, unreadable).",
+);
+
 /// All of them, in the text format.
 pub fn render() -> String {
-    common::metrics::render(&[&RESULTS, &BURIED, &COMMIT_SECONDS, &COMMITS])
+    common::metrics::render(&[
+        &RESULTS,
+        &BURIED,
+        &COMMIT_SECONDS,
+        &COMMITS,
+        &REGIONS,
+        &REGIONS_SKIPPED,
+    ])
 }

@@ -1,5 +1,6 @@
-//! The sink: reserve results, write each into the checkout, commit in batches, and delete
-//! a batch's results (and their jobs) only after the commit that holds them. Killed at
+//! The sink: reserve results, write each into the checkout, commit in batches, commit
+//! the regions derived from them, and delete a batch's results (and their jobs) only
+//! after the commit that holds them. Killed at
 //! any moment, nothing is lost (undeleted results come back) and nothing is committed
 //! twice (a result already in the checkout changes nothing).
 
@@ -186,6 +187,13 @@ impl<'a> Sink<'a> {
             self.bury(c, w.id, Some(&w.job), why).await;
         }
         metrics::RESULTS.add(committed.len() as f64);
+        // Before the results go: a sink killed here derives them again when they return.
+        crate::regions::commit_regions(
+            self.checkout,
+            &committed,
+            committer.commits,
+            self.config.max_document,
+        );
         for w in committed {
             if let Err(e) = c.delete(w.id).await {
                 tracing::warn!(job = w.id, error = %e, "could not delete a committed result");

@@ -274,8 +274,10 @@ mod tests {
         rows.extend((10..20).map(|i| row(1 + 10 * i, 1.0, -30.0, 1.0)));
         rows.extend((20..30).map(|i| row(1 + 10 * i, 1.0, 0.0, -0.5)));
         let r = regions(&table(rows));
-        let shape: Vec<(i64, i64, RegionType)> =
-            r.iter().map(|r| (r.start_frame, r.end_frame, r.kind)).collect();
+        let shape: Vec<(i64, i64, RegionType)> = r
+            .iter()
+            .map(|r| (r.start_frame, r.end_frame, r.kind))
+            .collect();
         assert_eq!(
             shape,
             [
@@ -327,8 +329,10 @@ mod tests {
             region(341, 500, RegionType::Static),
         ];
         squash_gaps(&mut r, SQUASH_DELTA);
-        let shape: Vec<(i64, i64, RegionType)> =
-            r.iter().map(|r| (r.start_frame, r.end_frame, r.kind)).collect();
+        let shape: Vec<(i64, i64, RegionType)> = r
+            .iter()
+            .map(|r| (r.start_frame, r.end_frame, r.kind))
+            .collect();
         assert_eq!(
             shape,
             [

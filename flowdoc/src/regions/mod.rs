@@ -1,4 +1,4 @@
-//! The regions file beside every flow file, `<base>_optical_flow_regions.json`: the
+//! The regions file beside every flow file (`common::paths::resolve_regions` names it): the
 //! video split into static stretches and the moves between them, derived from its
 //! `_optical_flow.json` exactly as CamHD_motion_metadata's scripts derive it (`find`),
 //! from the entries they read (`table`), written as their `RegionFile` writes it.
@@ -16,16 +16,6 @@ pub use table::{read, Row, Table, TableError};
 
 /// The version of the regions document (`contents.regions`).
 pub const REGIONS_VERSION: &str = "1.1";
-
-/// The suffix of the flow files regions are derived from.
-const FLOW_SUFFIX: &str = "_optical_flow.json";
-
-/// The regions file beside a flow file: `X_optical_flow.json` → `X_optical_flow_regions.json`
-/// (the original's `splitext(infile)[0] + "_regions.json"`); `None` for another name.
-pub fn regions_path(flow_path: &str) -> Option<String> {
-    let base = flow_path.strip_suffix(FLOW_SUFFIX)?;
-    Some(format!("{base}_optical_flow_regions.json"))
-}
 
 /// Why a flow document has no regions file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,8 +52,8 @@ pub fn derive(flow: &[u8], source: Source) -> Result<Vec<u8>, NoRegions> {
         #[serde(borrow)]
         movie: &'a RawValue,
     }
-    let movie: Movie = serde_json::from_slice(flow)
-        .map_err(|e| TableError::Unreadable(format!("movie: {e}")))?;
+    let movie: Movie =
+        serde_json::from_slice(flow).map_err(|e| TableError::Unreadable(format!("movie: {e}")))?;
     let doc = Document {
         movie: movie.movie,
         contents: Contents {
@@ -131,16 +121,6 @@ struct Analysis<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_regions_file_sits_beside_its_flow_file() {
-        assert_eq!(
-            regions_path("RS03ASHS/2016/CAMHDA301-20160101T000000Z_optical_flow.json").unwrap(),
-            "RS03ASHS/2016/CAMHDA301-20160101T000000Z_optical_flow_regions.json"
-        );
-        assert_eq!(regions_path("a/b_optical_flow_regions.json"), None);
-        assert_eq!(regions_path("a/b.json"), None);
-    }
 
     #[test]
     fn a_document_without_valid_entries_has_no_regions() {

@@ -1,0 +1,199 @@
+//! After a batch of flow files is committed, each one's regions file: derived from the
+//! flow file as written (`flowdoc::regions`), naming the commit that holds it, written
+//! beside it and committed in a commit of its own, before the batch's results are
+//! deleted (a sink killed in between derives them again when the results come back). A
+//! regions file already committed is kept unless the job was forced; a flow file whose
+//! regions cannot be derived stays committed, and why is logged, counted and written
+//! into the regions commit's message.
+
+use std::path::PathBuf;
+
+use common::paths::{resolve_output, resolve_regions};
+use flowdoc::regions::{self, Source};
+
+use crate::checkout::Checkout;
+use crate::metrics;
+use crate::write::Written;
+
+/// A regions file written and waiting for its commit.
+pub struct Derived {
+    /// Its path relative to the checkout.
+    pub rel: String,
+    /// Where it was written.
+    pub path: PathBuf,
+    /// What the commit message names it by (the video, or the flow file).
+    pub label: String,
+}
+
+/// Derives, writes and commits the regions of `committed` (results whose flow file is
+/// in HEAD), `new_commits` being how many commits the batch made. Never fails: what
+/// goes wrong is logged and left for `sink regions` to fill in.
+pub fn commit_regions(
+    checkout: &Checkout,
+    committed: &[Written],
+    new_commits: u64,
+    max_document: usize,
+) {
+    let wanted: Vec<&Written> = committed
+        .iter()
+        .filter(|w| w.written.is_some() || !regions_committed(checkout, &w.rel))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let commits = match flow_commits(checkout, &wanted, new_commits) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot tell which commits hold the flow files; their regions are left to `sink regions`");
+            return;
+        }
+    };
+    let (mut derived, mut skipped) = (Vec::new(), Vec::new());
+    for w in wanted {
+        let Some(commit) = commits.get(&w.rel) else {
+            skipped.push((
+                w.video.clone(),
+                "its flow file is not in any commit".to_owned(),
+            ));
+            continue;
+        };
+        match derive_one(checkout, &w.rel, commit, w.job.force, max_document, false) {
+            Ok(Some(d)) => derived.push(Derived {
+                label: w.video.clone(),
+                ..d
+            }),
+            Ok(None) => {}
+            Err(why) => {
+                tracing::warn!(video = %w.video, reason = %why, "no regions file");
+                metrics::REGIONS_SKIPPED.inc();
+                skipped.push((w.video.clone(), why));
+            }
+        }
+    }
+    if let Err(e) = commit_derived(checkout, derived, &skipped) {
+        tracing::error!(error = %format!("{e:#}"), "could not commit regions files; they are left to `sink regions`");
+    }
+}
+
+/// True when the regions file of the flow file `rel` is committed.
+fn regions_committed(checkout: &Checkout, rel: &str) -> bool {
+    resolve_regions(checkout.root(), rel)
+        .map_or(true, |(r, _)| checkout.tracked(&r).unwrap_or(false))
+}
+
+/// The commit holding each flow file: among the batch's own commits for those written,
+/// in all of history for those kept.
+fn flow_commits(
+    checkout: &Checkout,
+    wanted: &[&Written],
+    new_commits: u64,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let rels: Vec<String> = wanted.iter().map(|w| w.rel.clone()).collect();
+    let mut found = checkout.last_commits(&rels, Some(new_commits.max(1)))?;
+    let older: Vec<String> = rels
+        .into_iter()
+        .filter(|r| !found.contains_key(r))
+        .collect();
+    if !older.is_empty() {
+        found.extend(checkout.last_commits(&older, None)?);
+    }
+    Ok(found)
+}
+
+/// Derives the regions file of the flow file `flow_rel` (committed in `commit`) and,
+/// unless `dry_run`, writes it: `Ok(None)` when a committed one is kept (not `force`),
+/// `Err` with the reason when there is none to write.
+pub fn derive_one(
+    checkout: &Checkout,
+    flow_rel: &str,
+    commit: &str,
+    force: bool,
+    max_document: usize,
+    dry_run: bool,
+) -> Result<Option<Derived>, String> {
+    let (rel, path) = resolve_regions(checkout.root(), flow_rel).map_err(|e| e.to_string())?;
+    if !force && path.is_file() && checkout.tracked(&rel).unwrap_or(false) {
+        return Ok(None);
+    }
+    let flow_path = resolve_output(checkout.root(), flow_rel).map_err(|e| e.to_string())?;
+    let flow = read_bounded(&flow_path, max_document)?;
+    let source = Source {
+        flow_path: flow_rel,
+        flow_commit: commit,
+        version: common::cli::VERSION,
+    };
+    let text = regions::derive(&flow, source).map_err(|e| e.to_string())?;
+    if !dry_run {
+        checkout
+            .write_atomically(&path, &text)
+            .map_err(|e| format!("cannot write {rel}: {e}"))?;
+    }
+    Ok(Some(Derived {
+        rel,
+        path,
+        label: flow_rel.to_owned(),
+    }))
+}
+
+/// The flow file as written, if it is no larger than the sink accepts.
+fn read_bounded(path: &std::path::Path, max: usize) -> Result<Vec<u8>, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    if len > max as u64 {
+        return Err(format!(
+            "the flow file has {len} bytes, more than the {max} accepted"
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Commits the regions files written, with those left without one in the message. A
+/// failed commit is undone (nothing of it stays staged or written).
+pub fn commit_derived(
+    checkout: &Checkout,
+    derived: Vec<Derived>,
+    skipped: &[(String, String)],
+) -> anyhow::Result<()> {
+    if derived.is_empty() {
+        return Ok(());
+    }
+    let rels: Vec<String> = derived.iter().map(|d| d.rel.clone()).collect();
+    let message = |changed: &[String]| message(&derived, changed, skipped);
+    match checkout.commit(&rels, message) {
+        Ok(Some(id)) => {
+            metrics::REGIONS.add(derived.len() as f64);
+            tracing::info!(commit = %id, regions = derived.len(), "committed regions");
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            checkout.unstage(&rels);
+            for d in &derived {
+                checkout.discard(&d.rel, &d.path);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// "Add regions for N video(s)", one line per video, then those without regions and why.
+fn message(derived: &[Derived], changed: &[String], skipped: &[(String, String)]) -> String {
+    let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).collect() };
+    let changed: std::collections::HashSet<&str> = changed.iter().map(String::as_str).collect();
+    let shown: Vec<&Derived> = derived
+        .iter()
+        .filter(|d| changed.contains(d.rel.as_str()))
+        .collect();
+    let mut m = format!("Add regions for {} video(s)\n\n", shown.len());
+    for d in shown {
+        m.push_str(&format!("- {}\n", clean(&d.label)));
+    }
+    if !skipped.is_empty() {
+        m.push_str(&format!("\nNo regions for {} video(s):\n", skipped.len()));
+        for (label, why) in skipped {
+            m.push_str(&format!("- {}: {}\n", clean(label), clean(why)));
+        }
+    }
+    m
+}
