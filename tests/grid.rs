@@ -163,6 +163,11 @@ fn a_folder_of_videos_ends_up_committed_in_the_checkout() {
         "CAMHDA301-20170614T060000.mov",
     ];
     let world = World::new(&names.map(|n| (n, 45)));
+    // Camera work the analysis finds valid, so that each video has regions.
+    let day = world.base.dir.path().join("archive/files").join(DAY);
+    for name in names {
+        testkit::clip::panning(&day.join(name), "320x180", 45);
+    }
 
     let queued = world.queuer();
     assert!(
@@ -208,6 +213,20 @@ fn a_folder_of_videos_ends_up_committed_in_the_checkout() {
             "frames 1, 11, 21, 31, 41"
         );
         assert!(text.ends_with("}\n"));
+        // Beside it, its regions, naming the commit that holds the flow file.
+        let rel = format!("{DAY}/{}", name.replace(".mov", "_optical_flow.json"));
+        let regions_rel = rel.replace(".json", "_regions.json");
+        let flow_commit = git(
+            &world.checkout(),
+            &["log", "-n1", "--format=%H", "--", &rel],
+        );
+        let regions: serde_json::Value = serde_json::from_str(&git(
+            &world.checkout(),
+            &["show", &format!("HEAD:{regions_rel}")],
+        ))
+        .unwrap();
+        assert_eq!(regions["depends"]["opticalFlow"][&rel], flow_commit.trim());
+        assert_eq!(regions["movie"], doc["movie"]);
     }
     assert!(
         git(&world.checkout(), &["status", "--porcelain"]).is_empty(),
