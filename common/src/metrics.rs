@@ -1,13 +1,13 @@
 //! A Prometheus text endpoint (`--metrics ADDR` on `filter` and `sink`): counters kept
-//! in atomics, served over plain HTTP/1.1 at `/metrics` by a small tokio task. Off unless
-//! asked for.
+//! in atomics, served at `/metrics` by axum (the stack `gridctl serve` uses) in a tokio
+//! task. Off unless asked for.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::http::header::CONTENT_TYPE;
 use tokio::net::TcpListener;
 
 /// One counter or gauge.
@@ -73,6 +73,9 @@ pub fn render(metrics: &[&Metric]) -> String {
     out
 }
 
+/// The text format's content type.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4";
+
 /// Serves `metrics` at `http://ADDR/metrics` until the process ends.
 pub async fn serve(
     addr: &str,
@@ -82,27 +85,15 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen for --metrics on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move { ([(CONTENT_TYPE, TEXT_FORMAT)], metrics()) }),
+        )
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "try /metrics\n") });
     tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = Arc::clone(&metrics);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let n = conn.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if request.starts_with("GET /metrics") {
-                    ("200 OK", metrics())
-                } else {
-                    ("404 Not Found", "try /metrics\n".to_owned())
-                };
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(reply.as_bytes()).await;
-            });
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "the metrics endpoint stopped");
         }
     });
     Ok(())

@@ -79,11 +79,7 @@ pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Resu
     }
     register_font();
     // A document region finding cannot read is still plotted, without bands.
-    let regions = serde_json::to_vec(doc)
-        .ok()
-        .and_then(|bytes| regions::read(&bytes).ok())
-        .map(|table| regions::regions(&table))
-        .unwrap_or_default();
+    let regions = regions_of(doc);
     let traces = Traces {
         entries: &entries,
         regions: &regions,
@@ -97,6 +93,35 @@ pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Resu
     }
     .with_context(|| format!("writing the plot {}", output.display()))?;
     Ok(entries.len())
+}
+
+/// The plot of `doc` as an SVG document in memory (for `gridctl serve`).
+pub fn plot_svg(doc: &Value, axis: Axis, title: &str) -> anyhow::Result<String> {
+    let entries = entries(doc).map_err(anyhow::Error::msg)?;
+    if entries.is_empty() {
+        bail!("the document has no entries to plot");
+    }
+    register_font();
+    let regions = regions_of(doc);
+    let traces = Traces {
+        entries: &entries,
+        regions: &regions,
+        axis,
+        fps: fps(doc),
+        title,
+    };
+    let mut svg = String::new();
+    traces.draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())?;
+    Ok(svg)
+}
+
+/// The regions of `doc`, for the bands; none for a document region finding cannot read.
+fn regions_of(doc: &Value) -> Vec<Region> {
+    serde_json::to_vec(doc)
+        .ok()
+        .and_then(|bytes| regions::read(&bytes).ok())
+        .map(|table| regions::regions(&table))
+        .unwrap_or_default()
 }
 
 /// Makes the built-in font the "sans-serif" of every plot (once per process).

@@ -46,36 +46,43 @@ pub async fn peek(config: &GridConfig, id: u64) -> anyhow::Result<()> {
 }
 
 /// `gridctl pause [SECS]`: no job is handed out for SECS (or until `resume`).
-pub async fn pause(config: &GridConfig, secs: Option<u32>) -> anyhow::Result<()> {
+pub async fn pause(
+    config: &GridConfig,
+    secs: Option<u32>,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
     client
         .pause_tube(&tube, secs.unwrap_or(FOREVER))
         .await
         .with_context(|| format!("pausing {tube} (has it any jobs?)"))?;
-    match secs {
-        Some(s) => println!("{tube} paused for {s}s"),
-        None => println!("{tube} paused until `gridctl resume`"),
-    }
+    let _ = match secs {
+        Some(s) => writeln!(out, "{tube} paused for {s}s"),
+        None => writeln!(out, "{tube} paused until `gridctl resume`"),
+    };
     Ok(())
 }
 
 /// `gridctl resume`: jobs are handed out again.
-pub async fn resume(config: &GridConfig) -> anyhow::Result<()> {
+pub async fn resume(
+    config: &GridConfig,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
     client
         .pause_tube(&tube, 0)
         .await
         .with_context(|| format!("resuming {tube}"))?;
-    println!("{tube} resumed");
+    let _ = writeln!(out, "{tube} resumed");
     Ok(())
 }
 
 /// `gridctl drain`: pauses the jobs tube and waits until no job is in progress, so the
 /// filters can be stopped for maintenance without releasing work.
 pub async fn drain(config: &GridConfig) -> anyhow::Result<()> {
-    pause(config, None).await?;
+    pause(config, None, &mut std::io::stdout()).await?;
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
     loop {

@@ -88,7 +88,7 @@ struct Records {
 /// Reserves every record and releases it straight back. Another `gridctl` reading at the
 /// same moment holds some of them; then both let go and try again after a random pause,
 /// so one of them soon reads them all.
-async fn read_records(client: &mut Client, grid: &Grid) -> anyhow::Result<Records> {
+async fn read_records(client: &mut Client, grid: &Grid, limit: usize) -> anyhow::Result<Records> {
     let tube = &grid.config().failures_tube();
     client.watch(tube).await?;
     client.ignore("default").await?;
@@ -97,7 +97,12 @@ async fn read_records(client: &mut Client, grid: &Grid) -> anyhow::Result<Record
     for _ in 0..READ_ROUNDS {
         by_job.clear();
         let mut held = Vec::new();
+        let mut capped = false;
         loop {
+            if held.len() >= limit {
+                capped = true;
+                break;
+            }
             match client.reserve_with_timeout(0).await {
                 Ok(job) => {
                     if let Ok(f) = Failure::decode(&job.body) {
@@ -125,11 +130,11 @@ async fn read_records(client: &mut Client, grid: &Grid) -> anyhow::Result<Record
                 .await
                 .context("returning a failure record")?;
         }
-        if reserved <= held.len() as u64 {
+        if capped || reserved <= held.len() as u64 {
             return Ok(Records {
                 by_job,
                 marks,
-                complete: true,
+                complete: !capped,
             });
         }
         tokio::time::sleep(jitter()).await;
@@ -149,8 +154,18 @@ fn jitter() -> Duration {
 
 /// The buried jobs and results of the namespace, with their histories.
 pub async fn find(client: &mut Client, grid: &Grid) -> anyhow::Result<Findings> {
+    find_at_most(client, grid, usize::MAX).await
+}
+
+/// [`find`], reading at most `limit` failure records (then `complete` is false): what a
+/// web page can afford per request whatever the server holds.
+pub async fn find_at_most(
+    client: &mut Client,
+    grid: &Grid,
+    limit: usize,
+) -> anyhow::Result<Findings> {
     let config = grid.config();
-    let records = read_records(client, grid).await?;
+    let records = read_records(client, grid, limit).await?;
     let (jobs, results) = (config.jobs_tube(), config.results_tube());
     let mut found = Findings {
         complete: records.complete,
@@ -311,7 +326,12 @@ async fn delete_records(client: &mut Client, ids: &[u64]) -> anyhow::Result<usiz
 
 /// `gridctl retry`: kicks the failed jobs and results whose video is in `videos` (all
 /// with `all`).
-pub async fn retry(grid: &Grid, all: bool, videos: &[String]) -> anyhow::Result<usize> {
+pub async fn retry(
+    grid: &Grid,
+    all: bool,
+    videos: &[String],
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<usize> {
     let config = grid.config();
     let mut client = config.connect().await?;
     let found = find(&mut client, grid).await?;
@@ -329,7 +349,7 @@ pub async fn retry(grid: &Grid, all: bool, videos: &[String]) -> anyhow::Result<
             Kind::Job => "job",
             Kind::Result => "result",
         };
-        println!("retrying {kind} {} {}", f.job_id, one_line(&f.video));
+        let _ = writeln!(out, "retrying {kind} {} {}", f.job_id, one_line(&f.video));
         kicked += 1;
     }
     let missing: Vec<&String> = videos
@@ -339,7 +359,7 @@ pub async fn retry(grid: &Grid, all: bool, videos: &[String]) -> anyhow::Result<
     for v in &missing {
         eprintln!("not a failed job: {}", one_line(v));
     }
-    println!("{kicked} job(s) put back");
+    let _ = writeln!(out, "{kicked} job(s) put back");
     anyhow::ensure!(
         missing.is_empty(),
         "{} video(s) had no failed job",
@@ -351,7 +371,11 @@ pub async fn retry(grid: &Grid, all: bool, videos: &[String]) -> anyhow::Result<
 /// `gridctl discard JOB-ID...`: deletes buried jobs or results of this namespace and
 /// their failure records. Anything not buried is refused, so a running job is never
 /// deleted by a typo.
-pub async fn discard(grid: &Grid, ids: &[u64]) -> anyhow::Result<()> {
+pub async fn discard(
+    grid: &Grid,
+    ids: &[u64],
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
     let config = grid.config();
     let mut client = config.connect().await?;
     let found = find(&mut client, grid).await?;
@@ -386,7 +410,7 @@ pub async fn discard(grid: &Grid, ids: &[u64]) -> anyhow::Result<()> {
             .iter()
             .find(|f| f.job_id == id)
             .map_or("", |f| f.video.as_str());
-        println!("discarded job {id} {}", one_line(video));
+        let _ = writeln!(out, "discarded job {id} {}", one_line(video));
     }
     anyhow::ensure!(refused == 0, "{refused} job(s) not discarded");
     Ok(())

@@ -11,6 +11,7 @@ use flowdoc::plot::{plot_file, Axis};
 
 mod control;
 mod failures;
+mod serve;
 mod status;
 mod text;
 
@@ -90,6 +91,38 @@ enum Command {
         /// The key file to create (it must not exist).
         file: std::path::PathBuf,
     },
+    /// Serve the grid as web pages: progress and throughput, workers, failures, and the
+    /// videos committed lately with their motion plots (and JSON under /api/).
+    ///
+    /// Read-only unless --allow-control: then pause, resume, drain, retry and discard
+    /// buttons appear for whoever logs in with the token in --token-file.
+    Serve {
+        /// Where to listen (HOST:PORT); keep it on a private address or behind a proxy.
+        #[arg(
+            long,
+            env = "GRIDCTL_LISTEN",
+            default_value = "127.0.0.1:8800",
+            value_name = "ADDR"
+        )]
+        listen: String,
+        /// The sink's checkout, for the recent commits page.
+        #[arg(long, env = "GRIDCTL_CHECKOUT", value_name = "DIR")]
+        checkout: Option<std::path::PathBuf>,
+        /// Flow files shown on the recent commits page.
+        #[arg(long, env = "GRIDCTL_RECENT", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=200))]
+        recent: u16,
+        /// Show control buttons to whoever logs in with the token in --token-file.
+        #[arg(long, env = "GRIDCTL_ALLOW_CONTROL", requires = "token_file")]
+        allow_control: bool,
+        /// A file holding the control token (one line, at least 16 characters, mode 600).
+        #[arg(
+            long,
+            env = "GRIDCTL_TOKEN_FILE",
+            value_name = "FILE",
+            requires = "allow_control"
+        )]
+        token_file: Option<std::path::PathBuf>,
+    },
     /// Plot scale, theta, tx and ty of an _optical_flow.json (SVG or PNG; invalid entries in red).
     Plot {
         /// The _optical_flow.json file.
@@ -139,12 +172,35 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Status { .. } | Command::Keygen { .. } => unreachable!("handled by run"),
         Command::Failed { json, prune } => failures::list(grid, json, prune).await,
-        Command::Retry { all, videos } => failures::retry(grid, all, &videos).await.map(drop),
-        Command::Discard { ids } => failures::discard(grid, &ids).await,
+        Command::Retry { all, videos } => {
+            failures::retry(grid, all, &videos, &mut std::io::stdout())
+                .await
+                .map(drop)
+        }
+        Command::Discard { ids } => failures::discard(grid, &ids, &mut std::io::stdout()).await,
         Command::Peek { id } => control::peek(config, id).await,
-        Command::Pause { secs } => control::pause(config, secs).await,
-        Command::Resume => control::resume(config).await,
+        Command::Pause { secs } => control::pause(config, secs, &mut std::io::stdout()).await,
+        Command::Resume => control::resume(config, &mut std::io::stdout()).await,
         Command::Drain => control::drain(config).await,
+        Command::Serve {
+            listen,
+            checkout,
+            recent,
+            allow_control,
+            token_file,
+        } => {
+            let control = match (allow_control, token_file) {
+                (true, Some(file)) => Some(serve::Auth::load(&file)?),
+                _ => None,
+            };
+            let config = serve::ServeConfig {
+                listen,
+                checkout,
+                recent: recent.into(),
+                control,
+            };
+            serve::run(grid.clone(), config).await
+        }
         Command::Plot {
             file,
             output,

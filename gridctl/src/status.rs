@@ -17,67 +17,67 @@ const RATE_WINDOW: Duration = Duration::from_secs(300);
 
 /// One tube's counts; a tube nobody has used yet counts as empty.
 #[derive(Debug, Serialize)]
-struct TubeCounts {
-    tube: String,
-    exists: bool,
-    ready: u64,
-    reserved: u64,
-    delayed: u64,
-    buried: u64,
-    workers_watching: u64,
-    workers_waiting: u64,
-    total_jobs: u64,
-    deleted: u64,
-    paused_seconds_left: u64,
+pub(crate) struct TubeCounts {
+    pub(crate) tube: String,
+    pub(crate) exists: bool,
+    pub(crate) ready: u64,
+    pub(crate) reserved: u64,
+    pub(crate) delayed: u64,
+    pub(crate) buried: u64,
+    pub(crate) workers_watching: u64,
+    pub(crate) workers_waiting: u64,
+    pub(crate) total_jobs: u64,
+    pub(crate) deleted: u64,
+    pub(crate) paused_seconds_left: u64,
     /// Of `delayed` in the jobs tube: jobs whose result waits in the results tube for the
     /// sink's commit (one result per such job, so at most the results pending).
     #[serde(skip_serializing_if = "Option::is_none")]
-    awaiting_commit: Option<u64>,
+    pub(crate) awaiting_commit: Option<u64>,
     /// Of `delayed` in the jobs tube: the rest, released after a failure to retry later.
     #[serde(skip_serializing_if = "Option::is_none")]
-    retrying: Option<u64>,
+    pub(crate) retrying: Option<u64>,
 }
 
 /// One filter slot, from its heartbeat.
 #[derive(Debug, Serialize)]
-struct Worker {
-    host: String,
-    pid: u32,
-    slot: usize,
-    job_id: Option<u64>,
-    video: Option<String>,
-    frames_done: u64,
-    frames_total: u64,
-    seconds_since_heartbeat: i64,
+pub(crate) struct Worker {
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    pub(crate) slot: usize,
+    pub(crate) job_id: Option<u64>,
+    pub(crate) video: Option<String>,
+    pub(crate) frames_done: u64,
+    pub(crate) frames_total: u64,
+    pub(crate) seconds_since_heartbeat: i64,
     /// Not renewed for several of its intervals: the filter died, hangs or lost the server.
-    stale: bool,
+    pub(crate) stale: bool,
     /// What its signature says: `signed`, `unchecked` (gridctl has no key), `unsigned`
     /// or `forged`.
-    signature: &'static str,
+    pub(crate) signature: &'static str,
 }
 
 #[derive(Debug, Serialize)]
-struct Snapshot {
-    server: String,
-    namespace: String,
-    version: String,
-    uptime_seconds: u64,
-    max_job_size: u64,
-    binlog: bool,
-    draining: bool,
-    jobs: TubeCounts,
-    results: TubeCounts,
+pub(crate) struct Snapshot {
+    pub(crate) server: String,
+    pub(crate) namespace: String,
+    pub(crate) version: String,
+    pub(crate) uptime_seconds: u64,
+    pub(crate) max_job_size: u64,
+    pub(crate) binlog: bool,
+    pub(crate) draining: bool,
+    pub(crate) jobs: TubeCounts,
+    pub(crate) results: TubeCounts,
     /// Filter slots whose heartbeat is current.
-    workers: Vec<Worker>,
+    pub(crate) workers: Vec<Worker>,
     /// Heartbeats not renewed in time: never counted as working.
-    dead_workers: Vec<Worker>,
+    pub(crate) dead_workers: Vec<Worker>,
     /// Heartbeats unsigned or forged while gridctl has the grid's key: never counted
     /// as working, whoever put them.
-    untrusted_workers: Vec<Worker>,
+    pub(crate) untrusted_workers: Vec<Worker>,
     /// Jobs finished per minute (only with --watch, once two refreshes are in).
-    finished_per_minute: Option<f64>,
+    pub(crate) finished_per_minute: Option<f64>,
     /// Seconds until the jobs tube is empty at that rate.
-    eta_seconds: Option<f64>,
+    pub(crate) eta_seconds: Option<f64>,
 }
 
 /// What a one-shot `status` found.
@@ -146,7 +146,8 @@ pub async fn run(grid: &Grid, json: bool, watch: Option<u64>) -> anyhow::Result<
     }
 }
 
-async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result<Snapshot> {
+/// The grid as it is now: server, tubes, workers (no rate: that needs a history).
+pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result<Snapshot> {
     let config = grid.config();
     let server: ServerStats = client.stats().await.context("reading server stats")?;
     let mut jobs = tube_counts(client, &config.jobs_tube()).await?;

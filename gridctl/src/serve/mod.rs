@@ -1,0 +1,493 @@
+//! `gridctl serve`: the grid in a browser. Server-rendered pages (overview, workers,
+//! failures, recent commits with their motion plots) and the same data as JSON under
+//! `/api/`, on axum; every asset is in the binary. Read-only unless `--allow-control`,
+//! and then only for whoever logs in with the control token (`auth`).
+
+mod auth;
+mod commits;
+mod pages;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{Form, Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use common::grid::Grid;
+use serde::Deserialize;
+
+pub use auth::Auth;
+
+/// How long one page may take to gather its data.
+const REQUEST_BUDGET: Duration = Duration::from_secs(10);
+/// How often the throughput is sampled, and for how long samples are kept.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+const SAMPLES_KEPT: usize = 360;
+/// At most this many failure records are read per request.
+pub const MAX_FAILURES: usize = 1000;
+
+/// What `gridctl serve` was asked for.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where to listen.
+    pub listen: String,
+    /// The metadata checkout, for the recent commits page.
+    pub checkout: Option<PathBuf>,
+    /// How many recent flow files to show.
+    pub recent: usize,
+    /// The control token, when the buttons are allowed.
+    pub control: Option<Auth>,
+}
+
+/// One throughput sample: when, and how many jobs the jobs tube had finished (deleted).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Unix seconds.
+    pub at: i64,
+    /// `cmd-delete` of the jobs tube.
+    pub finished: u64,
+}
+
+/// Shared by every request.
+#[derive(Debug)]
+pub struct App {
+    grid: Grid,
+    config: ServeConfig,
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+/// Serves until SIGINT or SIGTERM.
+pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
+    let checkout = match &config.checkout {
+        Some(dir) => Some(commits::open(dir)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let app = Arc::new(App {
+        grid,
+        config: ServeConfig { checkout, ..config },
+        samples: Mutex::new(VecDeque::new()),
+    });
+    tokio::spawn(sample(Arc::clone(&app)));
+    let addr = listener.local_addr()?;
+    tracing::info!(addr = %addr, control = app.config.control.is_some(), "serving the grid at http://{addr}/");
+    println!("gridctl serve: http://{addr}/");
+    let shutdown = async {
+        if let Ok(mut s) = common::shutdown::Shutdown::on_signals() {
+            s.changed().await;
+        }
+    };
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving")
+}
+
+/// Every route.
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(overview))
+        .route("/workers", get(workers))
+        .route("/failures", get(failures))
+        .route("/commits", get(commits_page))
+        .route("/plot.svg", get(plot))
+        .route("/api/status.json", get(api_status))
+        .route("/api/workers.json", get(api_status))
+        .route("/api/failures.json", get(api_failures))
+        .route("/api/commits.json", get(api_commits))
+        .route(
+            "/static/style.css",
+            get(|| asset("text/css", include_str!("assets/style.css"))),
+        )
+        .route(
+            "/static/refresh.js",
+            get(|| asset("text/javascript", include_str!("assets/refresh.js"))),
+        )
+        .route("/login", get(login_page).post(login))
+        .route("/control/{action}", post(control))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
+        .layer(axum::middleware::map_response(secure_headers))
+        .with_state(app)
+}
+
+/// Headers that make whatever slipped through escaping inert: no inline script, no
+/// framing, no sniffing.
+async fn secure_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+async fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Samples the jobs finished every [`SAMPLE_EVERY`], for the throughput chart.
+async fn sample(app: Arc<App>) {
+    let tube = app.grid.config().jobs_tube();
+    let mut client = None;
+    loop {
+        if client.is_none() {
+            client = app.grid.connect().await.ok();
+        }
+        if let Some(c) = client.as_mut() {
+            match c.stats_tube(&tube).await {
+                Ok(s) => app.push_sample(s.cmd_delete),
+                Err(common::beanstalk::Error::NotFound) => app.push_sample(0),
+                Err(_) => client = None,
+            }
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+}
+
+impl App {
+    fn push_sample(&self, finished: u64) {
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.push_back(Sample {
+            at: chrono::Utc::now().timestamp(),
+            finished,
+        });
+        while samples.len() > SAMPLES_KEPT {
+            samples.pop_front();
+        }
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.iter().copied().collect()
+    }
+
+    /// The grid now, with the rate and ETA from the samples.
+    async fn status(&self) -> Result<crate::status::Snapshot, Failure> {
+        let work = async {
+            let mut client = self.grid.connect().await?;
+            crate::status::snapshot(&mut client, &self.grid).await
+        };
+        let mut snap = within_budget(work).await?;
+        let samples = self.samples();
+        if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+            let span = (last.at - first.at) as f64;
+            if span > 0.0 {
+                let rate = last.finished.saturating_sub(first.finished) as f64 / span * 60.0;
+                let left = snap.jobs.ready + snap.jobs.reserved + snap.jobs.delayed;
+                snap.finished_per_minute = Some(rate);
+                snap.eta_seconds = (rate > 0.0).then(|| left as f64 / rate * 60.0);
+            }
+        }
+        Ok(snap)
+    }
+
+    async fn failures(&self) -> Result<crate::failures::Findings, Failure> {
+        within_budget(async {
+            let mut client = self.grid.connect().await?;
+            crate::failures::find_at_most(&mut client, &self.grid, MAX_FAILURES).await
+        })
+        .await
+    }
+
+    async fn recent(&self) -> Result<Option<Vec<commits::Committed>>, Failure> {
+        let Some(dir) = self.config.checkout.clone() else {
+            return Ok(None);
+        };
+        let n = self.config.recent;
+        within_budget(async move {
+            tokio::task::spawn_blocking(move || commits::recent(&dir, n))
+                .await
+                .context("reading the git log")?
+        })
+        .await
+        .map(Some)
+    }
+
+    /// Who is asking: may they press buttons, and with which CSRF value.
+    fn viewer(&self, headers: &HeaderMap) -> pages::Viewer {
+        let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+        match &self.config.control {
+            None => pages::Viewer::ReadOnly,
+            Some(auth) if auth.logged_in(cookies) => pages::Viewer::Control { csrf: auth.csrf() },
+            Some(_) => pages::Viewer::LoggedOut,
+        }
+    }
+}
+
+/// A page that could not be made: the server unreachable, too slow, or a bad request.
+#[derive(Debug)]
+pub struct Failure(StatusCode, String);
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure(StatusCode::BAD_GATEWAY, format!("{e:#}"))
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, page(pages::error_page(self.0, &self.1))).into_response()
+    }
+}
+
+async fn within_budget<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(REQUEST_BUDGET, work).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Failure(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the grid did not answer within {} s",
+                REQUEST_BUDGET.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
+    let snap = app.status().await?;
+    let viewer = app.viewer(&headers);
+    Ok(page(pages::overview(&snap, &app.samples(), &viewer)))
+}
+
+async fn workers(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
+    let snap = app.status().await?;
+    Ok(page(pages::workers(&snap, &app.viewer(&headers))))
+}
+
+async fn failures(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
+    let snap = app.status().await?;
+    let found = app.failures().await?;
+    Ok(page(pages::failures(&snap, &found, &app.viewer(&headers))))
+}
+
+async fn commits_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let snap = app.status().await?;
+    let recent = app.recent().await?;
+    let with_regions = match (&recent, &app.config.checkout) {
+        (Some(list), Some(dir)) => {
+            let (list, dir) = (list.clone(), dir.clone());
+            tokio::task::spawn_blocking(move || {
+                list.into_iter()
+                    .map(|c| {
+                        let r = commits::regions(&dir, &c.path);
+                        (c, r)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        }
+        _ => Vec::new(),
+    };
+    let shown = recent.map(|_| with_regions);
+    Ok(page(pages::commits(
+        &snap,
+        shown.as_deref(),
+        &app.viewer(&headers),
+    )))
+}
+
+#[derive(Deserialize)]
+struct PlotQuery {
+    path: String,
+}
+
+/// The motion plot of a committed flow file, as SVG, with its regions as bands.
+async fn plot(
+    State(app): State<Arc<App>>,
+    Query(q): Query<PlotQuery>,
+) -> Result<Response, Failure> {
+    let Some(dir) = app.config.checkout.clone() else {
+        return Err(Failure(StatusCode::NOT_FOUND, "no --checkout given".into()));
+    };
+    let svg = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let doc = commits::flow_document(&dir, &q.path)?;
+        flowdoc::plot::plot_svg(&doc, flowdoc::plot::Axis::Time, &q.path)
+    })
+    .await
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| Failure(StatusCode::NOT_FOUND, format!("{e:#}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=60"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+/// A rendered page as an HTML response.
+fn page(markup: maud::Markup) -> Response {
+    axum::response::Html(markup.into_string()).into_response()
+}
+
+fn json_response(text: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::text::safe_json(text),
+    )
+        .into_response()
+}
+
+async fn api_status(State(app): State<Arc<App>>) -> Result<Response, Failure> {
+    let snap = app.status().await?;
+    Ok(json_response(
+        serde_json::to_string(&snap).map_err(anyhow::Error::from)?,
+    ))
+}
+
+async fn api_failures(State(app): State<Arc<App>>) -> Result<Response, Failure> {
+    let found = app.failures().await?;
+    Ok(json_response(
+        serde_json::to_string(&found.failed).map_err(anyhow::Error::from)?,
+    ))
+}
+
+async fn api_commits(State(app): State<Arc<App>>) -> Result<Response, Failure> {
+    let recent = app.recent().await?.unwrap_or_default();
+    Ok(json_response(
+        serde_json::to_string(&recent).map_err(anyhow::Error::from)?,
+    ))
+}
+
+async fn login_page(State(app): State<Arc<App>>) -> Response {
+    if app.config.control.is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            "control is off: start gridctl serve with --allow-control\n",
+        )
+            .into_response();
+    }
+    page(pages::login(None))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
+    let Some(auth) = &app.config.control else {
+        return (StatusCode::NOT_FOUND, "control is off\n").into_response();
+    };
+    if !auth.is_token(&form.token) {
+        return (
+            StatusCode::FORBIDDEN,
+            page(pages::login(Some("that is not the control token"))),
+        )
+            .into_response();
+    }
+    let cookie = format!(
+        "{}={}; HttpOnly; SameSite=Strict; Path=/",
+        auth::COOKIE,
+        auth.session()
+    );
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct ControlForm {
+    csrf: String,
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    video: Option<String>,
+}
+
+/// A button: refused unless control is on, the session is valid, the form carries the
+/// CSRF value and comes from this origin.
+async fn control(
+    State(app): State<Arc<App>>,
+    UrlPath(action): UrlPath<String>,
+    headers: HeaderMap,
+    Form(form): Form<ControlForm>,
+) -> Result<Response, Failure> {
+    let refuse = |why: &str| Err(Failure(StatusCode::FORBIDDEN, format!("refused: {why}")));
+    let Some(auth) = &app.config.control else {
+        return refuse("control is off (gridctl serve --allow-control)");
+    };
+    let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+    if !auth.logged_in(cookies) {
+        return refuse("log in with the control token first (/login)");
+    }
+    if !auth.csrf_ok(&form.csrf) || !same_origin(&headers) {
+        return refuse("the form did not come from this page");
+    }
+    let grid = &app.grid;
+    let config = grid.config();
+    // What the commands would print goes to the log, not to a stdout no one may read.
+    let mut said = Vec::new();
+    let done = within_budget(async {
+        let out: &mut (dyn std::io::Write + Send) = &mut said;
+        match action.as_str() {
+            "pause" => crate::control::pause(config, None, out).await,
+            "resume" => crate::control::resume(config, out).await,
+            // The web's drain only pauses: the overview shows the jobs still in progress.
+            "drain" => crate::control::pause(config, None, out).await,
+            "retry" => match &form.video {
+                Some(v) => crate::failures::retry(grid, false, std::slice::from_ref(v), out)
+                    .await
+                    .map(drop),
+                None => crate::failures::retry(grid, true, &[], out).await.map(drop),
+            },
+            "discard" => match form.id {
+                Some(id) => crate::failures::discard(grid, &[id], out).await,
+                None => anyhow::bail!("discard needs an id"),
+            },
+            other => anyhow::bail!("no such action: {other}"),
+        }
+    });
+    done.await?;
+    tracing::info!(action = %action, said = %crate::text::one_line(&String::from_utf8_lossy(&said)), "control action done");
+    Ok(Redirect::to(if action == "retry" || action == "discard" {
+        "/failures"
+    } else {
+        "/"
+    })
+    .into_response())
+}
+
+/// True unless the request names an Origin that is not its Host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+            host.is_some_and(|h| h == origin_host)
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! `gridctl serve` as a person sees it: headless Chromium (Debian's `chromium`) loads
+//! each page of a running test grid; the DOM must show the numbers the grid really has,
+//! hostile strings from the tubes must render inert, and a screenshot of each page is
+//! kept in `target/tmp/dashboard/`. Control buttons are refused without the token.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::beanstalk::{Client, PutOptions};
+use common::wire::{Failure, Heartbeat, Job};
+use testkit::git::{git, metadata_checkout};
+use testkit::{bin, Beanstalkd};
+
+const NS: &str = "dash";
+/// A video name that tries HTML, script and a bidi override.
+const HOSTILE_VIDEO: &str = "/data/<script>alert(1)</script>\u{202e}vom.mov";
+/// An error text that tries markup and a terminal escape.
+const HOSTILE_ERROR: &str = "<img src=x onerror=alert(2)> \u{1b}[2J gone";
+
+/// `gridctl serve` on a free port, killed on drop.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Served {
+    fn start(server: &Beanstalkd, checkout: &Path, extra: &[&str]) -> Served {
+        let mut child = bin::command("gridctl")
+            .args(["serve", "--listen", "127.0.0.1:0", "--checkout"])
+            .arg(checkout)
+            .args(extra)
+            .env("GRID_SERVER", server.addr())
+            .env("GRID_NAMESPACE", NS)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting gridctl serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("gridctl serve: ")
+            .unwrap_or_else(|| panic!("gridctl serve said {line:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        Served { child, url }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the screenshots go (kept after the test, as its artifacts).
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Headless Chromium with the flags a sandboxed CI needs.
+fn chromium(args: &[&str]) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(["--window-size=1280,1000", "--virtual-time-budget=7000"])
+        .args(args)
+        .output()
+        .expect("running chromium (scripts/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A grid with three ready jobs, one failed job with hostile strings and its record, a
+/// working filter's heartbeat, and a checkout with a committed flow file and regions.
+async fn grid(server: &Beanstalkd, dir: &Path) -> PathBuf {
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    c.use_tube(&format!("{NS}.jobs")).await.unwrap();
+    let day = "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14";
+    for i in 0..3 {
+        let job = Job::new(
+            format!("/data/{day}/CAMHDA301-20170614T0{i}0000.mov"),
+            format!("{day}/CAMHDA301-20170614T0{i}0000_optical_flow.json"),
+        );
+        c.put(&job.encode(), PutOptions::default()).await.unwrap();
+    }
+    let bad = Job::new(HOSTILE_VIDEO, format!("{day}/x_optical_flow.json"));
+    let id = c
+        .put(
+            &bad.encode(),
+            PutOptions {
+                priority: 0,
+                ..PutOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    c.watch(&format!("{NS}.jobs")).await.unwrap();
+    let reserved = c.reserve().await.unwrap();
+    assert_eq!(reserved.id, id);
+    c.bury(id, 0).await.unwrap();
+    let record = Failure::now(id, Some(&bad), HOSTILE_ERROR, "filter-host");
+    c.use_tube(&format!("{NS}.failures")).await.unwrap();
+    c.put(&record.encode(), PutOptions::default())
+        .await
+        .unwrap();
+    let beat = Heartbeat {
+        version: 1,
+        host: "desk-7".into(),
+        pid: 42,
+        slot: 0,
+        job_id: Some(7),
+        video: Some(format!("/data/{day}/CAMHDA301-20170614T120000\u{202e}.mov")),
+        frames_done: 1200,
+        frames_total: 2700,
+        every_seconds: Some(3600),
+        at: chrono::Utc::now(),
+    };
+    c.use_tube(&format!("{NS}.status.desk-7.42.0"))
+        .await
+        .unwrap();
+    c.put(&beat.encode(), PutOptions::default()).await.unwrap();
+
+    let co = metadata_checkout(dir);
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("flowdoc/tests/regions/flow/clip_pans_optical_flow.json");
+    std::fs::create_dir_all(co.join(day)).unwrap();
+    std::fs::copy(
+        flow,
+        co.join(format!("{day}/CAMHDA301-20170614T001500_optical_flow.json")),
+    )
+    .unwrap();
+    git(&co, &["add", "."]);
+    git(&co, &["commit", "-qm", "Add optical flow for 1 video(s)"]);
+    let out = bin::command("sink")
+        .args(["regions", "--checkout"])
+        .arg(&co)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    co
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_grid_as_it_is_and_renders_hostile_text_inert() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = grid(&server, dir.path()).await;
+    let served = Served::start(&server, &co, &[]);
+    let shots = screenshots();
+    let page = |path: &str, name: &str| {
+        let url = format!("{}{path}", served.url);
+        let shot = shots.join(format!("{name}.png"));
+        chromium(&[&format!("--screenshot={}", shot.display()), &url]);
+        assert!(
+            std::fs::metadata(&shot).unwrap().len() > 10_000,
+            "{name}: screenshot"
+        );
+        chromium(&["--dump-dom", &url])
+    };
+
+    let overview = page("/", "overview");
+    assert!(
+        overview.contains(r#"<strong id="left">4</strong>"#),
+        "3 ready + 1 buried left:\n{overview}"
+    );
+    assert!(
+        overview.contains(r#"<td class="n ready">3</td>"#),
+        "{overview}"
+    );
+    assert!(
+        overview.contains(r#"<td class="n buried">1</td>"#),
+        "{overview}"
+    );
+    assert!(overview.contains("1 working"), "{overview}");
+    assert!(overview.contains("read-only"));
+    // With JavaScript on, the page refreshed itself (virtual time ran past 5 s).
+    assert!(
+        overview.contains("data-refreshed="),
+        "refresh.js ran:\n{overview}"
+    );
+
+    let workers = page("/workers", "workers");
+    assert!(
+        workers.contains("desk-7") && workers.contains("1200/2700"),
+        "{workers}"
+    );
+    assert!(
+        workers.contains(r#"<progress max="2700" value="1200">"#),
+        "{workers}"
+    );
+    assert!(
+        workers.contains(r"T120000\u{202e}.mov"),
+        "the bidi override is shown, not obeyed"
+    );
+
+    let failures = page("/failures", "failures");
+    assert!(failures.contains("Failures (1)"), "{failures}");
+    assert!(
+        failures.contains(r"/data/&lt;script&gt;alert(1)&lt;/script&gt;\u{202e}vom.mov"),
+        "{failures}"
+    );
+    assert!(
+        failures.contains(r"&lt;img src=x onerror=alert(2)&gt; \u{1b}[2J gone"),
+        "{failures}"
+    );
+    assert!(!failures.contains("<script>alert") && !failures.contains("<img src=\"x\""));
+    assert!(!failures.contains("Retry"), "no buttons when read-only");
+
+    let commits = page("/commits", "commits");
+    assert!(
+        commits.contains("CAMHDA301-20170614T001500_optical_flow.json"),
+        "{commits}"
+    );
+    assert!(commits.contains("5 regions:"), "{commits}");
+    assert!(commits.contains(r#"src="/plot.svg?path=RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-20170614T001500_optical_flow.json""#));
+
+    // The JSON under /api/ is gridctl's own.
+    let status: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{}/api/status.json", served.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["jobs"]["ready"], 3);
+    let plot = ureq::get(&format!(
+        "{}/plot.svg?path=../../etc/passwd_optical_flow.json",
+        served.url
+    ))
+    .call();
+    assert!(
+        matches!(plot, Err(ureq::Error::Status(404, _))),
+        "the path policy holds"
+    );
+}
+
+#[tokio::test]
+async fn control_needs_the_token_its_session_and_the_forms_csrf() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = grid(&server, dir.path()).await;
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a control token of some length\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let served = Served::start(
+        &server,
+        &co,
+        &["--allow-control", "--token-file", token.to_str().unwrap()],
+    );
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let post = |path: &str, cookie: Option<&str>, form: &[(&str, &str)]| {
+        let mut req = agent.post(&format!("{}{path}", served.url));
+        if let Some(c) = cookie {
+            req = req.set("Cookie", c);
+        }
+        match req.send_form(form) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let paused = || async {
+        let mut c = Client::connect(&server.addr()).await.unwrap();
+        c.stats_tube(&format!("{NS}.jobs")).await.unwrap().pause
+    };
+
+    assert_eq!(
+        post("/control/pause", None, &[("csrf", "x")]).status(),
+        403,
+        "no session"
+    );
+    assert_eq!(post("/login", None, &[("token", "a guess")]).status(), 403);
+    let login = post(
+        "/login",
+        None,
+        &[("token", "a control token of some length")],
+    );
+    assert_eq!(login.status(), 303);
+    let cookie = login
+        .header("Set-Cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        post("/control/pause", Some(&cookie), &[("csrf", "forged")]).status(),
+        403,
+        "no CSRF value"
+    );
+    assert_eq!(paused().await, 0, "nothing was paused");
+
+    // The logged-in page carries the CSRF value in its forms, and buttons.
+    let page = agent
+        .get(&format!("{}/failures", served.url))
+        .set("Cookie", &cookie)
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(page.contains("Retry") && page.contains("Discard"), "{page}");
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        post("/control/pause", Some(&cookie), &[("csrf", &csrf)]).status(),
+        303
+    );
+    assert!(paused().await > 0, "the jobs tube is paused");
+    assert_eq!(
+        post("/control/resume", Some(&cookie), &[("csrf", &csrf)]).status(),
+        303
+    );
+    assert_eq!(paused().await, 0);
+}
