@@ -25,9 +25,9 @@ pub use auth::Auth;
 
 /// How long one page may take to gather its data.
 const REQUEST_BUDGET: Duration = Duration::from_secs(10);
-/// How often the throughput is sampled, and for how long samples are kept.
-const SAMPLE_EVERY: Duration = Duration::from_secs(10);
-const SAMPLES_KEPT: usize = 360;
+/// How often the throughput is sampled, and for how long samples are kept (an hour).
+const SAMPLE_EVERY: Duration = Duration::from_secs(2);
+const SAMPLES_KEPT: usize = 1800;
 /// At most this many failure records are read per request.
 pub const MAX_FAILURES: usize = 1000;
 
@@ -44,13 +44,35 @@ pub struct ServeConfig {
     pub control: Option<Auth>,
 }
 
-/// One throughput sample: when, and how many jobs the jobs tube had finished (deleted).
+/// One throughput sample: when, and how many jobs had finished (been deleted) by then
+/// since `gridctl serve` started watching, plus those the jobs tube counted then.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
     /// Unix seconds.
     pub at: i64,
-    /// `cmd-delete` of the jobs tube.
+    /// Jobs finished.
     pub finished: u64,
+}
+
+/// Jobs finished, counted across the jobs tube vanishing: beanstalkd forgets a tube (and
+/// its `cmd-delete` count) once it is empty and unwatched, as at the end of a run.
+#[derive(Debug, Default)]
+struct Finished {
+    total: u64,
+    last_seen: u64,
+}
+
+impl Finished {
+    /// Takes the tube's `cmd-delete` now (0 for a tube that is gone).
+    fn saw(&mut self, deleted: u64) -> u64 {
+        self.total += if deleted >= self.last_seen {
+            deleted - self.last_seen
+        } else {
+            deleted
+        };
+        self.last_seen = deleted;
+        self.total
+    }
 }
 
 /// Shared by every request.
@@ -59,6 +81,7 @@ pub struct App {
     grid: Grid,
     config: ServeConfig,
     samples: Mutex<VecDeque<Sample>>,
+    finished: Mutex<Finished>,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -74,6 +97,7 @@ pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
         grid,
         config: ServeConfig { checkout, ..config },
         samples: Mutex::new(VecDeque::new()),
+        finished: Mutex::new(Finished::default()),
     });
     tokio::spawn(sample(Arc::clone(&app)));
     let addr = listener.local_addr()?;
@@ -168,7 +192,12 @@ async fn sample(app: Arc<App>) {
 }
 
 impl App {
-    fn push_sample(&self, finished: u64) {
+    fn push_sample(&self, deleted: u64) {
+        let finished = self
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .saw(deleted);
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         samples.push_back(Sample {
             at: chrono::Utc::now().timestamp(),
@@ -191,6 +220,13 @@ impl App {
             crate::status::snapshot(&mut client, &self.grid).await
         };
         let mut snap = within_budget(work).await?;
+        // What the jobs tube says now, counted with what it said before it vanished.
+        let finished = self
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .saw(snap.jobs.deleted);
+        snap.jobs.deleted = finished;
         let samples = self.samples();
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
             let span = (last.at - first.at) as f64;
@@ -313,6 +349,20 @@ async fn commits_page(
         shown.as_deref(),
         &app.viewer(&headers),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_jobs_are_counted_across_the_tube_vanishing() {
+        let mut f = Finished::default();
+        assert_eq!(f.saw(3), 3);
+        assert_eq!(f.saw(5), 5);
+        assert_eq!(f.saw(0), 5, "the tube is gone");
+        assert_eq!(f.saw(2), 7, "a new tube counts from zero");
+    }
 }
 
 #[derive(Deserialize)]

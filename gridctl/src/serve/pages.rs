@@ -103,7 +103,7 @@ pub fn overview(snap: &Snapshot, samples: &[Sample], viewer: &Viewer) -> Markup 
         p {
             @match snap.finished_per_minute {
                 Some(rate) => { "Finishing " strong #rate { (format!("{rate:.1}")) } " jobs a minute" }
-                None => { "Measuring the rate (a sample every 10 s)" }
+                None => { "Measuring the rate (a sample every 2 s)" }
             }
             @if let Some(eta) = snap.eta_seconds { "; the queue is empty in about " strong { (duration(eta)) } }
             "."
@@ -177,7 +177,7 @@ fn tubes(tubes: &[&TubeCounts]) -> Markup {
             tr { th { "tube" } th.n { "ready" } th.n { "reserved" } th.n { "delayed" } th.n { "buried" } th.n { "watching" } th.n { "finished" } }
             @for t in tubes {
                 tr data-tube=(shown(&t.tube)) {
-                    td { (shown(&t.tube)) @if !t.exists { " (not used yet)" } }
+                    td { (shown(&t.tube)) @if !t.exists { " (empty, unused)" } }
                     td.n.ready { (t.ready) } td.n.reserved { (t.reserved) } td.n.delayed { (t.delayed) }
                     td.n.buried { (t.buried) } td.n { (t.workers_watching) } td.n { (t.deleted) }
                 }
