@@ -10,6 +10,7 @@ use common::paths::{resolve_regions, OUTPUT_SUFFIX, REGIONS_SUFFIX};
 
 use crate::checkout::Checkout;
 use crate::regions::{commit_derived, derive_one};
+use rayon::prelude::*;
 
 /// What to fill in.
 #[derive(Debug, Clone)]
@@ -76,30 +77,40 @@ pub fn run(checkout: &Checkout, config: &BackfillConfig) -> anyhow::Result<Summa
     let commits = checkout.last_commits(&wanted, None)?;
     let bar = progress_bar(wanted.len() as u64);
     let (mut batch, mut skipped) = (Vec::new(), Vec::new());
-    for flow in &wanted {
-        bar.inc(1);
-        let commit = commits.get(flow).map_or("", String::as_str);
-        match derive_one(
-            checkout,
-            flow,
-            commit,
-            config.force,
-            config.max_document,
-            config.dry_run,
-        ) {
-            Ok(Some(d)) if config.dry_run => {
-                bar.suspend(|| println!("{}", d.rel));
-                summary.derived += 1;
-            }
-            Ok(Some(d)) => batch.push(d),
-            Ok(None) => {}
-            Err(why) => {
-                bar.suspend(|| eprintln!("no regions for {flow}: {why}"));
-                skipped.push((flow.clone(), why));
-                summary.skipped += 1;
+    // A commit's worth at a time, each file derived on whichever core is free.
+    for chunk in wanted.chunks(config.per_commit) {
+        let outcomes: Vec<_> = chunk
+            .par_iter()
+            .map(|flow| {
+                let commit = commits.get(flow).map_or("", String::as_str);
+                let outcome = derive_one(
+                    checkout,
+                    flow,
+                    commit,
+                    config.force,
+                    config.max_document,
+                    config.dry_run,
+                );
+                bar.inc(1);
+                (flow, outcome)
+            })
+            .collect();
+        for (flow, outcome) in outcomes {
+            match outcome {
+                Ok(Some(d)) if config.dry_run => {
+                    bar.suspend(|| println!("{}", d.rel));
+                    summary.derived += 1;
+                }
+                Ok(Some(d)) => batch.push(d),
+                Ok(None) => {}
+                Err(why) => {
+                    bar.suspend(|| eprintln!("no regions for {flow}: {why}"));
+                    skipped.push((flow.clone(), why));
+                    summary.skipped += 1;
+                }
             }
         }
-        if batch.len() >= config.per_commit {
+        if !batch.is_empty() {
             summary.derived += batch.len();
             summary.commits += 1;
             commit_derived(
@@ -108,11 +119,6 @@ pub fn run(checkout: &Checkout, config: &BackfillConfig) -> anyhow::Result<Summa
                 &std::mem::take(&mut skipped),
             )?;
         }
-    }
-    if !batch.is_empty() {
-        summary.derived += batch.len();
-        summary.commits += 1;
-        commit_derived(checkout, batch, &skipped)?;
     }
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();

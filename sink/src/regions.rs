@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use common::paths::{resolve_output, resolve_regions};
 use flowdoc::regions::{self, Source};
+use rayon::prelude::*;
 
 use crate::checkout::Checkout;
 use crate::metrics;
@@ -48,16 +49,22 @@ pub fn commit_regions(
             return;
         }
     };
+    // Each file is read, parsed and written on its own: across the machine's cores.
+    let outcomes: Vec<(&Written, Result<Option<Derived>, String>)> = wanted
+        .par_iter()
+        .map(|w| {
+            let outcome = match commits.get(&w.rel) {
+                Some(commit) => {
+                    derive_one(checkout, &w.rel, commit, w.job.force, max_document, false)
+                }
+                None => Err("its flow file is not in any commit".to_owned()),
+            };
+            (*w, outcome)
+        })
+        .collect();
     let (mut derived, mut skipped) = (Vec::new(), Vec::new());
-    for w in wanted {
-        let Some(commit) = commits.get(&w.rel) else {
-            skipped.push((
-                w.video.clone(),
-                "its flow file is not in any commit".to_owned(),
-            ));
-            continue;
-        };
-        match derive_one(checkout, &w.rel, commit, w.job.force, max_document, false) {
+    for (w, outcome) in outcomes {
+        match outcome {
             Ok(Some(d)) => derived.push(Derived {
                 label: w.video.clone(),
                 ..d

@@ -43,19 +43,13 @@ pub struct Source<'a> {
 /// The regions document of the flow document `flow`, as pretty JSON (4-space indents,
 /// as the repository's regions files are written, and a final newline).
 pub fn derive(flow: &[u8], source: Source) -> Result<Vec<u8>, NoRegions> {
-    let table = read(flow)?;
+    let (table, movie) = table::read_with_movie(flow)?;
     if table.rows.is_empty() {
         return Err(NoRegions::NoValidEntries);
     }
-    #[derive(serde::Deserialize)]
-    struct Movie<'a> {
-        #[serde(borrow)]
-        movie: &'a RawValue,
-    }
-    let movie: Movie =
-        serde_json::from_slice(flow).map_err(|e| TableError::Unreadable(format!("movie: {e}")))?;
+    let movie = movie.ok_or_else(|| TableError::Unreadable("the document has no movie".into()))?;
     let doc = Document {
-        movie: movie.movie,
+        movie,
         contents: Contents {
             regions: REGIONS_VERSION,
             analysis: "1.0",

@@ -54,6 +54,14 @@ pub enum TableError {
 
 /// Reads the table of `document` (an `_optical_flow.json`, version 1.1).
 pub fn read(document: &[u8]) -> Result<Table, TableError> {
+    read_with_movie(document).map(|(table, _)| table)
+}
+
+/// [`read`], and the document's `movie` as it is written (`None` when it has none), in
+/// one pass over the document.
+pub fn read_with_movie(
+    document: &[u8],
+) -> Result<(Table, Option<&serde_json::value::RawValue>), TableError> {
     let doc: Document =
         serde_json::from_slice(document).map_err(|e| TableError::Unreadable(e.to_string()))?;
     let mut keys = BTreeSet::new();
@@ -80,13 +88,15 @@ pub fn read(document: &[u8]) -> Result<Table, TableError> {
     }
     rows.sort_by_key(|r| r.frame);
     let columns = keys.len() as u64 + center_width as u64 + 4 + 1;
-    Ok(Table { rows, columns })
+    Ok((Table { rows, columns }, doc.movie))
 }
 
 #[derive(Deserialize)]
-struct Document {
+struct Document<'a> {
     #[serde(rename = "frameStats")]
     frame_stats: Vec<Entry>,
+    #[serde(borrow, default)]
+    movie: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
