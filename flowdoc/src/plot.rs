@@ -73,46 +73,58 @@ pub fn plot_file(input: &Path, output: &Path, axis: Axis) -> anyhow::Result<usiz
 /// were drawn.
 pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Result<usize> {
     let format = Format::of(output)?;
-    let entries = entries(doc).map_err(anyhow::Error::msg)?;
-    if entries.is_empty() {
-        bail!("the document has no entries to plot");
-    }
-    register_font();
-    // A document region finding cannot read is still plotted, without bands.
-    let regions = regions_of(doc);
-    let traces = Traces {
-        entries: &entries,
-        regions: &regions,
-        axis,
-        fps: fps(doc),
-        title,
-    };
+    let prepared = Prepared::of(doc)?;
+    let traces = prepared.traces(axis, title);
     match format {
         Format::Svg => traces.draw(SVGBackend::new(output, SIZE).into_drawing_area()),
         Format::Png => traces.draw(BitMapBackend::new(output, SIZE).into_drawing_area()),
     }
     .with_context(|| format!("writing the plot {}", output.display()))?;
-    Ok(entries.len())
+    Ok(prepared.entries.len())
 }
 
 /// The plot of `doc` as an SVG document in memory (for `gridctl serve`).
 pub fn plot_svg(doc: &Value, axis: Axis, title: &str) -> anyhow::Result<String> {
-    let entries = entries(doc).map_err(anyhow::Error::msg)?;
-    if entries.is_empty() {
-        bail!("the document has no entries to plot");
-    }
-    register_font();
-    let regions = regions_of(doc);
-    let traces = Traces {
-        entries: &entries,
-        regions: &regions,
-        axis,
-        fps: fps(doc),
-        title,
-    };
+    let prepared = Prepared::of(doc)?;
     let mut svg = String::new();
-    traces.draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())?;
+    prepared
+        .traces(axis, title)
+        .draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())?;
     Ok(svg)
+}
+
+/// What a plot of one document draws: its entries (at least one), its regions and its
+/// frame rate.
+struct Prepared {
+    entries: Vec<Entry>,
+    regions: Vec<Region>,
+    fps: f64,
+}
+
+impl Prepared {
+    fn of(doc: &Value) -> anyhow::Result<Prepared> {
+        let entries = entries(doc).map_err(anyhow::Error::msg)?;
+        if entries.is_empty() {
+            bail!("the document has no entries to plot");
+        }
+        register_font();
+        Ok(Prepared {
+            entries,
+            // A document region finding cannot read is still plotted, without bands.
+            regions: regions_of(doc),
+            fps: fps(doc),
+        })
+    }
+
+    fn traces<'a>(&'a self, axis: Axis, title: &'a str) -> Traces<'a> {
+        Traces {
+            entries: &self.entries,
+            regions: &self.regions,
+            axis,
+            fps: self.fps,
+            title,
+        }
+    }
 }
 
 /// The regions of `doc`, for the bands; none for a document region finding cannot read.

@@ -268,18 +268,22 @@ mod tests {
         Table { rows, columns: 13 }
     }
 
+    /// Bounds and types, in order.
+    fn shape(regions: &[Region]) -> Vec<(i64, i64, RegionType)> {
+        regions
+            .iter()
+            .map(|r| (r.start_frame, r.end_frame, r.kind))
+            .collect()
+    }
+
     #[test]
     fn two_stills_and_a_pan_between_them() {
         let mut rows: Vec<Row> = (0..10).map(|i| row(1 + 10 * i, 1.0, 0.5, 0.0)).collect();
         rows.extend((10..20).map(|i| row(1 + 10 * i, 1.0, -30.0, 1.0)));
         rows.extend((20..30).map(|i| row(1 + 10 * i, 1.0, 0.0, -0.5)));
         let r = regions(&table(rows));
-        let shape: Vec<(i64, i64, RegionType)> = r
-            .iter()
-            .map(|r| (r.start_frame, r.end_frame, r.kind))
-            .collect();
         assert_eq!(
-            shape,
+            shape(&r),
             [
                 (1, 91, RegionType::Static),
                 (101, 201, RegionType::E),
@@ -329,12 +333,8 @@ mod tests {
             region(341, 500, RegionType::Static),
         ];
         squash_gaps(&mut r, SQUASH_DELTA);
-        let shape: Vec<(i64, i64, RegionType)> = r
-            .iter()
-            .map(|r| (r.start_frame, r.end_frame, r.kind))
-            .collect();
         assert_eq!(
-            shape,
+            shape(&r),
             [
                 (0, 300, RegionType::Static),
                 (310, 341, RegionType::W),
