@@ -42,6 +42,17 @@ const LEVEL_CODEBOOK: [u8; 10] = [0x04, 0x0A, 0x05, 0x06, 0x04, 0x28, 0x28, 0x28
 /// Most luma blocks a slice holds (8 macroblocks of 4).
 const MAX_SLICE_BLOCKS: usize = 32;
 
+/// What decoding one frame reads of it (see [`ReducedDecoder::bytes_read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadShare {
+    /// Bytes read: headers, slice table, slice headers and each luma prefix.
+    pub read: usize,
+    /// Bytes of luma bitstream in the frame.
+    pub luma: usize,
+    /// Bytes of the whole frame.
+    pub total: usize,
+}
+
 /// Decodes ProRes luma reduced by a fixed factor.
 #[derive(Debug, Clone)]
 pub struct ReducedDecoder {
@@ -131,6 +142,40 @@ impl ReducedDecoder {
             }
         }
         Ok(image)
+    }
+
+    /// How many bytes of `packet` decoding reads: the frame and picture headers, the
+    /// slice table, and of each slice its header and its luma bitstream up to the last
+    /// coefficient used (the rest of the luma, and all chroma, are never looked at).
+    /// What issue 20 measures to decide whether fetching only those spans pays.
+    pub fn bytes_read(&self, packet: &[u8]) -> Result<ReadShare, ProresError> {
+        let frame = FrameHeader::parse(packet)?;
+        let (mbs_x, mbs_y) = (frame.width.div_ceil(16), frame.height.div_ceil(16));
+        let picture = &packet[frame.picture_offset..];
+        let slices = PictureHeader::parse(picture, mbs_x, mbs_y)?;
+        let mut read = frame.picture_offset + slices.first().map_or(0, |s| s.offset);
+        let mut luma_total = 0;
+        let mut coeffs = [[0i32; 16]; MAX_SLICE_BLOCKS];
+        for slice in &slices {
+            let data = picture
+                .get(slice.offset..slice.offset + slice.size)
+                .ok_or(ProresError::Corrupt("slice past the end of the frame"))?;
+            let (luma, _) = slice_luma(data)?;
+            let bits = decode_luma(
+                luma,
+                slice.mbs * 4,
+                self.freqs * self.freqs,
+                self.freqs,
+                &mut coeffs,
+            )?;
+            read += (data[0] >> 3) as usize + bits.div_ceil(8).min(luma.len());
+            luma_total += luma.len();
+        }
+        Ok(ReadShare {
+            read,
+            luma: luma_total,
+            total: packet.len(),
+        })
     }
 
     /// The dequantisation factor of each coefficient used, at a slice's `qscale`.
@@ -318,14 +363,14 @@ fn slice_luma(slice: &[u8]) -> Result<(&[u8], i32), ProresError> {
 }
 
 /// Decodes the DC and the first `needed` scan positions of every block of a slice's
-/// luma into `out[block][v * freqs + u]`.
+/// luma into `out[block][v * freqs + u]`; returns how many bits of `luma` it read.
 fn decode_luma(
     luma: &[u8],
     blocks: usize,
     needed: usize,
     freqs: usize,
     out: &mut [[i32; 16]; MAX_SLICE_BLOCKS],
-) -> Result<(), ProresError> {
+) -> Result<usize, ProresError> {
     if !blocks.is_power_of_two() || blocks > MAX_SLICE_BLOCKS {
         return Err(ProresError::Corrupt("slice width"));
     }
@@ -367,7 +412,7 @@ fn decode_luma(
         let raster = PROGRESSIVE_SCAN[(pos >> log2) as usize] as usize;
         out[(pos & (blocks as u32 - 1)) as usize][(raster / 8) * freqs + raster % 8] = value;
     }
-    Ok(())
+    Ok(((luma.len() * 8) as isize - bits.left()).max(0) as usize)
 }
 
 fn to_signed(code: u32) -> i32 {

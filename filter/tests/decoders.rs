@@ -145,3 +145,19 @@ fn damaged_frames_are_refused_not_panicked_on() {
         }
     }
 }
+
+#[test]
+fn the_reduced_decoder_reads_a_prefix_of_each_slice_and_less_the_more_it_reduces() {
+    let (packets, info) = packets(&clip("dec-1080.mov", 1920, 1080, 3));
+    let share = |factor| {
+        let d = ReducedDecoder::new(factor, info.width, info.height).unwrap();
+        let s = d.bytes_read(&packets[0]).unwrap();
+        assert!(s.read <= s.total && s.luma < s.total, "{s:?}");
+        s.read
+    };
+    let (eighth, quarter, half) = (share(8), share(4), share(2));
+    assert!(
+        0 < eighth && eighth < quarter && quarter < half,
+        "{eighth} < {quarter} < {half}"
+    );
+}

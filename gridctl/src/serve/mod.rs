@@ -63,6 +63,13 @@ struct Finished {
 }
 
 impl Finished {
+    /// What the count would be with `deleted` seen now, without taking it: requests read,
+    /// only the sampler (one task, in order) takes, so racing requests cannot be
+    /// mistaken for a tube that vanished.
+    fn peek(&self, deleted: u64) -> u64 {
+        self.total + deleted.saturating_sub(self.last_seen)
+    }
+
     /// Takes the tube's `cmd-delete` now (0 for a tube that is gone).
     fn saw(&mut self, deleted: u64) -> u64 {
         self.total += if deleted >= self.last_seen {
@@ -225,7 +232,7 @@ impl App {
             .finished
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .saw(snap.jobs.deleted);
+            .peek(snap.jobs.deleted);
         snap.jobs.deleted = finished;
         let samples = self.samples();
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
@@ -362,6 +369,9 @@ mod tests {
         assert_eq!(f.saw(5), 5);
         assert_eq!(f.saw(0), 5, "the tube is gone");
         assert_eq!(f.saw(2), 7, "a new tube counts from zero");
+        assert_eq!(f.peek(4), 9, "a request sees what is new");
+        assert_eq!(f.peek(1), 7, "and never counts a stale read twice");
+        assert_eq!(f.saw(4), 9);
     }
 }
 

@@ -160,10 +160,13 @@ fn controls(viewer: &Viewer, paused: bool) -> Markup {
     }
 }
 
-/// A one-button form posting the CSRF value (and a field, if given).
+/// A one-button form posting the CSRF value (and a field, if given). Discarding asks
+/// first (with JavaScript on).
 fn button(action: &str, label: &str, csrf: &str, field: Option<(&str, String)>) -> Markup {
+    let confirm = (action == "/control/discard")
+        .then_some("Discard this failed job and its records for good?");
     html! {
-        form.inline method="post" action=(action) {
+        form.inline method="post" action=(action) data-confirm=[confirm] {
             input type="hidden" name="csrf" value=(csrf);
             @if let Some((name, value)) = field { input type="hidden" name=(name) value=(value); }
             button type="submit" { (label) }

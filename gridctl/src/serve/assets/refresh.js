@@ -18,5 +18,10 @@
       .then(schedule);
   }
   function schedule() { setTimeout(refresh, every); }
+  // Buttons that cannot be undone ask first.
+  document.addEventListener("submit", function (e) {
+    var ask = e.target.getAttribute && e.target.getAttribute("data-confirm");
+    if (ask && !window.confirm(ask)) { e.preventDefault(); }
+  });
   schedule();
 })();
