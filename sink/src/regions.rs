@@ -35,9 +35,12 @@ pub fn commit_regions(
     new_commits: u64,
     max_document: usize,
 ) {
+    // A video whose result came twice in the batch is derived once.
+    let mut seen = std::collections::HashSet::new();
     let wanted: Vec<&Written> = committed
         .iter()
         .filter(|w| w.written.is_some() || !regions_committed(checkout, &w.rel))
+        .filter(|w| seen.insert(w.rel.as_str()))
         .collect();
     if wanted.is_empty() {
         return;
