@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::decode::{analysis_size, decode_image, DecoderChoice, GreyImage, ProresDecoder};
 use crate::document::*;
-use crate::motion::{self, Estimate, MotionConfig, Similarity};
+use crate::motion::{self, Estimate, MotionConfig, Prepared, Similarity};
 use crate::plan::{plan, Pair, Plan, PlanError};
 use crate::prores::ReducedDecoder;
 use crate::source::{Deadline, Fetched, FrameSource, Payload, VideoInfo};
@@ -91,8 +91,8 @@ pub struct Analysis {
     pub stats: RunStats,
 }
 
-/// A decoded frame, or why it could not be had.
-type Frame = Arc<Result<GreyImage, String>>;
+/// A decoded frame prepared for its pairs, or why it could not be had.
+type Frame = Arc<Result<Prepared, String>>;
 
 /// Analyses the video behind `source`, calling `progress` after each block.
 pub fn analyze(
@@ -150,7 +150,9 @@ pub fn analyze(
                 || {
                     fetched
                         .into_par_iter()
-                        .map(|(n, payload)| (n, Arc::new(decoders.decode(&payload))))
+                        .map(|(n, payload)| {
+                            (n, Arc::new(prepare(&decoders, &payload, &motion_cfg)))
+                        })
                         .collect::<Vec<_>>()
                 },
                 || estimate(previous, &cache),
@@ -467,6 +469,16 @@ impl Decoders {
     }
 }
 
+/// Decodes a frame and prepares it for the motion estimate.
+fn prepare(
+    decoders: &Decoders,
+    payload: &Result<Payload, String>,
+    cfg: &MotionConfig,
+) -> Result<Prepared, String> {
+    let image = decoders.decode(payload)?;
+    motion::prepare(&image, cfg).map_err(|e| format!("OpenCV: {e}"))
+}
+
 fn frame_stat(
     pair: &Pair,
     from: &Frame,
@@ -547,7 +559,7 @@ fn assemble(
         analysis: AnalysisInfo {
             software: "camhd-grid filter".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            method: "Shi-Tomasi corners, pyramidal Lucas-Kanade tracked both ways, RANSAC partial-affine fit (OpenCV)".into(),
+            method: "Shi-Tomasi corners; a similarity from 40 of them tracked through a Lucas-Kanade pyramid seeds all of them, tracked both ways at full resolution; RANSAC partial-affine fit (OpenCV)".into(),
             stride: settings.stride,
             start: settings.start,
             stop: settings.stop,

@@ -4,6 +4,7 @@
 //! grid worker.
 
 pub mod analysis;
+pub mod corners;
 pub mod decode;
 pub mod document;
 mod error;

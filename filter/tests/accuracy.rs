@@ -7,15 +7,19 @@ use filter::decode::DecoderChoice;
 use filter::document::OpticalFlowDocument;
 use filter::source::{self, SourceKind};
 use filter::{analyze, Settings};
-use support::synth::{render, scripted, truth};
+use support::synth::{render, scripted, truth, Pose};
 use support::{clip, clips};
 
-/// Worst errors seen, per component.
+/// Worst errors seen, per component, and their means over the valid entries (the worst
+/// hangs on one pair; the means are what tell two versions of the estimate apart).
 #[derive(Debug, Default)]
 struct Errors {
     scale: f64,
     theta: f64,
     translation: f64,
+    mean_scale: f64,
+    mean_theta: f64,
+    mean_translation: f64,
     valid: usize,
     invalid_but_lit: usize,
 }
@@ -43,12 +47,17 @@ fn run_with(
         .document
 }
 
-/// Compares every entry with the truth; black pairs must be invalid.
+/// Compares every entry with the scripted path's truth; black pairs must be invalid.
 fn errors(doc: &OpticalFlowDocument, width: u32) -> Errors {
+    errors_along(doc, |n| scripted(n, width))
+}
+
+/// Compares every entry with the truth of the camera path `pose`.
+fn errors_along(doc: &OpticalFlowDocument, pose: impl Fn(u64) -> Pose) -> Errors {
     let mut e = Errors::default();
     for stat in &doc.frame_stats {
         let of = &stat.optical_flow;
-        let (a, b) = (scripted(of.from_frame, width), scripted(of.to_frame, width));
+        let (a, b) = (pose(of.from_frame), pose(of.to_frame));
         if a.black || b.black {
             assert!(
                 !of.valid,
@@ -68,24 +77,35 @@ fn errors(doc: &OpticalFlowDocument, width: u32) -> Errors {
         e.scale = e.scale.max((s[0] - t[0]).abs());
         e.theta = e.theta.max((s[1] - t[1]).abs());
         e.translation = e.translation.max((s[2] - t[2]).hypot(s[3] - t[3]));
+        e.mean_scale += (s[0] - t[0]).abs();
+        e.mean_theta += (s[1] - t[1]).abs();
+        e.mean_translation += (s[2] - t[2]).hypot(s[3] - t[3]);
     }
+    let n = e.valid.max(1) as f64;
+    e.mean_scale /= n;
+    e.mean_theta /= n;
+    e.mean_translation /= n;
     e
 }
 
 #[test]
 fn a_640x360_clip_at_half_scale_matches_the_ground_truth() {
     let path = clip("scripted-640.mov", 640, 360, 300);
-    let doc = run(&path, 5, 0.5);
-    assert_eq!(doc.movie.num_frames, 300);
-    assert_eq!(doc.frame_stats.len(), 60);
-    let e = errors(&doc, 640);
-    eprintln!("640x360 @0.5: {e:?}");
-    assert_eq!(e.invalid_but_lit, 0, "every lit pair has texture: {e:?}");
-    // A quarter of an analysis pixel (2 full-resolution pixels each at scale 0.5); scale and
-    // theta to 1e-3, about a pixel at the corner of a 1080p frame. Measured: 0.02 px, 2e-4.
-    assert!(e.translation < 0.5, "{e:?}");
-    assert!(e.scale < 1e-3, "{e:?}");
-    assert!(e.theta < 1e-3, "{e:?}");
+    // Stride 5 as the other specs; stride 1 gives every pair of the path (290 of them).
+    for (stride, entries) in [(5, 60), (1, 299)] {
+        let doc = run(&path, stride, 0.5);
+        assert_eq!(doc.movie.num_frames, 300);
+        assert_eq!(doc.frame_stats.len(), entries);
+        let e = errors(&doc, 640);
+        eprintln!("640x360 @0.5, stride {stride}: {e:?}");
+        assert_eq!(e.invalid_but_lit, 0, "every lit pair has texture: {e:?}");
+        // A quarter of an analysis pixel (2 full-resolution pixels each at scale 0.5);
+        // scale and theta to 1e-3, about a pixel at the corner of a 1080p frame.
+        // Measured: 0.02 px, 2e-4.
+        assert!(e.translation < 0.5, "{e:?}");
+        assert!(e.scale < 1e-3, "{e:?}");
+        assert!(e.theta < 1e-3, "{e:?}");
+    }
 }
 
 #[test]
@@ -135,4 +155,29 @@ fn a_fast_pan_of_200_full_hd_pixels_across_the_pair_is_tracked() {
             of.similarity
         );
     }
+}
+
+#[test]
+fn a_fast_zoom_and_roll_are_tracked_to_the_edges() {
+    // 960x540 at scale 0.5: the 480x270 analysis image of 1080p at 0.25. A zoom of 5%
+    // across the pair (as CamHD's zooms, ~4x in ten seconds) moves the corners of the
+    // analysis image 14 px away from where the global shift puts them; a roll of 0.03 rad,
+    // 8 px. Every pair must stay valid and right.
+    let path = clips().path().join("fast-zoom.mov");
+    let pose = |n: u64| Pose {
+        scale: 1.005f64.powi(n.min(40) as i32) / 1.005f64.powi(n.saturating_sub(40) as i32),
+        theta: 0.003 * n as f64,
+        cx: 2.0 * n as f64,
+        cy: 0.0,
+        black: false,
+    };
+    render(&path, 960, 540, 80, pose);
+    let doc = run(&path, 5, 0.5);
+    let e = errors_along(&doc, pose);
+    eprintln!("fast zoom and roll, 960x540 @0.5: {e:?}");
+    assert_eq!(e.invalid_but_lit, 0, "{e:?}");
+    assert_eq!(e.valid, 16, "{e:?}");
+    assert!(e.translation < 0.5, "{e:?}");
+    assert!(e.scale < 1e-3, "{e:?}");
+    assert!(e.theta < 1e-3, "{e:?}");
 }
