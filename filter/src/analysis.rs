@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use rayon::prelude::*;
 
-use crate::decode::{analysis_size, decode_image, DecoderChoice, GreyImage, ProresDecoder};
+use crate::decode::{
+    analysis_size, decode_image, DecoderChoice, FetchChoice, GreyImage, ProresDecoder,
+};
 use crate::document::*;
 use crate::motion::{self, Estimate, MotionConfig, Prepared, Similarity};
 use crate::plan::{plan, Pair, Plan, PlanError};
-use crate::prores::ReducedDecoder;
-use crate::source::{Deadline, Fetched, FrameSource, Payload, VideoInfo};
+use crate::prores::{ReducedDecoder, SparseError};
+use crate::source::{ByteSource, Deadline, Fetched, FrameSource, Payload, SparseFrame, VideoInfo};
+use crate::spans::SlicePlanner;
 use crate::AnalysisError;
 
 /// Frames between `fromFrame` and `toFrame`, as the original.
@@ -39,6 +42,8 @@ pub struct Settings {
     pub threads: usize,
     /// Which ProRes decoder to use.
     pub decoder: DecoderChoice,
+    /// Whether to fetch only the parts of frames the reduced decoder reads.
+    pub fetch: FetchChoice,
     /// The video's time budget, fetching included (`--video-deadline`); an automatic
     /// one is fitted to the video by [`auto_budget`] once its plan is known.
     pub deadline: Option<Deadline>,
@@ -53,6 +58,7 @@ impl Default for Settings {
             img_scale: 0.25,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             decoder: DecoderChoice::Auto,
+            fetch: FetchChoice::Auto,
             deadline: None,
         }
     }
@@ -96,7 +102,7 @@ type Frame = Arc<Result<Prepared, String>>;
 
 /// Analyses the video behind `source`, calling `progress` after each block.
 pub fn analyze(
-    source: Box<dyn FrameSource>,
+    mut source: Box<dyn FrameSource>,
     settings: &Settings,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Analysis, AnalysisError> {
@@ -114,11 +120,11 @@ pub fn analyze(
     let frame_lists = frames_per_block(&blocks, &plan.needed);
 
     let fetched_bytes = Arc::new(AtomicU64::new(0));
+    let decoders = Decoders::new(&info, settings, threads).fetching_parts(source.as_mut());
     let (tx, rx) = mpsc::sync_channel(2);
     let prefetch = spawn_prefetch(source, frame_lists, tx, Arc::clone(&fetched_bytes));
 
     let pool = worker_pool(threads)?;
-    let decoders = Decoders::new(&info, settings, threads);
     let motion_cfg = MotionConfig::new(info.width, info.height, settings.img_scale);
 
     // Block i's frames are decoded while block i-1's pairs, whose frames are all
@@ -177,7 +183,7 @@ pub fn analyze(
                 pairs_done: stats.len(),
                 pairs_total: plan.pairs.len(),
                 elapsed: started.elapsed(),
-                bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
+                bytes_fetched: fetched_bytes.load(Ordering::Relaxed) + decoders.refetched(),
             });
         }
     }
@@ -193,7 +199,7 @@ pub fn analyze(
         document,
         stats: RunStats {
             frames_decoded,
-            bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
+            bytes_fetched: fetched_bytes.load(Ordering::Relaxed) + decoders.refetched(),
             elapsed,
         },
     })
@@ -202,7 +208,7 @@ pub fn analyze(
 /// Fetches and decodes the frames the analysis of `source` would need, and nothing else:
 /// the floor under the analysis's cost, for benchmarks and for telling I/O from decoding.
 pub fn decode_only(
-    source: Box<dyn FrameSource>,
+    mut source: Box<dyn FrameSource>,
     settings: &Settings,
 ) -> Result<RunStats, AnalysisError> {
     let started = Instant::now();
@@ -216,10 +222,10 @@ pub fn decode_only(
         .collect();
     let blocks = lists.len();
     let fetched_bytes = Arc::new(AtomicU64::new(0));
+    let decoders = Decoders::new(&info, settings, threads).fetching_parts(source.as_mut());
     let (tx, rx) = mpsc::sync_channel(2);
     let prefetch = spawn_prefetch(source, lists, tx, Arc::clone(&fetched_bytes));
     let pool = worker_pool(threads)?;
-    let decoders = Decoders::new(&info, settings, threads);
     let mut frames_decoded = 0;
     for _ in 0..blocks {
         let fetched = rx
@@ -236,7 +242,7 @@ pub fn decode_only(
     let _ = prefetch.join();
     Ok(RunStats {
         frames_decoded,
-        bytes_fetched: fetched_bytes.load(Ordering::Relaxed),
+        bytes_fetched: fetched_bytes.load(Ordering::Relaxed) + decoders.refetched(),
         elapsed: started.elapsed(),
     })
 }
@@ -420,7 +426,8 @@ fn decoder_name(info: &VideoInfo, settings: &Settings) -> &'static str {
 }
 
 /// One libav ProRes decoder per worker thread, made on first use, behind the reduced
-/// decoder where the scale allows it.
+/// decoder where the scale allows it; and, when frames are fetched in parts, what
+/// plans the parts and fetches more of a frame whose parts fell short.
 struct Decoders {
     reduced: Option<ReducedDecoder>,
     slots: Vec<Mutex<Option<ProresDecoder>>>,
@@ -429,6 +436,17 @@ struct Decoders {
     height: u32,
     scale: f64,
     target: (usize, usize),
+    fetch: FetchChoice,
+    parts: Option<Parts>,
+}
+
+/// Fetching frames in parts: the planner the source asks, and a reader of the video
+/// for what a decode finds missing.
+struct Parts {
+    planner: Arc<SlicePlanner>,
+    more: Mutex<Box<dyn ByteSource>>,
+    /// Bytes fetched by `more`.
+    refetched: AtomicU64,
 }
 
 impl Decoders {
@@ -442,30 +460,115 @@ impl Decoders {
             height: info.height,
             scale,
             target: analysis_size(info.width, info.height, scale),
+            fetch: settings.fetch,
+            parts: None,
         }
+    }
+
+    /// Asks `source` for frames in parts, when the settings, the decoder and the source
+    /// allow it: only the reduced decoder reads parts (libav needs whole frames).
+    fn fetching_parts(mut self, source: &mut dyn FrameSource) -> Decoders {
+        let wanted = match self.fetch {
+            FetchChoice::Parts => true,
+            FetchChoice::Auto => source.is_remote(),
+            FetchChoice::Whole => false,
+        };
+        let Some(reduced) = self.reduced.clone().filter(|_| wanted) else {
+            return self;
+        };
+        let Some(more) = source.reader() else {
+            return self;
+        };
+        let planner = Arc::new(SlicePlanner::new(reduced));
+        if source.fetch_spans(planner.clone()) {
+            self.parts = Some(Parts {
+                planner,
+                more: Mutex::new(more),
+                refetched: AtomicU64::new(0),
+            });
+        }
+        self
+    }
+
+    /// Bytes fetched to complete frames whose parts fell short.
+    fn refetched(&self) -> u64 {
+        self.parts
+            .as_ref()
+            .map_or(0, |p| p.refetched.load(Ordering::Relaxed))
     }
 
     fn decode(&self, payload: &Result<Payload, String>) -> Result<GreyImage, String> {
         match payload.as_ref().map_err(Clone::clone)? {
             Payload::Image(bytes) => decode_image(bytes, self.target.0, self.target.1),
-            Payload::Prores(bytes) => {
-                // Whatever the reduced decoder declines or finds damaged, libav decodes
-                // (or reports) instead.
-                if let Some(Ok(image)) = self.reduced.as_ref().map(|r| r.decode(bytes)) {
+            Payload::Prores(bytes) => self.decode_prores(bytes),
+            Payload::ProresSpans(frame) => self.decode_parts(frame.clone()),
+        }
+    }
+
+    /// A whole frame: the reduced decoder, and libav for whatever it declines or finds
+    /// damaged (libav then decodes or reports it).
+    fn decode_prores(&self, bytes: &[u8]) -> Result<GreyImage, String> {
+        if let Some(Ok(image)) = self.reduced.as_ref().map(|r| r.decode(bytes)) {
+            return Ok(image);
+        }
+        let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+        let mut guard = self.slots[slot].lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let d = ProresDecoder::new(self.codec, self.width, self.height, self.scale);
+            *guard = Some(d.map_err(|e| e.to_string())?);
+        }
+        match guard.as_mut() {
+            Some(decoder) => decoder.decode(bytes),
+            None => Err("no decoder".into()),
+        }
+    }
+
+    /// A frame fetched in parts: decoded from them, with the rest of any slice whose
+    /// prefix fell short fetched first; a frame the reduced decoder cannot take from its
+    /// parts is fetched whole and decoded as any other.
+    fn decode_parts(&self, mut frame: SparseFrame) -> Result<GreyImage, String> {
+        let (Some(reduced), Some(parts)) = (self.reduced.as_ref(), self.parts.as_ref()) else {
+            return Err("a frame fetched in parts with no decoder for parts".into());
+        };
+        let mut needs = Vec::new();
+        for _ in 0..2 {
+            match reduced.decode_sparse(&frame, &mut needs) {
+                Ok(image) => {
+                    parts.planner.learn(&needs);
                     return Ok(image);
                 }
-                let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
-                let mut guard = self.slots[slot].lock().unwrap_or_else(|p| p.into_inner());
-                if guard.is_none() {
-                    let d = ProresDecoder::new(self.codec, self.width, self.height, self.scale);
-                    *guard = Some(d.map_err(|e| e.to_string())?);
+                Err(SparseError::Short(missing)) => {
+                    let more = parts.fetch(&frame, &missing)?;
+                    frame.add(more);
                 }
-                match guard.as_mut() {
-                    Some(decoder) => decoder.decode(bytes),
-                    None => Err("no decoder".into()),
-                }
+                Err(SparseError::Prores(_)) => break,
             }
         }
+        let whole = parts.fetch(&frame, &[(0, frame.len)])?;
+        match whole.into_iter().next() {
+            Some((_, bytes)) => self.decode_prores(&bytes),
+            None => Err("the frame could not be fetched whole".into()),
+        }
+    }
+}
+
+impl Parts {
+    /// The frame-relative `ranges` of `frame`, fetched now.
+    fn fetch(
+        &self,
+        frame: &SparseFrame,
+        ranges: &[(usize, usize)],
+    ) -> Result<Vec<(usize, Vec<u8>)>, String> {
+        let absolute: Vec<(u64, usize)> = ranges
+            .iter()
+            .map(|&(o, l)| (frame.at + o as u64, l))
+            .collect();
+        let mut more = self.more.lock().unwrap_or_else(|p| p.into_inner());
+        let before = more.bytes_fetched();
+        let got = more.read_ranges(&absolute).map_err(|e| e.to_string());
+        self.refetched
+            .fetch_add(more.bytes_fetched() - before, Ordering::Relaxed);
+        Ok(ranges.iter().map(|&(o, _)| o).zip(got?).collect())
     }
 }
 

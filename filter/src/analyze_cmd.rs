@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use filter::decode::DecoderChoice;
+use filter::decode::{DecoderChoice, FetchChoice};
 use filter::source::{self, SourceKind};
 use filter::{analyze, AnalysisError, Progress, Settings};
 
@@ -66,6 +66,16 @@ pub struct AnalyzeArgs {
     /// frames it declines) or libav (always).
     #[arg(long, env = "FILTER_DECODER", default_value = "auto")]
     decoder: DecoderChoice,
+
+    /// How ProRes frames are fetched: parts (only the bytes the reduced decoder reads:
+    /// each frame's headers, then a prefix of each slice, many byte ranges to an HTTP
+    /// request; about a third of the bytes of whole frames at scale 0.25), whole, or
+    /// auto (parts over HTTP, whole frames from local files, where many small reads cost
+    /// more than they save; use parts for a network filesystem). Parts fall back to
+    /// whole frames with libav, and with a server that does not answer multi-range
+    /// requests.
+    #[arg(long, env = "FILTER_FETCH", default_value = "auto")]
+    fetch: FetchChoice,
 
     /// How to read VIDEO: auto, file, http or lazycache.
     #[arg(long, env = "FILTER_SOURCE", default_value = "auto")]
@@ -126,6 +136,7 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         stop: args.stop,
         img_scale: args.scale,
         decoder: args.decoder,
+        fetch: args.fetch,
         deadline: Some(source::Deadline::starting_now(args.http.video_budget())),
         ..Settings::default()
     };

@@ -63,6 +63,36 @@ pub enum DecoderChoice {
     Libav,
 }
 
+/// How ProRes frames are fetched (`--fetch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FetchChoice {
+    /// Parts over HTTP, whole frames from a local file (where a thousand small reads a
+    /// frame cost more time than the bytes they save: measured in docs/benchmarks.md).
+    #[default]
+    Auto,
+    /// Only the parts of each frame the reduced decoder reads, when it is the decoder
+    /// and the source can (a file, or an HTTP server that answers multi-range
+    /// requests); whole frames otherwise.
+    Parts,
+    /// Whole frames always.
+    Whole,
+}
+
+impl std::str::FromStr for FetchChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(FetchChoice::Auto),
+            "parts" => Ok(FetchChoice::Parts),
+            "whole" => Ok(FetchChoice::Whole),
+            other => Err(format!(
+                "unknown fetch mode {other:?}: use auto, parts or whole"
+            )),
+        }
+    }
+}
+
 impl std::str::FromStr for DecoderChoice {
     type Err = String;
 

@@ -66,7 +66,7 @@ fn read_exit_code(e: &ReadError) -> u8 {
         ReadError::Io { .. } => 11,
         ReadError::HttpStatus { .. } => 12,
         ReadError::Unreachable { .. } => 13,
-        ReadError::NoRangeSupport { .. } => 14,
+        ReadError::NoRangeSupport { .. } | ReadError::NoMultiRange { .. } => 14,
         ReadError::Lazycache { .. } => 15,
         ReadError::NotQuickTime { .. } => 16,
         ReadError::Corrupt { .. } => 17,

@@ -11,6 +11,7 @@ mod error;
 pub mod motion;
 pub mod plan;
 pub mod prores;
+pub mod spans;
 pub mod worker;
 
 pub use analysis::{analyze, decode_only, Analysis, Progress, RunStats, Settings};

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
 use common::shutdown::Shutdown;
-use filter::decode::DecoderChoice;
+use filter::decode::{DecoderChoice, FetchChoice};
 use filter::worker::{self, Retry, WorkerConfig};
 
 mod analyze_cmd;
@@ -83,6 +83,16 @@ struct Cli {
     /// frames it declines) or libav (always).
     #[arg(long, env = "FILTER_DECODER", default_value = "auto")]
     decoder: DecoderChoice,
+
+    /// How ProRes frames are fetched: parts (only the bytes the reduced decoder reads:
+    /// each frame's headers, then a prefix of each slice, many byte ranges to an HTTP
+    /// request; about a third of the bytes of whole frames at scale 0.25), whole, or
+    /// auto (parts over HTTP, whole frames from local files, where many small reads cost
+    /// more than they save; use parts for a network filesystem). Parts fall back to
+    /// whole frames with libav, and with a server that does not answer multi-range
+    /// requests.
+    #[arg(long, env = "FILTER_FETCH", default_value = "auto")]
+    fetch: FetchChoice,
 
     /// Where results too big for the server's max job size are kept: in a folder of
     /// their own per server and namespace below this one, so that grids sharing a
@@ -164,6 +174,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             .map_or((cores / cli.jobs as usize).max(1), |t| t as usize),
         scale: cli.scale,
         decoder: cli.decoder,
+        fetch: cli.fetch,
         touch_every: Duration::from_secs(cli.ttr_touch),
         grace: Duration::from_secs(cli.grace),
         exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),

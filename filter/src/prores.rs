@@ -8,6 +8,7 @@
 //! `filter/tests/decoders.rs`.
 
 use crate::decode::GreyImage;
+use crate::source::SparseFrame;
 
 /// Why a frame was not decoded here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +42,85 @@ const LEVEL_CODEBOOK: [u8; 10] = [0x04, 0x0A, 0x05, 0x06, 0x04, 0x28, 0x28, 0x28
 
 /// Most luma blocks a slice holds (8 macroblocks of 4).
 const MAX_SLICE_BLOCKS: usize = 32;
+
+/// Why a frame with parts missing was not decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SparseError {
+    /// As for a whole frame.
+    Prores(ProresError),
+    /// These `(offset, length)` parts of the frame are needed as well.
+    Short(Vec<(usize, usize)>),
+}
+
+impl From<ProresError> for SparseError {
+    fn from(e: ProresError) -> Self {
+        SparseError::Prores(e)
+    }
+}
+
+/// The bytes of a frame as the decoder reads them: its head (headers and slice table)
+/// and each slice, whole or a prefix.
+trait FrameBytes {
+    /// The frame's first bytes, through its slice table.
+    fn head(&self) -> &[u8];
+    /// The frame's length.
+    fn len(&self) -> usize;
+    /// The slice at `offset` of `size` bytes, as far as it is at hand.
+    fn slice(&self, offset: usize, size: usize) -> &[u8];
+}
+
+/// A whole frame.
+struct Whole<'a>(&'a [u8]);
+
+impl FrameBytes for Whole<'_> {
+    fn head(&self) -> &[u8] {
+        self.0
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn slice(&self, offset: usize, size: usize) -> &[u8] {
+        &self.0[offset..offset + size]
+    }
+}
+
+/// A frame's fetched parts.
+struct Sparse<'a>(&'a SparseFrame);
+
+impl FrameBytes for Sparse<'_> {
+    fn head(&self) -> &[u8] {
+        self.0.from(0)
+    }
+    fn len(&self) -> usize {
+        self.0.len
+    }
+    fn slice(&self, offset: usize, size: usize) -> &[u8] {
+        let at_hand = self.0.from(offset);
+        &at_hand[..at_hand.len().min(size)]
+    }
+}
+
+/// Where the bytes decoding reads lie in a frame (see [`ReducedDecoder::spans`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameSpans {
+    /// Bytes from the frame's start through the slice table, all read.
+    pub head: usize,
+    /// Each slice, in coded (and file) order.
+    pub slices: Vec<SliceSpan>,
+}
+
+/// One slice of a frame and the prefix of it that decoding reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceSpan {
+    /// Where the slice starts, from the frame's start.
+    pub offset: usize,
+    /// The slice's bytes.
+    pub size: usize,
+    /// Bytes read from its start: its header and the luma up to the last bit used.
+    pub read: usize,
+    /// Its luma bitstream's bytes.
+    pub luma: usize,
+}
 
 /// What decoding one frame reads of it (see [`ReducedDecoder::bytes_read`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,22 +182,51 @@ impl ReducedDecoder {
     /// `height / factor`. Damage is found where it breaks the bitstream's structure; a
     /// changed coefficient value gives a changed picture, as with any decoder.
     pub fn decode(&self, packet: &[u8]) -> Result<GreyImage, ProresError> {
+        self.decode_any(&Whole(packet), &mut Vec::new())
+            .map_err(|e| match e {
+                SparseError::Prores(e) => e,
+                SparseError::Short(_) => ProresError::Corrupt("slice past the end of the frame"),
+            })
+    }
+
+    /// Decodes a frame of which only some parts were fetched, as [`ReducedDecoder::decode`]
+    /// would decode it whole; or says which parts (frame-relative `(offset, length)`)
+    /// are still needed: the rest of each slice whose fetched prefix fell short. `needs`
+    /// gets, per slice, the bytes from its start that decoding read.
+    pub fn decode_sparse(
+        &self,
+        frame: &SparseFrame,
+        needs: &mut Vec<u32>,
+    ) -> Result<GreyImage, SparseError> {
+        self.decode_any(&Sparse(frame), needs)
+    }
+
+    fn decode_any(
+        &self,
+        frame: &impl FrameBytes,
+        needs: &mut Vec<u32>,
+    ) -> Result<GreyImage, SparseError> {
         // The block size is a constant inside each arm, so the per-block arithmetic
         // unrolls (measured: a third of the decoder's time went to it with loops over
         // runtime sizes).
         match self.per_block {
-            1 => self.decode_at::<1>(packet),
-            2 => self.decode_at::<2>(packet),
-            _ => self.decode_at::<4>(packet),
+            1 => self.decode_at::<1>(frame, needs),
+            2 => self.decode_at::<2>(frame, needs),
+            _ => self.decode_at::<4>(frame, needs),
         }
     }
 
-    /// [`ReducedDecoder::decode`] with `N` output pixels (and frequencies) per block side.
-    fn decode_at<const N: usize>(&self, packet: &[u8]) -> Result<GreyImage, ProresError> {
+    /// [`ReducedDecoder::decode_any`] with `N` output pixels (and frequencies) per block side.
+    fn decode_at<const N: usize>(
+        &self,
+        bytes: &impl FrameBytes,
+        needs: &mut Vec<u32>,
+    ) -> Result<GreyImage, SparseError> {
         debug_assert_eq!((N, N), (self.per_block, self.freqs));
-        let frame = FrameHeader::parse(packet)?;
+        let head = bytes.head();
+        let frame = FrameHeader::parse(head)?;
         if (frame.width, frame.height) != self.size {
-            return Err(ProresError::Corrupt("frame size differs from the video's"));
+            return Err(ProresError::Corrupt("frame size differs from the video's").into());
         }
         let factor = 8 / N;
         let mut image = GreyImage {
@@ -127,22 +236,37 @@ impl ReducedDecoder {
         };
         image.data = vec![0; image.width * image.height];
         let (mbs_x, mbs_y) = (frame.width.div_ceil(16), frame.height.div_ceil(16));
-        let picture = &packet[frame.picture_offset..];
-        let slices = PictureHeader::parse(picture, mbs_x, mbs_y)?;
+        let slices = PictureHeader::parse(&head[frame.picture_offset..], mbs_x, mbs_y)?;
         let mut coeffs = [[0i32; 16]; MAX_SLICE_BLOCKS];
         let mut qscale_seen = None;
         let mut dequant = [0f32; 16];
+        let mut short = Vec::new();
+        needs.clear();
         for slice in &slices {
-            let data = picture
-                .get(slice.offset..slice.offset + slice.size)
-                .ok_or(ProresError::Corrupt("slice past the end of the frame"))?;
-            let (luma, qscale) = slice_luma(data)?;
+            let at = frame.picture_offset + slice.offset;
+            if at + slice.size > bytes.len() {
+                return Err(ProresError::Corrupt("slice past the end of the frame").into());
+            }
+            let data = bytes.slice(at, slice.size);
             let blocks = slice.mbs * 4;
             // Only the first N x N entries of a block are ever written or read.
             for c in coeffs.iter_mut().take(blocks) {
                 c[..N * N].fill(0);
             }
-            decode_luma(luma, blocks, N * N, N, &mut coeffs)?;
+            let qscale = match read_slice(data, slice.size, blocks, N, &mut coeffs)? {
+                SliceRead::Done { qscale, read } => {
+                    needs.push(read as u32);
+                    qscale
+                }
+                SliceRead::Short => {
+                    short.push((at, slice.size));
+                    needs.push(slice.size as u32);
+                    continue;
+                }
+            };
+            if !short.is_empty() {
+                continue; // the frame is incomplete; only find what else is missing
+            }
             if qscale_seen != Some(qscale) {
                 dequant = self.dequant(&frame.luma_qmat, qscale);
                 qscale_seen = Some(qscale);
@@ -154,7 +278,36 @@ impl ReducedDecoder {
                 self.put_block::<N>(c, &dequant, &mut image, bx, by);
             }
         }
+        if !short.is_empty() {
+            return Err(SparseError::Short(short));
+        }
         Ok(image)
+    }
+
+    /// The bytes at the start of a frame that hold its headers and slice table, when it
+    /// is cut in slices of 8 macroblocks as encoders do (Apple's and libav's): the frame
+    /// atom and header (at most 8 + 148), the picture header (8) and 2 bytes a slice.
+    pub fn head_bytes(&self) -> usize {
+        let (mbs_x, mbs_y) = (self.size.0.div_ceil(16), self.size.1.div_ceil(16));
+        // Each row: slices of 8, then of 4, 2 and 1 for what is left.
+        let per_row = mbs_x / 8 + (mbs_x % 8).count_ones() as usize;
+        8 + 148 + 8 + 2 * per_row * mbs_y
+    }
+
+    /// Where each slice of a frame lies, `(offset, size)` from the frame's start, read
+    /// from the frame's first bytes (`head` must hold its headers and slice table), for
+    /// a frame this decoder would decode.
+    pub fn slice_layout(&self, head: &[u8]) -> Result<Vec<(usize, usize)>, ProresError> {
+        let frame = FrameHeader::parse(head)?;
+        if (frame.width, frame.height) != self.size {
+            return Err(ProresError::Corrupt("frame size differs from the video's"));
+        }
+        let (mbs_x, mbs_y) = (frame.width.div_ceil(16), frame.height.div_ceil(16));
+        let slices = PictureHeader::parse(&head[frame.picture_offset..], mbs_x, mbs_y)?;
+        Ok(slices
+            .iter()
+            .map(|s| (frame.picture_offset + s.offset, s.size))
+            .collect())
     }
 
     /// How many bytes of `packet` decoding reads: the frame and picture headers, the
@@ -162,33 +315,42 @@ impl ReducedDecoder {
     /// coefficient used (the rest of the luma, and all chroma, are never looked at).
     /// What issue 20 measures to decide whether fetching only those spans pays.
     pub fn bytes_read(&self, packet: &[u8]) -> Result<ReadShare, ProresError> {
+        let spans = self.spans(packet)?;
+        Ok(ReadShare {
+            read: spans.head + spans.slices.iter().map(|s| s.read).sum::<usize>(),
+            luma: spans.slices.iter().map(|s| s.luma).sum(),
+            total: packet.len(),
+        })
+    }
+
+    /// Where in `packet` the bytes that decoding reads lie: the head (headers and slice
+    /// table) and, for each slice, a prefix of it (its header and the luma it reads).
+    pub fn spans(&self, packet: &[u8]) -> Result<FrameSpans, ProresError> {
         let frame = FrameHeader::parse(packet)?;
         let (mbs_x, mbs_y) = (frame.width.div_ceil(16), frame.height.div_ceil(16));
         let picture = &packet[frame.picture_offset..];
         let slices = PictureHeader::parse(picture, mbs_x, mbs_y)?;
-        let mut read = frame.picture_offset + slices.first().map_or(0, |s| s.offset);
-        let mut luma_total = 0;
+        let head = frame.picture_offset + slices.first().map_or(0, |s| s.offset);
         let mut coeffs = [[0i32; 16]; MAX_SLICE_BLOCKS];
+        let mut out = Vec::with_capacity(slices.len());
         for slice in &slices {
             let data = picture
                 .get(slice.offset..slice.offset + slice.size)
                 .ok_or(ProresError::Corrupt("slice past the end of the frame"))?;
-            let (luma, _) = slice_luma(data)?;
-            let bits = decode_luma(
+            let (_, luma, _) = slice_header(data, slice.size)?;
+            let read = match read_slice(data, slice.size, slice.mbs * 4, self.freqs, &mut coeffs)? {
+                SliceRead::Done { read, .. } => read,
+                SliceRead::Short => slice.size,
+            };
+            out.push(SliceSpan {
+                offset: frame.picture_offset + slice.offset,
+                size: slice.size,
+                // Without the decoder's look-ahead: what it uses.
+                read: read.saturating_sub(LOOKAHEAD).max((data[0] >> 3) as usize),
                 luma,
-                slice.mbs * 4,
-                self.freqs * self.freqs,
-                self.freqs,
-                &mut coeffs,
-            )?;
-            read += (data[0] >> 3) as usize + bits.div_ceil(8).min(luma.len());
-            luma_total += luma.len();
+            });
         }
-        Ok(ReadShare {
-            read,
-            luma: luma_total,
-            total: packet.len(),
-        })
+        Ok(FrameSpans { head, slices: out })
     }
 
     /// The dequantisation factor of each coefficient used, at a slice's `qscale`.
@@ -361,34 +523,83 @@ impl PictureHeader {
     }
 }
 
-/// The luma bytes of a slice and its quantiser scale.
-fn slice_luma(slice: &[u8]) -> Result<(&[u8], i32), ProresError> {
-    if slice.len() < 6 {
+/// Bytes past the last bit it uses that the bit reader may look at.
+const LOOKAHEAD: usize = 4;
+
+/// What reading a slice's luma came to.
+enum SliceRead {
+    /// Decoded: its quantiser scale, and the bytes from the slice's start it read
+    /// (look-ahead included, at most the slice).
+    Done { qscale: i32, read: usize },
+    /// The bytes at hand end before what decoding reads.
+    Short,
+}
+
+/// A slice's header: its size, its luma's size and its quantiser scale, from the first
+/// bytes of a slice of `size` bytes.
+fn slice_header(data: &[u8], size: usize) -> Result<(usize, usize, i32), ProresError> {
+    if size < 6 {
         return Err(ProresError::Corrupt("slice too small"));
     }
-    let header_size = (slice[0] >> 3) as usize;
-    let luma_size = be16(slice, 2) as usize;
-    let luma = slice
-        .get(header_size..header_size + luma_size)
-        .filter(|_| header_size >= 6)
-        .ok_or(ProresError::Corrupt("slice sizes"))?;
-    let q = slice[1].clamp(1, 224) as i32;
-    Ok((luma, if q > 128 { (q - 96) << 2 } else { q }))
+    let header_size = (data[0] >> 3) as usize;
+    let luma_size = be16(data, 2) as usize;
+    if header_size < 6 || header_size + luma_size > size {
+        return Err(ProresError::Corrupt("slice sizes"));
+    }
+    let q = data[1].clamp(1, 224) as i32;
+    Ok((
+        header_size,
+        luma_size,
+        if q > 128 { (q - 96) << 2 } else { q },
+    ))
+}
+
+/// Decodes the luma a reduced image needs from a slice of `size` bytes of which `data`
+/// (a prefix) is at hand. The result is the whole slice's when the prefix reaches past
+/// every bit read and looked at; otherwise it is [`SliceRead::Short`].
+fn read_slice(
+    data: &[u8],
+    size: usize,
+    blocks: usize,
+    freqs: usize,
+    out: &mut [[i32; 16]; MAX_SLICE_BLOCKS],
+) -> Result<SliceRead, ProresError> {
+    let whole = data.len() >= size;
+    if data.len() < 6 {
+        return if whole {
+            Err(ProresError::Corrupt("slice too small"))
+        } else {
+            Ok(SliceRead::Short)
+        };
+    }
+    let (header, luma_size, qscale) = slice_header(data, size)?;
+    let available = data.get(header..).unwrap_or(&[]);
+    let available = &available[..available.len().min(luma_size)];
+    let mut bits = Bits::with_length(available, luma_size);
+    let result = decode_luma(&mut bits, blocks, freqs * freqs, freqs, out);
+    let used = bits.used().div_ceil(8);
+    if available.len() < luma_size && used + LOOKAHEAD > available.len() {
+        return Ok(SliceRead::Short);
+    }
+    result?;
+    Ok(SliceRead::Done {
+        qscale,
+        read: (header + used + LOOKAHEAD).min(size),
+    })
 }
 
 /// Decodes the DC and the first `needed` scan positions of every block of a slice's
-/// luma into `out[block][v * freqs + u]`; returns how many bits of `luma` it read.
+/// luma, read from `bits`, into `out[block][v * freqs + u]`.
 fn decode_luma(
-    luma: &[u8],
+    bits: &mut Bits<'_>,
     blocks: usize,
     needed: usize,
     freqs: usize,
     out: &mut [[i32; 16]; MAX_SLICE_BLOCKS],
-) -> Result<usize, ProresError> {
+) -> Result<(), ProresError> {
     if !blocks.is_power_of_two() || blocks > MAX_SLICE_BLOCKS {
         return Err(ProresError::Corrupt("slice width"));
     }
-    let mut bits = Bits::new(luma);
     // DC: the first absolute, the rest as differences whose sign flips on odd codes.
     let code = bits.codeword(FIRST_DC_CODEBOOK)?;
     let mut dc = to_signed(code);
@@ -426,7 +637,7 @@ fn decode_luma(
         let raster = PROGRESSIVE_SCAN[(pos >> log2) as usize] as usize;
         out[(pos & (blocks as u32 - 1)) as usize][(raster / 8) * freqs + raster % 8] = value;
     }
-    Ok(((luma.len() * 8) as isize - bits.left()).max(0) as usize)
+    Ok(())
 }
 
 fn to_signed(code: u32) -> i32 {
@@ -437,9 +648,13 @@ fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-/// A big-endian bit reader with a 64-bit cache; reads past the end see zeros.
+/// A big-endian bit reader with a 64-bit cache; reads past the end see zeros. The
+/// stream may be longer than the bytes at hand (`length`): past those it reads zeros
+/// too, and [`Bits::used`] tells whether it got there.
 struct Bits<'a> {
     data: &'a [u8],
+    /// The stream's length in bytes, `data.len()` or more.
+    length: usize,
     /// The next byte to load into the cache.
     next: usize,
     /// Unread bits, left-aligned.
@@ -449,9 +664,15 @@ struct Bits<'a> {
 }
 
 impl<'a> Bits<'a> {
+    #[cfg(test)]
     fn new(data: &'a [u8]) -> Bits<'a> {
+        Bits::with_length(data, data.len())
+    }
+
+    fn with_length(data: &'a [u8], length: usize) -> Bits<'a> {
         Bits {
             data,
+            length: length.max(data.len()),
             next: 0,
             cache: 0,
             count: 0,
@@ -486,7 +707,12 @@ impl<'a> Bits<'a> {
     }
 
     fn left(&self) -> isize {
-        (self.data.len() * 8) as isize - (self.next * 8) as isize + self.count as isize
+        (self.length * 8) as isize - (self.next * 8) as isize + self.count as isize
+    }
+
+    /// Bits consumed so far.
+    fn used(&self) -> usize {
+        (self.next * 8).saturating_sub(self.count as usize)
     }
 
     /// The next 32 bits (after a refill).

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use filter::decode::{GreyImage, ProresDecoder};
-use filter::prores::{ProresError, ReducedDecoder};
-use filter::source::{self, FrameSource, Payload, SourceKind};
+use filter::prores::{ProresError, ReducedDecoder, SparseError};
+use filter::source::{self, FrameSource, Payload, SourceKind, SparseFrame};
 use filter::{analyze, Settings};
 use support::{clip, clips};
 
@@ -26,7 +26,7 @@ fn packets(path: &Path) -> (Vec<Vec<u8>>, source::VideoInfo) {
         .into_iter()
         .map(|(_, p)| match p.unwrap() {
             Payload::Prores(bytes) => bytes,
-            Payload::Image(_) => panic!("a file gives ProRes"),
+            other => panic!("a file read whole gives ProRes frames: {other:?}"),
         })
         .collect();
     (packets, info)
@@ -160,4 +160,65 @@ fn the_reduced_decoder_reads_a_prefix_of_each_slice_and_less_the_more_it_reduces
         0 < eighth && eighth < quarter && quarter < half,
         "{eighth} < {quarter} < {half}"
     );
+}
+
+/// The parts of `packet` a planner would fetch if every slice needed `share` of itself
+/// (and at least `least` bytes): its head, and a prefix of each slice.
+fn parts_of(packet: &[u8], d: &ReducedDecoder, share: f64, least: usize) -> SparseFrame {
+    let head = d.head_bytes().min(packet.len());
+    let mut spans = vec![(0, packet[..head].to_vec())];
+    for (offset, size) in d.slice_layout(&packet[..head]).unwrap() {
+        let want = ((size as f64 * share) as usize).max(least).min(size);
+        spans.push((offset, packet[offset..offset + want].to_vec()));
+    }
+    let mut frame = SparseFrame {
+        at: 0,
+        len: packet.len(),
+        spans: Vec::new(),
+    };
+    frame.add(spans);
+    frame
+}
+
+#[test]
+fn a_frame_decoded_from_its_parts_is_the_frame_decoded_whole() {
+    let (packets, info) = packets(&clip("scripted-960-parts.mov", 960, 540, 8));
+    let d = ReducedDecoder::new(4, info.width, info.height).unwrap();
+    let mut needs = Vec::new();
+    for packet in &packets {
+        let whole = d.decode(packet).unwrap();
+        // Generous prefixes: decoded at once, and what each slice needed is told.
+        let frame = parts_of(packet, &d, 0.9, 64);
+        assert!(frame.fetched() < packet.len());
+        assert_eq!(d.decode_sparse(&frame, &mut needs).unwrap(), whole);
+        let spans = d.spans(packet).unwrap();
+        assert_eq!(needs.len(), spans.slices.len());
+        for (need, slice) in needs.iter().zip(&spans.slices) {
+            assert!(*need as usize >= slice.read && *need as usize <= slice.size);
+        }
+        // Exactly what was needed: enough.
+        let mut exact = parts_of(packet, &d, 0.0, 0);
+        let prefixes: Vec<_> = spans
+            .slices
+            .iter()
+            .zip(&needs)
+            .map(|(s, &n)| (s.offset, packet[s.offset..s.offset + n as usize].to_vec()))
+            .collect();
+        exact.add(prefixes);
+        assert_eq!(d.decode_sparse(&exact, &mut Vec::new()).unwrap(), whole);
+        // Prefixes cut short: those slices are named, nothing is guessed; with what
+        // they name added, the frame decodes as whole.
+        let mut short = parts_of(packet, &d, 0.02, 8);
+        let Err(SparseError::Short(missing)) = d.decode_sparse(&short, &mut Vec::new()) else {
+            panic!("a frame with 2% of each slice decoded");
+        };
+        assert!(!missing.is_empty());
+        short.add(
+            missing
+                .iter()
+                .map(|&(o, l)| (o, packet[o..o + l].to_vec()))
+                .collect(),
+        );
+        assert_eq!(d.decode_sparse(&short, &mut Vec::new()).unwrap(), whole);
+    }
 }

@@ -6,6 +6,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::Duration;
 
 use crate::http::{Http, HttpLimits, Reply};
+use crate::multirange;
 use crate::reach::Reach;
 use crate::ReadError;
 
@@ -19,6 +20,27 @@ pub trait ByteSource: Send {
     fn bytes_fetched(&self) -> u64;
     /// The path or URL, for messages.
     fn name(&self) -> &str;
+    /// The bytes of each `(offset, length)` range, in order (sorted, not overlapping).
+    /// A file reads each; HTTP asks for many in one request.
+    fn read_ranges(&mut self, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, ReadError> {
+        ranges
+            .iter()
+            .map(|&(offset, len)| {
+                let mut buf = vec![0; len];
+                self.read_at(offset, &mut buf)?;
+                Ok(buf)
+            })
+            .collect()
+    }
+    /// True for bytes read over a network.
+    fn is_remote(&self) -> bool {
+        true
+    }
+    /// Another reader of the same bytes, for reading from another thread (counting on
+    /// its own), when the source can make one.
+    fn try_clone(&self) -> Option<Box<dyn ByteSource>> {
+        None
+    }
 }
 
 /// A local file.
@@ -103,10 +125,31 @@ impl ByteSource for FileBytes {
     fn name(&self) -> &str {
         &self.path
     }
+
+    fn is_remote(&self) -> bool {
+        false
+    }
+
+    fn try_clone(&self) -> Option<Box<dyn ByteSource>> {
+        // The same open file (already checked against the allowed sources), not the path.
+        let file = self.file.try_clone().ok()?;
+        Some(Box::new(FileBytes {
+            file,
+            len: self.len,
+            path: self.path.clone(),
+            fetched: 0,
+        }))
+    }
 }
 
 /// How often a failed Range read is retried before the error is returned.
 const HTTP_RETRIES: u32 = 3;
+
+/// Connections one reader uses at once for the requests of one `read_ranges`.
+const PARALLEL_REQUESTS: usize = 6;
+
+/// One request's outcome: the bytes of each of its ranges.
+type Outcome = Result<Vec<Vec<u8>>, ReadError>;
 
 /// An HTTP(S) resource read with Range requests over keep-alive connections, every
 /// request within its limits.
@@ -173,6 +216,131 @@ impl HttpBytes {
         }
     }
 
+    /// Makes `requests` on up to [`PARALLEL_REQUESTS`] connections at once (a frame's
+    /// ranges need several, and one after another each would wait a round trip); their
+    /// outcomes in order, `None` for those not made once one failed.
+    fn in_parallel(&mut self, requests: &[&[(u64, usize)]]) -> Vec<Option<Outcome>> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<Option<Outcome>>> = requests
+            .iter()
+            .map(|_| std::sync::Mutex::default())
+            .collect();
+        let workers = requests.len().min(PARALLEL_REQUESTS);
+        let fetched: u64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let mut worker = self.clone_reader();
+                    let (next, slots) = (&next, &slots);
+                    scope.spawn(move || {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(chunk) = requests.get(i) else { break };
+                            let outcome = worker.read_chunk(chunk);
+                            let failed = outcome.is_err();
+                            *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+                            if failed {
+                                // The others finish what they hold; nothing more is asked.
+                                next.store(requests.len(), Ordering::Relaxed);
+                            }
+                        }
+                        worker.fetched
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        self.fetched += fetched;
+        slots
+            .into_iter()
+            .map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    }
+
+    /// A reader sharing this one's connections and limits, counting on its own.
+    fn clone_reader(&self) -> HttpBytes {
+        HttpBytes {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            len: self.len,
+            fetched: 0,
+        }
+    }
+
+    /// One request's ranges: one range as a plain Range request, several as one
+    /// multi-range request.
+    fn read_chunk(&mut self, chunk: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, ReadError> {
+        if let [(offset, len)] = chunk {
+            let mut buf = vec![0; *len];
+            self.read_at(*offset, &mut buf)?;
+            return Ok(vec![buf]);
+        }
+        self.with_retries(|this| this.read_several(chunk))
+    }
+
+    /// Runs `read`, again after a pause when the server could not be reached.
+    fn with_retries<T>(
+        &mut self,
+        mut read: impl FnMut(&mut Self) -> Result<T, ReadError>,
+    ) -> Result<T, ReadError> {
+        let mut attempt = 0;
+        loop {
+            match read(self) {
+                Err(e @ ReadError::Unreachable { .. }) if attempt < HTTP_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(url = %self.url, attempt, error = %e, "retrying a Range read");
+                    std::thread::sleep(Duration::from_millis(200 << attempt));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Several ranges in one request, answered as `multipart/byteranges`. Anything else
+    /// (the whole file, one range, other ranges) is [`ReadError::NoMultiRange`], and a
+    /// whole file is dropped unread.
+    fn read_several(&mut self, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, ReadError> {
+        let mut asked = Vec::with_capacity(ranges.len());
+        for &(offset, len) in ranges {
+            let last = offset + len as u64;
+            if len == 0 || last > self.len || asked.last().is_some_and(|&(_, b)| offset <= b) {
+                return Err(ReadError::Corrupt {
+                    what: self.url.clone(),
+                    detail: format!("a range {offset}+{len} outside the resource or out of order"),
+                });
+            }
+            asked.push((offset, last - 1));
+        }
+        let wanted: u64 = ranges.iter().map(|&(_, len)| len as u64).sum();
+        let max = wanted + multirange::overhead_allowed(ranges.len());
+        let reply = self
+            .http
+            .get_with_range(&self.url, Some(&multirange::header(&asked)), max)?;
+        let refused = |detail: String| ReadError::NoMultiRange {
+            url: self.url.clone(),
+            detail,
+        };
+        if reply.status != 206 {
+            return Err(refused(format!("HTTP {} (the whole file)", reply.status)));
+        }
+        let Some(boundary) = multirange::boundary(reply.content_type_header()) else {
+            return Err(refused(format!(
+                "one range ({}) for {} asked",
+                reply.header("Content-Range").unwrap_or("no Content-Range"),
+                ranges.len()
+            )));
+        };
+        let Some(body) = reply.body_within(max)? else {
+            self.fetched += max + 1;
+            return Err(refused(format!(
+                "more than the {max} bytes {} ranges and their headers take",
+                ranges.len()
+            )));
+        };
+        self.fetched += body.len() as u64;
+        multirange::parse(&body, &boundary, &asked, self.len).map_err(refused)
+    }
+
     fn read_once(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         let last = offset + buf.len() as u64 - 1;
         let body = self.get_range(offset, last)?.body(buf.len() as u64)?;
@@ -204,17 +372,7 @@ impl ByteSource for HttpBytes {
                 detail: format!("resource ends before byte {}", offset + buf.len() as u64),
             });
         }
-        let mut attempt = 0;
-        loop {
-            match self.read_once(offset, buf) {
-                Err(e @ ReadError::Unreachable { .. }) if attempt < HTTP_RETRIES => {
-                    attempt += 1;
-                    tracing::debug!(url = %self.url, attempt, error = %e, "retrying a Range read");
-                    std::thread::sleep(Duration::from_millis(200 << attempt));
-                }
-                other => return other,
-            }
-        }
+        self.with_retries(|this| this.read_once(offset, buf))
     }
 
     fn bytes_fetched(&self) -> u64 {
@@ -224,6 +382,48 @@ impl ByteSource for HttpBytes {
     fn name(&self) -> &str {
         &self.url
     }
+
+    fn read_ranges(&mut self, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, ReadError> {
+        let mut requests = Vec::new();
+        let mut rest = ranges;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(ranges_per_request(rest));
+            requests.push(chunk);
+            rest = tail;
+        }
+        let results = self.in_parallel(&requests);
+        let mut out = Vec::with_capacity(ranges.len());
+        for result in results {
+            match result {
+                Some(Ok(parts)) => out.extend(parts),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(self.transport("a request was never made".into()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn try_clone(&self) -> Option<Box<dyn ByteSource>> {
+        Some(Box::new(self.clone_reader()))
+    }
+}
+
+/// How many of `ranges` (at least one) go in the next request: at most
+/// [`multirange::MAX_RANGES`], within [`multirange::MAX_HEADER`] bytes of header.
+fn ranges_per_request(ranges: &[(u64, usize)]) -> usize {
+    let mut header = "bytes=".len();
+    let mut n = 0;
+    for &(offset, len) in ranges.iter().take(multirange::MAX_RANGES) {
+        let spec = format!("{offset}-{},", offset + len.max(1) as u64 - 1).len();
+        if n > 0 && header + spec > multirange::MAX_HEADER {
+            break;
+        }
+        header += spec;
+        n += 1;
+    }
+    n.max(1)
 }
 
 /// The total from `Content-Range: bytes a-b/TOTAL`.

@@ -43,6 +43,16 @@ pub enum ReadError {
         /// The URL fetched.
         url: String,
     },
+    /// The server answered a request for several ranges with something other than
+    /// exactly those ranges (the whole file, one range, others): only whole frames are
+    /// asked of it from then on.
+    #[error("{url}: the server does not answer multi-range requests as asked: {detail}")]
+    NoMultiRange {
+        /// The URL fetched.
+        url: String,
+        /// What it answered.
+        detail: String,
+    },
     /// lazycache answered with an `Error` key.
     #[error("{url}: lazycache says: {message}")]
     Lazycache {

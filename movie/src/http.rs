@@ -114,9 +114,25 @@ impl Reply {
         self.response.content_type()
     }
 
+    /// The whole `Content-Type` header, parameters included ("" when absent).
+    pub fn content_type_header(&self) -> &str {
+        self.response.header("Content-Type").unwrap_or("")
+    }
+
     /// Reads at most `max` bytes of the body; more is an error, and so is running past
     /// the request's time.
     pub fn body(self, max: u64) -> Result<Vec<u8>, ReadError> {
+        let url = self.url.clone();
+        self.body_within(max)?
+            .ok_or_else(|| ReadError::Unreachable {
+                url,
+                detail: format!("the server sent more than the {max} bytes asked for"),
+            })
+    }
+
+    /// The body when it has at most `max` bytes, `None` (read no further) when it has
+    /// more; running past the request's time is an error.
+    pub fn body_within(self, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
         let url = self.url.clone();
         let mut out = Vec::new();
         let mut reader = self.response.into_reader().take(max + 1);
@@ -135,14 +151,11 @@ impl Reply {
                 },
             })?;
             if n == 0 {
-                return Ok(out);
+                return Ok(Some(out));
             }
             out.extend_from_slice(&buf[..n]);
             if out.len() as u64 > max {
-                return Err(ReadError::Unreachable {
-                    url,
-                    detail: format!("the server sent more than the {max} bytes asked for"),
-                });
+                return Ok(None);
             }
         }
     }
@@ -153,6 +166,8 @@ impl Http {
     pub fn new(limits: HttpLimits) -> Http {
         let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15))
+            // Multi-range reads use several connections at once; keep them all alive.
+            .max_idle_connections_per_host(8)
             .redirects(0);
         if limits.reach.filters_hosts() {
             builder = builder.resolver(Filtered {
@@ -179,6 +194,17 @@ impl Http {
         range: Option<(u64, u64)>,
         expect: u64,
     ) -> Result<Reply, ReadError> {
+        let range = range.map(|(first, last)| format!("bytes={first}-{last}"));
+        self.get_with_range(url, range.as_deref(), expect)
+    }
+
+    /// [`Http::get`] with a whole `Range` header value (`bytes=a-b,c-d,...`).
+    pub fn get_with_range(
+        &self,
+        url: &str,
+        range: Option<&str>,
+        expect: u64,
+    ) -> Result<Reply, ReadError> {
         let allowance = self.limits.allowance(expect);
 
         let until = Instant::now() + allowance;
@@ -192,8 +218,8 @@ impl Http {
                 return Err(self.limits.out_of_time(url));
             }
             let mut request = self.agent.get(&current).timeout(left);
-            if let Some((first, last)) = range {
-                request = request.set("Range", &format!("bytes={first}-{last}"));
+            if let Some(range) = range {
+                request = request.set("Range", range);
             }
             let response = match request.call() {
                 Ok(r) => r,

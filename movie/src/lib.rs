@@ -8,6 +8,7 @@ mod deadline;
 mod error;
 pub mod http;
 mod lazycache;
+pub mod multirange;
 pub mod quicktime;
 pub mod reach;
 mod source;

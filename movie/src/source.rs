@@ -3,6 +3,7 @@
 //! the same thing: the payloads of the frames it asks for, in order.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use common::paths::LAZYCACHE_MARKER;
 
@@ -12,7 +13,8 @@ pub use crate::lazycache::LazycacheSource;
 use crate::quicktime::{read_index, MovieIndex};
 pub use crate::reach::{Allowed, Reach};
 pub use crate::video::{
-    archive_path, Fetched, FrameSource, Payload, VideoInfo, MAX_FRAMES, MAX_FRAME_BYTES,
+    archive_path, Fetched, FrameSource, Payload, SpanPlanner, SparseFrame, VideoInfo, MAX_FRAMES,
+    MAX_FRAME_BYTES,
 };
 
 use crate::is_prores;
@@ -106,6 +108,8 @@ pub struct MovSource {
     bytes: Box<dyn ByteSource>,
     index: MovieIndex,
     info: VideoInfo,
+    /// Set: ProRes frames are fetched as the parts it plans (see [`FrameSource::fetch_spans`]).
+    planner: Option<Arc<dyn SpanPlanner>>,
 }
 
 impl std::fmt::Debug for MovSource {
@@ -143,7 +147,12 @@ impl MovSource {
                 .max()
                 .unwrap_or(0),
         };
-        Ok(MovSource { bytes, index, info })
+        Ok(MovSource {
+            bytes,
+            index,
+            info,
+            planner: None,
+        })
     }
 }
 
@@ -190,6 +199,40 @@ impl FrameSource for MovSource {
     }
 
     fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError> {
+        if let Some(planner) = self.planner.clone() {
+            match self.fetch_sparse(frames, planner.as_ref()) {
+                Err(e @ ReadError::NoMultiRange { .. }) => {
+                    tracing::warn!(video = %self.info.cache_url, error = %e,
+                        "fetching whole frames from now on");
+                    self.planner = None;
+                }
+                other => return other,
+            }
+        }
+        self.fetch_whole(frames)
+    }
+
+    fn fetch_spans(&mut self, planner: Arc<dyn SpanPlanner>) -> bool {
+        self.planner = Some(planner);
+        true
+    }
+
+    fn is_remote(&self) -> bool {
+        self.bytes.is_remote()
+    }
+
+    fn reader(&self) -> Option<Box<dyn ByteSource>> {
+        self.bytes.try_clone()
+    }
+
+    fn bytes_fetched(&self) -> u64 {
+        self.bytes.bytes_fetched()
+    }
+}
+
+impl MovSource {
+    /// Whole frames, reads of frames close together merged.
+    fn fetch_whole(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError> {
         let samples: Vec<_> = frames
             .iter()
             .map(|&f| self.index.samples[(f - 1) as usize])
@@ -222,9 +265,79 @@ impl FrameSource for MovSource {
         Ok(out)
     }
 
-    fn bytes_fetched(&self) -> u64 {
-        self.bytes.bytes_fetched()
+    /// The parts of each frame that `planner` asks for: every frame's head in one round,
+    /// then the planned ranges of all of them in another (many ranges to a request).
+    fn fetch_sparse(
+        &mut self,
+        frames: &[u64],
+        planner: &dyn SpanPlanner,
+    ) -> Result<Vec<Fetched>, ReadError> {
+        let samples: Vec<_> = frames
+            .iter()
+            .map(|&f| self.index.samples[(f - 1) as usize])
+            .collect();
+        let heads: Vec<(u64, usize)> = samples
+            .iter()
+            .map(|s| (s.offset, (s.size as usize).min(planner.head_len())))
+            .collect();
+        let heads = self.bytes.read_ranges(&heads)?;
+        // What each frame still needs, frame-relative, past its head.
+        let plans: Vec<Vec<(usize, usize)>> = samples
+            .iter()
+            .zip(&heads)
+            .map(|(s, head)| {
+                let len = s.size as usize;
+                let wanted = planner.plan(head, len).unwrap_or_else(|| vec![(0, len)]);
+                past_head(&wanted, head.len(), len)
+            })
+            .collect();
+        let ranges: Vec<(u64, usize)> = samples
+            .iter()
+            .zip(&plans)
+            .flat_map(|(s, plan)| plan.iter().map(move |&(o, l)| (s.offset + o as u64, l)))
+            .collect();
+        if ranges.windows(2).any(|w| w[1].0 < w[0].0 + w[0].1 as u64) {
+            // Frames out of file order or overlapping (a strange index): read them whole.
+            return self.fetch_whole(frames);
+        }
+        let mut parts = self.bytes.read_ranges(&ranges)?.into_iter();
+        let mut out = Vec::with_capacity(frames.len());
+        for ((&frame, s), (head, plan)) in frames
+            .iter()
+            .zip(&samples)
+            .zip(heads.into_iter().zip(plans))
+        {
+            let mut sparse = SparseFrame {
+                at: s.offset,
+                len: s.size as usize,
+                spans: Vec::with_capacity(plan.len() + 1),
+            };
+            sparse.spans.push((0, head));
+            sparse.add(
+                plan.iter()
+                    .map(|&(o, _)| (o, parts.next().unwrap_or_default()))
+                    .collect(),
+            );
+            let payload = match sparse.spans.as_slice() {
+                [(0, whole)] if whole.len() == sparse.len => Payload::Prores(whole.clone()),
+                _ => Payload::ProresSpans(sparse),
+            };
+            out.push((frame, Ok(payload)));
+        }
+        Ok(out)
     }
+}
+
+/// `ranges` of a `len`-byte frame without what its first `head` bytes already hold,
+/// each kept inside the frame.
+fn past_head(ranges: &[(usize, usize)], head: usize, len: usize) -> Vec<(usize, usize)> {
+    ranges
+        .iter()
+        .filter_map(|&(o, l)| {
+            let (start, end) = (o.max(head), (o + l).min(len));
+            (start < end).then_some((start, end - start))
+        })
+        .collect()
 }
 
 #[cfg(test)]

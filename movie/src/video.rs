@@ -45,8 +45,70 @@ pub struct VideoInfo {
 pub enum Payload {
     /// One ProRes frame.
     Prores(Vec<u8>),
+    /// Parts of one ProRes frame: those a [`SpanPlanner`] asked for.
+    ProresSpans(SparseFrame),
     /// An encoded image (PNG), already at the analysis size.
     Image(Vec<u8>),
+}
+
+/// A frame of which only some byte ranges were fetched; the rest was never read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparseFrame {
+    /// Where the frame starts in the file, to fetch more of it.
+    pub at: u64,
+    /// The whole frame's bytes.
+    pub len: usize,
+    /// What was fetched: `(offset in the frame, bytes)`, sorted by offset, apart.
+    pub spans: Vec<(usize, Vec<u8>)>,
+}
+
+impl SparseFrame {
+    /// The fetched bytes from `offset` on, as far as they go unbroken (empty when that
+    /// byte was not fetched).
+    pub fn from(&self, offset: usize) -> &[u8] {
+        let i = self.spans.partition_point(|(o, _)| *o <= offset);
+        match i.checked_sub(1).map(|i| &self.spans[i]) {
+            Some((o, bytes)) if offset - o < bytes.len() => &bytes[offset - o..],
+            _ => &[],
+        }
+    }
+
+    /// Adds `(offset, bytes)` spans fetched later, merging those that touch or overlap.
+    pub fn add(&mut self, more: Vec<(usize, Vec<u8>)>) {
+        let mut all = std::mem::take(&mut self.spans);
+        all.extend(
+            more.into_iter()
+                .filter(|(o, b)| !b.is_empty() && o + b.len() <= self.len),
+        );
+        all.sort_by_key(|(o, _)| *o);
+        for (o, bytes) in all {
+            match self.spans.last_mut() {
+                Some((po, pb)) if o <= *po + pb.len() => {
+                    let end = o + bytes.len();
+                    if end > *po + pb.len() {
+                        let skip = *po + pb.len() - o;
+                        pb.extend_from_slice(&bytes[skip..]);
+                    }
+                }
+                _ => self.spans.push((o, bytes)),
+            }
+        }
+    }
+
+    /// Bytes held.
+    pub fn fetched(&self) -> usize {
+        self.spans.iter().map(|(_, b)| b.len()).sum()
+    }
+}
+
+/// Decides which bytes of each frame to fetch, having seen the frame's first bytes (a
+/// decoder that reads little of each frame plans with it; see `filter::spans`).
+pub trait SpanPlanner: Send + Sync {
+    /// How many bytes at a frame's start [`SpanPlanner::plan`] needs to see.
+    fn head_len(&self) -> usize;
+    /// The `(offset, length)` ranges of a `len`-byte frame to fetch, sorted and apart,
+    /// given its first bytes; `None` for the whole frame.
+    fn plan(&self, head: &[u8], len: usize) -> Option<Vec<(usize, usize)>>;
 }
 
 /// A frame number with its payload, or why this one frame could not be had.
@@ -61,6 +123,21 @@ pub trait FrameSource: Send {
     fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError>;
     /// Bytes fetched so far.
     fn bytes_fetched(&self) -> u64;
+    /// From now on fetch ProRes frames as the parts `planner` asks for, when this source
+    /// can (true) — a file or an HTTP server with multi-range requests.
+    fn fetch_spans(&mut self, planner: std::sync::Arc<dyn SpanPlanner>) -> bool {
+        let _ = planner;
+        false
+    }
+    /// True when the video is read over a network.
+    fn is_remote(&self) -> bool {
+        true
+    }
+    /// Another reader of the video's bytes, for fetching more of a sparse frame from
+    /// another thread.
+    fn reader(&self) -> Option<Box<dyn crate::bytes::ByteSource>> {
+        None
+    }
 }
 
 /// `movie.URL` for a VIDEO string: for an archive or lazycache URL, its path below the
@@ -76,6 +153,23 @@ pub fn archive_path(video: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparse_frame_gives_what_it_holds_and_merges_what_comes_later() {
+        let mut f = SparseFrame {
+            at: 1000,
+            len: 100,
+            spans: vec![(0, vec![1; 10]), (50, vec![2; 10])],
+        };
+        assert_eq!(f.from(5), &[1; 5]);
+        assert_eq!(f.from(10), &[] as &[u8]);
+        assert_eq!(f.from(55), &[2; 5]);
+        f.add(vec![(8, vec![3; 4]), (60, vec![4; 5]), (95, vec![5; 10])]);
+        assert_eq!(f.spans.len(), 2, "{:?}", f.spans);
+        assert_eq!(f.from(0), &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3]);
+        assert_eq!(f.from(50).len(), 15);
+        assert_eq!(f.fetched(), 27, "the span past the frame's end is dropped");
+    }
 
     #[test]
     fn archive_paths_are_found_in_archive_and_lazycache_urls() {

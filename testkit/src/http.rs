@@ -232,10 +232,83 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
 }
 
 /// A handler serving the files below `root` with single-range `Range` support, like the
-/// raw-data archive. With `ranges` false it ignores Range and sends whole files.
+/// raw-data archive. With `ranges` false it ignores Range and sends whole files; a
+/// request for several ranges gets the whole file, as from a server without multi-range
+/// support.
 pub fn files_with_ranges(root: impl Into<PathBuf>, ranges: bool) -> impl Fn(&Request) -> Response {
     let root = root.into();
     move |req| serve_file(&root, req, ranges)
+}
+
+/// A handler serving the files below `root` with multi-range support as Apache has it:
+/// several ranges come back as `multipart/byteranges`, and more than `max_ranges` (its
+/// `MaxRanges`) get the whole file. Files are read range by range, so big ones are cheap.
+pub fn files_with_multiranges(
+    root: impl Into<PathBuf>,
+    max_ranges: usize,
+) -> impl Fn(&Request) -> Response {
+    let root = root.into();
+    move |req| serve_multirange(&root, req, max_ranges)
+}
+
+/// The boundary of the multipart replies this server makes.
+pub const BOUNDARY: &str = "3d6b6a416f9b5";
+
+fn serve_multirange(root: &Path, req: &Request, max_ranges: usize) -> Response {
+    use std::os::unix::fs::FileExt;
+    let rel = req.path().trim_start_matches('/');
+    if rel.split('/').any(|c| c == "..") {
+        return Response::new(400, "text/plain", "bad path\n");
+    }
+    let Ok(file) = std::fs::File::open(root.join(rel)) else {
+        return Response::not_found();
+    };
+    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let read = |a: u64, b: u64| {
+        let mut buf = vec![0; (b - a + 1) as usize];
+        file.read_exact_at(&mut buf, a)
+            .map(|_| buf)
+            .unwrap_or_default()
+    };
+    let specs: Option<Vec<(u64, u64)>> = req.header("range").and_then(|r| {
+        r.strip_prefix("bytes=")?
+            .split(',')
+            .map(|spec| {
+                let (a, b) = spec.trim().split_once('-')?;
+                let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+                (a <= b && b < total).then_some((a, b))
+            })
+            .collect()
+    });
+    match specs {
+        Some(specs) if specs.len() == 1 => {
+            let (a, b) = specs[0];
+            let mut r = Response::new(206, "video/quicktime", read(a, b));
+            r.headers
+                .push(("Content-Range".into(), format!("bytes {a}-{b}/{total}")));
+            r
+        }
+        Some(specs) if !specs.is_empty() && specs.len() <= max_ranges => {
+            let mut body = Vec::new();
+            for (a, b) in specs {
+                body.extend_from_slice(
+                    format!(
+                        "\r\n--{BOUNDARY}\r\nContent-Type: video/quicktime\r\n\
+                         Content-Range: bytes {a}-{b}/{total}\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(&read(a, b));
+            }
+            body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+            Response::new(
+                206,
+                &format!("multipart/byteranges; boundary={BOUNDARY}"),
+                body,
+            )
+        }
+        _ => Response::new(200, "video/quicktime", read(0, total.saturating_sub(1))),
+    }
 }
 
 fn serve_file(root: &Path, req: &Request, ranges: bool) -> Response {

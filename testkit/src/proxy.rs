@@ -1,13 +1,15 @@
 //! A TCP proxy for fault tests: clients connect to it instead of the server, and the test
 //! can cut every connection it carries (both ends see the close at once) or blackhole
 //! them (bytes vanish in both directions and nobody is told: a half-open connection, as
-//! when a NAT forgets it or a cable is pulled). New connections always pass.
+//! when a NAT forgets it or a cable is pulled). New connections always pass. Started
+//! throttled, it is a slow link: what the server sends, on all connections together,
+//! reaches the clients at a set rate.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PASS: u8 = 0;
 const BLACKHOLE: u8 = 1;
@@ -24,6 +26,16 @@ pub struct Proxy {
 impl Proxy {
     /// Forwards a free loopback port to `upstream` (`host:port`).
     pub fn start(upstream: &str) -> std::io::Result<Proxy> {
+        Proxy::start_with(upstream, None)
+    }
+
+    /// [`Proxy::start`] as a link carrying at most `bytes_per_second` from the server to
+    /// its clients, all connections together (requests pass unpaced).
+    pub fn start_throttled(upstream: &str, bytes_per_second: u64) -> std::io::Result<Proxy> {
+        Proxy::start_with(upstream, Some(Arc::new(Pace::new(bytes_per_second))))
+    }
+
+    fn start_with(upstream: &str, pace: Option<Arc<Pace>>) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?.to_string();
         let stop = Arc::new(AtomicBool::new(false));
@@ -38,10 +50,12 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(&up) else {
                     continue; // the client sees a close, as if the server were down
                 };
+                // No Nagle: a paced write must not wait on the client's delayed ACK.
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 let state = Arc::new(AtomicU8::new(PASS));
                 c.lock().unwrap().push(Arc::clone(&state));
-                pipe(&client, &server, &state);
-                pipe(&server, &client, &state);
+                pipe(&client, &server, &state, None);
+                pipe(&server, &client, &state, pace.clone());
             }
         });
         Ok(Proxy { addr, stop, conns })
@@ -83,8 +97,37 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies `from` to `to` on a thread, obeying `state` between reads.
-fn pipe(from: &TcpStream, to: &TcpStream, state: &Arc<AtomicU8>) {
+/// A link's rate, shared by the connections on it: each chunk takes its turn.
+#[derive(Debug)]
+struct Pace {
+    bytes_per_second: f64,
+    /// When the link is free again.
+    free_at: Mutex<Instant>,
+}
+
+impl Pace {
+    fn new(bytes_per_second: u64) -> Pace {
+        Pace {
+            bytes_per_second: bytes_per_second.max(1) as f64,
+            free_at: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits until `n` bytes have had their time on the link.
+    fn wait(&self, n: usize) {
+        let done = {
+            let mut free_at = self.free_at.lock().unwrap_or_else(|p| p.into_inner());
+            let start = (*free_at).max(Instant::now());
+            *free_at = start + Duration::from_secs_f64(n as f64 / self.bytes_per_second);
+            *free_at
+        };
+        std::thread::sleep(done.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// Copies `from` to `to` on a thread, obeying `state` between reads and `pace` (if any)
+/// before each write.
+fn pipe(from: &TcpStream, to: &TcpStream, state: &Arc<AtomicU8>, pace: Option<Arc<Pace>>) {
     let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
         return;
     };
@@ -108,6 +151,9 @@ fn pipe(from: &TcpStream, to: &TcpStream, state: &Arc<AtomicU8>) {
             match from.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    if let Some(pace) = &pace {
+                        pace.wait(n);
+                    }
                     if state.load(Ordering::SeqCst) == PASS && to.write_all(&buf[..n]).is_err() {
                         break;
                     }
@@ -123,4 +169,67 @@ fn pipe(from: &TcpStream, to: &TcpStream, state: &Arc<AtomicU8>) {
         let _ = from.shutdown(Shutdown::Both);
         let _ = to.shutdown(Shutdown::Both);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{HttpServer, Response};
+
+    /// GETs `/` through `addr` on `connections` connections at once; the bytes each got.
+    fn fetch_all(addr: &str, connections: usize) -> Vec<usize> {
+        let threads: Vec<_> = (0..connections)
+            .map(|_| {
+                let addr = addr.to_owned();
+                std::thread::spawn(move || {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    // The head, then the body it announces (the server keeps the
+                    // connection open for the next request).
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 64 << 10];
+                    let wanted = loop {
+                        let n = s.read(&mut buf).unwrap();
+                        assert!(n > 0, "closed early");
+                        got.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&got);
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len: usize = text
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse().unwrap())
+                                })
+                                .unwrap();
+                            break end + 4 + len;
+                        }
+                    };
+                    while got.len() < wanted {
+                        let n = s.read(&mut buf).unwrap();
+                        assert!(n > 0, "closed early");
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    got.len()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_throttled_link_carries_no_more_than_its_rate_over_all_connections() {
+        let body = vec![7u8; 1 << 20];
+        let server = HttpServer::start(move |_| {
+            Response::new(200, "application/octet-stream", body.clone())
+        });
+        let addr = server.url().trim_start_matches("http://").to_owned();
+        let proxy = Proxy::start_throttled(&addr, 8 << 20).unwrap();
+        let started = Instant::now();
+        let got = fetch_all(&proxy.addr(), 2);
+        let took = started.elapsed();
+        // 2 MiB at 8 MiB/s: a quarter of a second at least, however fast the machine.
+        assert!(got.iter().all(|&n| n > 1 << 20), "{got:?}");
+        assert!(took >= Duration::from_millis(240), "{took:?}");
+    }
 }

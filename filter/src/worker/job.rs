@@ -230,6 +230,7 @@ fn spawn_analysis(
         img_scale: config.scale,
         threads: config.threads,
         decoder: config.decoder,
+        fetch: config.fetch,
         deadline: Some(deadline),
     };
     let video = job.video.clone();

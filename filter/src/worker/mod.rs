@@ -31,6 +31,8 @@ pub struct WorkerConfig {
     pub scale: f64,
     /// Which ProRes decoder to use.
     pub decoder: crate::decode::DecoderChoice,
+    /// Whether frames are fetched in parts.
+    pub fetch: crate::decode::FetchChoice,
     /// How often a held job is touched.
     pub touch_every: Duration,
     /// How long running jobs may finish after SIGTERM before they are released.

@@ -1,0 +1,220 @@
+//! Frames fetched in parts (issue 20): over HTTP only the bytes the reduced decoder reads
+//! are asked for, many ranges to a request, and the motion is the same as from whole
+//! frames. A server that answers several ranges any other way than exactly (the whole
+//! file, one range, other ranges, more than asked, a trickle) costs whole frames or one
+//! clear error, never a wrong answer.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use filter::decode::FetchChoice;
+use filter::document::OpticalFlowDocument;
+use filter::source::{self, SourceKind};
+use filter::{analyze, Settings};
+use support::{clip, clips};
+use testkit::http::{files_with_multiranges, files_with_ranges, HttpServer, Request, Response};
+
+/// The scripted clip at 960x540: at the default scale 0.25 the reduced decoder reads it.
+fn clip_path() -> std::path::PathBuf {
+    clip("scripted-960.mov", 960, 540, 60)
+}
+
+fn run(video: &str, fetch: FetchChoice) -> (OpticalFlowDocument, u64) {
+    let source = source::open(video, SourceKind::Auto, 0.25).expect("opening the clip");
+    let settings = Settings {
+        stride: 5,
+        fetch,
+        ..Settings::default()
+    };
+    let analysis = analyze(source, &settings, &mut |_| {}).expect("analysis");
+    (analysis.document, analysis.stats.bytes_fetched)
+}
+
+fn similarities(doc: &OpticalFlowDocument) -> Vec<(u64, [f64; 4], bool)> {
+    doc.frame_stats
+        .iter()
+        .map(|s| {
+            let of = &s.optical_flow;
+            (s.frame_number, of.similarity, of.valid)
+        })
+        .collect()
+}
+
+fn url_of(server: &HttpServer) -> String {
+    let name = clip_path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    format!("{}/{name}", server.url())
+}
+
+#[test]
+fn parts_over_http_give_the_same_motion_for_fewer_bytes() {
+    let path = clip_path();
+    let (whole, whole_bytes) = run(path.to_str().unwrap(), FetchChoice::Whole);
+    assert!(whole.frame_stats.iter().any(|s| s.optical_flow.valid));
+
+    let server = HttpServer::start(files_with_multiranges(clips().path(), 200));
+    let (parts, parts_bytes) = run(&url_of(&server), FetchChoice::Auto);
+    let served = server.body_bytes_sent();
+    eprintln!(
+        "whole frames {whole_bytes} bytes; parts {parts_bytes} ({:.1}%), served {served} in {} requests",
+        100.0 * parts_bytes as f64 / whole_bytes as f64,
+        server.requests()
+    );
+    assert_eq!(similarities(&parts), similarities(&whole), "same motion");
+    assert_eq!(
+        parts_bytes, served,
+        "the client counts what the server sent"
+    );
+    assert!(
+        parts_bytes * 10 < whole_bytes * 7,
+        "parts {parts_bytes} of whole frames' {whole_bytes}"
+    );
+}
+
+#[test]
+fn local_files_read_whole_frames_unless_parts_are_asked_for() {
+    let path = clip_path();
+    let path = path.to_str().unwrap();
+    let (auto, auto_bytes) = run(path, FetchChoice::Auto);
+    let (whole, whole_bytes) = run(path, FetchChoice::Whole);
+    let (parts, parts_bytes) = run(path, FetchChoice::Parts);
+    assert_eq!(auto_bytes, whole_bytes, "auto reads local files whole");
+    assert!(
+        parts_bytes * 10 < whole_bytes * 7,
+        "{parts_bytes} of {whole_bytes}"
+    );
+    assert_eq!(similarities(&parts), similarities(&whole));
+    assert_eq!(similarities(&auto), similarities(&whole));
+}
+
+#[test]
+fn servers_that_do_not_answer_several_ranges_exactly_get_whole_frames() {
+    let path = clip_path();
+    let (whole, whole_bytes) = run(path.to_str().unwrap(), FetchChoice::Whole);
+    let root = clips().path().to_path_buf();
+    let multi = files_with_multiranges(root.clone(), 10_000);
+    let single = files_with_ranges(root.clone(), true);
+    // Each answers a request for several ranges its own wrong way, and single ranges
+    // as it should.
+    let servers: Vec<(&str, HttpServer)> = vec![
+        (
+            "the whole file (no multi-range support)",
+            HttpServer::start(single),
+        ),
+        (
+            "the whole file (more ranges than its MaxRanges)",
+            HttpServer::start(files_with_multiranges(root.clone(), 10)),
+        ),
+        (
+            "one range",
+            HttpServer::start(hostile(multi, |req, r| {
+                let first = first_range(req);
+                let mut one = Response::new(206, "video/quicktime", vec![0; 0]);
+                one.headers.push(("Content-Range".into(), first));
+                let _ = r;
+                one
+            })),
+        ),
+        (
+            "other ranges",
+            HttpServer::start(hostile(
+                files_with_multiranges(root.clone(), 10_000),
+                |_, mut r| {
+                    r.body = String::from_utf8_lossy(&r.body)
+                        .replacen("Content-Range: bytes 1", "Content-Range: bytes 2", 1)
+                        .into_bytes();
+                    r
+                },
+            )),
+        ),
+        (
+            "a part longer than asked",
+            HttpServer::start(hostile(
+                files_with_multiranges(root.clone(), 10_000),
+                |_, mut r| {
+                    let at = find(&r.body, b"\r\n\r\n").unwrap() + 4;
+                    r.body.splice(at..at, *b"EXTRA");
+                    r
+                },
+            )),
+        ),
+        (
+            "a body longer than all the ranges and their headers",
+            HttpServer::start(hostile(files_with_multiranges(root, 10_000), |_, mut r| {
+                r.body.extend(std::iter::repeat_n(b'x', 1 << 20));
+                r
+            })),
+        ),
+    ];
+    for (name, server) in servers {
+        let (doc, fetched) = run(&url_of(&server), FetchChoice::Parts);
+        assert_eq!(similarities(&doc), similarities(&whole), "{name}");
+        assert!(
+            fetched < whole_bytes * 2,
+            "{name}: {fetched} bytes read for {whole_bytes} of whole frames"
+        );
+    }
+}
+
+#[test]
+fn a_trickling_multi_range_reply_costs_its_deadline_and_no_more() {
+    let root = clips().path().to_path_buf();
+    let _ = clip_path();
+    let server = HttpServer::start(hostile(files_with_multiranges(root, 10_000), |_, mut r| {
+        r.trickle = Some(Duration::from_millis(500));
+        r
+    }));
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_filter"))
+        .args([
+            "analyze",
+            &url_of(&server),
+            "--threads",
+            "1",
+            "--fetch",
+            "parts",
+        ])
+        .args(["--http-deadline", "3", "--output", "/dev/null"])
+        .env("GRID_LOG", "warn")
+        .output()
+        .expect("running filter analyze");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(22), "{stderr}");
+    assert!(stderr.contains("too slow"), "{stderr}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(60),
+        "{took:?}"
+    );
+}
+
+/// A server answering requests for several ranges as `serve` does, changed by `spoil`;
+/// other requests as `serve` does.
+fn hostile(
+    serve: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    spoil: impl Fn(&Request, Response) -> Response + Send + Sync + 'static,
+) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
+    move |req| {
+        let r = serve(req);
+        match req.header("range") {
+            Some(range) if range.contains(',') => spoil(req, r),
+            _ => r,
+        }
+    }
+}
+
+/// The first range asked for, as a `Content-Range` value.
+fn first_range(req: &Request) -> String {
+    let spec = req.header("range").unwrap().trim_start_matches("bytes=");
+    let first = spec.split(',').next().unwrap();
+    format!("bytes {first}/*")
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
