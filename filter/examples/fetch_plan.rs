@@ -1,7 +1,8 @@
 //! What fetching only the bytes the reduced decoder reads would cost on the wire (issue
 //! 20, item 2b): each slice's prefix as one HTTP byte range, ranges closer than a gap
 //! merged, each range a part of a `multipart/byteranges` reply with its own headers, and
-//! at most `MaxRanges` ranges per request (Apache's default: 200).
+//! at most `multirange::MAX_RANGES` ranges per request (what the filter sends; Apache's
+//! own limit is 200).
 //!
 //!     cargo run --release -p filter --example fetch_plan -- VIDEO.mov [FRAMES]
 //!
@@ -22,8 +23,7 @@ const PART_HEADERS: usize = 2 + 2 + 20 + 2 + 31 + 2 + 50 + 2 + 2;
 const RANGE_SPEC: usize = 24;
 /// The decoder looks up to 32 bits past the last bit it uses.
 const LOOKAHEAD: usize = 4;
-/// Apache's default `MaxRanges`; with more, it sends the whole file.
-const MAX_RANGES: usize = 200;
+use filter::source::multirange::MAX_RANGES;
 
 struct Plan {
     ranges: usize,
@@ -98,12 +98,14 @@ fn main() -> anyhow::Result<()> {
             let (mut ranges, mut bytes, mut misses) = (0, 0, 0);
             for (k, f) in spans.iter().enumerate() {
                 let p = if predicted {
-                    // The same slice of the frame before, an eighth more and 32 bytes.
+                    // As `filter::spans` asks: what the same slice of the frame before
+                    // needed, an eighth more and 64 bytes.
                     let prev = &spans[k.saturating_sub(1)];
                     plan(f, gap, |i| {
-                        prev.slices
-                            .get(i)
-                            .map_or(usize::MAX, |s| (s.read + LOOKAHEAD) * 9 / 8 + 32)
+                        prev.slices.get(i).map_or(usize::MAX, |s| {
+                            let n = s.read + LOOKAHEAD;
+                            n + n / 8 + 64
+                        })
                     })
                 } else {
                     plan(f, gap, |i| f.slices[i].read + LOOKAHEAD)

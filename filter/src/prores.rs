@@ -367,7 +367,7 @@ impl ReducedDecoder {
 
     /// Writes the reduced pixels of block (`bx`, `by`) that fall inside `image` (the
     /// last row and column of blocks may lie partly outside the picture).
-    #[inline]
+    #[inline(always)]
     fn put_block<const N: usize>(
         &self,
         coeffs: &[i32; 16],
@@ -557,6 +557,7 @@ fn slice_header(data: &[u8], size: usize) -> Result<(usize, usize, i32), ProresE
 /// Decodes the luma a reduced image needs from a slice of `size` bytes of which `data`
 /// (a prefix) is at hand. The result is the whole slice's when the prefix reaches past
 /// every bit read and looked at; otherwise it is [`SliceRead::Short`].
+#[inline(always)]
 fn read_slice(
     data: &[u8],
     size: usize,
