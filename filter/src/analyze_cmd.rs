@@ -69,7 +69,7 @@ pub struct AnalyzeArgs {
 
     /// How ProRes frames are fetched: parts (only the bytes the reduced decoder reads:
     /// each frame's headers, then a prefix of each slice, many byte ranges to an HTTP
-    /// request; about a third of the bytes of whole frames at scale 0.25), whole, or
+    /// request; about half the bytes of whole frames on the wire at scale 0.25), whole, or
     /// auto (parts over HTTP, whole frames from local files, where many small reads cost
     /// more than they save; use parts for a network filesystem). Parts fall back to
     /// whole frames with libav, and with a server that does not answer multi-range
