@@ -276,6 +276,16 @@ impl MovSource {
             .iter()
             .map(|&f| self.index.samples[(f - 1) as usize])
             .collect();
+        if samples
+            .windows(2)
+            .any(|w| w[1].offset < w[0].offset + u64::from(w[0].size))
+        {
+            // Frames out of file order or overlapping (a strange index): a multi-range
+            // request cannot ask for them, so they are read whole.
+            return self.fetch_whole(frames);
+        }
+        // Frames in file order and apart, each frame's planned ranges in order inside it:
+        // every range below is in file order and apart, as a multi-range request needs.
         let heads: Vec<(u64, usize)> = samples
             .iter()
             .map(|s| (s.offset, (s.size as usize).min(planner.head_len())))
@@ -296,10 +306,6 @@ impl MovSource {
             .zip(&plans)
             .flat_map(|(s, plan)| plan.iter().map(move |&(o, l)| (s.offset + o as u64, l)))
             .collect();
-        if ranges.windows(2).any(|w| w[1].0 < w[0].0 + w[0].1 as u64) {
-            // Frames out of file order or overlapping (a strange index): read them whole.
-            return self.fetch_whole(frames);
-        }
         let mut parts = self.bytes.read_ranges(&ranges)?.into_iter();
         let mut out = Vec::with_capacity(frames.len());
         for ((&frame, s), (head, plan)) in frames
