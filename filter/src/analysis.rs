@@ -501,7 +501,7 @@ impl Decoders {
         match payload.as_ref().map_err(Clone::clone)? {
             Payload::Image(bytes) => decode_image(bytes, self.target.0, self.target.1),
             Payload::Prores(bytes) => self.decode_prores(bytes),
-            Payload::ProresSpans(frame) => self.decode_parts(frame.clone()),
+            Payload::ProresSpans(frame) => self.decode_parts(frame),
         }
     }
 
@@ -526,10 +526,12 @@ impl Decoders {
     /// A frame fetched in parts: decoded from them, with the rest of any slice whose
     /// prefix fell short fetched first; a frame the reduced decoder cannot take from its
     /// parts is fetched whole and decoded as any other.
-    fn decode_parts(&self, mut frame: SparseFrame) -> Result<GreyImage, String> {
+    fn decode_parts(&self, frame: &SparseFrame) -> Result<GreyImage, String> {
         let (Some(reduced), Some(parts)) = (self.reduced.as_ref(), self.parts.as_ref()) else {
             return Err("a frame fetched in parts with no decoder for parts".into());
         };
+        // Copied only when a short prefix must be completed.
+        let mut frame = std::borrow::Cow::Borrowed(frame);
         let mut needs = Vec::new();
         for _ in 0..2 {
             match reduced.decode_sparse(&frame, &mut needs) {
@@ -539,7 +541,7 @@ impl Decoders {
                 }
                 Err(SparseError::Short(missing)) => {
                     let more = parts.fetch(&frame, &missing)?;
-                    frame.add(more);
+                    frame.to_mut().add(more);
                 }
                 Err(SparseError::Prores(_)) => break,
             }

@@ -66,11 +66,7 @@ impl SpanPlanner for SlicePlanner {
 
     fn plan(&self, head: &[u8], len: usize) -> Option<Vec<(usize, usize)>> {
         let slices = self.decoder.slice_layout(head).ok()?;
-        let needed = self
-            .needed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let needed = self.needed.lock().unwrap_or_else(|p| p.into_inner());
         let same_layout = needed.len() == slices.len();
         let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(slices.len());
         for (i, &(offset, size)) in slices.iter().enumerate() {

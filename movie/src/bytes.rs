@@ -415,8 +415,10 @@ impl ByteSource for HttpBytes {
 fn ranges_per_request(ranges: &[(u64, usize)]) -> usize {
     let mut header = "bytes=".len();
     let mut n = 0;
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |d| d as usize + 1);
     for &(offset, len) in ranges.iter().take(multirange::MAX_RANGES) {
-        let spec = format!("{offset}-{},", offset + len.max(1) as u64 - 1).len();
+        // `A-B,` as `multirange::header` writes it.
+        let spec = digits(offset) + 1 + digits(offset + len.max(1) as u64 - 1) + 1;
         if n > 0 && header + spec > multirange::MAX_HEADER {
             break;
         }
@@ -435,4 +437,37 @@ fn total_length(response: &Reply) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_of(ranges: &[(u64, usize)]) -> String {
+        let asked: Vec<(u64, u64)> = ranges.iter().map(|&(o, l)| (o, o + l as u64 - 1)).collect();
+        multirange::header(&asked)
+    }
+
+    #[test]
+    fn a_request_takes_as_many_ranges_as_the_caps_allow() {
+        // Offsets from 1 to 11 digits: the header fills before the range count does.
+        let ranges: Vec<(u64, usize)> = (0..300u64)
+            .map(|i| (i * 1_000_000_007 + 9, 100 + i as usize))
+            .collect();
+        let mut rest = &ranges[..];
+        while !rest.is_empty() {
+            let n = ranges_per_request(rest);
+            assert!(n <= multirange::MAX_RANGES);
+            assert!(header_of(&rest[..n]).len() <= multirange::MAX_HEADER);
+            if n < rest.len() && n < multirange::MAX_RANGES {
+                assert!(
+                    header_of(&rest[..n + 1]).len() > multirange::MAX_HEADER,
+                    "{n}"
+                );
+            }
+            rest = &rest[n..];
+        }
+        let small: Vec<(u64, usize)> = (0..300u64).map(|i| (i * 10, 5)).collect();
+        assert_eq!(ranges_per_request(&small), multirange::MAX_RANGES);
+    }
 }
