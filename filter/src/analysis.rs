@@ -17,6 +17,7 @@ use crate::decode::{
     analysis_size, decode_image, DecoderChoice, FetchChoice, GreyImage, ProresDecoder,
 };
 use crate::document::*;
+use crate::frame_error::FrameError;
 use crate::motion::{self, Estimate, MotionConfig, Prepared, Similarity};
 use crate::plan::{plan, Pair, Plan, PlanError};
 use crate::prores::{ReducedDecoder, SparseError};
@@ -98,7 +99,7 @@ pub struct Analysis {
 }
 
 /// A decoded frame prepared for its pairs, or why it could not be had.
-type Frame = Arc<Result<Prepared, String>>;
+type Frame = Arc<Result<Prepared, FrameError>>;
 
 /// Analyses the video behind `source`, calling `progress` after each block.
 pub fn analyze(
@@ -132,7 +133,7 @@ pub fn analyze(
     let mut cache: BTreeMap<u64, Frame> = BTreeMap::new();
     let mut stats = Vec::with_capacity(plan.pairs.len());
     let mut frames_decoded = 0;
-    let mut frame_errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut frame_errors = FrameErrors::default();
     let estimate = |pairs: &[Pair], cache: &BTreeMap<u64, Frame>| -> Vec<FrameStat> {
         pairs
             .par_iter()
@@ -145,30 +146,19 @@ pub fn analyze(
             false => Vec::new(),
         };
         frames_decoded += fetched.len();
-        for (_, payload) in &fetched {
-            if let Err(e) = payload {
-                *frame_errors.entry(error_kind(e)).or_insert(0u64) += 1;
-            }
-        }
         let previous: &[Pair] = if i > 0 { blocks[i - 1] } else { &[] };
         let (decoded, done) = pool.install(|| {
             rayon::join(
                 || {
                     fetched
                         .into_par_iter()
-                        .map(|(n, payload)| {
-                            (n, Arc::new(prepare(&decoders, &payload, &motion_cfg)))
-                        })
+                        .map(|(n, payload)| (n, prepare(&decoders, &payload, &motion_cfg)))
                         .collect::<Vec<_>>()
                 },
                 || estimate(previous, &cache),
             )
         });
-        for (_, frame) in &decoded {
-            if let Err(e) = frame.as_ref() {
-                *frame_errors.entry(error_kind(e)).or_insert(0u64) += 1;
-            }
-        }
+        let decoded = frame_errors.count(decoded)?;
         stats.extend(done);
         if let Some(d) = &settings.deadline {
             d.check(&info.cache_url)?;
@@ -189,9 +179,7 @@ pub fn analyze(
     }
     drop(rx);
     let _ = prefetch.join();
-    for (kind, count) in &frame_errors {
-        tracing::warn!(video = %info.cache_url, count, kind = %kind, "frames that could not be had");
-    }
+    frame_errors.log(&info.cache_url);
 
     let elapsed = started.elapsed();
     let document = assemble(&info, settings, stats, start_time, elapsed);
@@ -231,12 +219,19 @@ pub fn decode_only(
         let fetched = rx
             .recv()
             .map_err(|_| AnalysisError::Internal("the prefetch thread stopped".into()))??;
-        frames_decoded += pool.install(|| {
+        let outcomes: Vec<Result<GreyImage, FrameError>> = pool.install(|| {
             fetched
                 .into_par_iter()
-                .filter(|(_, payload)| decoders.decode(payload).is_ok())
-                .count()
+                .map(|(_, payload)| decoders.decode(&payload))
+                .collect()
         });
+        if outcomes
+            .iter()
+            .any(|o| o.as_ref().is_err_and(FrameError::is_fetch))
+        {
+            return Err(first_fetch_error(outcomes.into_iter()));
+        }
+        frames_decoded += outcomes.iter().filter(|o| o.is_ok()).count();
     }
     drop(rx);
     let _ = prefetch.join();
@@ -266,15 +261,53 @@ fn block_size(threads: usize, info: &VideoInfo) -> usize {
     wanted.min(affordable)
 }
 
-/// A frame error without what differs from frame to frame (numbers), so that errors of
-/// one kind are counted together.
-fn error_kind(e: &str) -> String {
-    let kind: String = e
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '#' } else { c })
-        .take(120)
-        .collect();
-    kind
+/// The error of the first frame whose fetching failed (the others gave up after it).
+fn first_fetch_error<T>(frames: impl Iterator<Item = Result<T, FrameError>>) -> AnalysisError {
+    let mut fetch_errors = frames.filter_map(Result::err).filter(FrameError::is_fetch);
+    match fetch_errors.find(|e| matches!(e, FrameError::Fetch(_))) {
+        Some(FrameError::Fetch(e)) => e.into(),
+        _ => AnalysisError::Internal("frames abandoned without a failed request".into()),
+    }
+}
+
+/// The frames of a video that could not be had, counted by kind with the first message
+/// of each kind, for one log line per kind.
+#[derive(Default)]
+struct FrameErrors(BTreeMap<&'static str, (u64, String)>);
+
+impl FrameErrors {
+    /// Counts the failed frames of a decoded block and wraps each frame for sharing; a
+    /// frame whose source failed fails the video (a failed attempt, as when the first
+    /// fetch fails), never an invalid entry.
+    fn count(
+        &mut self,
+        decoded: Vec<(u64, Result<Prepared, FrameError>)>,
+    ) -> Result<Vec<(u64, Frame)>, AnalysisError> {
+        if decoded
+            .iter()
+            .any(|(_, f)| f.as_ref().is_err_and(FrameError::is_fetch))
+        {
+            return Err(first_fetch_error(decoded.into_iter().map(|(_, f)| f)));
+        }
+        let mut out = Vec::with_capacity(decoded.len());
+        for (n, frame) in decoded {
+            if let Err(e) = &frame {
+                let (count, first) = self.0.entry(e.kind()).or_default();
+                if *count == 0 {
+                    *first = format!("frame {n}: {e}");
+                }
+                *count += 1;
+            }
+            out.push((n, Arc::new(frame)));
+        }
+        Ok(out)
+    }
+
+    fn log(&self, video: &str) {
+        for (kind, (count, first)) in &self.0 {
+            tracing::warn!(video, count, kind, first = %first, "frames that could not be had");
+        }
+    }
 }
 
 /// The analysis's plan for a video, or why there is nothing to analyse.
@@ -447,6 +480,8 @@ struct Parts {
     more: Mutex<Box<dyn ByteSource>>,
     /// Bytes fetched by `more`.
     refetched: AtomicU64,
+    /// Set once a request of `more` failed: the video fails, so nothing more is asked.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl Decoders {
@@ -485,6 +520,7 @@ impl Decoders {
                 planner,
                 more: Mutex::new(more),
                 refetched: AtomicU64::new(0),
+                failed: Default::default(),
             });
         }
         self
@@ -497,11 +533,14 @@ impl Decoders {
             .map_or(0, |p| p.refetched.load(Ordering::Relaxed))
     }
 
-    fn decode(&self, payload: &Result<Payload, String>) -> Result<GreyImage, String> {
-        match payload.as_ref().map_err(Clone::clone)? {
-            Payload::Image(bytes) => decode_image(bytes, self.target.0, self.target.1),
-            Payload::Prores(bytes) => self.decode_prores(bytes),
-            Payload::ProresSpans(frame) => self.decode_parts(frame),
+    fn decode(&self, payload: &Result<Payload, String>) -> Result<GreyImage, FrameError> {
+        match payload {
+            Err(e) => Err(FrameError::Source(e.clone())),
+            Ok(Payload::Image(bytes)) => {
+                decode_image(bytes, self.target.0, self.target.1).map_err(FrameError::Decode)
+            }
+            Ok(Payload::Prores(bytes)) => self.decode_prores(bytes).map_err(FrameError::Decode),
+            Ok(Payload::ProresSpans(frame)) => self.decode_parts(frame),
         }
     }
 
@@ -526,9 +565,11 @@ impl Decoders {
     /// A frame fetched in parts: decoded from them, with the rest of any slice whose
     /// prefix fell short fetched first; a frame the reduced decoder cannot take from its
     /// parts is fetched whole and decoded as any other.
-    fn decode_parts(&self, frame: &SparseFrame) -> Result<GreyImage, String> {
+    fn decode_parts(&self, frame: &SparseFrame) -> Result<GreyImage, FrameError> {
         let (Some(reduced), Some(parts)) = (self.reduced.as_ref(), self.parts.as_ref()) else {
-            return Err("a frame fetched in parts with no decoder for parts".into());
+            return Err(FrameError::Decode(
+                "a frame fetched in parts with no decoder for parts".into(),
+            ));
         };
         // Copied only when a short prefix must be completed.
         let mut frame = std::borrow::Cow::Borrowed(frame);
@@ -548,8 +589,10 @@ impl Decoders {
         }
         let whole = parts.fetch(&frame, &[(0, frame.len)])?;
         match whole.into_iter().next() {
-            Some((_, bytes)) => self.decode_prores(&bytes),
-            None => Err("the frame could not be fetched whole".into()),
+            Some((_, bytes)) => self.decode_prores(&bytes).map_err(FrameError::Decode),
+            None => Err(FrameError::Decode(
+                "the frame could not be fetched whole".into(),
+            )),
         }
     }
 }
@@ -560,16 +603,20 @@ impl Parts {
         &self,
         frame: &SparseFrame,
         ranges: &[(usize, usize)],
-    ) -> Result<Vec<(usize, Vec<u8>)>, String> {
+    ) -> Result<Vec<(usize, Vec<u8>)>, FrameError> {
         let absolute: Vec<(u64, usize)> = ranges
             .iter()
             .map(|&(o, l)| (frame.at + o as u64, l))
             .collect();
         let mut more = self.more.lock().unwrap_or_else(|p| p.into_inner());
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(FrameError::Abandoned);
+        }
         let before = more.bytes_fetched();
-        let got = more.read_ranges(&absolute).map_err(|e| e.to_string());
+        let got = more.read_ranges(&absolute).map_err(FrameError::Fetch);
         self.refetched
             .fetch_add(more.bytes_fetched() - before, Ordering::Relaxed);
+        self.failed.store(got.is_err(), Ordering::Relaxed);
         Ok(ranges.iter().map(|&(o, _)| o).zip(got?).collect())
     }
 }
@@ -579,9 +626,9 @@ fn prepare(
     decoders: &Decoders,
     payload: &Result<Payload, String>,
     cfg: &MotionConfig,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, FrameError> {
     let image = decoders.decode(payload)?;
-    motion::prepare(&image, cfg).map_err(|e| format!("OpenCV: {e}"))
+    motion::prepare(&image, cfg).map_err(|e| FrameError::Prepare(e.to_string()))
 }
 
 fn frame_stat(

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 use filter::decode::FetchChoice;
 use filter::document::OpticalFlowDocument;
-use filter::source::{self, SourceKind};
-use filter::{analyze, Settings};
+use filter::prores::ReducedDecoder;
+use filter::source::{
+    self, ByteSource, Fetched, FrameSource, HttpBytes, HttpLimits, Payload, ReadError, SourceKind,
+    SpanPlanner, SparseFrame, VideoInfo,
+};
+use filter::{analyze, AnalysisError, Settings};
 use support::{clip, clips};
 use testkit::http::{files_with_multiranges, files_with_ranges, HttpServer, Request, Response};
 
@@ -238,4 +242,113 @@ fn frames_out_of_file_order_are_fetched_whole_over_http_too() {
     let server = HttpServer::start(files_with_multiranges(dir.path().to_path_buf(), 10_000));
     let (parts, _) = run(&format!("{}/swapped.mov", server.url()), FetchChoice::Parts);
     assert_eq!(similarities(&parts), similarities(&whole));
+}
+
+/// A video whose frames arrive in parts cut short (2% of each slice, so every frame needs
+/// its slices completed), read from a local clip, with every completion asked of
+/// `more`: a server that fails.
+struct ShortParts {
+    inner: Box<dyn FrameSource>,
+    decoder: ReducedDecoder,
+    more: String,
+}
+
+impl FrameSource for ShortParts {
+    fn info(&self) -> &VideoInfo {
+        self.inner.info()
+    }
+
+    fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError> {
+        let whole = self.inner.fetch(frames)?;
+        Ok(whole
+            .into_iter()
+            .map(|(n, payload)| match payload {
+                Ok(Payload::Prores(bytes)) => {
+                    (n, Ok(Payload::ProresSpans(cut(&bytes, &self.decoder))))
+                }
+                other => (n, other),
+            })
+            .collect())
+    }
+
+    fn bytes_fetched(&self) -> u64 {
+        self.inner.bytes_fetched()
+    }
+
+    fn fetch_spans(&mut self, _: std::sync::Arc<dyn SpanPlanner>) -> bool {
+        true
+    }
+
+    fn reader(&self) -> Option<Box<dyn ByteSource>> {
+        let limits = HttpLimits {
+            deadline: Duration::from_secs(5),
+            ..HttpLimits::default()
+        };
+        Some(Box::new(
+            HttpBytes::open(&self.more, limits).expect("opening the failing server"),
+        ))
+    }
+}
+
+/// `packet`'s head and 2% of each of its slices.
+fn cut(packet: &[u8], d: &ReducedDecoder) -> SparseFrame {
+    let head = d.head_bytes().min(packet.len());
+    let mut spans = vec![(0, packet[..head].to_vec())];
+    for (offset, size) in d.slice_layout(&packet[..head]).unwrap() {
+        let want = (size / 50).clamp(1, size);
+        spans.push((offset, packet[offset..offset + want].to_vec()));
+    }
+    let mut frame = SparseFrame {
+        at: 0,
+        len: packet.len(),
+        spans: Vec::new(),
+    };
+    frame.add(spans);
+    frame
+}
+
+#[test]
+fn a_failed_request_for_more_of_a_frame_fails_the_video_never_an_entry() {
+    // The server answers the one-byte probe a reader opens with, then 503 to everything
+    // (so every completion of a short slice fails), or drops the connection.
+    let path = clip_path();
+    for (name, fail) in [
+        ("503", Response::new(503, "text/plain", "busy")),
+        (
+            "a dropped connection",
+            Response::dropped("multipart/byteranges; boundary=b"),
+        ),
+    ] {
+        let file = path.clone();
+        let served = std::sync::atomic::AtomicU64::new(0);
+        let server = HttpServer::start(move |req| {
+            if served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                files_with_ranges(file.parent().unwrap(), true)(req)
+            } else {
+                fail.clone()
+            }
+        });
+        let inner = source::open(path.to_str().unwrap(), SourceKind::File, 0.25).unwrap();
+        let info = inner.info().clone();
+        let source = ShortParts {
+            inner,
+            decoder: ReducedDecoder::new(4, info.width, info.height).unwrap(),
+            more: url_of(&server),
+        };
+        let settings = Settings {
+            stride: 5,
+            fetch: FetchChoice::Parts,
+            ..Settings::default()
+        };
+        let err = match analyze(Box::new(source), &settings, &mut |_| {}) {
+            Ok(a) => panic!(
+                "{name}: the analysis finished with {} of {} entries valid",
+                a.document.analysis.valid_entries,
+                a.document.frame_stats.len()
+            ),
+            Err(e) => e,
+        };
+        assert!(err.is_transient(), "{name}: {err}");
+        assert!(matches!(err, AnalysisError::Read(_)), "{name}: {err:?}");
+    }
 }

@@ -59,6 +59,9 @@ pub struct Response {
     pub trickle: Option<std::time::Duration>,
     /// Claim this Content-Length instead of the body's (a lying server).
     pub claimed_length: Option<u64>,
+    /// Close the connection once the body is sent: with a longer `claimed_length`, a
+    /// connection dropped mid-reply.
+    pub hang_up: bool,
 }
 
 impl Response {
@@ -70,6 +73,17 @@ impl Response {
             body: body.into(),
             trickle: None,
             claimed_length: None,
+            hang_up: false,
+        }
+    }
+
+    /// A 206 of `content_type` whose connection drops after its head: it claims a body
+    /// and sends none.
+    pub fn dropped(content_type: &str) -> Response {
+        Response {
+            claimed_length: Some(1 << 20),
+            hang_up: true,
+            ..Response::new(206, content_type, Vec::new())
         }
     }
 
@@ -193,6 +207,10 @@ fn serve(conn: TcpStream, handler: &Handler, sent: &AtomicU64, requests: &Atomic
                 }
                 sent.fetch_add(response.body.len() as u64, Ordering::SeqCst);
             }
+        }
+        if response.hang_up {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
         }
     }
 }
