@@ -337,3 +337,60 @@ async fn control_needs_the_token_its_session_and_the_forms_csrf() {
     );
     assert_eq!(paused().await, 0);
 }
+
+#[test]
+fn serve_stops_on_sigterm_within_its_grace_whatever_a_request_is_doing() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let mut served = Served::start(&server, &co, &[]);
+    // A plot whose git waits for ever: HEAD becomes a FIFO nobody writes.
+    let head = co.join(".git/HEAD");
+    std::fs::remove_file(&head).unwrap();
+    let made = Command::new("mkfifo").arg(&head).status().unwrap();
+    assert!(made.success());
+    let url = format!("{}/plot.svg?path=a/x_optical_flow.json", served.url);
+    let request = std::thread::spawn(move || ureq::get(&url).call().is_ok());
+    // git is inside the request once it has the FIFO open for reading.
+    let started = std::time::Instant::now();
+    let writer = loop {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc_nonblock())
+            .open(&head)
+        {
+            Ok(w) => break w,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(60) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("git never read HEAD: {e}"),
+        }
+    };
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Ends by itself (its grace is seconds); the bound only catches a hang.
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(60),
+            "gridctl serve is still running after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    drop(writer);
+    let _ = request.join();
+}
+
+/// `O_NONBLOCK`: opening a FIFO for writing fails at once while no reader has it open.
+fn libc_nonblock() -> i32 {
+    0o4000
+}

@@ -414,6 +414,124 @@ fn plot_draws_four_traces_with_invalid_entries_marked() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("name it FILE.svg or FILE.png"));
 }
 
+#[test]
+fn a_plot_ends_whatever_numbers_its_document_holds() {
+    // Each of these made plotters' axis layout loop for ever (the process never ended).
+    // A plot ends and draws; a hang fails the test at its bound, not a timing.
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |f: serde_json::Value, sim: [f64; 4]| serde_json::json!({"frameNumber": f, "opticalFlow": {"similarity": sim, "valid": true}});
+    let movie = serde_json::json!({"NumFrames": 70, "Duration": 2.336});
+    let cases = [
+        (
+            "huge",
+            vec![
+                entry(1.into(), [1.7e308, 0.0, 0.0, 0.0]),
+                entry(11.into(), [-1.7e308, 0.0, 0.0, 0.0]),
+            ],
+            movie.clone(),
+        ),
+        (
+            "rate",
+            vec![
+                entry(1.into(), [1.0, 0.0, 0.0, 0.0]),
+                entry(11.into(), [1.0, 0.0, 1.0, 0.0]),
+            ],
+            serde_json::json!({"NumFrames": 5e-324, "Duration": 1e308}),
+        ),
+        (
+            "narrow",
+            vec![
+                entry(1.into(), [1.0, 1e15, 0.0, 0.0]),
+                entry(11.into(), [1.0, 1e15 + 0.125, 0.0, 0.0]),
+            ],
+            movie.clone(),
+        ),
+        (
+            "far",
+            vec![
+                entry(1.into(), [1.0, 0.0, 0.0, 0.0]),
+                entry(u64::MAX.into(), [1.0, 0.0, 0.0, 0.0]),
+            ],
+            movie.clone(),
+        ),
+        (
+            "tiny",
+            vec![
+                entry(1.into(), [1.0, 5e-324, 0.0, 0.0]),
+                entry(11.into(), [1.0, -5e-324, 0.0, 0.0]),
+            ],
+            movie,
+        ),
+    ];
+    for (name, entries, movie) in cases {
+        let json = dir.path().join(format!("{name}_optical_flow.json"));
+        let doc = serde_json::json!({"frameStats": entries, "movie": movie});
+        std::fs::write(&json, doc.to_string()).unwrap();
+        let svg = dir.path().join(format!("{name}.svg"));
+        let mut child = bin::command("gridctl")
+            .args(["plot", json.to_str().unwrap(), "-o", svg.to_str().unwrap()])
+            .env("GRID_SERVER", server.addr())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                child.kill().unwrap();
+                panic!("{name}: the plot never ended");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{name}: {status}");
+        assert!(
+            std::fs::read_to_string(&svg).unwrap().starts_with("<svg"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_plot_of_a_long_document_draws_what_its_width_can_show() {
+    // 200,000 entries, every 50th invalid: a few thousand points a panel, not 800,000.
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<serde_json::Value> = (0..200_000u64)
+        .map(|i| {
+            let valid = i % 50 != 7;
+            let tx = if i == 123_456 { 777.0 } else { (i % 13) as f64 };
+            serde_json::json!({"frameNumber": 1 + i, "opticalFlow": {
+                "similarity": [1.0, 0.0, tx, 0.0], "valid": valid, "center": [-960.0, -540.0]}})
+        })
+        .collect();
+    let doc = serde_json::json!({"frameStats": entries, "movie": {"NumFrames": 200_011, "Duration": 6673.7}});
+    let json = dir.path().join("long_optical_flow.json");
+    std::fs::write(&json, doc.to_string()).unwrap();
+    let svg = dir.path().join("long.svg");
+    let out = gridctl(
+        &server,
+        &["plot", json.to_str().unwrap(), "-o", svg.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(&out).contains("plotted 200000 entries"));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.len() < 8 << 20, "{} bytes of SVG", svg.len());
+    let red = svg.matches("#DC0000").count();
+    assert!(red > 1000 && red < 4 * 2 * 2400, "{red} invalid marks");
+    // The one spike is kept by the thinning: tx's axis reaches it.
+    assert!(
+        svg.lines().any(|l| l.trim() == "800.0"),
+        "the spike's axis label"
+    );
+}
+
 /// A decoded RGB(A) PNG.
 struct Rgb {
     width: usize,

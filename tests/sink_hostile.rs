@@ -221,6 +221,57 @@ async fn anything_but_an_optical_flow_document_is_buried() {
 }
 
 #[tokio::test]
+async fn numbers_no_camera_or_video_can_have_are_refused_with_their_reason() {
+    // Each would hang a plot of it for ever (plotters' axis layout), or lie to every
+    // reader of the record; each is buried with what is wrong in its failure record.
+    let world = World::new();
+    let with = |name: &str, change: &dyn Fn(&mut serde_json::Value)| {
+        let mut doc = flow_document(9);
+        change(&mut doc);
+        body(&format!("a/{name}_optical_flow.json"), "/v.mov", false, doc)
+    };
+    let bad = vec![
+        with("huge", &|d| {
+            d["frameStats"][0]["opticalFlow"]["similarity"] = serde_json::json!([1.7e308, 0, 0, 0]);
+        }),
+        with("far", &|d| {
+            d["frameStats"][0]["opticalFlow"]["similarity"] =
+                serde_json::json!([1, 0, -1.7e308, 0]);
+        }),
+        with("rate", &|d| {
+            d["movie"]["NumFrames"] = serde_json::json!(5e-324);
+            d["movie"]["Duration"] = serde_json::json!(1e308);
+        }),
+        with("still", &|d| {
+            d["movie"]["Duration"] = serde_json::json!(0.0)
+        }),
+        with("frame", &|d| {
+            d["frameStats"][0]["frameNumber"] = serde_json::json!(-5)
+        }),
+    ];
+    batch_with(&world, bad).await;
+    world.sink(&[]);
+    world.assert_parked_and_the_rest_committed(5, "not an optical-flow document");
+    let failed: Vec<String> = world
+        .failed()
+        .iter()
+        .map(|f| f["last_error"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for reason in [
+        "scale 1.7e308",
+        "translation",
+        "NumFrames",
+        "Duration 0",
+        "frameNumber -5",
+    ] {
+        assert!(
+            failed.iter().any(|f| f.contains(reason)),
+            "no failure record says {reason:?}: {failed:#?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_path_git_refuses_is_split_out_of_its_batch_and_buried_with_gits_message() {
     let world = World::new();
     // Paths git will not add (ignored) make `git add` fail for the whole batch.

@@ -195,8 +195,12 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     }
     // After the document, so a plot that cannot be written loses no analysis.
     if let Some(plot) = &args.plot {
-        let doc: serde_json::Value = serde_json::from_str(&text)?;
-        flowdoc::plot::plot(&doc, plot, flowdoc::plot::Axis::Time, &args.video)?;
+        flowdoc::plot::plot(
+            text.as_bytes(),
+            plot,
+            flowdoc::plot::Axis::Time,
+            &args.video,
+        )?;
     }
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use crate::limits::{implausible_movie, implausible_similarity, MAX_ENTRIES, MAX_FRAMES};
+
 /// The shape every `_optical_flow.json` has and the region scripts rely on; anything
 /// else in it is kept as it is.
 #[derive(Deserialize)]
@@ -11,8 +13,18 @@ use serde::Deserialize;
 #[allow(dead_code)] // read only to check the shape
 struct Document {
     contents: Contents,
-    movie: serde_json::Map<String, serde_json::Value>,
+    movie: Movie,
     frame_stats: Vec<Entry>,
+}
+
+/// The movie's facts a reader computes with (the rest is kept as it is).
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Movie {
+    #[serde(rename = "NumFrames")]
+    num_frames: f64,
+    #[serde(rename = "Duration", default)]
+    duration: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -44,18 +56,33 @@ struct Flow {
     valid: bool,
 }
 
-/// Checks that `document` is an optical-flow document: the shape above, four finite
-/// numbers in every similarity, and no object with a key twice. The error says what is
-/// wrong.
+/// Checks that `document` is an optical-flow document: the shape above, no object with
+/// a key twice, and nothing a camera or a video cannot be (`crate::limits`): a frame
+/// count and rate, at most [`MAX_ENTRIES`] entries, frame numbers of the video, every
+/// similarity a camera's. The error says what is wrong.
 pub fn check(document: &[u8]) -> Result<(), String> {
     // Readers disagree on which of two equal keys wins (Python's json keeps the last,
     // ours the first), so a document that has any means two things at once.
     serde_json::from_slice::<UniqueKeys>(document).map_err(|e| e.to_string())?;
     let doc: Document = serde_json::from_slice(document).map_err(|e| e.to_string())?;
+    if let Some(why) = implausible_movie(doc.movie.num_frames, doc.movie.duration) {
+        return Err(format!("movie: {why}"));
+    }
+    if doc.frame_stats.len() > MAX_ENTRIES {
+        return Err(format!(
+            "{} entries, more than the {MAX_ENTRIES} a document may hold",
+            doc.frame_stats.len()
+        ));
+    }
     for (i, e) in doc.frame_stats.iter().enumerate() {
-        if !e.optical_flow.similarity.iter().all(|x| x.is_finite()) {
-            let why = format!("frameStats[{i}].opticalFlow.similarity is not four finite numbers");
-            return Err(why);
+        if !(0..=MAX_FRAMES as i64).contains(&e.frame_number) {
+            return Err(format!(
+                "frameStats[{i}].frameNumber {} is not a frame of a video",
+                e.frame_number
+            ));
+        }
+        if let Some(why) = implausible_similarity(&e.optical_flow.similarity) {
+            return Err(format!("frameStats[{i}].opticalFlow.similarity: {why}"));
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::Value;
 
+use crate::limits::MAX_ENTRIES;
 use crate::read::{entries, fps, Entry};
 use crate::regions::{self, Region, RegionType};
 
@@ -62,18 +63,16 @@ pub enum Axis {
 
 /// Plots the document at `input` into `output` (SVG or PNG, by its extension).
 pub fn plot_file(input: &Path, output: &Path, axis: Axis) -> anyhow::Result<usize> {
-    let text =
-        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-    let doc: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", input.display()))?;
-    plot(&doc, output, axis, &input.display().to_string())
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    plot(&bytes, output, axis, &input.display().to_string())
+        .with_context(|| format!("plotting {}", input.display()))
 }
 
-/// Plots `doc` into `output` (SVG or PNG, by its extension); returns how many entries
-/// were drawn.
-pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Result<usize> {
+/// Plots `document` (an `_optical_flow.json`'s bytes) into `output` (SVG or PNG, by its
+/// extension); returns how many entries were drawn.
+pub fn plot(document: &[u8], output: &Path, axis: Axis, title: &str) -> anyhow::Result<usize> {
     let format = Format::of(output)?;
-    let prepared = Prepared::of(doc)?;
+    let prepared = Prepared::of(document)?;
     let traces = prepared.traces(axis, title);
     match format {
         Format::Svg => traces.draw(SVGBackend::new(output, SIZE).into_drawing_area()),
@@ -83,9 +82,9 @@ pub fn plot(doc: &Value, output: &Path, axis: Axis, title: &str) -> anyhow::Resu
     Ok(prepared.entries.len())
 }
 
-/// The plot of `doc` as an SVG document in memory (for `gridctl serve`).
-pub fn plot_svg(doc: &Value, axis: Axis, title: &str) -> anyhow::Result<String> {
-    let prepared = Prepared::of(doc)?;
+/// The plot of `document` as an SVG document in memory (for `gridctl serve`).
+pub fn plot_svg(document: &[u8], axis: Axis, title: &str) -> anyhow::Result<String> {
+    let prepared = Prepared::of(document)?;
     let mut svg = String::new();
     prepared
         .traces(axis, title)
@@ -93,8 +92,8 @@ pub fn plot_svg(doc: &Value, axis: Axis, title: &str) -> anyhow::Result<String> 
     Ok(svg)
 }
 
-/// What a plot of one document draws: its entries (at least one), its regions and its
-/// frame rate.
+/// What a plot of one document draws: its entries (at least one, at most
+/// [`MAX_ENTRIES`]), its regions and its frame rate.
 struct Prepared {
     entries: Vec<Entry>,
     regions: Vec<Region>,
@@ -102,17 +101,26 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn of(doc: &Value) -> anyhow::Result<Prepared> {
-        let entries = entries(doc).map_err(anyhow::Error::msg)?;
+    fn of(document: &[u8]) -> anyhow::Result<Prepared> {
+        let doc: Value = serde_json::from_slice(document).context("not JSON")?;
+        let entries = entries(&doc).map_err(anyhow::Error::msg)?;
         if entries.is_empty() {
             bail!("the document has no entries to plot");
+        }
+        if entries.len() > MAX_ENTRIES {
+            bail!(
+                "the document has {} entries, more than the {MAX_ENTRIES} one may hold",
+                entries.len()
+            );
         }
         register_font();
         Ok(Prepared {
             entries,
             // A document region finding cannot read is still plotted, without bands.
-            regions: regions_of(doc),
-            fps: fps(doc),
+            regions: regions::read(document)
+                .map(|table| regions::regions(&table))
+                .unwrap_or_default(),
+            fps: fps(&doc),
         })
     }
 
@@ -125,15 +133,6 @@ impl Prepared {
             title,
         }
     }
-}
-
-/// The regions of `doc`, for the bands; none for a document region finding cannot read.
-fn regions_of(doc: &Value) -> Vec<Region> {
-    serde_json::to_vec(doc)
-        .ok()
-        .and_then(|bytes| regions::read(&bytes).ok())
-        .map(|table| regions::regions(&table))
-        .unwrap_or_default()
 }
 
 /// Makes the built-in font the "sans-serif" of every plot (once per process).
@@ -184,12 +183,13 @@ impl Traces<'_> {
         root.present().map_err(draw_err)
     }
 
-    /// Component `i` of the valid entries, in runs of consecutive valid entries.
-    fn valid_runs(&self, i: usize) -> Vec<Vec<(f64, f64)>> {
+    /// Component `i` of the valid entries, in runs of consecutive valid entries, each
+    /// thinned to what the plot's width can show.
+    fn valid_runs(&self, i: usize, x: (f64, f64)) -> Vec<Vec<(f64, f64)>> {
         self.entries
             .split(|e| !e.valid)
             .filter(|run| !run.is_empty())
-            .map(|run| run.iter().map(|e| (self.x(e), e.similarity[i])).collect())
+            .map(|run| thin(run.iter().map(|e| (self.x(e), e.similarity[i])), x))
             .collect()
     }
 
@@ -201,28 +201,23 @@ impl Traces<'_> {
     ) -> anyhow::Result<()> {
         const NAMES: [&str; 4] = ["scale", "theta (rad)", "tx (px)", "ty (px)"];
         let entries = self.entries;
-        let (x0, x1) = (
-            self.x(&entries[0]),
-            self.x(&entries[entries.len() - 1])
-                .max(self.x(&entries[0]) + 1e-9),
-        );
-        let valid: Vec<(f64, f64)> = entries
+        let (x0, x1) = axis_range(self.x(&entries[0]), self.x(&entries[entries.len() - 1]));
+        let identity: f64 = [1.0, 0.0, 0.0, 0.0][i];
+        let (lo, hi) = entries
             .iter()
             .filter(|e| e.valid)
-            .map(|e| (self.x(e), e.similarity[i]))
-            .collect();
-        let identity: f64 = [1.0, 0.0, 0.0, 0.0][i];
-        let (lo, hi) = valid
-            .iter()
-            .fold((identity, identity), |(l, h), &(_, v)| (l.min(v), h.max(v)));
-        let pad = ((hi - lo) * 0.1).max(1e-6);
+            .map(|e| e.similarity[i])
+            .fold((identity, identity), |(l, h), v| (l.min(v), h.max(v)));
+        let (lo, hi) = axis_range(lo, hi);
+        let pad = (hi - lo) * 0.1;
+        let (lo, hi) = (lo - pad, hi + pad);
         let last = i == 3;
         let mut chart = ChartBuilder::on(panel)
             .margin(8)
             .x_label_area_size(if last { 30 } else { 10 })
             .y_label_area_size(70)
             .caption(NAMES[i], ("sans-serif", 16))
-            .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))
+            .build_cartesian_2d(x0..x1, lo..hi)
             .map_err(draw_err)?;
         let mut mesh = chart.configure_mesh();
         mesh.light_line_style(WHITE.mix(0.0));
@@ -233,10 +228,10 @@ impl Traces<'_> {
             });
         }
         mesh.draw().map_err(draw_err)?;
-        self.bands(&mut chart, (lo - pad, hi + pad), i == 0)?;
+        self.bands(&mut chart, (lo, hi), i == 0)?;
         // A line only through consecutive valid entries, so an invalid stretch shows as
         // a gap; a valid entry alone between invalid ones is a dot.
-        for run in self.valid_runs(i) {
+        for run in self.valid_runs(i, (x0, x1)) {
             if let [point] = run[..] {
                 chart
                     .draw_series(std::iter::once(Circle::new(point, 2, BLUE.filled())))
@@ -247,15 +242,113 @@ impl Traces<'_> {
                     .map_err(draw_err)?;
             }
         }
+        let invalid = thin(
+            entries
+                .iter()
+                .filter(|e| !e.valid)
+                .map(|e| (self.x(e), identity)),
+            (x0, x1),
+        );
         chart
             .draw_series(
-                entries
-                    .iter()
-                    .filter(|e| !e.valid)
-                    .map(|e| Circle::new((self.x(e), identity), 3, INVALID.filled())),
+                invalid
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, INVALID.filled())),
             )
             .map_err(draw_err)?;
         Ok(())
+    }
+}
+
+/// The most magnitude an axis shows: a document that passed the sink's check stays far
+/// inside it, and plotters lays out any range within it in bounded time.
+const AXIS_LIMIT: f64 = 1e12;
+
+/// An axis range plotters can always lay out, around the values from `lo` to `hi`:
+/// finite, within [`AXIS_LIMIT`], and wide enough that its ticks are distinct numbers
+/// (a range narrower than the spacing of floating-point numbers around it would make
+/// plotters' tick layout loop for ever, as would an infinite one).
+fn axis_range(lo: f64, hi: f64) -> (f64, f64) {
+    let shown = |v: f64| {
+        if v.is_nan() {
+            0.0
+        } else {
+            v.clamp(-AXIS_LIMIT, AXIS_LIMIT)
+        }
+    };
+    let (lo, hi) = (shown(lo.min(hi)), shown(lo.max(hi)));
+    let least = (lo.abs().max(hi.abs()) * 1e-6).max(1e-9);
+    if hi - lo >= least {
+        return (lo, hi);
+    }
+    let mid = lo / 2.0 + hi / 2.0;
+    (mid - least / 2.0, mid + least / 2.0)
+}
+
+/// The most region bands drawn: a 14-minute CamHD video has a few dozen regions.
+const MAX_BANDS: usize = 2_000;
+
+/// Columns a trace is thinned to: twice the plot's width.
+const COLUMNS: f64 = 2.0 * SIZE.0 as f64;
+
+/// `points` (in x order) as the plot can show them: per column of the x range `x`, the
+/// lowest and the highest (in their order), so a spike survives and a 500,000-entry
+/// document draws a few thousand points, not half a million. Values are kept within
+/// [`AXIS_LIMIT`].
+fn thin(points: impl Iterator<Item = (f64, f64)>, (x0, x1): (f64, f64)) -> Vec<(f64, f64)> {
+    let column = |x: f64| ((x - x0) / (x1 - x0) * COLUMNS).clamp(-1.0, COLUMNS + 1.0) as i64;
+    let mut out = Vec::new();
+    let mut current: Option<Column> = None;
+    for (x, y) in points {
+        let p = (x, y.clamp(-AXIS_LIMIT, AXIS_LIMIT));
+        match &mut current {
+            Some(c) if c.at == column(x) => c.add(p),
+            _ => {
+                if let Some(done) = current.take() {
+                    done.flush(&mut out);
+                }
+                current = Some(Column {
+                    at: column(x),
+                    low: p,
+                    high: p,
+                });
+            }
+        }
+    }
+    if let Some(done) = current {
+        done.flush(&mut out);
+    }
+    out
+}
+
+/// The lowest and highest points of one column of a trace.
+struct Column {
+    at: i64,
+    low: (f64, f64),
+    high: (f64, f64),
+}
+
+impl Column {
+    fn add(&mut self, p: (f64, f64)) {
+        if p.1 < self.low.1 {
+            self.low = p;
+        }
+        if p.1 > self.high.1 {
+            self.high = p;
+        }
+    }
+
+    /// Both points, in x order (one, when they are the same).
+    fn flush(self, out: &mut Vec<(f64, f64)>) {
+        let (a, b) = if self.low.0 <= self.high.0 {
+            (self.low, self.high)
+        } else {
+            (self.high, self.low)
+        };
+        out.push(a);
+        if b != a {
+            out.push(b);
+        }
     }
 }
 
@@ -267,7 +360,7 @@ impl Traces<'_> {
         (lo, hi): (f64, f64),
         named: bool,
     ) -> anyhow::Result<()> {
-        for r in self.regions {
+        for r in self.regions.iter().take(MAX_BANDS) {
             let (x0, x1) = (
                 self.x_of(r.start_frame as f64),
                 self.x_of(r.end_frame as f64),

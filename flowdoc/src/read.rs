@@ -49,11 +49,12 @@ pub fn entries(doc: &Value) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
-/// Frames per second of the document's movie (CamHD's 29.97 when it does not say).
+/// Frames per second of the document's movie (CamHD's 29.97 when it does not say, or
+/// says something no video is: see `crate::limits`).
 pub fn fps(doc: &Value) -> f64 {
     let movie = &doc["movie"];
     match (movie["NumFrames"].as_f64(), movie["Duration"].as_f64()) {
-        (Some(n), Some(d)) if n > 0.0 && d > 0.0 => n / d,
+        (Some(n), Some(d)) if crate::limits::implausible_movie(n, Some(d)).is_none() => n / d,
         _ => 30000.0 / 1001.0,
     }
 }

@@ -155,7 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match cli.command {
             Command::Status { json, watch } => match status::run(&grid, json, watch).await? {
                 status::Found::Namespace => Ok(ExitCode::SUCCESS),
@@ -163,7 +163,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             other => command(&grid, other).await.map(|()| ExitCode::SUCCESS),
         }
-    })
+    });
+    // A blocking task still running (a plot `serve` gave up on) must not hold the
+    // process: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }
 
 /// The commands other than `status`.

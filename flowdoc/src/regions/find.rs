@@ -141,15 +141,14 @@ fn stretches(stable: &[&Row]) -> Vec<(i64, i64)> {
     out
 }
 
-/// `calc_stats`: the valid entries with `start <= frame < end`.
+/// `calc_stats`: the valid entries with `start <= frame < end`: a slice of the rows,
+/// which are sorted by frame, found by bisection.
 fn stats(table: &Table, start: i64, end: i64) -> Stats {
-    let inside: Vec<&Row> = table
-        .rows
-        .iter()
-        .filter(|r| r.frame >= start && r.frame < end)
-        .collect();
+    let from = table.rows.partition_point(|r| r.frame < start);
+    let to = from + table.rows[from..].partition_point(|r| r.frame < end);
+    let inside = &table.rows[from..to];
     let mean = |f: fn(&Row) -> f64| {
-        let values: Vec<f64> = inside.iter().map(|r| f(r)).collect();
+        let values: Vec<f64> = inside.iter().map(f).collect();
         (!values.is_empty()).then(|| pairwise_sum(&values) / values.len() as f64)
     };
     Stats {
@@ -210,15 +209,23 @@ fn direction(tx: f64, ty: f64) -> Option<RegionType> {
 
 /// `RegionFile.squash_gaps`: an inner region spanning at most `delta` frames is merged
 /// with its neighbours: the one after it takes the start of the one before, both others
-/// go (the survivor keeps its own type and statistics, as in the original).
+/// go (the survivor keeps its own type and statistics, as in the original). The
+/// original removes from a list as it walks it; this builds the result in one pass,
+/// with the same decisions: the survivor is never looked at again as an inner region.
 fn squash_gaps(regions: &mut Vec<Region>, delta: i64) {
-    let mut i = 1;
-    while i + 1 < regions.len() {
-        if regions[i].end_frame - regions[i].start_frame <= delta {
-            regions[i + 1].start_frame = regions[i - 1].start_frame;
-            regions.drain(i - 1..i + 1);
-        } else {
-            i += 1;
+    let mut input = std::mem::take(regions).into_iter().peekable();
+    let Some(first) = input.next() else { return };
+    let out = regions;
+    out.push(first);
+    while let Some(region) = input.next() {
+        match input.peek_mut() {
+            Some(next) if region.end_frame - region.start_frame <= delta => {
+                let before = out.pop().expect("the result always holds a region");
+                next.start_frame = before.start_frame;
+                out.push(*next);
+                input.next();
+            }
+            _ => out.push(region),
         }
     }
 }

@@ -78,11 +78,10 @@ pub fn recent(checkout: &Path, n: usize) -> anyhow::Result<Vec<Committed>> {
     Ok(out)
 }
 
-/// The flow document at `path` (held to the path policy) as HEAD holds it.
-pub fn flow_document(checkout: &Path, path: &str) -> anyhow::Result<serde_json::Value> {
+/// The bytes of the flow document at `path` (held to the path policy) as HEAD holds it.
+pub fn flow_document(checkout: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
     check_output(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let text = blob(checkout, path)?;
-    serde_json::from_slice(&text).with_context(|| format!("{path} is not JSON"))
+    blob(checkout, path)
 }
 
 /// The regions of the flow file `path`, if HEAD holds its regions file.

@@ -30,6 +30,12 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 const SAMPLES_KEPT: usize = 1800;
 /// At most this many failure records are read per request.
 pub const MAX_FAILURES: usize = 1000;
+/// How long requests in flight may finish after SIGTERM or SIGINT before the server
+/// stops anyway.
+const GRACE: Duration = Duration::from_secs(5);
+/// Plots drawn at once: each parses a document of up to 32 MiB; more wait their turn
+/// (within the request budget).
+const PLOTS_AT_ONCE: usize = 2;
 
 /// What `gridctl serve` was asked for.
 #[derive(Debug, Clone)]
@@ -89,6 +95,7 @@ pub struct App {
     config: ServeConfig,
     samples: Mutex<VecDeque<Sample>>,
     finished: Mutex<Finished>,
+    plots: tokio::sync::Semaphore,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -105,20 +112,36 @@ pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
         config: ServeConfig { checkout, ..config },
         samples: Mutex::new(VecDeque::new()),
         finished: Mutex::new(Finished::default()),
+        plots: tokio::sync::Semaphore::new(PLOTS_AT_ONCE),
     });
     tokio::spawn(sample(Arc::clone(&app)));
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, control = app.config.control.is_some(), "serving the grid at http://{addr}/");
     println!("gridctl serve: http://{addr}/");
-    let shutdown = async {
-        if let Ok(mut s) = common::shutdown::Shutdown::on_signals() {
-            s.changed().await;
-        }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if let Ok(mut signals) = common::shutdown::Shutdown::on_signals() {
+        tokio::spawn(async move {
+            signals.changed().await;
+            let _ = stop.send(true);
+        });
+    }
+    let mut graceful = stopped.clone();
+    let serving = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|&s| s).await;
+    });
+    let serving = std::future::IntoFuture::into_future(serving);
+    let mut stopped = stopped;
+    let grace_over = async move {
+        let _ = stopped.wait_for(|&s| s).await;
+        tokio::time::sleep(GRACE).await;
     };
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving")
+    tokio::select! {
+        served = serving => served.context("serving"),
+        () = grace_over => {
+            tracing::warn!(grace_seconds = GRACE.as_secs(), "requests still running after the grace period; stopping anyway");
+            Ok(())
+        }
+    }
 }
 
 /// Every route.
@@ -388,13 +411,25 @@ async fn plot(
     let Some(dir) = app.config.checkout.clone() else {
         return Err(Failure(StatusCode::NOT_FOUND, "no --checkout given".into()));
     };
-    let svg = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        let doc = commits::flow_document(&dir, &q.path)?;
-        flowdoc::plot::plot_svg(&doc, flowdoc::plot::Axis::Time, &q.path)
-    })
-    .await
-    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| Failure(StatusCode::NOT_FOUND, format!("{e:#}")))?;
+    // Bounded: plots wait their turn, and a request gives up at the budget (the plot
+    // itself is bounded by the document's size and entries, and always ends).
+    let work = async {
+        let _turn = app.plots.acquire().await.context("the plot queue closed")?;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let doc = commits::flow_document(&dir, &q.path)?;
+            flowdoc::plot::plot_svg(&doc, flowdoc::plot::Axis::Time, &q.path)
+                .with_context(|| format!("plotting {}", q.path))
+        })
+        .await
+        .context("the plot thread failed")?
+    };
+    let svg = within_budget(work).await.map_err(|Failure(status, why)| {
+        let status = match status {
+            StatusCode::GATEWAY_TIMEOUT => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::NOT_FOUND,
+        };
+        Failure(status, why)
+    })?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/svg+xml"),
