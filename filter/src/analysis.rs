@@ -6,24 +6,23 @@
 //! video's length; a decoded frame is kept only until the last pair that uses it is done.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use rayon::prelude::*;
 
-use crate::decode::{
-    analysis_size, decode_image, DecoderChoice, FetchChoice, GreyImage, ProresDecoder,
-};
+use crate::decode::{DecoderChoice, FetchChoice, GreyImage};
 use crate::document::*;
+use crate::frame_decoder::FrameDecoder;
 use crate::frame_error::FrameError;
 use crate::motion::{self, Estimate, MotionConfig, Prepared, Similarity};
 use crate::plan::{plan, Pair, Plan, PlanError};
-use crate::prores::{ReducedDecoder, SparseError};
-use crate::source::{ByteSource, Deadline, Fetched, FrameSource, Payload, SparseFrame, VideoInfo};
-use crate::spans::SlicePlanner;
+use crate::source::{
+    Deadline, Fetched, FrameSource, FrameStream, Payload, ReadError, VideoInfo, Window,
+};
 use crate::AnalysisError;
+use flowdoc::limits::implausible_movie;
 
 /// Frames between `fromFrame` and `toFrame`, as the original.
 pub const PAIR_GAP: u64 = 10;
@@ -103,35 +102,22 @@ type Frame = Arc<Result<Prepared, FrameError>>;
 
 /// Analyses the video behind `source`, calling `progress` after each block.
 pub fn analyze(
-    mut source: Box<dyn FrameSource>,
+    source: Box<dyn FrameSource>,
     settings: &Settings,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Analysis, AnalysisError> {
     let started = Instant::now();
     let start_time = Utc::now();
-    let info = source.info().clone();
-    let plan = plan_for(&info, settings)?;
-    if let Some(d) = &settings.deadline {
-        d.fit(auto_budget(&info, plan.needed.len() as u64));
-        tracing::debug!(video = %info.cache_url, seconds = d.budget().as_secs(), "deadline");
-    }
-    let threads = settings.threads.max(1);
-    let block = block_size(threads, &info);
-    let blocks: Vec<&[Pair]> = plan.pairs.chunks(block).collect();
-    let frame_lists = frames_per_block(&blocks, &plan.needed);
-
-    let fetched_bytes = Arc::new(AtomicU64::new(0));
-    let decoders = Decoders::new(&info, settings, threads).fetching_parts(source.as_mut());
-    let (tx, rx) = mpsc::sync_channel(2);
-    let prefetch = spawn_prefetch(source, frame_lists, tx, Arc::clone(&fetched_bytes));
-
-    let pool = worker_pool(threads)?;
+    let mut run = Pipeline::start(source, settings)?;
+    let info = run.info.clone();
+    let blocks: Vec<&[Pair]> = run.plan.pairs.chunks(run.block).collect();
+    let frame_lists = frames_per_block(&blocks, &run.plan.needed);
     let motion_cfg = MotionConfig::new(info.width, info.height, settings.img_scale);
 
     // Block i's frames are decoded while block i-1's pairs, whose frames are all
     // decoded by then, are estimated: one pool, no idle barrier between the two.
     let mut cache: BTreeMap<u64, Frame> = BTreeMap::new();
-    let mut stats = Vec::with_capacity(plan.pairs.len());
+    let mut stats = Vec::with_capacity(run.plan.pairs.len());
     let mut frames_decoded = 0;
     let mut frame_errors = FrameErrors::default();
     let estimate = |pairs: &[Pair], cache: &BTreeMap<u64, Frame>| -> Vec<FrameStat> {
@@ -141,18 +127,24 @@ pub fn analyze(
             .collect()
     };
     for i in 0..=blocks.len() {
-        let fetched = match i < blocks.len() {
-            true => next_block(&rx, settings.deadline.as_ref(), &info.cache_url)??,
-            false => Vec::new(),
+        let fetched = match frame_lists.get(i) {
+            Some(list) => take(
+                &mut run.stream,
+                &info.cache_url,
+                list.len(),
+                settings.deadline.as_ref(),
+            )?,
+            None => Vec::new(),
         };
         frames_decoded += fetched.len();
         let previous: &[Pair] = if i > 0 { blocks[i - 1] } else { &[] };
-        let (decoded, done) = pool.install(|| {
+        let decoder = &run.decoder;
+        let (decoded, done) = run.pool.install(|| {
             rayon::join(
                 || {
                     fetched
                         .into_par_iter()
-                        .map(|(n, payload)| (n, prepare(&decoders, &payload, &motion_cfg)))
+                        .map(|(n, payload)| (n, prepare(decoder, &payload, &motion_cfg)))
                         .collect::<Vec<_>>()
                 },
                 || estimate(previous, &cache),
@@ -171,23 +163,28 @@ pub fn analyze(
         if i > 0 {
             progress(&Progress {
                 pairs_done: stats.len(),
-                pairs_total: plan.pairs.len(),
+                pairs_total: run.plan.pairs.len(),
                 elapsed: started.elapsed(),
-                bytes_fetched: fetched_bytes.load(Ordering::Relaxed) + decoders.refetched(),
+                bytes_fetched: run.stream.bytes_fetched(),
             });
         }
     }
-    drop(rx);
-    let _ = prefetch.join();
     frame_errors.log(&info.cache_url);
 
     let elapsed = started.elapsed();
-    let document = assemble(&info, settings, stats, start_time, elapsed);
+    let document = assemble(
+        &info,
+        settings,
+        stats,
+        start_time,
+        elapsed,
+        run.decoder.name(),
+    );
     Ok(Analysis {
         document,
         stats: RunStats {
             frames_decoded,
-            bytes_fetched: fetched_bytes.load(Ordering::Relaxed) + decoders.refetched(),
+            bytes_fetched: run.stream.bytes_fetched(),
             elapsed,
         },
     })
@@ -196,33 +193,23 @@ pub fn analyze(
 /// Fetches and decodes the frames the analysis of `source` would need, and nothing else:
 /// the floor under the analysis's cost, for benchmarks and for telling I/O from decoding.
 pub fn decode_only(
-    mut source: Box<dyn FrameSource>,
+    source: Box<dyn FrameSource>,
     settings: &Settings,
 ) -> Result<RunStats, AnalysisError> {
     let started = Instant::now();
-    let info = source.info().clone();
-    let plan = plan_for(&info, settings)?;
-    let threads = settings.threads.max(1);
-    let lists: Vec<Vec<u64>> = plan
-        .needed
-        .chunks(block_size(threads, &info))
-        .map(<[u64]>::to_vec)
-        .collect();
-    let blocks = lists.len();
-    let fetched_bytes = Arc::new(AtomicU64::new(0));
-    let decoders = Decoders::new(&info, settings, threads).fetching_parts(source.as_mut());
-    let (tx, rx) = mpsc::sync_channel(2);
-    let prefetch = spawn_prefetch(source, lists, tx, Arc::clone(&fetched_bytes));
-    let pool = worker_pool(threads)?;
+    let mut run = Pipeline::start(source, settings)?;
     let mut frames_decoded = 0;
-    for _ in 0..blocks {
-        let fetched = rx
-            .recv()
-            .map_err(|_| AnalysisError::Internal("the prefetch thread stopped".into()))??;
-        let outcomes: Vec<Result<GreyImage, FrameError>> = pool.install(|| {
+    let mut left = run.plan.needed.len();
+    while left > 0 {
+        let n = left.min(run.block);
+        left -= n;
+        let video = &run.info.cache_url;
+        let fetched = take(&mut run.stream, video, n, settings.deadline.as_ref())?;
+        let decoder = &run.decoder;
+        let outcomes: Vec<Result<GreyImage, FrameError>> = run.pool.install(|| {
             fetched
                 .into_par_iter()
-                .map(|(_, payload)| decoders.decode(&payload))
+                .map(|(_, payload)| decoder.decode(&payload))
                 .collect()
         });
         if outcomes
@@ -233,18 +220,83 @@ pub fn decode_only(
         }
         frames_decoded += outcomes.iter().filter(|o| o.is_ok()).count();
     }
-    drop(rx);
-    let _ = prefetch.join();
     Ok(RunStats {
         frames_decoded,
-        bytes_fetched: fetched_bytes.load(Ordering::Relaxed) + decoders.refetched(),
+        bytes_fetched: run.stream.bytes_fetched(),
         elapsed: started.elapsed(),
     })
 }
 
+/// What every run over a video's frames sets up: the plan, the decoder (asking the
+/// source for parts when it reads them), the frames streaming in ahead of their use,
+/// and the worker threads.
+struct Pipeline {
+    info: VideoInfo,
+    plan: Plan,
+    /// Pairs per block.
+    block: usize,
+    decoder: FrameDecoder,
+    stream: FrameStream,
+    pool: rayon::ThreadPool,
+}
+
+impl Pipeline {
+    fn start(
+        mut source: Box<dyn FrameSource>,
+        settings: &Settings,
+    ) -> Result<Pipeline, AnalysisError> {
+        let info = source.info().clone();
+        if let Some(why) = implausible_movie(info.num_frames as f64, Some(info.duration)) {
+            return Err(implausible(&info, why));
+        }
+        let plan = plan_for(&info, settings)?;
+        if let Some(d) = &settings.deadline {
+            fit_deadline(d, &info, plan.needed.len() as u64)?;
+        }
+        let threads = settings.threads.max(1);
+        let block = block_size(threads, &info);
+        let pool = worker_pool(threads)?;
+        let mut decoder = FrameDecoder::new(&info, settings.decoder, settings.img_scale, threads);
+        decoder.fetch_parts_from(source.as_mut(), settings.fetch);
+        // Three blocks of frames ahead: one being decoded, two on their way.
+        let window = Window::frames(3 * 2 * block);
+        let mut stream = source.stream(plan.needed.clone(), window);
+        decoder.complete_with(stream.reader());
+        Ok(Pipeline {
+            info,
+            plan,
+            block,
+            decoder,
+            stream,
+            pool,
+        })
+    }
+}
+
+/// The next `n` frames of `video`, waiting no longer than the deadline allows.
+fn take(
+    stream: &mut FrameStream,
+    video: &str,
+    n: usize,
+    deadline: Option<&Deadline>,
+) -> Result<Vec<Fetched>, AnalysisError> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        match stream.next(deadline, video) {
+            Some(frame) => out.push(frame?),
+            None => {
+                return Err(AnalysisError::Internal(
+                    "the read-ahead stopped before the last frame".into(),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The most frame pairs (document entries) one analysis makes: 500,000 is stride 1 over
 /// a 5-hour video, and keeps `filter analyze` well under 500 MB.
-pub const MAX_PAIRS: u64 = 500_000;
+pub const MAX_PAIRS: u64 = flowdoc::limits::MAX_ENTRIES as u64;
 
 /// The compressed bytes the analysis may hold at once: up to three blocks of frames are
 /// in flight (one decoding, two fetched ahead).
@@ -383,23 +435,6 @@ fn frames_per_block(blocks: &[&[Pair]], needed: &[u64]) -> Vec<Vec<u64>> {
         .collect()
 }
 
-/// The next block from the prefetch thread, waiting no longer than the deadline allows
-/// (the thread's own requests are cut to it too, so it never outlives it by much).
-fn next_block(
-    rx: &mpsc::Receiver<Result<Vec<Fetched>, AnalysisError>>,
-    deadline: Option<&Deadline>,
-    video: &str,
-) -> Result<Result<Vec<Fetched>, AnalysisError>, AnalysisError> {
-    let stopped = || AnalysisError::Internal("the prefetch thread stopped".into());
-    match deadline {
-        None => rx.recv().map_err(|_| stopped()),
-        Some(d) => rx.recv_timeout(d.left()).map_err(|e| match e {
-            mpsc::RecvTimeoutError::Timeout => d.exceeded(video).into(),
-            mpsc::RecvTimeoutError::Disconnected => stopped(),
-        }),
-    }
-}
-
 /// The automatic time budget of a video whose analysis needs `frames`: five minutes,
 /// plus 50 ms a frame for fetching and decoding (ten times what a 2-core machine takes
 /// for a 1080p ProRes frame), plus the frames' share of the file at 1 MiB/s (a slow link
@@ -415,219 +450,44 @@ pub fn auto_budget(info: &VideoInfo, frames: u64) -> Duration {
     Duration::from_secs_f64(300.0 + frames as f64 * per_frame + share / f64::from(1 << 20))
 }
 
-/// Fetches each block's frames in order on its own thread, at most two blocks ahead.
-fn spawn_prefetch(
-    mut source: Box<dyn FrameSource>,
-    lists: Vec<Vec<u64>>,
-    tx: mpsc::SyncSender<Result<Vec<Fetched>, AnalysisError>>,
-    bytes: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("prefetch".into())
-        .spawn(move || {
-            for frames in lists {
-                let result = source.fetch(&frames).map_err(AnalysisError::from);
-                bytes.store(source.bytes_fetched(), Ordering::Relaxed);
-                let failed = result.is_err();
-                if tx.send(result).is_err() || failed {
-                    return;
-                }
-            }
-        })
-        .unwrap_or_else(|e| panic!("cannot start the prefetch thread: {e}"))
+/// The error for a video whose facts are not a real video's.
+fn implausible(info: &VideoInfo, detail: String) -> AnalysisError {
+    ReadError::Implausible {
+        what: info.cache_url.clone(),
+        detail,
+    }
+    .into()
 }
 
-/// The reduced decoder, when the settings allow it: only at 1/4 and 1/8, where it is
-/// several times faster than libav (at 1/2 it is not).
-fn reduced_decoder(info: &VideoInfo, settings: &Settings) -> Option<ReducedDecoder> {
-    if settings.decoder != DecoderChoice::Auto {
-        return None;
+/// Fits an automatic deadline to the video's plan. A video that cannot say its size
+/// (lazycache without `FileSize`) may not be granted more than [`Deadline::OPENING`],
+/// the allowance its frame count was held to when opened: a claim that would need more
+/// is refused now, with its figures, not after an hour.
+fn fit_deadline(d: &Deadline, info: &VideoInfo, frames: u64) -> Result<(), AnalysisError> {
+    let budget = auto_budget(info, frames);
+    if d.is_auto() && info.bytes == 0 && budget > Deadline::OPENING {
+        return Err(implausible(
+            info,
+            format!(
+                "NumFrames {} without a FileSize: its {frames} frames to analyse would get {} s, more than the {} s a video that cannot say its size may take (set --video-deadline if it is real)",
+                info.num_frames,
+                budget.as_secs(),
+                Deadline::OPENING.as_secs()
+            ),
+        ));
     }
-    let factor = 1.0 / settings.img_scale;
-    [4, 8]
-        .into_iter()
-        .find(|&k| (factor - k as f64).abs() < 1e-9)
-        .and_then(|k| ReducedDecoder::new(k, info.width, info.height).ok())
-}
-
-/// The name of the decoder recorded in the document.
-fn decoder_name(info: &VideoInfo, settings: &Settings) -> &'static str {
-    match reduced_decoder(info, settings) {
-        Some(_) => "reduced-dct",
-        None => "libav",
-    }
-}
-
-/// One libav ProRes decoder per worker thread, made on first use, behind the reduced
-/// decoder where the scale allows it; and, when frames are fetched in parts, what
-/// plans the parts and fetches more of a frame whose parts fell short.
-struct Decoders {
-    reduced: Option<ReducedDecoder>,
-    slots: Vec<Mutex<Option<ProresDecoder>>>,
-    codec: [u8; 4],
-    width: u32,
-    height: u32,
-    scale: f64,
-    target: (usize, usize),
-    fetch: FetchChoice,
-    parts: Option<Parts>,
-}
-
-/// Fetching frames in parts: the planner the source asks, and a reader of the video
-/// for what a decode finds missing.
-struct Parts {
-    planner: Arc<SlicePlanner>,
-    more: Mutex<Box<dyn ByteSource>>,
-    /// Bytes fetched by `more`.
-    refetched: AtomicU64,
-    /// Set once a request of `more` failed: the video fails, so nothing more is asked.
-    failed: std::sync::atomic::AtomicBool,
-}
-
-impl Decoders {
-    fn new(info: &VideoInfo, settings: &Settings, threads: usize) -> Decoders {
-        let scale = settings.img_scale;
-        Decoders {
-            reduced: reduced_decoder(info, settings),
-            slots: (0..threads).map(|_| Mutex::new(None)).collect(),
-            codec: info.codec,
-            width: info.width,
-            height: info.height,
-            scale,
-            target: analysis_size(info.width, info.height, scale),
-            fetch: settings.fetch,
-            parts: None,
-        }
-    }
-
-    /// Asks `source` for frames in parts, when the settings, the decoder and the source
-    /// allow it: only the reduced decoder reads parts (libav needs whole frames).
-    fn fetching_parts(mut self, source: &mut dyn FrameSource) -> Decoders {
-        let wanted = match self.fetch {
-            FetchChoice::Parts => true,
-            FetchChoice::Auto => source.is_remote(),
-            FetchChoice::Whole => false,
-        };
-        let Some(reduced) = self.reduced.clone().filter(|_| wanted) else {
-            return self;
-        };
-        let Some(more) = source.reader() else {
-            return self;
-        };
-        let planner = Arc::new(SlicePlanner::new(reduced));
-        if source.fetch_spans(planner.clone()) {
-            self.parts = Some(Parts {
-                planner,
-                more: Mutex::new(more),
-                refetched: AtomicU64::new(0),
-                failed: Default::default(),
-            });
-        }
-        self
-    }
-
-    /// Bytes fetched to complete frames whose parts fell short.
-    fn refetched(&self) -> u64 {
-        self.parts
-            .as_ref()
-            .map_or(0, |p| p.refetched.load(Ordering::Relaxed))
-    }
-
-    fn decode(&self, payload: &Result<Payload, String>) -> Result<GreyImage, FrameError> {
-        match payload {
-            Err(e) => Err(FrameError::Source(e.clone())),
-            Ok(Payload::Image(bytes)) => {
-                decode_image(bytes, self.target.0, self.target.1).map_err(FrameError::Decode)
-            }
-            Ok(Payload::Prores(bytes)) => self.decode_prores(bytes).map_err(FrameError::Decode),
-            Ok(Payload::ProresSpans(frame)) => self.decode_parts(frame),
-        }
-    }
-
-    /// A whole frame: the reduced decoder, and libav for whatever it declines or finds
-    /// damaged (libav then decodes or reports it).
-    fn decode_prores(&self, bytes: &[u8]) -> Result<GreyImage, String> {
-        if let Some(Ok(image)) = self.reduced.as_ref().map(|r| r.decode(bytes)) {
-            return Ok(image);
-        }
-        let slot = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
-        let mut guard = self.slots[slot].lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let d = ProresDecoder::new(self.codec, self.width, self.height, self.scale);
-            *guard = Some(d.map_err(|e| e.to_string())?);
-        }
-        match guard.as_mut() {
-            Some(decoder) => decoder.decode(bytes),
-            None => Err("no decoder".into()),
-        }
-    }
-
-    /// A frame fetched in parts: decoded from them, with the rest of any slice whose
-    /// prefix fell short fetched first; a frame the reduced decoder cannot take from its
-    /// parts is fetched whole and decoded as any other.
-    fn decode_parts(&self, frame: &SparseFrame) -> Result<GreyImage, FrameError> {
-        let (Some(reduced), Some(parts)) = (self.reduced.as_ref(), self.parts.as_ref()) else {
-            return Err(FrameError::Decode(
-                "a frame fetched in parts with no decoder for parts".into(),
-            ));
-        };
-        // Copied only when a short prefix must be completed.
-        let mut frame = std::borrow::Cow::Borrowed(frame);
-        let mut needs = Vec::new();
-        for _ in 0..2 {
-            match reduced.decode_sparse(&frame, &mut needs) {
-                Ok(image) => {
-                    parts.planner.learn(&needs);
-                    return Ok(image);
-                }
-                Err(SparseError::Short(missing)) => {
-                    let more = parts.fetch(&frame, &missing)?;
-                    frame.to_mut().add(more);
-                }
-                Err(SparseError::Prores(_)) => break,
-            }
-        }
-        let whole = parts.fetch(&frame, &[(0, frame.len)])?;
-        match whole.into_iter().next() {
-            Some((_, bytes)) => self.decode_prores(&bytes).map_err(FrameError::Decode),
-            None => Err(FrameError::Decode(
-                "the frame could not be fetched whole".into(),
-            )),
-        }
-    }
-}
-
-impl Parts {
-    /// The frame-relative `ranges` of `frame`, fetched now.
-    fn fetch(
-        &self,
-        frame: &SparseFrame,
-        ranges: &[(usize, usize)],
-    ) -> Result<Vec<(usize, Vec<u8>)>, FrameError> {
-        let absolute: Vec<(u64, usize)> = ranges
-            .iter()
-            .map(|&(o, l)| (frame.at + o as u64, l))
-            .collect();
-        let mut more = self.more.lock().unwrap_or_else(|p| p.into_inner());
-        if self.failed.load(Ordering::Relaxed) {
-            return Err(FrameError::Abandoned);
-        }
-        let before = more.bytes_fetched();
-        let got = more.read_ranges(&absolute).map_err(FrameError::Fetch);
-        self.refetched
-            .fetch_add(more.bytes_fetched() - before, Ordering::Relaxed);
-        self.failed.store(got.is_err(), Ordering::Relaxed);
-        Ok(ranges.iter().map(|&(o, _)| o).zip(got?).collect())
-    }
+    d.fit(budget);
+    tracing::debug!(video = %info.cache_url, seconds = d.budget().as_secs(), "deadline");
+    Ok(())
 }
 
 /// Decodes a frame and prepares it for the motion estimate.
 fn prepare(
-    decoders: &Decoders,
+    decoder: &FrameDecoder,
     payload: &Result<Payload, String>,
     cfg: &MotionConfig,
 ) -> Result<Prepared, FrameError> {
-    let image = decoders.decode(payload)?;
+    let image = decoder.decode(payload)?;
     motion::prepare(&image, cfg).map_err(|e| FrameError::Prepare(e.to_string()))
 }
 
@@ -684,6 +544,7 @@ fn assemble(
     mut stats: Vec<FrameStat>,
     start_time: chrono::DateTime<Utc>,
     elapsed: Duration,
+    decoder: &str,
 ) -> OpticalFlowDocument {
     stats.sort_by_key(|s| s.frame_number);
     let valid_entries = stats.iter().filter(|s| s.optical_flow.valid).count();
@@ -717,7 +578,7 @@ fn assemble(
             stop: settings.stop,
             pair_gap: PAIR_GAP,
             img_scale: settings.img_scale,
-            decoder: decoder_name(info, settings).into(),
+            decoder: decoder.into(),
             valid_entries,
         },
     }

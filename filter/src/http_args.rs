@@ -27,6 +27,14 @@ pub struct HttpArgs {
     /// the default), so a trickling server fails in bounded time.
     #[arg(long, env = "FILTER_HTTP_MIN_RATE", default_value_t = 65_536, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
     pub http_min_rate: u64,
+
+    /// The most requests for one video's frames in flight at once, each on a connection
+    /// of its own. How many are used follows the round trip the first requests measure
+    /// (4 beside the server, 19 at 10 ms, 64 from 40 ms on): far from the archive a
+    /// request waits for its round trip, not for bandwidth, unless many are under way.
+    /// Lower it for a server that limits connections per client.
+    #[arg(long, env = "FILTER_HTTP_CONNECTIONS", default_value_t = HttpLimits::CONNECTIONS, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub http_connections: usize,
 }
 
 impl HttpArgs {
@@ -37,6 +45,7 @@ impl HttpArgs {
             min_rate: self.http_min_rate,
             reach: Arc::new(Reach::Any),
             video: None,
+            connections: self.http_connections,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod corners;
 pub mod decode;
 pub mod document;
 mod error;
+pub mod frame_decoder;
 pub mod frame_error;
 pub mod motion;
 pub mod plan;

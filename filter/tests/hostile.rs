@@ -350,4 +350,20 @@ fn lazycache_without_a_file_size_may_claim_only_the_frames_that_fit_its_deadline
         "more than the 6000 that fit",
         QUICK,
     );
+    // Within the hour's frames (360,000), but its plan would get 2.6 hours: refused at
+    // once with its figures, not granted them.
+    let (_s, url) = lazycache(
+        serde_json::json!({"NumFrames": 359_999, "Duration": 12_012.0}),
+        png_header(192, 108),
+    );
+    assert_refused(analyze(&[&url]), 27, "would get 9300 s", QUICK);
+}
+
+#[test]
+fn a_video_whose_frame_count_and_duration_make_no_frame_rate_is_refused() {
+    let (_s, url) = lazycache(
+        serde_json::json!({"NumFrames": 30, "Duration": 0.0, "FileSize": 1 << 30}),
+        png_header(192, 108),
+    );
+    assert_refused(analyze(&[&url]), 27, "not a frame rate", QUICK);
 }

@@ -13,8 +13,8 @@ use filter::decode::FetchChoice;
 use filter::document::OpticalFlowDocument;
 use filter::prores::ReducedDecoder;
 use filter::source::{
-    self, ByteSource, Fetched, FrameSource, HttpBytes, HttpLimits, Payload, ReadError, SourceKind,
-    SpanPlanner, SparseFrame, VideoInfo,
+    self, Fetched, FrameSource, FrameStream, HttpBytes, HttpLimits, Payload, ReadError, SourceKind,
+    SpanPlanner, SparseFrame, VideoInfo, Window,
 };
 use filter::{analyze, AnalysisError, Settings};
 use support::{clip, clips};
@@ -279,14 +279,13 @@ impl FrameSource for ShortParts {
         true
     }
 
-    fn reader(&self) -> Option<Box<dyn ByteSource>> {
+    fn stream(self: Box<Self>, frames: Vec<u64>, window: Window) -> FrameStream {
         let limits = HttpLimits {
             deadline: Duration::from_secs(5),
             ..HttpLimits::default()
         };
-        Some(Box::new(
-            HttpBytes::open(&self.more, limits).expect("opening the failing server"),
-        ))
+        let more = HttpBytes::open(&self.more, limits).expect("opening the failing server");
+        FrameStream::by_blocks(self, frames, window).with_reader(Box::new(more))
     }
 }
 
@@ -350,5 +349,26 @@ fn a_failed_request_for_more_of_a_frame_fails_the_video_never_an_entry() {
         };
         assert!(err.is_transient(), "{name}: {err}");
         assert!(matches!(err, AnalysisError::Read(_)), "{name}: {err:?}");
+    }
+}
+
+#[test]
+fn a_distant_link_gives_the_answer_a_local_run_gives() {
+    // A server 40 ms of round trip away through a 50 MB/s link: frames fetched ahead,
+    // many requests in flight, in parts and whole; the document is the local one.
+    let path = clip_path();
+    let (local, _) = run(path.to_str().unwrap(), FetchChoice::Whole);
+    let server = HttpServer::start(files_with_multiranges(clips().path(), 200));
+    let link = testkit::Link {
+        bytes_per_second: Some(50_000_000),
+        round_trip: Duration::from_millis(40),
+    };
+    let upstream = server.url().trim_start_matches("http://").to_owned();
+    let proxy = testkit::Proxy::start_link(&upstream, link).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let url = format!("http://{}/{name}", proxy.addr());
+    for fetch in [FetchChoice::Parts, FetchChoice::Whole] {
+        let (far, _) = run(&url, fetch);
+        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
     }
 }

@@ -3,7 +3,9 @@
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::http::{Http, HttpLimits, Reply};
 use crate::multirange;
@@ -32,12 +34,30 @@ pub trait ByteSource: Send {
             })
             .collect()
     }
+    /// How many of `ranges` (at least one) one [`ByteSource::read_request`] takes.
+    fn ranges_per_request(&self, ranges: &[(u64, usize)]) -> usize {
+        ranges.len().max(1)
+    }
+    /// The bytes of `ranges` (sorted, apart, at most [`ByteSource::ranges_per_request`]
+    /// of them) in one request: one round trip over a network.
+    fn read_request(&mut self, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, ReadError> {
+        self.read_ranges(ranges)
+    }
     /// True for bytes read over a network.
     fn is_remote(&self) -> bool {
         true
     }
-    /// Another reader of the same bytes, for reading from another thread (counting on
-    /// its own), when the source can make one.
+    /// The shortest round trip a request has taken so far (none for a local file): how
+    /// long a reader waits for each request.
+    fn round_trip(&self) -> Option<Duration> {
+        None
+    }
+    /// How many requests to keep in flight when fetching ahead.
+    fn requests_in_flight(&self) -> usize {
+        1
+    }
+    /// Another reader of the same bytes, for reading from another thread, when the
+    /// source can make one. Clones count their bytes together.
     fn try_clone(&self) -> Option<Box<dyn ByteSource>> {
         None
     }
@@ -49,7 +69,8 @@ pub struct FileBytes {
     file: File,
     len: u64,
     path: String,
-    fetched: u64,
+    /// Bytes read by this reader and its clones.
+    fetched: Arc<AtomicU64>,
 }
 
 impl FileBytes {
@@ -91,7 +112,7 @@ impl FileBytes {
             file,
             len: meta.len(),
             path: path.into(),
-            fetched: 0,
+            fetched: Arc::default(),
         })
     }
 }
@@ -114,12 +135,12 @@ impl ByteSource for FileBytes {
                     source,
                 },
             })?;
-        self.fetched += buf.len() as u64;
+        self.fetched.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
     fn bytes_fetched(&self) -> u64 {
-        self.fetched
+        self.fetched.load(Ordering::Relaxed)
     }
 
     fn name(&self) -> &str {
@@ -130,6 +151,12 @@ impl ByteSource for FileBytes {
         false
     }
 
+    /// Two: a local disk gains nothing from more, and one read waits on the other only
+    /// for the page cache.
+    fn requests_in_flight(&self) -> usize {
+        2
+    }
+
     fn try_clone(&self) -> Option<Box<dyn ByteSource>> {
         // The same open file (already checked against the allowed sources), not the path.
         let file = self.file.try_clone().ok()?;
@@ -137,7 +164,7 @@ impl ByteSource for FileBytes {
             file,
             len: self.len,
             path: self.path.clone(),
-            fetched: 0,
+            fetched: Arc::clone(&self.fetched),
         }))
     }
 }
@@ -147,6 +174,17 @@ const HTTP_RETRIES: u32 = 3;
 
 /// Connections one reader uses at once for the requests of one `read_ranges`.
 const PARALLEL_REQUESTS: usize = 6;
+
+/// What opening a resource reads: its first bytes, which hold a QuickTime file's first
+/// atom headers and the first frame's header (the index reader and the first-frame check
+/// then need no request of their own).
+const OPEN_BYTES: u64 = 4096;
+
+/// A read smaller than this fetches this much (to the end of the resource at most), and
+/// later small reads inside it are served from memory: the index reader walks atom
+/// headers, each a read of 16 bytes, and a `moov` at the end of a file is read with its
+/// header in one request.
+const READ_AHEAD: u64 = 256 << 10;
 
 /// One request's outcome: the bytes of each of its ranges.
 type Outcome = Result<Vec<Vec<u8>>, ReadError>;
@@ -158,55 +196,91 @@ pub struct HttpBytes {
     http: Http,
     url: String,
     len: u64,
-    fetched: u64,
+    /// Bytes fetched by this reader and its clones.
+    fetched: Arc<AtomicU64>,
+    /// The shortest time a request took to its reply's head, in microseconds (`u64::MAX`
+    /// before any), by this reader and its clones.
+    round_trip: Arc<AtomicU64>,
+    /// The resource's first bytes, read when it was opened.
+    prefix: Arc<Vec<u8>>,
+    /// The bytes of the last read-ahead, and where they start.
+    ahead: Option<(u64, Arc<Vec<u8>>)>,
 }
 
 impl HttpBytes {
-    /// Learns the resource's length with a one-byte Range request, which also proves the
-    /// server honours Range.
+    /// Learns the resource's length with a Range request for its first bytes, which
+    /// also proves the server honours Range.
     pub fn open(url: &str, limits: HttpLimits) -> Result<HttpBytes, ReadError> {
         let mut this = HttpBytes {
             http: Http::new(limits),
             url: url.into(),
             len: 0,
-            fetched: 0,
+            fetched: Arc::default(),
+            round_trip: Arc::new(AtomicU64::new(u64::MAX)),
+            prefix: Arc::default(),
+            ahead: None,
         };
-        let reply = this.get_range(0, 0)?;
-        this.len = total_length(&reply).ok_or_else(|| ReadError::Unreachable {
-            url: url.into(),
-            detail: "the reply to a Range request has no usable Content-Range".into(),
+        let reply = this.get(0, OPEN_BYTES - 1)?;
+        let (first, last, total) = content_range(&reply).ok_or_else(|| {
+            this.transport("the reply to a Range request has no usable Content-Range".into())
         })?;
-        let one = reply.body(1)?;
-        this.fetched += one.len() as u64;
+        // A resource shorter than what was asked for is sent whole.
+        if first != 0 || total == 0 || last != (OPEN_BYTES - 1).min(total - 1) {
+            return Err(this.transport(format!(
+                "asked for bytes 0-{}, the server sent {:?}",
+                OPEN_BYTES - 1,
+                reply.header("Content-Range").unwrap_or("no Content-Range")
+            )));
+        }
+        this.len = total;
+        this.prefix = Arc::new(this.body_of(reply, last + 1)?);
         Ok(this)
     }
 
-    /// A 206 for exactly `first..=last`; anything else is an error.
-    fn get_range(&self, first: u64, last: u64) -> Result<Reply, ReadError> {
+    /// GETs `first..=last` (a 206 with a Content-Range is required; a 200 would stream
+    /// the whole file, and is dropped unread), timing it.
+    fn get(&self, first: u64, last: u64) -> Result<Reply, ReadError> {
+        let started = Instant::now();
         let reply = self
             .http
             .get(&self.url, Some((first, last)), last - first + 1)?;
+        self.saw_round_trip(started.elapsed());
         if reply.status != 206 {
-            // A 200 would stream the whole file; drop it unread.
             return Err(ReadError::NoRangeSupport {
                 url: self.url.clone(),
             });
         }
-        let range = reply
-            .header("Content-Range")
-            .and_then(|r| r.trim().strip_prefix("bytes "))
-            .and_then(|r| r.split_once('/'))
-            .and_then(|(r, _)| r.split_once('-'))
-            .and_then(|(a, b)| {
-                Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
-            });
-        if range != Some((first, last)) {
+        Ok(reply)
+    }
+
+    /// A 206 for exactly `first..=last`; anything else is an error.
+    fn get_range(&self, first: u64, last: u64) -> Result<Reply, ReadError> {
+        let reply = self.get(first, last)?;
+        if content_range(&reply).map(|(a, b, _)| (a, b)) != Some((first, last)) {
             return Err(self.transport(format!(
                 "asked for bytes {first}-{last}, the server sent {:?}",
                 reply.header("Content-Range").unwrap_or("no Content-Range")
             )));
         }
         Ok(reply)
+    }
+
+    /// The body of `reply`, exactly `len` bytes, counted.
+    fn body_of(&self, reply: Reply, len: u64) -> Result<Vec<u8>, ReadError> {
+        let body = reply.body(len)?;
+        self.fetched.fetch_add(body.len() as u64, Ordering::Relaxed);
+        if body.len() as u64 != len {
+            return Err(self.transport(format!(
+                "asked for {len} bytes, the server sent {}",
+                body.len()
+            )));
+        }
+        Ok(body)
+    }
+
+    fn saw_round_trip(&self, took: Duration) {
+        self.round_trip
+            .fetch_min(took.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn transport(&self, detail: String) -> ReadError {
@@ -220,62 +294,47 @@ impl HttpBytes {
     /// ranges need several, and one after another each would wait a round trip); their
     /// outcomes in order, `None` for those not made once one failed.
     fn in_parallel(&mut self, requests: &[&[(u64, usize)]]) -> Vec<Option<Outcome>> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::atomic::AtomicUsize;
         let next = AtomicUsize::new(0);
         let slots: Vec<std::sync::Mutex<Option<Outcome>>> = requests
             .iter()
             .map(|_| std::sync::Mutex::default())
             .collect();
         let workers = requests.len().min(PARALLEL_REQUESTS);
-        let fetched: u64 = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    let mut worker = self.clone_reader();
-                    let (next, slots) = (&next, &slots);
-                    scope.spawn(move || {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(chunk) = requests.get(i) else { break };
-                            let outcome = worker.read_chunk(chunk);
-                            let failed = outcome.is_err();
-                            *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-                            if failed {
-                                // The others finish what they hold; nothing more is asked.
-                                next.store(requests.len(), Ordering::Relaxed);
-                            }
-                        }
-                        worker.fetched
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let mut worker = self.clone_reader();
+                let (next, slots) = (&next, &slots);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(chunk) = requests.get(i) else { break };
+                    let outcome = worker.read_request(chunk);
+                    let failed = outcome.is_err();
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+                    if failed {
+                        // The others finish what they hold; nothing more is asked.
+                        next.store(requests.len(), Ordering::Relaxed);
+                    }
+                });
+            }
         });
-        self.fetched += fetched;
         slots
             .into_iter()
             .map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()))
             .collect()
     }
 
-    /// A reader sharing this one's connections and limits, counting on its own.
+    /// A reader sharing this one's connections, limits and counters.
     fn clone_reader(&self) -> HttpBytes {
         HttpBytes {
             http: self.http.clone(),
             url: self.url.clone(),
             len: self.len,
-            fetched: 0,
+            fetched: Arc::clone(&self.fetched),
+            round_trip: Arc::clone(&self.round_trip),
+            prefix: Arc::clone(&self.prefix),
+            ahead: None,
         }
-    }
-
-    /// One request's ranges: one range as a plain Range request, several as one
-    /// multi-range request.
-    fn read_chunk(&mut self, chunk: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, ReadError> {
-        if let [(offset, len)] = chunk {
-            let mut buf = vec![0; *len];
-            self.read_at(*offset, &mut buf)?;
-            return Ok(vec![buf]);
-        }
-        self.with_retries(|this| this.read_several(chunk))
     }
 
     /// Runs `read`, again after a pause when the server could not be reached.
@@ -313,9 +372,11 @@ impl HttpBytes {
         }
         let wanted: u64 = ranges.iter().map(|&(_, len)| len as u64).sum();
         let max = wanted + multirange::overhead_allowed(ranges.len());
+        let started = Instant::now();
         let reply = self
             .http
             .get_with_range(&self.url, Some(&multirange::header(&asked)), max)?;
+        self.saw_round_trip(started.elapsed());
         let refused = |detail: String| ReadError::NoMultiRange {
             url: self.url.clone(),
             detail,
@@ -331,28 +392,53 @@ impl HttpBytes {
             )));
         };
         let Some(body) = reply.body_within(max)? else {
-            self.fetched += max + 1;
+            self.fetched.fetch_add(max + 1, Ordering::Relaxed);
             return Err(refused(format!(
                 "more than the {max} bytes {} ranges and their headers take",
                 ranges.len()
             )));
         };
-        self.fetched += body.len() as u64;
+        self.fetched.fetch_add(body.len() as u64, Ordering::Relaxed);
         multirange::parse(&body, &boundary, &asked, self.len).map_err(refused)
     }
 
+    /// Exactly `buf.len()` bytes at `offset`, in one request.
     fn read_once(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         let last = offset + buf.len() as u64 - 1;
-        let body = self.get_range(offset, last)?.body(buf.len() as u64)?;
-        if body.len() != buf.len() {
-            return Err(self.transport(format!(
-                "asked for {} bytes, the server sent {}",
-                buf.len(),
-                body.len()
-            )));
+        let reply = self.get_range(offset, last)?;
+        buf.copy_from_slice(&self.body_of(reply, buf.len() as u64)?);
+        Ok(())
+    }
+
+    /// Fills `buf` from the bytes read when opening or the last read-ahead, if either
+    /// holds those bytes.
+    fn held_ahead(&self, offset: u64, buf: &mut [u8]) -> bool {
+        let held = |at: u64, bytes: &[u8]| {
+            let start = usize::try_from(offset.checked_sub(at)?).ok()?;
+            bytes
+                .get(start..start.checked_add(buf.len())?)
+                .map(<[u8]>::to_vec)
+        };
+        let found = held(0, &self.prefix).or_else(|| {
+            let (at, bytes) = self.ahead.as_ref()?;
+            held(*at, bytes)
+        });
+        match found {
+            Some(bytes) => {
+                buf.copy_from_slice(&bytes);
+                true
+            }
+            None => false,
         }
-        buf.copy_from_slice(&body);
-        self.fetched += buf.len() as u64;
+    }
+
+    fn check_bounds(&self, offset: u64, len: usize) -> Result<(), ReadError> {
+        if offset + len as u64 > self.len {
+            return Err(ReadError::Corrupt {
+                what: self.url.clone(),
+                detail: format!("resource ends before byte {}", offset + len as u64),
+            });
+        }
         Ok(())
     }
 }
@@ -363,20 +449,24 @@ impl ByteSource for HttpBytes {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        if buf.is_empty() {
+        if buf.is_empty() || self.held_ahead(offset, buf) {
             return Ok(());
         }
-        if offset + buf.len() as u64 > self.len {
-            return Err(ReadError::Corrupt {
-                what: self.url.clone(),
-                detail: format!("resource ends before byte {}", offset + buf.len() as u64),
-            });
+        self.check_bounds(offset, buf.len())?;
+        if (buf.len() as u64) < READ_AHEAD {
+            let len = READ_AHEAD.min(self.len - offset) as usize;
+            let mut ahead = vec![0; len];
+            self.with_retries(|this| this.read_once(offset, &mut ahead))?;
+            self.ahead = Some((offset, Arc::new(ahead)));
+            if self.held_ahead(offset, buf) {
+                return Ok(());
+            }
         }
         self.with_retries(|this| this.read_once(offset, buf))
     }
 
     fn bytes_fetched(&self) -> u64 {
-        self.fetched
+        self.fetched.load(Ordering::Relaxed)
     }
 
     fn name(&self) -> &str {
@@ -405,6 +495,35 @@ impl ByteSource for HttpBytes {
         Ok(out)
     }
 
+    fn ranges_per_request(&self, ranges: &[(u64, usize)]) -> usize {
+        ranges_per_request(ranges)
+    }
+
+    /// One range as a plain Range request, several as one multi-range request; a
+    /// request the server could not be reached for is tried again (a few times).
+    fn read_request(&mut self, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, ReadError> {
+        if let [(offset, len)] = ranges {
+            self.check_bounds(*offset, *len)?;
+            let mut buf = vec![0; *len];
+            if *len > 0 {
+                self.with_retries(|this| this.read_once(*offset, &mut buf))?;
+            }
+            return Ok(vec![buf]);
+        }
+        self.with_retries(|this| this.read_several(ranges))
+    }
+
+    fn round_trip(&self) -> Option<Duration> {
+        match self.round_trip.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+
+    fn requests_in_flight(&self) -> usize {
+        crate::ahead::requests_for(self.round_trip(), self.http.limits().connections)
+    }
+
     fn try_clone(&self) -> Option<Box<dyn ByteSource>> {
         Some(Box::new(self.clone_reader()))
     }
@@ -428,15 +547,17 @@ fn ranges_per_request(ranges: &[(u64, usize)]) -> usize {
     n.max(1)
 }
 
-/// The total from `Content-Range: bytes a-b/TOTAL`.
-fn total_length(response: &Reply) -> Option<u64> {
-    response
+/// `(a, b, total)` from `Content-Range: bytes a-b/total`.
+fn content_range(reply: &Reply) -> Option<(u64, u64, u64)> {
+    let value = reply
         .header("Content-Range")?
-        .rsplit_once('/')?
-        .1
         .trim()
-        .parse()
-        .ok()
+        .strip_prefix("bytes ")?;
+    let (range, total) = value.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    let (a, b, total) = (number(a)?, number(b)?, number(total)?);
+    (a <= b && b < total).then_some((a, b, total))
 }
 
 #[cfg(test)]

@@ -62,6 +62,11 @@ impl Deadline {
         }
     }
 
+    /// True for a deadline derived from the video (no `--video-deadline`).
+    pub fn is_auto(&self) -> bool {
+        self.auto
+    }
+
     /// The whole budget.
     pub fn budget(&self) -> Duration {
         Duration::from_millis(self.budget_ms.load(Ordering::Relaxed))

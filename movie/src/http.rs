@@ -25,6 +25,10 @@ pub struct HttpLimits {
     /// The whole video's time budget, when there is one: every request's allowance is
     /// cut to what is left of it.
     pub video: Option<Deadline>,
+    /// The most requests one video keeps in flight (each on a connection of its own):
+    /// far from the server, requests wait for round trips, not bandwidth, unless many
+    /// are under way at once.
+    pub connections: usize,
 }
 
 impl HttpLimits {
@@ -33,6 +37,8 @@ impl HttpLimits {
     pub const BASE: Duration = Duration::from_secs(20);
     /// Redirects followed before giving up.
     pub const MAX_REDIRECTS: u32 = 5;
+    /// Requests in flight per video at most, by default (see [`HttpLimits::connections`]).
+    pub const CONNECTIONS: usize = 64;
 
     /// The time allowed for a request that should bring `bytes`.
     pub fn allowance(&self, bytes: u64) -> Duration {
@@ -68,6 +74,7 @@ impl Default for HttpLimits {
             min_rate: 64 << 10,
             reach: Arc::new(Reach::Any),
             video: None,
+            connections: HttpLimits::CONNECTIONS,
         }
     }
 }
@@ -166,8 +173,8 @@ impl Http {
     pub fn new(limits: HttpLimits) -> Http {
         let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15))
-            // Multi-range reads use several connections at once; keep them all alive.
-            .max_idle_connections_per_host(8)
+            // The read-ahead keeps many requests in flight; keep their connections alive.
+            .max_idle_connections_per_host(limits.connections.max(8) + 8)
             .redirects(0);
         if limits.reach.filters_hosts() {
             builder = builder.resolver(Filtered {

@@ -123,20 +123,36 @@ impl LazycacheSource {
 
     /// A bounded GET whose body is counted.
     fn fetch_body(&mut self, url: &str, max: u64) -> Result<(Vec<u8>, bool), ReadError> {
-        // Frames come scaled down; a full-size 1080p PNG is ~4 MB, so expect that much.
-        let reply = self.http.get(url, None, 4 << 20)?;
-        let json = reply.content_type().contains("json");
-        let body = reply.body(max)?;
+        let (body, json) = fetch_body(&self.http, url, max)?;
         self.fetched += body.len() as u64;
         Ok((body, json))
     }
 
     fn get_bytes(&mut self, url: &str) -> Result<Vec<u8>, ReadError> {
         let (body, json) = self.fetch_body(url, self.info.max_frame_bytes)?;
-        if json || body.first() == Some(&b'{') {
-            return Err(lazycache_error(url, &body));
+        image_or_error(url, body, json)
+    }
+
+    /// A frame's image as the analysis takes it: one of the size asked for, or why this
+    /// one frame could not be had; an error of the source fails the video.
+    fn frame(
+        &self,
+        image: Result<Vec<u8>, ReadError>,
+    ) -> Result<Result<Payload, String>, ReadError> {
+        let (w, h) = self.target;
+        match image {
+            // The header says the size before anything is decoded.
+            Ok(png) => Ok(match png_size(&png) {
+                Some((pw, ph)) if (pw as usize, ph as usize) == (w, h) => Ok(Payload::Image(png)),
+                Some((pw, ph)) => Err(format!(
+                    "lazycache sent a {pw}x{ph} image; {w}x{h} was asked for"
+                )),
+                None => Err("lazycache sent something not a PNG".into()),
+            }),
+            // One frame lazycache could not produce spoils only that frame.
+            Err(e @ ReadError::Lazycache { .. }) => Ok(Err(e.to_string())),
+            Err(e) => Err(e),
         }
-        Ok(body)
     }
 
     fn get_json(&mut self, url: &str) -> Result<Value, ReadError> {
@@ -153,6 +169,29 @@ impl LazycacheSource {
             None => Ok(value),
         }
     }
+}
+
+/// Frames asked of lazycache at once: it decodes and scales each, so a few keep it
+/// busy, and far from it they hide each other's round trips.
+const PARALLEL_FRAMES: usize = 8;
+
+/// A reply's body, and whether it is JSON.
+type Body = (Vec<u8>, bool);
+
+/// A bounded GET: the body (at most `max` bytes) and whether it is JSON.
+fn fetch_body(http: &Http, url: &str, max: u64) -> Result<Body, ReadError> {
+    // Frames come scaled down; a full-size 1080p PNG is ~4 MB, so expect that much.
+    let reply = http.get(url, None, 4 << 20)?;
+    let json = reply.content_type().contains("json");
+    Ok((reply.body(max)?, json))
+}
+
+/// An image body, or lazycache's error where it sent JSON instead.
+fn image_or_error(url: &str, body: Vec<u8>, json: bool) -> Result<Vec<u8>, ReadError> {
+    if json || body.first() == Some(&b'{') {
+        return Err(lazycache_error(url, &body));
+    }
+    Ok(body)
 }
 
 /// The error in a JSON reply where an image was expected.
@@ -185,28 +224,43 @@ impl FrameSource for LazycacheSource {
         &self.info
     }
 
+    /// Each frame a request of its own, [`PARALLEL_FRAMES`] at once: lazycache decodes
+    /// and scales every frame, and far from it each request would otherwise wait for
+    /// its round trip before the next is asked.
     fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError> {
         let (w, h) = self.target;
         let mut out = Vec::with_capacity(frames.len());
-        for &f in frames {
-            let url = format!("{}/frame/{f}?width={w}&height={h}", self.url);
-            match self.get_bytes(&url) {
-                // The header says the size before anything is decoded.
-                Ok(png) => match png_size(&png) {
-                    Some((pw, ph)) if (pw as usize, ph as usize) == (w, h) => {
-                        out.push((f, Ok(Payload::Image(png))))
-                    }
-                    Some((pw, ph)) => out.push((
-                        f,
-                        Err(format!(
-                            "lazycache sent a {pw}x{ph} image; {w}x{h} was asked for"
-                        )),
-                    )),
-                    None => out.push((f, Err("lazycache sent something not a PNG".into()))),
-                },
-                // One frame lazycache could not produce spoils only that frame.
-                Err(e @ ReadError::Lazycache { .. }) => out.push((f, Err(e.to_string()))),
-                Err(e) => return Err(e),
+        for group in frames.chunks(PARALLEL_FRAMES) {
+            let replies: Vec<(u64, Result<Body, ReadError>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = group
+                    .iter()
+                    .map(|&f| {
+                        let url = format!("{}/frame/{f}?width={w}&height={h}", self.url);
+                        let http = &self.http;
+                        let max = self.info.max_frame_bytes;
+                        (f, scope.spawn(move || fetch_body(http, &url, max)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(f, h)| {
+                        let reply = h.join().unwrap_or_else(|_| {
+                            Err(ReadError::Lazycache {
+                                url: self.url.clone(),
+                                message: "a frame request thread failed".into(),
+                            })
+                        });
+                        (f, reply)
+                    })
+                    .collect()
+            });
+            for (f, reply) in replies {
+                let url = format!("{}/frame/{f}", self.url);
+                let image = reply.and_then(|(body, json)| {
+                    self.fetched += body.len() as u64;
+                    image_or_error(&url, body, json)
+                });
+                out.push((f, self.frame(image)?));
             }
         }
         Ok(out)
@@ -214,5 +268,9 @@ impl FrameSource for LazycacheSource {
 
     fn bytes_fetched(&self) -> u64 {
         self.fetched
+    }
+
+    fn stream(self: Box<Self>, frames: Vec<u64>, window: crate::Window) -> crate::FrameStream {
+        crate::FrameStream::by_blocks(self, frames, window)
     }
 }

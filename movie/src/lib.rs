@@ -3,6 +3,7 @@
 //! lazycache, each checked for plausibility before anything is allocated. The analysis
 //! (`filter`) decodes what these fetch; `queuer --verify` opens indexes with no codec.
 
+mod ahead;
 mod bytes;
 mod deadline;
 mod error;
@@ -14,6 +15,7 @@ pub mod reach;
 mod source;
 mod video;
 
+pub use ahead::requests_for;
 pub use deadline::{Deadline, FRAMES_PER_SECOND};
 pub use error::ReadError;
 pub use source::*;

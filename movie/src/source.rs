@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use common::paths::LAZYCACHE_MARKER;
 
+pub use crate::ahead::{FrameStream, Window};
 pub use crate::bytes::{ByteSource, FileBytes, HttpBytes};
 pub use crate::http::HttpLimits;
 pub use crate::lazycache::LazycacheSource;
@@ -199,16 +200,6 @@ impl FrameSource for MovSource {
     }
 
     fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError> {
-        if let Some(planner) = self.planner.clone() {
-            match self.fetch_sparse(frames, planner.as_ref()) {
-                Err(e @ ReadError::NoMultiRange { .. }) => {
-                    tracing::warn!(video = %self.info.cache_url, error = %e,
-                        "fetching whole frames from now on");
-                    self.planner = None;
-                }
-                other => return other,
-            }
-        }
         self.fetch_whole(frames)
     }
 
@@ -221,12 +212,28 @@ impl FrameSource for MovSource {
         self.bytes.is_remote()
     }
 
-    fn reader(&self) -> Option<Box<dyn ByteSource>> {
-        self.bytes.try_clone()
-    }
-
     fn bytes_fetched(&self) -> u64 {
         self.bytes.bytes_fetched()
+    }
+
+    fn stream(self: Box<Self>, frames: Vec<u64>, window: Window) -> FrameStream {
+        let name = self.info.cache_url.clone();
+        let frames = frames
+            .into_iter()
+            .map(|f| {
+                let s = self.index.samples[(f - 1) as usize];
+                (f, (s.offset, s.size as usize))
+            })
+            .collect();
+        crate::ahead::start(
+            crate::ahead::Video {
+                bytes: self.bytes,
+                frames,
+                planner: self.planner,
+                name,
+            },
+            window,
+        )
     }
 }
 
@@ -264,86 +271,6 @@ impl MovSource {
         }
         Ok(out)
     }
-
-    /// The parts of each frame that `planner` asks for: every frame's head in one round,
-    /// then the planned ranges of all of them in another (many ranges to a request).
-    fn fetch_sparse(
-        &mut self,
-        frames: &[u64],
-        planner: &dyn SpanPlanner,
-    ) -> Result<Vec<Fetched>, ReadError> {
-        let samples: Vec<_> = frames
-            .iter()
-            .map(|&f| self.index.samples[(f - 1) as usize])
-            .collect();
-        if samples
-            .windows(2)
-            .any(|w| w[1].offset < w[0].offset + u64::from(w[0].size))
-        {
-            // Frames out of file order or overlapping (a strange index): a multi-range
-            // request cannot ask for them, so they are read whole.
-            return self.fetch_whole(frames);
-        }
-        // Frames in file order and apart, each frame's planned ranges in order inside it:
-        // every range below is in file order and apart, as a multi-range request needs.
-        let heads: Vec<(u64, usize)> = samples
-            .iter()
-            .map(|s| (s.offset, (s.size as usize).min(planner.head_len())))
-            .collect();
-        let heads = self.bytes.read_ranges(&heads)?;
-        // What each frame still needs, frame-relative, past its head.
-        let plans: Vec<Vec<(usize, usize)>> = samples
-            .iter()
-            .zip(&heads)
-            .map(|(s, head)| {
-                let len = s.size as usize;
-                let wanted = planner.plan(head, len).unwrap_or_else(|| vec![(0, len)]);
-                past_head(&wanted, head.len(), len)
-            })
-            .collect();
-        let ranges: Vec<(u64, usize)> = samples
-            .iter()
-            .zip(&plans)
-            .flat_map(|(s, plan)| plan.iter().map(move |&(o, l)| (s.offset + o as u64, l)))
-            .collect();
-        let mut parts = self.bytes.read_ranges(&ranges)?.into_iter();
-        let mut out = Vec::with_capacity(frames.len());
-        for ((&frame, s), (head, plan)) in frames
-            .iter()
-            .zip(&samples)
-            .zip(heads.into_iter().zip(plans))
-        {
-            let mut sparse = SparseFrame {
-                at: s.offset,
-                len: s.size as usize,
-                spans: Vec::with_capacity(plan.len() + 1),
-            };
-            sparse.spans.push((0, head));
-            sparse.add(
-                plan.iter()
-                    .map(|&(o, _)| (o, parts.next().unwrap_or_default()))
-                    .collect(),
-            );
-            let payload = match sparse.spans.as_slice() {
-                [(0, whole)] if whole.len() == sparse.len => Payload::Prores(whole.clone()),
-                _ => Payload::ProresSpans(sparse),
-            };
-            out.push((frame, Ok(payload)));
-        }
-        Ok(out)
-    }
-}
-
-/// `ranges` of a `len`-byte frame without what its first `head` bytes already hold,
-/// each kept inside the frame.
-fn past_head(ranges: &[(usize, usize)], head: usize, len: usize) -> Vec<(usize, usize)> {
-    ranges
-        .iter()
-        .filter_map(|&(o, l)| {
-            let (start, end) = (o.max(head), (o + l).min(len));
-            (start < end).then_some((start, end - start))
-        })
-        .collect()
 }
 
 #[cfg(test)]

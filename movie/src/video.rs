@@ -123,8 +123,8 @@ pub trait FrameSource: Send {
     fn fetch(&mut self, frames: &[u64]) -> Result<Vec<Fetched>, ReadError>;
     /// Bytes fetched so far.
     fn bytes_fetched(&self) -> u64;
-    /// From now on fetch ProRes frames as the parts `planner` asks for, when this source
-    /// can (true) — a file or an HTTP server with multi-range requests.
+    /// Have [`FrameSource::stream`] fetch ProRes frames as the parts `planner` asks for,
+    /// when this source can (true): a file, or an HTTP server with multi-range requests.
     fn fetch_spans(&mut self, planner: std::sync::Arc<dyn SpanPlanner>) -> bool {
         let _ = planner;
         false
@@ -133,11 +133,11 @@ pub trait FrameSource: Send {
     fn is_remote(&self) -> bool {
         true
     }
-    /// Another reader of the video's bytes, for fetching more of a sparse frame from
-    /// another thread.
-    fn reader(&self) -> Option<Box<dyn crate::bytes::ByteSource>> {
-        None
-    }
+    /// Starts fetching `frames` (ascending, 1-based) ahead of their use, within
+    /// `window`, and gives them in order. By default a thread calls
+    /// [`FrameSource::fetch`] a few frames at a time; a movie read by its sample table
+    /// keeps many requests in flight instead (`crate::ahead`).
+    fn stream(self: Box<Self>, frames: Vec<u64>, window: crate::Window) -> crate::FrameStream;
 }
 
 /// `movie.URL` for a VIDEO string: for an archive or lazycache URL, its path below the

@@ -3,6 +3,7 @@
 
 mod grid_id;
 mod ledger;
+mod listing;
 mod run;
 mod sources;
 

@@ -1,6 +1,8 @@
 //! Where videos are found: a local folder (walked recursively), a list file or stdin
 //! (one path or URL a line), an HTTP directory index (Apache or nginx autoindex, followed
-//! into subfolders) or a lazycache directory (its JSON listing).
+//! into subfolders) or a lazycache directory (its JSON listing). Directory listings over
+//! HTTP are fetched several at a time (`listing`), so a walk far from the archive waits
+//! for a few round trips per level of folders, not one per folder.
 
 use std::io::Read;
 use std::path::Path;
@@ -52,12 +54,14 @@ pub fn walk(source: &str) -> Found {
         };
         let agent = ureq::AgentBuilder::new()
             .timeout(std::time::Duration::from_secs(60))
+            .max_idle_connections_per_host(crate::listing::PARALLEL)
             .build();
-        if source.contains(LAZYCACHE_MARKER) {
-            lazycache_dir(&agent, &base, 0, &mut found);
-        } else {
-            http_index(&agent, &base, &base, 0, &mut found);
-        }
+        let lazycache = source.contains(LAZYCACHE_MARKER);
+        let pages = crate::listing::walk(&base, |page| match lazycache {
+            true => lazycache_dir(&agent, page),
+            false => http_index(&agent, &base, page),
+        });
+        pages.into_found(&mut found);
     } else {
         let path = Path::new(source);
         if path.is_dir() {
@@ -148,29 +152,37 @@ fn list(text: &str, found: &mut Found) {
     }
 }
 
-/// Depth limit against index pages that link in circles.
-const MAX_DEPTH: usize = 16;
+/// The most bytes of one listing page read (an archive day's index is a few KB).
+const MAX_PAGE: u64 = 8 << 20;
 
 fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
     match agent.get(url).call() {
-        Ok(r) => r
-            .into_string()
-            .map_err(|e| format!("reading the page: {e}")),
+        Ok(r) => {
+            let mut text = String::new();
+            r.into_reader()
+                .take(MAX_PAGE + 1)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading the page: {e}"))?;
+            if text.len() as u64 > MAX_PAGE {
+                return Err(format!("a listing of more than {MAX_PAGE} bytes"));
+            }
+            Ok(text)
+        }
         Err(ureq::Error::Status(s, _)) => Err(format!("HTTP {s}")),
         Err(e) => Err(format!("cannot reach the server: {e}")),
     }
 }
 
-fn http_index(agent: &ureq::Agent, root: &str, page: &str, depth: usize, found: &mut Found) {
-    if depth > MAX_DEPTH {
-        return reject(found, page, "directory index nested too deep".into());
-    }
+/// One page of an Apache or nginx directory index: its videos and its subfolders, in
+/// the page's order.
+fn http_index(agent: &ureq::Agent, root: &str, page: &str) -> crate::listing::Page {
+    let mut out = crate::listing::Page::default();
     let html = match get(agent, page) {
         Ok(html) => html,
-        Err(e) => return reject(found, page, e),
+        Err(e) => return out.rejected(page, e),
     };
     let Ok(base) = url::Url::parse(page) else {
-        return reject(found, page, "not a valid URL".into());
+        return out.rejected(page, "not a valid URL".into());
     };
     for href in hrefs(&html) {
         let Ok(link) = base.join(&href) else { continue };
@@ -180,22 +192,24 @@ fn http_index(agent: &ureq::Agent, root: &str, page: &str, depth: usize, found: 
             continue;
         }
         if link.ends_with('/') {
-            http_index(agent, root, &link, depth + 1, found);
+            out.folder(link);
         } else if is_mov(&link) {
             let rel = archive_relative(&link).unwrap_or_else(|| link[root.len()..].to_owned());
-            found.videos.push(Candidate { video: link, rel });
+            out.video(Candidate { video: link, rel });
         }
     }
+    out
 }
 
 /// The `href` values of an HTML page.
 fn hrefs(html: &str) -> Vec<String> {
+    let lower = html.to_ascii_lowercase();
     let mut out = Vec::new();
-    let mut rest = html;
-    while let Some(i) = rest.to_ascii_lowercase().find("href=") {
-        rest = &rest[i + 5..];
-        let quote = rest.chars().next();
-        let value = match quote {
+    let mut at = 0;
+    while let Some(i) = lower[at..].find("href=") {
+        at += i + 5;
+        let rest = &html[at..];
+        let value = match rest.chars().next() {
             Some(q @ ('"' | '\'')) => rest[1..].split(q).next(),
             _ => rest.split(|c: char| c.is_whitespace() || c == '>').next(),
         };
@@ -206,17 +220,16 @@ fn hrefs(html: &str) -> Vec<String> {
     out
 }
 
-fn lazycache_dir(agent: &ureq::Agent, dir: &str, depth: usize, found: &mut Found) {
-    if depth > MAX_DEPTH {
-        return reject(found, dir, "directory nested too deep".into());
-    }
+/// One lazycache directory listing: its videos, then its subdirectories.
+fn lazycache_dir(agent: &ureq::Agent, dir: &str) -> crate::listing::Page {
+    let mut out = crate::listing::Page::default();
     let listing: serde_json::Value = match get(agent, dir).map(|t| serde_json::from_str(&t)) {
         Ok(Ok(v)) => v,
-        Ok(Err(_)) => return reject(found, dir, "the reply is not lazycache's JSON".into()),
-        Err(e) => return reject(found, dir, e),
+        Ok(Err(_)) => return out.rejected(dir, "the reply is not lazycache's JSON".into()),
+        Err(e) => return out.rejected(dir, e),
     };
     if let Some(e) = listing.get("Error") {
-        return reject(found, dir, format!("lazycache says: {e}"));
+        return out.rejected(dir, format!("lazycache says: {e}"));
     }
     let names = |key: &str| -> Vec<String> {
         listing[key]
@@ -231,17 +244,13 @@ fn lazycache_dir(agent: &ureq::Agent, dir: &str, depth: usize, found: &mut Found
     for file in names("Files").into_iter().filter(|f| is_mov(f)) {
         let video = format!("{dir}{file}");
         if let Some(rel) = archive_relative(&video) {
-            found.videos.push(Candidate { video, rel });
+            out.video(Candidate { video, rel });
         }
     }
     for sub in names("Directories") {
-        lazycache_dir(
-            agent,
-            &format!("{dir}{}/", sub.trim_end_matches('/')),
-            depth + 1,
-            found,
-        );
+        out.folder(format!("{dir}{}/", sub.trim_end_matches('/')));
     }
+    out
 }
 
 #[cfg(test)]

@@ -230,3 +230,98 @@ fn verify_rejects_videos_that_cannot_be_opened() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a QuickTime"));
 }
+
+#[test]
+fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
+    // Forty day folders; the server holds every day's listing until the test lets go,
+    // so the queuer's listings in flight can be counted without betting on speed.
+    let world = World::new();
+    let days: Vec<String> = (0..40)
+        .map(|i| {
+            let (month, day) = (6 + i / 30, 1 + i % 30);
+            format!("RS03ASHS/PN03B/06-CAMHDA301/2018/{month:02}/{day:02}")
+        })
+        .collect();
+    for d in &days {
+        let p = world.root().join("files").join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("CAMHDA301-20180601T000000.mov"), b"x").unwrap();
+    }
+    type Held = std::sync::Arc<(std::sync::Mutex<(usize, usize, bool)>, std::sync::Condvar)>;
+    let gate: Held = Default::default();
+    let index = autoindex(world.root());
+    let held = gate.clone();
+    let http = HttpServer::start(move |req| {
+        let is_day = req.path().matches('/').count() == 8 && req.path().contains("/2018/");
+        if is_day {
+            let (lock, cv) = &*held;
+            let mut g = lock.lock().unwrap();
+            g.0 += 1;
+            g.1 = g.1.max(g.0);
+            cv.notify_all();
+            while !g.2 {
+                g = cv.wait(g).unwrap();
+            }
+            g.0 -= 1;
+        }
+        index(req)
+    });
+    let url = format!("{}/files/RS03ASHS/PN03B/06-CAMHDA301/2018/", http.url());
+    let run = {
+        let (root, server) = (world.root(), world.server.addr());
+        std::thread::spawn(move || {
+            Command::new(env!("CARGO_BIN_EXE_queuer"))
+                .args(["--checkout", root.join("checkout").to_str().unwrap()])
+                .args(["--dry-run", &url])
+                .env("GRID_SERVER", server)
+                .env("GRID_NAMESPACE", "q")
+                .env("GRID_LOG", "warn")
+                .output()
+                .unwrap()
+        })
+    };
+    {
+        let (lock, cv) = &*gate;
+        let mut g = lock.lock().unwrap();
+        let started = std::time::Instant::now();
+        while g.0 < 16 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "only {} listings at once",
+                g.0
+            );
+            g = cv
+                .wait_timeout(g, std::time::Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+        // Every listing thread is held: none is left to ask for a seventeenth.
+        assert_eq!(g.1, 16, "listings in flight at most");
+        g.2 = true;
+        cv.notify_all();
+    }
+    let out = run.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        summary(&out),
+        "would queue 40, already done 0, in flight 0, out of date range 0, rejected 0"
+    );
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("would queue "))
+        .filter(|l| l.contains("/2018/"))
+        .map(str::to_owned)
+        .collect();
+    let expected: Vec<String> = days
+        .iter()
+        .map(|d| format!("{}/files/{d}/CAMHDA301-20180601T000000.mov", http.url()))
+        .collect();
+    assert_eq!(
+        listed, expected,
+        "in the order of the index, folder by folder"
+    );
+}

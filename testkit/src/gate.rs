@@ -18,6 +18,8 @@ struct State {
     held: usize,
     /// Frame reads that have come to the gate so far.
     arrived: u64,
+    /// Reads starting before this share of the frames' bytes pass (0: none do).
+    from: f64,
 }
 
 /// Holds frame reads until opened; cheap to clone (all clones are the same gate).
@@ -30,6 +32,15 @@ impl Gate {
     /// A closed gate: every frame read waits.
     pub fn closed() -> Gate {
         Gate::default()
+    }
+
+    /// A gate closed to reads that start `share` (0 to 1) or more into the frames'
+    /// bytes: the frames before pass, so a test knows the analysis got that far and
+    /// holds there, however the filter groups its reads.
+    pub fn closed_from(share: f64) -> Gate {
+        let gate = Gate::default();
+        gate.update(|s| s.from = share);
+        gate
     }
 
     /// Lets every waiting and future frame read through.
@@ -73,10 +84,14 @@ impl Gate {
         }
     }
 
-    /// Blocks the calling server thread until the gate lets this read through.
-    fn enter(&self) {
+    /// Blocks the calling server thread until the gate lets this read (starting `at`
+    /// that share of the frames' bytes) through.
+    fn enter(&self, at: f64) {
         let (lock, cv) = &*self.inner;
         let mut s = lock.lock().unwrap();
+        if at < s.from {
+            return;
+        }
         s.arrived += 1;
         if s.open || s.passes > 0 {
             s.passes = s.passes.saturating_sub(u64::from(!s.open));
@@ -108,11 +123,12 @@ pub fn files_with_gate(root: impl Into<PathBuf>, gate: Gate) -> impl Fn(&Request
     move |req| {
         let rel = req.path().trim_start_matches('/');
         if let (Some(mdat), Some(range)) = (mdat_payload(&root.join(rel)), requested(req)) {
-            // An index walk reads 16 bytes at each atom, 8 of them into mdat's payload, and
-            // a source checks the first frame's 20-byte header: small reads pass.
+            // An index walk reads 16 bytes at each atom, 8 of them into mdat's payload, a
+            // source checks the first frame's 20-byte header, and opening a file reads its
+            // first bytes: small reads and reads from byte 0 pass.
             let small = range.1.saturating_sub(range.0) < 64;
-            if range.0 < mdat.1 && range.1 >= mdat.0 + 8 && !small {
-                gate.enter();
+            if range.0 > 0 && range.0 < mdat.1 && range.1 >= mdat.0 + 8 && !small {
+                gate.enter(range.0.saturating_sub(mdat.0) as f64 / (mdat.1 - mdat.0).max(1) as f64);
             }
         }
         files(req)

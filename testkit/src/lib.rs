@@ -18,5 +18,5 @@ pub mod world;
 pub use beanstalkd::{Beanstalkd, BeanstalkdBuilder};
 pub use gate::{files_with_gate, Gate};
 pub use port::free_port;
-pub use proxy::Proxy;
+pub use proxy::{Link, Proxy};
 pub use world::{flow_document, Proc, World};

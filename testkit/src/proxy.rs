@@ -1,14 +1,15 @@
 //! A TCP proxy for fault tests: clients connect to it instead of the server, and the test
 //! can cut every connection it carries (both ends see the close at once) or blackhole
 //! them (bytes vanish in both directions and nobody is told: a half-open connection, as
-//! when a NAT forgets it or a cable is pulled). New connections always pass. Started
-//! throttled, it is a slow link: what the server sends, on all connections together,
-//! reaches the clients at a set rate.
+//! when a NAT forgets it or a cable is pulled). New connections always pass. Started as
+//! a [`Link`], it is a distant, slow one: every byte takes a delay each way (half the
+//! round trip), and what the server sends, on all connections together, reaches the
+//! clients at a set rate.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PASS: u8 = 0;
@@ -26,16 +27,32 @@ pub struct Proxy {
 impl Proxy {
     /// Forwards a free loopback port to `upstream` (`host:port`).
     pub fn start(upstream: &str) -> std::io::Result<Proxy> {
-        Proxy::start_with(upstream, None)
+        Proxy::start_with(upstream, None, Duration::ZERO)
     }
 
     /// [`Proxy::start`] as a link carrying at most `bytes_per_second` from the server to
     /// its clients, all connections together (requests pass unpaced).
     pub fn start_throttled(upstream: &str, bytes_per_second: u64) -> std::io::Result<Proxy> {
-        Proxy::start_with(upstream, Some(Arc::new(Pace::new(bytes_per_second))))
+        Proxy::start_link(
+            upstream,
+            Link {
+                bytes_per_second: Some(bytes_per_second),
+                round_trip: Duration::ZERO,
+            },
+        )
     }
 
-    fn start_with(upstream: &str, pace: Option<Arc<Pace>>) -> std::io::Result<Proxy> {
+    /// [`Proxy::start`] as `link`.
+    pub fn start_link(upstream: &str, link: Link) -> std::io::Result<Proxy> {
+        let pace = link.bytes_per_second.map(|b| Arc::new(Pace::new(b)));
+        Proxy::start_with(upstream, pace, link.round_trip / 2)
+    }
+
+    fn start_with(
+        upstream: &str,
+        pace: Option<Arc<Pace>>,
+        delay: Duration,
+    ) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?.to_string();
         let stop = Arc::new(AtomicBool::new(false));
@@ -54,8 +71,8 @@ impl Proxy {
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 let state = Arc::new(AtomicU8::new(PASS));
                 c.lock().unwrap().push(Arc::clone(&state));
-                pipe(&client, &server, &state, None);
-                pipe(&server, &client, &state, pace.clone());
+                pipe(&client, &server, &state, None, delay);
+                pipe(&server, &client, &state, pace.clone(), delay);
             }
         });
         Ok(Proxy { addr, stop, conns })
@@ -97,6 +114,16 @@ impl Drop for Proxy {
     }
 }
 
+/// A distant link: its round trip and the rate it carries from the server to the
+/// clients (all connections together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// Server-to-client bytes per second, all connections together; `None`: unlimited.
+    pub bytes_per_second: Option<u64>,
+    /// Every byte takes half of this each way, on every connection alike.
+    pub round_trip: Duration,
+}
+
 /// A link's rate, shared by the connections on it: each chunk takes its turn.
 #[derive(Debug)]
 struct Pace {
@@ -126,13 +153,34 @@ impl Pace {
 }
 
 /// Copies `from` to `to` on a thread, obeying `state` between reads and `pace` (if any)
-/// before each write.
-fn pipe(from: &TcpStream, to: &TcpStream, state: &Arc<AtomicU8>, pace: Option<Arc<Pace>>) {
-    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+/// before each write; each chunk is written `delay` after it was read (by a second
+/// thread, so the link carries many chunks at once, as a long wire does).
+fn pipe(
+    from: &TcpStream,
+    to: &TcpStream,
+    state: &Arc<AtomicU8>,
+    pace: Option<Arc<Pace>>,
+    delay: Duration,
+) {
+    let (Ok(mut from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
         return;
     };
     let state = Arc::clone(state);
     let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let (wire, arrivals) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let writer_state = Arc::clone(&state);
+    let Ok(mut writer) = to.try_clone() else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for (due, bytes) in arrivals {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if writer_state.load(Ordering::SeqCst) == PASS && writer.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown(Shutdown::Both);
+    });
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
         loop {
@@ -154,7 +202,10 @@ fn pipe(from: &TcpStream, to: &TcpStream, state: &Arc<AtomicU8>, pace: Option<Ar
                     if let Some(pace) = &pace {
                         pace.wait(n);
                     }
-                    if state.load(Ordering::SeqCst) == PASS && to.write_all(&buf[..n]).is_err() {
+                    if wire
+                        .send((Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -166,8 +217,10 @@ fn pipe(from: &TcpStream, to: &TcpStream, state: &Arc<AtomicU8>, pace: Option<Ar
                 Err(_) => break,
             }
         }
-        let _ = from.shutdown(Shutdown::Both);
-        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Read);
+        if state.load(Ordering::SeqCst) == CUT {
+            let _ = to.shutdown(Shutdown::Both);
+        }
     });
 }
 
@@ -215,6 +268,24 @@ mod tests {
             })
             .collect();
         threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_distant_link_delays_every_reply_by_its_round_trip() {
+        let server = HttpServer::start(|_| Response::new(200, "text/plain", "hi"));
+        let addr = server.url().trim_start_matches("http://").to_owned();
+        let link = Link {
+            bytes_per_second: None,
+            round_trip: Duration::from_millis(300),
+        };
+        let proxy = Proxy::start_link(&addr, link).unwrap();
+        let started = Instant::now();
+        let got = fetch_all(&proxy.addr(), 3);
+        let took = started.elapsed();
+        assert!(got.iter().all(|&n| n > 2), "{got:?}");
+        // A request there and its reply back: one round trip at least, however fast the
+        // machine.
+        assert!(took >= Duration::from_millis(300), "{took:?}");
     }
 
     #[test]
