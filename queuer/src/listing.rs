@@ -9,9 +9,10 @@ use std::sync::{Condvar, Mutex};
 
 use crate::sources::{Candidate, Found, Rejected};
 
-/// Listings fetched at once: half a year of the archive (196 folders) in about a dozen
-/// round trips. A listing is a small page, so this is also the load on the server.
-pub const PARALLEL: usize = 16;
+/// Listings fetched at once: half a year of the archive (190 folders, three levels) in
+/// about six round trips (0.26 s at 40 ms; one at a time it took 7.5 s). A listing is a
+/// small page, and a walk is a short burst of them.
+pub const PARALLEL: usize = 64;
 
 /// Folders below the first followed at most (against index pages that link in circles).
 const MAX_DEPTH: usize = 16;

@@ -233,10 +233,10 @@ fn verify_rejects_videos_that_cannot_be_opened() {
 
 #[test]
 fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
-    // Forty day folders; the server holds every day's listing until the test lets go,
-    // so the queuer's listings in flight can be counted without betting on speed.
+    // A hundred day folders; the server holds every day's listing until the test lets
+    // go, so the queuer's listings in flight can be counted without betting on speed.
     let world = World::new();
-    let days: Vec<String> = (0..40)
+    let days: Vec<String> = (0..100)
         .map(|i| {
             let (month, day) = (6 + i / 30, 1 + i % 30);
             format!("RS03ASHS/PN03B/06-CAMHDA301/2018/{month:02}/{day:02}")
@@ -284,7 +284,7 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
         let (lock, cv) = &*gate;
         let mut g = lock.lock().unwrap();
         let started = std::time::Instant::now();
-        while g.0 < 16 {
+        while g.0 < 64 {
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(60),
                 "only {} listings at once",
@@ -295,8 +295,8 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
                 .unwrap()
                 .0;
         }
-        // Every listing thread is held: none is left to ask for a seventeenth.
-        assert_eq!(g.1, 16, "listings in flight at most");
+        // Every listing thread is held: none is left to ask for a 65th.
+        assert_eq!(g.1, 64, "listings in flight at most");
         g.2 = true;
         cv.notify_all();
     }
@@ -308,7 +308,7 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
     );
     assert_eq!(
         summary(&out),
-        "would queue 40, already done 0, in flight 0, out of date range 0, rejected 0"
+        "would queue 100, already done 0, in flight 0, out of date range 0, rejected 0"
     );
     let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
