@@ -197,6 +197,11 @@ fn a_folder_of_videos_ends_up_committed_in_the_checkout() {
         );
     }
     assert!(sink.wait(Duration::from_secs(60)).success(), "sink failed");
+    assert!(
+        sink.log().contains("sink started"),
+        "the sink says what it serves when it starts: {}",
+        sink.log()
+    );
 
     for name in names {
         let json = world
@@ -522,6 +527,11 @@ fn a_server_restart_mid_job_still_delivers_the_result() {
     assert_eq!(
         s["jobs"]["ready"], 0,
         "and the job it answers is not ready: {s}"
+    );
+    assert!(
+        f.log().contains("reconnected to the server"),
+        "the log says the server is back: {}",
+        f.log()
     );
 }
 

@@ -308,6 +308,48 @@ async fn pause_resume_and_drain_control_the_jobs_tube() {
     );
 }
 
+#[tokio::test]
+async fn a_finished_grid_is_drained_paused_and_resumed_without_an_error() {
+    // A grid whose jobs were all committed: beanstalkd forgot its jobs and results
+    // tubes; the queuer's marker is still there.
+    let server = Beanstalkd::start().unwrap();
+    let out = gridctl(&server, &["status"]);
+    assert_eq!(out.status.code(), Some(3), "a namespace never used");
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    c.use_tube("ops.grid").await.unwrap();
+    let marker = PutOptions {
+        delay: i32::MAX as u32,
+        ..PutOptions::default()
+    };
+    c.put(
+        br#"{"grid":"00ff","created":"2026-12-01T00:00:00Z"}"#,
+        marker,
+    )
+    .await
+    .unwrap();
+    let out = gridctl(&server, &["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(&out).contains("no job left"), "{}", text(&out));
+    for (args, says) in [
+        (&["pause"][..], "nothing to hold back"),
+        (&["resume"][..], "nothing is paused"),
+        (&["drain"][..], "drained: no job in progress"),
+    ] {
+        let out = gridctl(&server, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+    }
+}
+
 #[test]
 fn status_watch_prints_one_object_per_refresh_with_a_rate() {
     let server = Beanstalkd::start().unwrap();

@@ -490,7 +490,7 @@ fn sink_regions_fills_in_a_checkout_of_flow_files_only() {
     );
     let (forced, _) = regions(&["--force", &format!("./{day}/random_1_optical_flow.json")]);
     assert!(
-        forced.starts_with("wrote 1 regions files in 1 commits (1 flow files"),
+        forced.starts_with("wrote 1 regions file in 1 commit (1 flow file"),
         "{forced}"
     );
     assert_ne!(

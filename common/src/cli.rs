@@ -47,6 +47,21 @@ pub fn usage(message: impl Into<String>) -> Usage {
     Usage(message.into())
 }
 
+/// The error for a checkout file that cannot be created: a read-only file system or a
+/// denied permission is a setting to fix, not a failure to retry (a [`Usage`] error, so
+/// systemd does not restart into it), and says how; anything else is `error` as it is.
+pub fn unwritable(path: &std::path::Path, error: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => usage(format!(
+            "cannot write {}: {error}. Under the package's systemd units (ProtectSystem=strict) a checkout outside /var/lib/camhd-grid needs `ReadWritePaths=` naming it in a drop-in for the sink and the queuer (docs/deploy.md, \"A checkout elsewhere\"); otherwise give the service user write access",
+            path.display()
+        ))
+        .into(),
+        _ => anyhow::Error::new(error).context(format!("creating {}", path.display())),
+    }
+}
+
 /// Sends `tracing` output to stderr, filtered by `GRID_LOG` (or `RUST_LOG`), default `info`.
 pub fn init_logging() {
     let filter = EnvFilter::try_from_env("GRID_LOG")
@@ -90,5 +105,29 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
         exit::UNAVAILABLE
     } else {
         exit::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unwritable_checkout_is_a_setting_to_fix_and_says_how() {
+        let path = std::path::Path::new("/srv/co/.git/camhd-grid-sink.lock");
+        for kind in [
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            std::io::ErrorKind::PermissionDenied,
+        ] {
+            let err = unwritable(path, std::io::Error::from(kind));
+            assert_eq!(exit_code_for(&err), exit::USAGE, "{kind:?}");
+            let text = format!("{err:#}");
+            assert!(
+                text.contains("ReadWritePaths=") && text.contains("/srv/co"),
+                "{text}"
+            );
+        }
+        let other = unwritable(path, std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert_eq!(exit_code_for(&other), exit::FAILURE, "a full disk may pass");
     }
 }

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use filter::decode::{DecoderChoice, FetchChoice};
 use filter::source::{self, SourceKind};
 use filter::{analyze, AnalysisError, Progress, Settings};
 
@@ -61,21 +60,8 @@ pub struct AnalyzeArgs {
     #[arg(long, env = "FILTER_SCALE", default_value_t = 0.25, value_parser = parse_scale)]
     scale: f64,
 
-    /// ProRes decoder: auto (a reduced decoder reading only the lowest DCT frequencies of
-    /// luma at scales 0.25 and 0.125, about 5x faster than libav; libav elsewhere and for
-    /// frames it declines) or libav (always).
-    #[arg(long, env = "FILTER_DECODER", default_value = "auto")]
-    decoder: DecoderChoice,
-
-    /// How ProRes frames are fetched: parts (only the bytes the reduced decoder reads:
-    /// each frame's headers, then a prefix of each slice, many byte ranges to an HTTP
-    /// request; about half the bytes of whole frames on the wire at scale 0.25), whole, or
-    /// auto (parts over HTTP, whole frames from local files, where many small reads cost
-    /// more than they save; use parts for a network filesystem). Parts fall back to
-    /// whole frames with libav, and with a server that does not answer multi-range
-    /// requests.
-    #[arg(long, env = "FILTER_FETCH", default_value = "auto")]
-    fetch: FetchChoice,
+    #[command(flatten)]
+    frames: crate::frame_args::FrameArgs,
 
     /// How to read VIDEO: auto, file, http or lazycache.
     #[arg(long, env = "FILTER_SOURCE", default_value = "auto")]
@@ -135,8 +121,8 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         start: args.start,
         stop: args.stop,
         img_scale: args.scale,
-        decoder: args.decoder,
-        fetch: args.fetch,
+        decoder: args.frames.decoder,
+        fetch: args.frames.fetch,
         deadline: Some(source::Deadline::starting_now(args.http.video_budget())),
         ..Settings::default()
     };

@@ -53,7 +53,7 @@ impl GreyImage {
 pub use movie::{analysis_size, is_prores};
 
 /// Which ProRes decoder the analysis uses (`--decoder`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum DecoderChoice {
     /// The reduced decoder (`crate::prores`) at scales 1/4 and 1/8, about 5x faster
     /// than libav there; libav at other scales and for any frame it declines.
@@ -64,7 +64,7 @@ pub enum DecoderChoice {
 }
 
 /// How ProRes frames are fetched (`--fetch`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FetchChoice {
     /// Parts over HTTP, whole frames from a local file (where a thousand small reads a
     /// frame cost more time than the bytes they save: measured in docs/benchmarks.md).
@@ -76,33 +76,6 @@ pub enum FetchChoice {
     Parts,
     /// Whole frames always.
     Whole,
-}
-
-impl std::str::FromStr for FetchChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(FetchChoice::Auto),
-            "parts" => Ok(FetchChoice::Parts),
-            "whole" => Ok(FetchChoice::Whole),
-            other => Err(format!(
-                "unknown fetch mode {other:?}: use auto, parts or whole"
-            )),
-        }
-    }
-}
-
-impl std::str::FromStr for DecoderChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(DecoderChoice::Auto),
-            "libav" => Ok(DecoderChoice::Libav),
-            other => Err(format!("unknown decoder {other:?}: use auto or libav")),
-        }
-    }
 }
 
 /// One libav ProRes decoder, single-threaded: the analysis runs one per worker thread.

@@ -10,10 +10,10 @@ use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
 use common::shutdown::Shutdown;
-use filter::decode::{DecoderChoice, FetchChoice};
 use filter::worker::{self, Retry, WorkerConfig};
 
 mod analyze_cmd;
+mod frame_args;
 mod http_args;
 
 /// camhd-grid filter: estimate camera motion in CamHD videos.
@@ -22,6 +22,11 @@ mod http_args;
 /// each video, puts the result into <namespace>.results. On SIGTERM or SIGINT it stops
 /// reserving and lets running jobs finish within --grace; a second signal releases them
 /// at once. `filter analyze VIDEO` runs the analysis on one video with no queue.
+///
+/// Exit codes of the worker: 0 stopped (a signal, or idle past --exit-when-idle), 1
+/// failed, 2 bad arguments or settings (an unreadable key file, a bad --allow-source:
+/// systemd does not restart it), 69 the server could not be reached. A video's failure
+/// is never the worker's: it is released to retry, or buried with a failure record.
 #[derive(Debug, Parser)]
 #[command(version = common::cli::VERSION, about, long_about)]
 struct Cli {
@@ -78,21 +83,8 @@ struct Cli {
     #[arg(long, env = "FILTER_SCALE", default_value_t = 0.25)]
     scale: f64,
 
-    /// ProRes decoder: auto (a reduced decoder reading only the lowest DCT frequencies of
-    /// luma at scales 0.25 and 0.125, about 5x faster than libav; libav elsewhere and for
-    /// frames it declines) or libav (always).
-    #[arg(long, env = "FILTER_DECODER", default_value = "auto")]
-    decoder: DecoderChoice,
-
-    /// How ProRes frames are fetched: parts (only the bytes the reduced decoder reads:
-    /// each frame's headers, then a prefix of each slice, many byte ranges to an HTTP
-    /// request; about half the bytes of whole frames on the wire at scale 0.25), whole, or
-    /// auto (parts over HTTP, whole frames from local files, where many small reads cost
-    /// more than they save; use parts for a network filesystem). Parts fall back to
-    /// whole frames with libav, and with a server that does not answer multi-range
-    /// requests.
-    #[arg(long, env = "FILTER_FETCH", default_value = "auto")]
-    fetch: FetchChoice,
+    #[command(flatten)]
+    frames: crate::frame_args::FrameArgs,
 
     /// Where results too big for the server's max job size are kept: in a folder of
     /// their own per server and namespace below this one, so that grids sharing a
@@ -173,8 +165,8 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             .threads
             .map_or((cores / cli.jobs as usize).max(1), |t| t as usize),
         scale: cli.scale,
-        decoder: cli.decoder,
-        fetch: cli.fetch,
+        decoder: cli.frames.decoder,
+        fetch: cli.frames.fetch,
         touch_every: Duration::from_secs(cli.ttr_touch),
         grace: Duration::from_secs(cli.grace),
         exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),

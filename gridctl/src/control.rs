@@ -45,7 +45,9 @@ pub async fn peek(config: &GridConfig, id: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `gridctl pause [SECS]`: no job is handed out for SECS (or until `resume`).
+/// `gridctl pause [SECS]`: no job is handed out for SECS (or until `resume`). A jobs
+/// tube with no jobs does not exist (beanstalkd forgets an empty tube), so there is
+/// nothing to pause: said so, and not an error.
 pub async fn pause(
     config: &GridConfig,
     secs: Option<u32>,
@@ -53,10 +55,16 @@ pub async fn pause(
 ) -> anyhow::Result<()> {
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
-    client
-        .pause_tube(&tube, secs.unwrap_or(FOREVER))
-        .await
-        .with_context(|| format!("pausing {tube} (has it any jobs?)"))?;
+    match client.pause_tube(&tube, secs.unwrap_or(FOREVER)).await {
+        Err(BsError::NotFound) => {
+            let _ = writeln!(
+                out,
+                "{tube} has no jobs (the server forgets an empty tube): nothing to hold back; jobs a queuer puts later are handed out unless you pause again then"
+            );
+            return Ok(());
+        }
+        other => other.with_context(|| format!("pausing {tube}"))?,
+    }
     let _ = match secs {
         Some(s) => writeln!(out, "{tube} paused for {s}s"),
         None => writeln!(out, "{tube} paused until `gridctl resume`"),
@@ -64,29 +72,40 @@ pub async fn pause(
     Ok(())
 }
 
-/// `gridctl resume`: jobs are handed out again.
+/// `gridctl resume`: jobs are handed out again (a tube with no jobs is not paused).
 pub async fn resume(
     config: &GridConfig,
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<()> {
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
-    client
-        .pause_tube(&tube, 0)
-        .await
-        .with_context(|| format!("resuming {tube}"))?;
+    match client.pause_tube(&tube, 0).await {
+        Err(BsError::NotFound) => {
+            let _ = writeln!(out, "{tube} has no jobs: nothing is paused");
+            return Ok(());
+        }
+        other => other.with_context(|| format!("resuming {tube}"))?,
+    }
     let _ = writeln!(out, "{tube} resumed");
     Ok(())
 }
 
 /// `gridctl drain`: pauses the jobs tube and waits until no job is in progress, so the
-/// filters can be stopped for maintenance without releasing work.
+/// filters can be stopped for maintenance without releasing work. A grid with no jobs
+/// is drained already.
 pub async fn drain(config: &GridConfig) -> anyhow::Result<()> {
     pause(config, None, &mut std::io::stdout()).await?;
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
     loop {
-        let reserved = client.stats_tube(&tube).await?.current_jobs_reserved;
+        let reserved = match client.stats_tube(&tube).await {
+            Err(BsError::NotFound) => 0,
+            other => {
+                other
+                    .with_context(|| format!("reading {tube}"))?
+                    .current_jobs_reserved
+            }
+        };
         if reserved == 0 {
             println!("drained: no job in progress; `gridctl resume` hands jobs out again");
             return Ok(());

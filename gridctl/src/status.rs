@@ -132,6 +132,14 @@ pub async fn run(grid: &Grid, json: bool, watch: Option<u64>) -> anyhow::Result<
             {
                 return Ok(Found::Namespace)
             }
+            // A grid that finished has no jobs or results tube, but its marker (and
+            // failure records, if any) remain.
+            None if has_tubes(&mut client, &config.namespace.to_string()).await? => {
+                if !json {
+                    println!("no job left: everything queued under {:?} was committed or given up (`gridctl failed` lists what failed)", config.namespace.to_string());
+                }
+                return Ok(Found::Namespace);
+            }
             None => {
                 let others = namespaces(&mut client).await?;
                 eprintln!(
@@ -181,6 +189,16 @@ pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result
         finished_per_minute: None,
         eta_seconds: None,
     })
+}
+
+/// True when the server has any tube of `namespace` (`<namespace>.` anything).
+async fn has_tubes(client: &mut Client, namespace: &str) -> anyhow::Result<bool> {
+    let prefix = format!("{namespace}.");
+    Ok(client
+        .list_tubes()
+        .await?
+        .iter()
+        .any(|t| t.starts_with(&prefix)))
 }
 
 /// The namespaces the server has jobs or results tubes for.

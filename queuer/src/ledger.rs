@@ -70,8 +70,7 @@ impl Ledger {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let lock_path = path.with_extension("lock");
-        let lock = File::create(&lock_path)
-            .with_context(|| format!("creating the lock file {}", lock_path.display()))?;
+        let lock = File::create(&lock_path).map_err(|e| common::cli::unwritable(&lock_path, e))?;
         if lock.try_lock().is_err() {
             return Err(Busy(format!(
                 "another queuer is using the ledger {} (one queuer per checkout and namespace); wait for it to finish, or stop it",

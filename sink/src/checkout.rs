@@ -47,8 +47,7 @@ impl Checkout {
         }
         let git_dir = git(&root, &["rev-parse", "--absolute-git-dir"])?;
         let lock_path = Path::new(git_dir.trim()).join("camhd-grid-sink.lock");
-        let lock = File::create(&lock_path)
-            .with_context(|| format!("creating the lock file {}", lock_path.display()))?;
+        let lock = File::create(&lock_path).map_err(|e| common::cli::unwritable(&lock_path, e))?;
         if lock.try_lock().is_err() {
             return Err(common::cli::Busy(format!(
                 "another sink holds {} (one sink per checkout)",

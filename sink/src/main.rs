@@ -182,9 +182,15 @@ fn backfill_regions(
     } else {
         "wrote"
     };
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     println!(
-        "{verb} {} regions files in {} commits ({} flow files, {} left without regions) in {:.1} s",
-        s.derived, s.commits, s.flow_files, s.skipped, s.seconds
+        "{verb} {} in {} ({}, {} left without regions) in {:.1} s",
+        plural(s.derived, "regions file", "regions files"),
+        plural(s.commits, "commit", "commits"),
+        plural(s.flow_files, "flow file", "flow files"),
+        s.skipped,
+        s.seconds
     );
     Ok(ExitCode::SUCCESS)
 }

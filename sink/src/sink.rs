@@ -79,17 +79,27 @@ impl<'a> Sink<'a> {
         let mut idle_since = Instant::now();
         let mut conn: Option<Client> = None;
         let mut backoff = Backoff::reconnect();
+        let mut lost = false;
+        let grid = self.config.grid.config();
+        let server = grid.server.to_string();
+        tracing::info!(server = %server, tube = %grid.results_tube(), checkout = %self.checkout.root().display(),
+            push = self.config.push.as_deref().unwrap_or("(none)"), batch = self.config.batch,
+            signed = self.config.grid.keys().enabled(), "sink started");
         loop {
             let c = match conn.as_mut() {
                 Some(c) => c,
                 None => match connect(&self.config).await {
                     Ok(c) => {
+                        if std::mem::take(&mut lost) {
+                            tracing::info!(server = %server, "reconnected to the server");
+                        }
                         backoff.reset();
                         conn.insert(c)
                     }
                     Err(e) if shutdown.stopping() => return Err(e),
                     Err(e) => {
                         tracing::warn!(error = %format!("{e:#}"), "reconnecting");
+                        lost = true;
                         tokio::time::sleep(backoff.next_delay()).await;
                         continue;
                     }

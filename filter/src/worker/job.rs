@@ -134,7 +134,9 @@ impl Slot {
                 });
             }
             if self.conn.is_none() {
-                self.conn = connect(&self.config).await.ok();
+                if let Ok(c) = connect(&self.config).await {
+                    self.connected(c);
+                }
             }
             if let Some(c) = self.conn.as_mut() {
                 match grid.put(c, &results, &sealed, result_options()).await {
@@ -165,7 +167,9 @@ impl Slot {
     ) -> Option<Outcome> {
         let outcome = decide(&result, lease.attempt, lease.id, &self.config.retry);
         if self.conn.is_none() {
-            self.conn = connect(&self.config).await.ok();
+            if let Ok(c) = connect(&self.config).await {
+                self.connected(c);
+            }
         }
         let c = self.conn.as_mut()?;
         if let Err(err) = &result {

@@ -38,6 +38,8 @@ pub struct Slot {
     pub(super) index: usize,
     pub(super) config: WorkerConfig,
     pub(super) conn: Option<Client>,
+    /// A connection was made before: the next one is a reconnection, and says so.
+    connected_before: bool,
     pub(super) beat: Beat,
     pub(super) spool: Spool,
     pub(super) shutdown: Shutdown,
@@ -63,6 +65,7 @@ impl Slot {
             index,
             config,
             conn: None,
+            connected_before: false,
             shutdown,
             totals: Totals::default(),
         }
@@ -145,8 +148,16 @@ impl Slot {
             }
         }
         self.beat.publish(&mut c, None, None).await;
-        self.conn = Some(c);
+        self.connected(c);
         Ok(())
+    }
+
+    /// Takes `c` as the slot's connection, saying so when it replaces a lost one.
+    pub(super) fn connected(&mut self, c: Client) {
+        if std::mem::replace(&mut self.connected_before, true) {
+            tracing::info!(slot = self.index, "reconnected to the server");
+        }
+        self.conn = Some(c);
     }
 
     fn count(&mut self, outcome: Option<Outcome>) {

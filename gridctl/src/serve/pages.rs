@@ -338,7 +338,7 @@ pub fn commits(snap: &Snapshot, recent: Option<&[WithRegions]>, viewer: &Viewer)
                             src=(format!("/plot.svg?path={}", url_encode(&c.path)));
                         @match regions {
                             Some(rows) => {
-                                p { (rows.len()) " regions:" }
+                                p { (count(rows.len(), "region", "regions")) ":" }
                                 table.regions {
                                     tr { th { "type" } th.n { "from frame" } th.n { "to frame" } }
                                     @for r in rows.iter().take(MAX_ROWS) {
@@ -354,6 +354,11 @@ pub fn commits(snap: &Snapshot, recent: Option<&[WithRegions]>, viewer: &Viewer)
         }
     };
     page("Commits", "/commits", snap, viewer, body)
+}
+
+/// `n` things, in the singular or plural as `n` asks.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Seconds since 1970 as a UTC date and time.
