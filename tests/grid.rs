@@ -1397,3 +1397,96 @@ fn the_whole_grid_runs_through_stunnel_with_mutual_tls() {
         "{err}"
     );
 }
+
+#[test]
+fn a_filter_with_another_grids_key_releases_its_jobs_untouched_and_exits_2() {
+    let names = [
+        "CAMHDA301-20170614T010000.mov",
+        "CAMHDA301-20170614T020000.mov",
+    ];
+    let world = World::new(&[(names[0], 30), (names[1], 30)]);
+    let keys_dir = world.dir.path().join("keys");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    let keygen = |name: &str| {
+        let path = keys_dir.join(name);
+        let out = bin::command("gridctl")
+            .args(["keygen", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let id = stdout(&out).split_whitespace().nth(3).unwrap().to_owned();
+        (path, id)
+    };
+    let ((grid_key, grid_id), (stale_key, stale_id)) = (keygen("grid.key"), keygen("stale.key"));
+    let with_key = |key: &Path| {
+        let mut env = world.env();
+        env.push(("GRID_KEY_FILE", key.to_string_lossy().into_owned()));
+        env
+    };
+    let start_stale = |name: &str| {
+        let archive = world.archive();
+        let args = [
+            "--exit-when-idle",
+            "20",
+            "--scale",
+            "0.5",
+            "--allow-source",
+            &archive,
+        ];
+        Proc::start(name, "filter", &args, &with_key(&stale_key), &world.logs())
+    };
+    // Started before anything is queued: no key marker yet, so the filter learns it from
+    // the first job it reserves (or, if the queuer was quicker, at its start).
+    let mut early = start_stale("filter-stale-early");
+    let mut queue = bin::command("queuer");
+    queue
+        .args(["--checkout", world.checkout().to_str().unwrap()])
+        .arg(world.archive());
+    for (k, v) in with_key(&grid_key) {
+        queue.env(k, v);
+    }
+    let queued = queue.output().unwrap();
+    assert!(stdout(&queued).contains("queued 2"), "{queued:?}");
+    // Started after: the key marker says so at once.
+    let mut late = start_stale("filter-stale-late");
+    for f in [&mut early, &mut late] {
+        assert_eq!(
+            f.wait(Duration::from_secs(60)).code(),
+            Some(2),
+            "{}",
+            f.log()
+        );
+        let log = f.log();
+        assert!(
+            log.contains(&format!("signed with key {grid_id}")) && log.contains(&stale_id),
+            "names the grid's key and its own: {log}"
+        );
+    }
+    let s = world.status();
+    assert_eq!(s["jobs"]["ready"], 2, "released untouched: {s}");
+    assert_eq!(s["jobs"]["buried"], 0, "{s}");
+    assert!(world.failed().is_empty(), "no failure recorded");
+    // A filter with the grid's key analyses them.
+    let archive = world.archive();
+    let args = [
+        "--exit-when-idle",
+        "3",
+        "--scale",
+        "0.5",
+        "--allow-source",
+        &archive,
+    ];
+    let mut good = Proc::start(
+        "filter-good",
+        "filter",
+        &args,
+        &with_key(&grid_key),
+        &world.logs(),
+    );
+    assert!(
+        good.wait(Duration::from_secs(120)).success(),
+        "{}",
+        good.log()
+    );
+    assert_eq!(world.status()["results"]["ready"], 2);
+}

@@ -136,6 +136,11 @@ impl GridConfig {
         format!("{}.failures", self.namespace)
     }
 
+    /// `<namespace>.key`: the grid's key marker (see `grid::Grid::key_marker`).
+    pub fn key_tube(&self) -> String {
+        format!("{}.key", self.namespace)
+    }
+
     /// The prefix of the filters' status tubes: `<namespace>.status.`.
     pub fn status_prefix(&self) -> String {
         format!("{}.status.", self.namespace)

@@ -1,8 +1,9 @@
 //! The grid's own operations over a beanstalkd connection, each written once for every
 //! process: put a body sealed as what it is into a tube (the connection stays on its
 //! tube), record a failure, ask whether a job id is still the job of a given video, and
-//! list a namespace's heartbeats with their signatures checked. A [`Grid`] is made once
-//! from the shared flags and this machine's name, and handed to whatever needs them.
+//! list a namespace's heartbeats with their signatures checked, and keep and read the
+//! grid's key marker (which key the grid signs with). A [`Grid`] is made once from the
+//! shared flags and this machine's name, and handed to whatever needs them.
 
 use std::sync::Arc;
 
@@ -294,5 +295,80 @@ impl Listed {
     /// Seconds since the heartbeat was written (negative when dated in the future).
     pub fn age_seconds(&self) -> i64 {
         (Utc::now() - self.beat.at).num_seconds()
+    }
+}
+
+/// What the grid's key marker says of this process's keys: the queuer keeps one signed
+/// with the grid's key in `<namespace>.key`, a job delayed for ever, so that a filter
+/// with another key learns it from the grid itself, never from jobs anyone could put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyMarker {
+    /// Signed with one of this process's keys.
+    Ours,
+    /// Signed with a key this process does not hold: its key is not the grid's.
+    Foreign {
+        /// The marker's key id.
+        kid: String,
+    },
+    /// No marker, or one that tells nothing (unsigned, damaged, forged, hidden behind
+    /// another job).
+    Unknown,
+}
+
+/// How long the key marker is delayed: 68 years.
+const MARKER_DELAY: u32 = i32::MAX as u32;
+
+/// Jobs that are not the current key marker removed before giving up.
+const MARKER_ATTEMPTS: usize = 5;
+
+impl Grid {
+    /// What the key marker says of this process's keys (read, never changed).
+    pub async fn key_marker(&self, c: &mut Client) -> Result<KeyMarker, Error> {
+        c.use_tube(&self.config.key_tube()).await?;
+        let job = match c.peek_delayed().await {
+            Ok(job) => job,
+            Err(Error::NotFound) => return Ok(KeyMarker::Unknown),
+            Err(e) => return Err(e),
+        };
+        Ok(match self.keys.open(Kind::Marker, &job.body) {
+            Ok((_, Signature::Valid { .. })) => KeyMarker::Ours,
+            Err(crate::sign::SignError::UnknownKey { kid }) => KeyMarker::Foreign { kid },
+            _ => KeyMarker::Unknown,
+        })
+    }
+
+    /// Makes the key marker say this process's signing key: a marker signed with it is
+    /// kept; anything else at the head of `<namespace>.key` (a marker of an older key,
+    /// junk) is deleted and a new marker put. Nothing without a key.
+    pub async fn keep_key_marker(&self, c: &mut Client) -> Result<(), Error> {
+        let Some(kid) = self.keys.signing_id() else {
+            return Ok(());
+        };
+        c.use_tube(&self.config.key_tube()).await?;
+        for _ in 0..MARKER_ATTEMPTS {
+            match c.peek_delayed().await {
+                Ok(job) => match self.keys.open(Kind::Marker, &job.body) {
+                    Ok((_, Signature::Valid { kid: signed })) if signed == kid => return Ok(()),
+                    _ => {
+                        tracing::info!(tube = %self.config.key_tube(), job = job.id, "replacing the key marker: it is not signed with this grid's key");
+                        c.delete(job.id).await?;
+                    }
+                },
+                Err(Error::NotFound) => {
+                    let body = serde_json::json!({ "key": kid, "created": Utc::now() });
+                    let sealed = self.seal(Kind::Marker, body.to_string().as_bytes());
+                    let options = PutOptions {
+                        priority: 0,
+                        delay: MARKER_DELAY,
+                        ttr: 60,
+                    };
+                    c.put(sealed.as_bytes(), options).await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::warn!(tube = %self.config.key_tube(), "the key marker tube keeps holding other jobs; filters with another key cannot tell from it");
+        Ok(())
     }
 }

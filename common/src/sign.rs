@@ -147,6 +147,8 @@ pub enum Kind {
     Failure,
     /// A filter slot's heartbeat, in `<ns>.status.*`.
     Heartbeat,
+    /// The grid's key marker, in `<ns>.key`.
+    Marker,
 }
 
 impl Kind {
@@ -157,6 +159,7 @@ impl Kind {
             Kind::Result => "result",
             Kind::Failure => "failure",
             Kind::Heartbeat => "heartbeat",
+            Kind::Marker => "marker",
         }
     }
 }
@@ -277,6 +280,16 @@ impl Keys {
     /// True when a key is configured: bodies are signed and must be.
     pub fn enabled(&self) -> bool {
         self.signing.is_some()
+    }
+
+    /// The id of the key bodies are signed with, if any.
+    pub fn signing_id(&self) -> Option<&str> {
+        self.signing.as_ref().map(|k| k.id.as_str())
+    }
+
+    /// The ids of every key accepted.
+    pub fn accepted_ids(&self) -> Vec<&str> {
+        self.accepted.iter().map(|k| k.id.as_str()).collect()
     }
 
     /// `body`, put as a `kind` message, in a signed envelope; as it is without a key.

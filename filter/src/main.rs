@@ -184,6 +184,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             ..cli.http.limits()
         },
         video_deadline: cli.http.video_budget(),
+        wrong_key: Default::default(),
     };
     if !config.grid.keys().enabled() {
         tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): jobs are not checked and results not signed; see docs/security.md");
@@ -196,7 +197,8 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
         }
         tracing::info!(server = %config.grid.config().server, tube = %config.grid.config().jobs_tube(), jobs = config.jobs, threads = config.threads, "filter worker started");
         anyhow::Ok(worker::run(config, shutdown).await)
-    })?;
+    })?
+    .map_err(|e| common::cli::usage(e.0))?;
     // An analysis abandoned on a second signal may still be running; do not wait for it.
     runtime.shutdown_background();
     tracing::info!(

@@ -4,6 +4,7 @@
 use common::sign::Kind;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use chrono::{NaiveDate, Utc};
 use common::beanstalk::{Client, Error as BsError, PutOptions};
 use common::grid::{Grid, JobNow};
@@ -68,6 +69,13 @@ pub struct Summary {
 pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
     let grid = grid_id(client, config.grid.config()).await?;
+    if !config.dry_run {
+        config
+            .grid
+            .keep_key_marker(client)
+            .await
+            .context("keeping the grid's key marker")?;
+    }
     let mut ledger = Ledger::open(&config.ledger, &grid)?;
     // Every id the server hands out from now on is above `floor`.
     let mut floor = newest_id(client, config).await?;

@@ -94,7 +94,7 @@ impl Slot {
         }
     }
 
-    async fn give_back<T>(&mut self, lease: &Lease, why: &str) -> Option<T> {
+    pub(super) async fn give_back<T>(&mut self, lease: &Lease, why: &str) -> Option<T> {
         tracing::warn!(reason = why, "releasing an unfinished job");
         if let Some(c) = self.conn.as_mut() {
             if let Err(e) = c.release(lease.id, lease.priority, 0).await {

@@ -47,6 +47,10 @@ pub struct WorkerConfig {
     pub http: crate::source::HttpLimits,
     /// Each video's time budget (`--video-deadline`); `None`: derived from the video.
     pub video_deadline: Option<Duration>,
+    /// Set by the slot that learns this filter holds another grid's key (from the grid's
+    /// key marker): every slot then stops reserving, and the worker exits with a usage
+    /// code naming the keys.
+    pub wrong_key: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 /// The worker's Prometheus metrics (`filter --metrics ADDR`).
@@ -107,7 +111,10 @@ pub struct Totals {
 }
 
 /// Runs the slots until shutdown (or idle) and returns what they did.
-pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Totals {
+pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<Totals, WrongKey> {
+    if let Some(why) = key_check(&config).await {
+        return Err(WrongKey(why));
+    }
     let mut handles = Vec::new();
     for index in 0..config.jobs.max(1) {
         let (config, shutdown) = (config.clone(), shutdown.clone());
@@ -121,5 +128,38 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Totals {
             totals.buried += t.buried;
         }
     }
-    totals
+    match config.wrong_key.get() {
+        Some(why) => Err(WrongKey(why.clone())),
+        None => Ok(totals),
+    }
+}
+
+/// This filter's keys are not the grid's: a setting to fix (a usage error; systemd
+/// does not restart it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WrongKey(pub String);
+
+/// Why this filter holds the wrong key, when the grid's key marker says so (read once at
+/// start; a server not reached yet is asked again by the first job signed with a key it
+/// does not hold).
+async fn key_check(config: &WorkerConfig) -> Option<String> {
+    let grid = &config.grid;
+    if !grid.keys().enabled() {
+        return None;
+    }
+    let mut c = grid.connect().await.ok()?;
+    match grid.key_marker(&mut c).await {
+        Ok(common::grid::KeyMarker::Foreign { kid }) => Some(wrong_key(grid, &kid)),
+        _ => None,
+    }
+}
+
+/// What a filter holding the wrong key is told.
+pub(crate) fn wrong_key(grid: &Grid, kid: &str) -> String {
+    format!(
+        "this filter holds another grid's key: the grid's key marker (in {}) is signed with key {kid}, this filter accepts {} (GRID_KEY_FILE, GRID_ALSO_ACCEPT_KEY_FILES); jobs it reserved were released untouched",
+        grid.config().key_tube(),
+        grid.keys().accepted_ids().join(", ")
+    )
 }

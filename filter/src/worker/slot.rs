@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::backoff::Backoff;
 use common::beanstalk::{self, Client, Error as BsError, PutOptions};
 use common::shutdown::Shutdown;
-use common::sign::Kind;
+use common::sign::{Kind, SignError};
 use common::wire::{Job, UNREADABLE};
 use tracing::Instrument;
 
@@ -76,7 +76,7 @@ impl Slot {
         let mut backoff = Backoff::reconnect();
         let mut idle_since = Instant::now();
         let mut spool_offered: Option<Instant> = None;
-        while !self.shutdown.stopping() {
+        while !self.shutdown.stopping() && self.config.wrong_key.get().is_none() {
             if self.conn.is_none() {
                 if let Err(e) = self.reconnect().await {
                     tracing::warn!(slot = self.index, error = %format!("{e:#}"), "reconnecting");
@@ -191,6 +191,13 @@ impl Slot {
             Ok(job) => job,
             Err(refused) => {
                 let (job, err) = *refused;
+                if let JobError::Signature(SignError::UnknownKey { kid }) = &err {
+                    if self.holds_wrong_key(kid).await {
+                        return self
+                            .give_back(&lease, "this filter holds the wrong key")
+                            .await;
+                    }
+                }
                 tracing::error!(error = %err, "burying a job that cannot be analysed");
                 return self.finish(&lease, &job, Err(err)).await;
             }
@@ -210,6 +217,30 @@ impl Slot {
             Err(e) => Err(e),
         };
         self.finish(&lease, &job, result).await
+    }
+
+    /// True when the grid's key marker says this filter's key is not the grid's (a job
+    /// signed with key `kid` is then the grid's, not junk): every slot stops.
+    async fn holds_wrong_key(&mut self, kid: &str) -> bool {
+        let Some(c) = self.conn.as_mut() else {
+            return false;
+        };
+        let grid = self.config.grid.clone();
+        let marker = grid.key_marker(c).await;
+        // Back on the jobs tube, where this connection puts nothing but releases.
+        if let Err(e) = c.use_tube(&grid.config().jobs_tube()).await {
+            tracing::warn!(error = %e, "lost the server");
+            self.conn = None;
+        }
+        match marker {
+            Ok(common::grid::KeyMarker::Foreign { kid: marker }) => {
+                let why = super::wrong_key(&grid, &marker);
+                tracing::error!(job_key = kid, "{why}");
+                let _ = self.config.wrong_key.set(why);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The job in a reserved body, checked; else the job as far as it could be read (for
