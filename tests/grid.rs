@@ -62,6 +62,24 @@ impl World {
             .into_owned()
     }
 
+    /// A new grid key in the world's `keys/` folder, made by `gridctl keygen` (and
+    /// checked to be private): its path and id.
+    fn keygen(&self, name: &str) -> (std::path::PathBuf, String) {
+        let dir = self.dir.path().join("keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let out = bin::command("gridctl")
+            .args(["keygen", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let id = stdout(&out).split_whitespace().nth(3).unwrap().to_owned();
+        (path, id)
+    }
+
     fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = self.base.env();
         env.extend(self.extra_env.iter().cloned());
@@ -1051,21 +1069,7 @@ fn a_signed_grid_accepts_only_what_its_keys_signed() {
         "CAMHDA301-20170614T020000.mov",
     );
     let world = World::new(&[(good, 45), (unsigned, 45)]);
-    let keys_dir = world.dir.path().join("keys");
-    std::fs::create_dir_all(&keys_dir).unwrap();
-    let keygen = |name: &str| {
-        let path = keys_dir.join(name);
-        let out = bin::command("gridctl")
-            .args(["keygen", path.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        path
-    };
-    let (old, new) = (keygen("old.key"), keygen("new.key"));
+    let ((old, _), (new, _)) = (world.keygen("old.key"), world.keygen("new.key"));
     let video = |name: &str| format!("{}/{DAY}/{name}", world.archive());
     let output = |name: &str| format!("{DAY}/{}", name.replace(".mov", "_optical_flow.json"));
 
@@ -1405,19 +1409,8 @@ fn a_filter_with_another_grids_key_releases_its_jobs_untouched_and_exits_2() {
         "CAMHDA301-20170614T020000.mov",
     ];
     let world = World::new(&[(names[0], 30), (names[1], 30)]);
-    let keys_dir = world.dir.path().join("keys");
-    std::fs::create_dir_all(&keys_dir).unwrap();
-    let keygen = |name: &str| {
-        let path = keys_dir.join(name);
-        let out = bin::command("gridctl")
-            .args(["keygen", path.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let id = stdout(&out).split_whitespace().nth(3).unwrap().to_owned();
-        (path, id)
-    };
-    let ((grid_key, grid_id), (stale_key, stale_id)) = (keygen("grid.key"), keygen("stale.key"));
+    let ((grid_key, grid_id), (stale_key, stale_id)) =
+        (world.keygen("grid.key"), world.keygen("stale.key"));
     let with_key = |key: &Path| {
         let mut env = world.env();
         env.push(("GRID_KEY_FILE", key.to_string_lossy().into_owned()));

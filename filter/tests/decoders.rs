@@ -10,9 +10,9 @@ use std::process::Command;
 
 use filter::decode::{GreyImage, ProresDecoder};
 use filter::prores::{ProresError, ReducedDecoder, SparseError};
-use filter::source::{self, FrameSource, Payload, SourceKind, SparseFrame};
+use filter::source::{self, FrameSource, Payload, SourceKind};
 use filter::{analyze, Settings};
-use support::{clip, clips};
+use support::{clip, clips, parts_of};
 
 /// Every frame's ProRes packet, with the video's facts.
 fn packets(path: &Path) -> (Vec<Vec<u8>>, source::VideoInfo) {
@@ -160,24 +160,6 @@ fn the_reduced_decoder_reads_a_prefix_of_each_slice_and_less_the_more_it_reduces
         0 < eighth && eighth < quarter && quarter < half,
         "{eighth} < {quarter} < {half}"
     );
-}
-
-/// The parts of `packet` a planner would fetch if every slice needed `share` of itself
-/// (and at least `least` bytes): its head, and a prefix of each slice.
-fn parts_of(packet: &[u8], d: &ReducedDecoder, share: f64, least: usize) -> SparseFrame {
-    let head = d.head_bytes().min(packet.len());
-    let mut spans = vec![(0, packet[..head].to_vec())];
-    for (offset, size) in d.slice_layout(&packet[..head]).unwrap() {
-        let want = ((size as f64 * share) as usize).max(least).min(size);
-        spans.push((offset, packet[offset..offset + want].to_vec()));
-    }
-    let mut frame = SparseFrame {
-        at: 0,
-        len: packet.len(),
-        spans: Vec::new(),
-    };
-    frame.add(spans);
-    frame
 }
 
 #[test]

@@ -14,10 +14,10 @@ use filter::document::OpticalFlowDocument;
 use filter::prores::ReducedDecoder;
 use filter::source::{
     self, Fetched, FrameSource, FrameStream, HttpBytes, HttpLimits, Payload, ReadError, SourceKind,
-    SpanPlanner, SparseFrame, VideoInfo, Window,
+    SpanPlanner, VideoInfo, Window,
 };
 use filter::{analyze, AnalysisError, Settings};
-use support::{clip, clips};
+use support::{clip, clips, parts_of};
 use testkit::http::{files_with_multiranges, files_with_ranges, HttpServer, Request, Response};
 
 /// The scripted clip at 960x540: at the default scale 0.25 the reduced decoder reads it.
@@ -263,9 +263,15 @@ impl FrameSource for ShortParts {
         Ok(whole
             .into_iter()
             .map(|(n, payload)| match payload {
-                Ok(Payload::Prores(bytes)) => {
-                    (n, Ok(Payload::ProresSpans(cut(&bytes, &self.decoder))))
-                }
+                Ok(Payload::Prores(bytes)) => (
+                    n,
+                    Ok(Payload::ProresSpans(parts_of(
+                        &bytes,
+                        &self.decoder,
+                        0.02,
+                        1,
+                    ))),
+                ),
                 other => (n, other),
             })
             .collect())
@@ -287,23 +293,6 @@ impl FrameSource for ShortParts {
         let more = HttpBytes::open(&self.more, limits).expect("opening the failing server");
         FrameStream::by_blocks(self, frames, window).with_reader(Box::new(more))
     }
-}
-
-/// `packet`'s head and 2% of each of its slices.
-fn cut(packet: &[u8], d: &ReducedDecoder) -> SparseFrame {
-    let head = d.head_bytes().min(packet.len());
-    let mut spans = vec![(0, packet[..head].to_vec())];
-    for (offset, size) in d.slice_layout(&packet[..head]).unwrap() {
-        let want = (size / 50).clamp(1, size);
-        spans.push((offset, packet[offset..offset + want].to_vec()));
-    }
-    let mut frame = SparseFrame {
-        at: 0,
-        len: packet.len(),
-        spans: Vec::new(),
-    };
-    frame.add(spans);
-    frame
 }
 
 #[test]

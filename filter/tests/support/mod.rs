@@ -35,3 +35,26 @@ pub fn clip(name: &str, width: u32, height: u32, frames: u64) -> PathBuf {
     }
     path
 }
+
+/// The parts of `packet` a planner would fetch if every slice needed `share` of itself
+/// (and at least `least` bytes): its head, and a prefix of each slice.
+pub fn parts_of(
+    packet: &[u8],
+    d: &filter::prores::ReducedDecoder,
+    share: f64,
+    least: usize,
+) -> filter::source::SparseFrame {
+    let head = d.head_bytes().min(packet.len());
+    let mut spans = vec![(0, packet[..head].to_vec())];
+    for (offset, size) in d.slice_layout(&packet[..head]).unwrap() {
+        let want = ((size as f64 * share) as usize).max(least).min(size);
+        spans.push((offset, packet[offset..offset + want].to_vec()));
+    }
+    let mut frame = filter::source::SparseFrame {
+        at: 0,
+        len: packet.len(),
+        spans: Vec::new(),
+    };
+    frame.add(spans);
+    frame
+}
