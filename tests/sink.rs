@@ -249,9 +249,18 @@ async fn the_sink_pushes_after_committing_and_survives_a_broken_remote() {
     );
 
     put_all(&server, &[result("a/c_optical_flow.json", 2, false)]).await;
-    let out = run("broken");
-    assert!(out.status.success(), "a failed push is not fatal");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("push failed"));
+    let out = sink_with(&server, &co, &["--push", "broken", "--push-wait", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "idle with its commits unpushed: {stderr}"
+    );
+    assert!(stderr.contains("push failed"), "{stderr}");
+    assert!(
+        stderr.contains("commit(s) not pushed to broken") && stderr.contains("Add"),
+        "names the commits: {stderr}"
+    );
     assert!(co.join("a/c_optical_flow.json").exists());
     assert_eq!(
         git(&co, &["log", "--oneline"]).lines().count(),
@@ -496,5 +505,88 @@ fn sink_regions_fills_in_a_checkout_of_flow_files_only() {
     assert_ne!(
         std::fs::read_to_string(co.join(&kept)).unwrap(),
         "{\"regions\": []}\n"
+    );
+}
+
+#[tokio::test]
+async fn a_remote_that_moved_is_merged_and_pushed_and_keeps_an_edit_made_there() {
+    // The record is public: a person pushes to it while the grid commits.
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let bare = dir.path().join("remote.git");
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", bare.to_str().unwrap()],
+    );
+    git(&co, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    let flow = "RS03ASHS/2017/06/14/b_optical_flow.json";
+    put_all(&server, &[result(flow, 1, false)]).await;
+    let out = sink_with(&server, &co, &["--push", "origin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Someone clones the record, edits the README and a flow file the grid wrote, and
+    // pushes.
+    let person = dir.path().join("person");
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            person.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(
+        person.join("README.md"),
+        "# CamHD motion metadata\n\nEdited.\n",
+    )
+    .unwrap();
+    std::fs::write(person.join(flow), "{\"edited\": \"by hand\"}\n").unwrap();
+    git(&person, &["add", "README.md", flow]);
+    testkit::git::commit(&person, "A person's edit");
+    git(&person, &["push", "-q", "origin", "HEAD"]);
+
+    // The grid recomputes that video (forced) and a new one.
+    let new = "RS03ASHS/2017/06/14/c_optical_flow.json";
+    put_all(&server, &[result(flow, 2, true), result(new, 3, false)]).await;
+    let out = sink_with(&server, &co, &["--push", "origin", "--push-wait", "30"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pushed after merging: {stderr}");
+    assert_eq!(
+        git(&bare, &["rev-parse", "HEAD"]),
+        git(&co, &["rev-parse", "HEAD"]),
+        "the remote has every commit"
+    );
+    let log = git(&bare, &["log", "--format=%s"]);
+    assert!(log.contains("A person's edit"), "never lost: {log}");
+    let shown = |path: &str| git(&bare, &["show", &format!("HEAD:{path}")]);
+    assert!(shown("README.md").contains("Edited."));
+    assert!(
+        shown(flow).contains("by hand"),
+        "the person's edit of a file the grid wrote is kept: {}",
+        shown(flow)
+    );
+    assert!(
+        shown(new).contains("\"marker\": 3"),
+        "the new video is there"
+    );
+    // The grid's own version is in the history, and a record says what happened.
+    let ours = git(
+        &co,
+        &["log", "--full-history", "-p", "--format=", "--", flow],
+    );
+    assert!(ours.contains("\"marker\": 2"), "{ours}");
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    c.watch("s.failures").await.unwrap();
+    let record = c.reserve_with_timeout(1).await.expect("a failure record");
+    let record = String::from_utf8_lossy(&record.body);
+    assert!(
+        record.contains(flow) && record.contains("edited on origin"),
+        "{record}"
     );
 }

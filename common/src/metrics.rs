@@ -35,6 +35,16 @@ impl Metric {
         Metric::new(name, help, "counter")
     }
 
+    /// A gauge: a value that goes up and down.
+    pub const fn gauge(name: &'static str, help: &'static str) -> Metric {
+        Metric::new(name, help, "gauge")
+    }
+
+    /// Sets the value (of a gauge).
+    pub fn set(&self, v: f64) {
+        self.value.store(v.to_bits(), Ordering::Relaxed);
+    }
+
     /// Adds `v`.
     pub fn add(&self, v: f64) {
         let _ = self

@@ -154,8 +154,7 @@ impl Checkout {
         let msg_file = self.tmp_dir.join("COMMIT_MSG");
         std::fs::write(&msg_file, message(&changed))
             .with_context(|| format!("writing {}", msg_file.display()))?;
-        let name = format!("user.name={}", self.author_name);
-        let email = format!("user.email={}", self.author_email);
+        let (name, email) = self.identity();
         let msg = msg_file.to_string_lossy();
         git_input(
             &self.root,
@@ -274,8 +273,153 @@ impl Checkout {
     }
 
     /// Pushes HEAD to `remote`.
-    pub fn push(&self, remote: &str) -> anyhow::Result<()> {
-        git(&self.root, &["push", "-q", remote, "HEAD"]).map(drop)
+    pub fn push(&self, remote: &str) -> anyhow::Result<Vec<String>> {
+        let refused = match git(&self.root, &["push", "-q", remote, "HEAD"]) {
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) => e,
+        };
+        if !moved_on(&refused) {
+            return Err(refused);
+        }
+        tracing::info!(
+            remote,
+            "the remote has commits the checkout lacks; merging them"
+        );
+        let kept = self.catch_up(remote)?;
+        git(&self.root, &["push", "-q", remote, "HEAD"])?;
+        Ok(kept)
+    }
+
+    /// Merges what `remote` holds now into the checkout (a merge, not a rebase: regions
+    /// files name the commits of their flow files, which must stay in the history). A
+    /// file that both the remote and the checkout changed since they parted (someone
+    /// edited a file the grid wrote) is left as the remote has it; those paths are
+    /// returned. Nothing is ever forced, and no edit of the remote is undone.
+    fn catch_up(&self, remote: &str) -> anyhow::Result<Vec<String>> {
+        let branch = git(&self.root, &["symbolic-ref", "--short", "HEAD"])?;
+        git(&self.root, &["fetch", "-q", remote, branch.trim()])?;
+        let theirs = git(&self.root, &["rev-parse", "FETCH_HEAD"])?
+            .trim()
+            .to_owned();
+        let base = git(&self.root, &["merge-base", "HEAD", &theirs])?
+            .trim()
+            .to_owned();
+        let changed = |tip: &str| -> anyhow::Result<std::collections::BTreeSet<String>> {
+            let out = git(&self.root, &["diff", "--name-only", "-z", &base, tip])?;
+            Ok(out
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect())
+        };
+        let ours = changed("HEAD")?;
+        let kept: Vec<String> = changed(&theirs)?.intersection(&ours).cloned().collect();
+        let (name, email) = self.identity();
+        let message =
+            format!("Merge what {remote} holds: the record moved while the grid committed");
+        let merged = git(
+            &self.root,
+            &[
+                "-c",
+                &name,
+                "-c",
+                &email,
+                "merge",
+                "-q",
+                "--no-edit",
+                "--no-verify",
+                "--autostash",
+                "-X",
+                "theirs",
+                "-m",
+                &message,
+                &theirs,
+            ],
+        );
+        if let Err(e) = merged {
+            let _ = git(&self.root, &["merge", "--abort"]);
+            return Err(e.context(format!("merging what {remote} holds")));
+        }
+        if kept.is_empty() {
+            return Ok(kept);
+        }
+        // The merge took the remote's side only where the edits collided: the whole file
+        // is the remote's.
+        for path in &kept {
+            let spec = format!("{theirs}:{path}");
+            if git(&self.root, &["cat-file", "-e", &spec]).is_ok() {
+                git(&self.root, &["checkout", &theirs, "--", path])?;
+            } else {
+                git(&self.root, &["rm", "-q", "--", path])?;
+            }
+        }
+        let msg_file = self.tmp_dir.join("COMMIT_MSG");
+        let mut text = format!(
+            "Keep {} file(s) as {remote} has them\n\nEdited there after the grid wrote them:\n",
+            kept.len()
+        );
+        for path in &kept {
+            text.push_str(&format!("  {path}\n"));
+        }
+        std::fs::write(&msg_file, text)
+            .with_context(|| format!("writing {}", msg_file.display()))?;
+        let msg = msg_file.to_string_lossy();
+        let staged = git(&self.root, &["diff", "--cached", "--name-only"])?;
+        if !staged.trim().is_empty() {
+            git_input(
+                &self.root,
+                &[
+                    "-c",
+                    &name,
+                    "-c",
+                    &email,
+                    "commit",
+                    "-q",
+                    "--no-verify",
+                    "--only",
+                    "-F",
+                    &msg,
+                    "--pathspec-from-file=-",
+                    "--pathspec-file-nul",
+                ],
+                nul_list(&kept),
+            )?;
+        }
+        Ok(kept)
+    }
+
+    /// The `-c user.name=…` and `-c user.email=…` of the sink's commits.
+    fn identity(&self) -> (String, String) {
+        (
+            format!("user.name={}", self.author_name),
+            format!("user.email={}", self.author_email),
+        )
+    }
+
+    /// HEAD's commit id.
+    pub fn head(&self) -> anyhow::Result<String> {
+        Ok(git(&self.root, &["rev-parse", "HEAD"])?.trim().to_owned())
+    }
+
+    /// The commits after `since` (else those no ref of `remote` holds), oldest first, as
+    /// `<short id> <subject>`.
+    pub fn commits_since(&self, since: Option<&str>, remote: &str) -> Vec<String> {
+        let not_remote = format!("--remotes={remote}");
+        let range = since.map(|s| format!("{s}..HEAD"));
+        let args: Vec<&str> = match &range {
+            Some(r) => vec!["log", "--reverse", "--format=%h %s", r],
+            None => vec![
+                "log",
+                "--reverse",
+                "--format=%h %s",
+                "HEAD",
+                "--not",
+                &not_remote,
+            ],
+        };
+        git(&self.root, &args)
+            .map(|out| out.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -327,6 +471,15 @@ fn git_run(dir: &Path, args: &[&str], input: Option<Vec<u8>>) -> anyhow::Result<
         .env("GIT_TERMINAL_PROMPT", "0");
     let out = process::run_with_input(&mut cmd, input)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// True when a push was refused because the remote has commits the checkout lacks.
+fn moved_on(refused: &anyhow::Error) -> bool {
+    let text = format!("{refused:#}");
+    ["non-fast-forward", "fetch first", "[rejected]"]
+        .iter()
+        .any(|m| text.contains(m))
+        && !text.contains("protected branch")
 }
 
 /// `Name <email>`.

@@ -25,6 +25,10 @@ use common::shutdown::Shutdown;
 ///
 /// Only one sink may write a checkout. Results are deleted from the tube only after the
 /// commit that holds them, so a sink killed at any moment loses nothing.
+///
+/// Exit codes: 0 done, 1 failed, 2 bad arguments or settings (an unwritable checkout),
+/// 4 commits left unpushed (--exit-when-idle with --push: after --push-wait), 69 the
+/// server could not be reached, 75 another sink holds the checkout.
 #[derive(Debug, Parser)]
 #[command(version = common::cli::VERSION, about, long_about, subcommand_negates_reqs = true)]
 struct Cli {
@@ -48,13 +52,26 @@ struct Cli {
     )]
     commit_every: u64,
 
-    /// Push to this git remote after each commit (failures are retried, never fatal).
+    /// Push to this git remote after each commit (failures are retried, never fatal). A
+    /// remote that has moved on (someone pushed there) is merged first; a file edited
+    /// there after the grid wrote it keeps the remote's version, with a failure record
+    /// saying so. Nothing is ever force-pushed.
     #[arg(long, env = "SINK_PUSH", value_name = "REMOTE")]
     push: Option<String>,
 
-    /// Exit after this many seconds with nothing to do.
+    /// Exit after this many seconds with nothing to do: once every commit is pushed, or
+    /// --push-wait later with exit code 4, naming the commits not pushed.
     #[arg(long, env = "SINK_EXIT_WHEN_IDLE", value_name = "SECS")]
     exit_when_idle: Option<u64>,
+
+    /// With --exit-when-idle and --push: how long to keep trying to push before exiting.
+    #[arg(
+        long,
+        env = "SINK_PUSH_WAIT",
+        default_value_t = 120,
+        value_name = "SECS"
+    )]
+    push_wait: u64,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (results committed, commit latency).
     #[arg(long, env = "SINK_METRICS", value_name = "ADDR")]
@@ -77,6 +94,9 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
+
+/// Exit code when commits could not be pushed before exiting.
+const UNPUSHED: u8 = 4;
 
 /// Who the sink's commits are by, unless told.
 const DEFAULT_AUTHOR: &str = "camhd-grid sink <camhd-grid@localhost>";
@@ -139,6 +159,7 @@ fn main() -> ExitCode {
             commit_every: Duration::from_secs(cli.commit_every),
             push: cli.push.clone(),
             exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),
+            push_wait: Duration::from_secs(cli.push_wait),
             max_document: cli.max_document_bytes as usize,
         };
         if !config.grid.keys().enabled() {
@@ -165,6 +186,16 @@ fn main() -> ExitCode {
             peak_rss_mb = common::host::peak_rss_mb().unwrap_or(0.0),
             "sink stopped"
         );
+        if !totals.unpushed.is_empty() {
+            eprintln!(
+                "error: {} commit(s) not pushed to {}: {} (last push error: {})",
+                totals.unpushed.len(),
+                cli.push.as_deref().unwrap_or("the remote"),
+                totals.unpushed.join("; "),
+                totals.push_error.as_deref().unwrap_or("none")
+            );
+            return Ok(ExitCode::from(UNPUSHED));
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

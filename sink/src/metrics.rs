@@ -31,6 +31,27 @@ pub static REGIONS_SKIPPED: Metric = Metric::counter(
     "Committed flow files whose regions could not be derived (no valid entry, unreadable).",
 );
 
+/// Commits not pushed yet.
+pub static UNPUSHED: Metric = Metric::gauge(
+    "camhd_sink_unpushed_commits",
+    "Commits in the checkout that the remote (--push) does not have yet.",
+);
+/// Pushes that failed.
+pub static PUSH_FAILURES: Metric = Metric::counter(
+    "camhd_sink_push_failures_total",
+    "Pushes the remote refused or that could not reach it.",
+);
+/// When a push last failed.
+pub static LAST_PUSH_FAILURE: Metric = Metric::gauge(
+    "camhd_sink_last_push_failure_timestamp_seconds",
+    "When a push last failed, in seconds since 1970 (0: never); the error is in the log.",
+);
+/// Files someone edited on the remote that the grid had written too.
+pub static KEPT_REMOTE: Metric = Metric::counter(
+    "camhd_sink_remote_versions_kept_total",
+    "Files edited on the remote after the grid wrote them: the remote's version was kept.",
+);
+
 /// All of them, in the text format.
 pub fn render() -> String {
     common::metrics::render(&[
@@ -40,5 +61,9 @@ pub fn render() -> String {
         &COMMITS,
         &REGIONS,
         &REGIONS_SKIPPED,
+        &UNPUSHED,
+        &PUSH_FAILURES,
+        &LAST_PUSH_FAILURE,
+        &KEPT_REMOTE,
     ])
 }

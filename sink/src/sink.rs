@@ -31,12 +31,14 @@ pub struct SinkConfig {
     pub push: Option<String>,
     /// Exit after this long with nothing to do.
     pub exit_when_idle: Option<Duration>,
+    /// With `exit_when_idle`: how long to keep trying to push before exiting anyway.
+    pub push_wait: Duration,
     /// The largest document written, in bytes (after unpacking); larger ones are buried.
     pub max_document: usize,
 }
 
 /// Counts for the final report.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Totals {
     /// Results whose document was written.
     pub written: u64,
@@ -46,6 +48,10 @@ pub struct Totals {
     pub buried: u64,
     /// Commits made.
     pub commits: u64,
+    /// Commits the remote does not have at exit (`<short id> <subject>`).
+    pub unpushed: Vec<String>,
+    /// Why the last push failed, if commits wait.
+    pub push_error: Option<String>,
 }
 
 /// After a failed commit, its results come back this many seconds later.
@@ -116,7 +122,8 @@ impl<'a> Sink<'a> {
                 if !shutdown.stopping() {
                     tracing::info!("idle; exiting");
                 }
-                self.pusher.push(self.checkout, true);
+                let waiting = !shutdown.stopping();
+                self.push_before_exit(c, waiting).await;
                 return Ok(self.totals);
             }
             let reserved = tokio::select! {
@@ -133,7 +140,9 @@ impl<'a> Sink<'a> {
                         self.batch.push(w);
                     }
                 }
-                Err(BsError::TimedOut) => self.pusher.push(self.checkout, false),
+                // Only between batches: a merge must never meet written, uncommitted files.
+                Err(BsError::TimedOut) if self.batch.is_empty() => self.push(c, false).await,
+                Err(BsError::TimedOut) => {}
                 // A held result is about to time out: commit what we have now.
                 Err(BsError::DeadlineSoon) => self.flush(c).await?,
                 Err(e) => {
@@ -210,8 +219,41 @@ impl<'a> Sink<'a> {
             }
             self.delete_job(c, &w).await;
         }
-        self.pusher.push(self.checkout, true);
+        self.push(c, true).await;
         Ok(())
+    }
+
+    /// Pushes what waits (now, or when its backoff has passed); a file edited on the
+    /// remote after the grid wrote it keeps the remote's version, and a record says so.
+    async fn push(&mut self, c: &mut Client, now_anyway: bool) {
+        for path in self.pusher.push(self.checkout, now_anyway) {
+            metrics::KEPT_REMOTE.inc();
+            let remote = self.config.push.as_deref().unwrap_or("the remote");
+            let error = format!("{path} was edited on {remote} after the grid wrote it: the remote's version was kept (the grid's stays in the history)");
+            tracing::warn!(path = %path, "{error}");
+            let mut record = common::wire::Failure::now(0, None, &error, self.config.grid.host());
+            record.output = path;
+            record.action = "superseded".into();
+            if let Err(e) = self.config.grid.record_failure(c, &record).await {
+                tracing::warn!(error = %e, "could not record a file kept as the remote has it");
+            }
+        }
+    }
+
+    /// The last push before exiting: when idle (`waiting`), tried again within
+    /// `--push-wait`; what is still not pushed is in the totals.
+    async fn push_before_exit(&mut self, c: &mut Client, waiting: bool) {
+        let started = Instant::now();
+        loop {
+            self.push(c, true).await;
+            let left = self.config.push_wait.saturating_sub(started.elapsed());
+            if !self.pusher.pending() || !waiting || left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(Duration::from_secs(5))).await;
+        }
+        self.totals.unpushed = self.pusher.unpushed(self.checkout);
+        self.totals.push_error = self.pusher.failure().map(str::to_owned);
     }
 
     /// Deletes the job a committed result answers (the filter left it delayed, awaiting
