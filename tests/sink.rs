@@ -261,6 +261,32 @@ async fn the_sink_pushes_after_committing_and_survives_a_broken_remote() {
         stderr.contains("commit(s) not pushed to broken") && stderr.contains("Add"),
         "names the commits: {stderr}"
     );
+    // The operator sees it without reading the sink's log.
+    let status = bin::command("gridctl")
+        .args(["status", "--json"])
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", "s")
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["sink"]["remote"], "broken", "{status}");
+    // "broken" never had any: the whole history (three commits) is not there.
+    assert_eq!(status["sink"]["unpushed_count"], 3, "{status}");
+    assert!(status["sink"]["push_error"]
+        .as_str()
+        .unwrap()
+        .contains("nonexistent"));
+    let table = bin::command("gridctl")
+        .arg("status")
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", "s")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("RECORD BEHIND: 3 commit(s) not pushed to broken"),
+        "{table}"
+    );
     assert!(co.join("a/c_optical_flow.json").exists());
     assert_eq!(
         git(&co, &["log", "--oneline"]).lines().count(),

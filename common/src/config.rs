@@ -136,6 +136,11 @@ impl GridConfig {
         format!("{}.failures", self.namespace)
     }
 
+    /// `<namespace>.sink`: the sink's state of the record (`wire::SinkState`).
+    pub fn sink_tube(&self) -> String {
+        format!("{}.sink", self.namespace)
+    }
+
     /// `<namespace>.key`: the grid's key marker (see `grid::Grid::key_marker`).
     pub fn key_tube(&self) -> String {
         format!("{}.key", self.namespace)

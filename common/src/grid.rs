@@ -12,7 +12,7 @@ use chrono::Utc;
 use crate::beanstalk::{Client, Error, JobState, JobStats, PutOptions};
 use crate::config::GridConfig;
 use crate::sign::{Keys, Kind, Signature};
-use crate::wire::{Failure, Heartbeat, Job};
+use crate::wire::{Failure, Heartbeat, Job, SinkState};
 
 /// Where the grid is, the keys it signs and checks with, and who we are: everything an
 /// operation on the grid needs besides a connection. Cheap to clone.
@@ -295,6 +295,50 @@ impl Listed {
     /// Seconds since the heartbeat was written (negative when dated in the future).
     pub fn age_seconds(&self) -> i64 {
         (Utc::now() - self.beat.at).num_seconds()
+    }
+}
+
+impl Grid {
+    /// The sink's state of the record (`<namespace>.sink`), with what its signature
+    /// says; `None` when no sink has written one (or it cannot be read).
+    pub async fn sink_state(&self, c: &mut Client) -> Result<Option<(SinkState, Trust)>, Error> {
+        let back = c.used_tube().to_owned();
+        c.use_tube(&self.config.sink_tube()).await?;
+        let peeked = c.peek_ready().await;
+        c.use_tube(&back).await?;
+        let job = match peeked {
+            Ok(job) => job,
+            Err(Error::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let trust = self.trust(Kind::Sink, &job.body);
+        let body = crate::sign::unwrap(&job.body);
+        Ok(SinkState::decode(&body).ok().map(|s| (s, trust)))
+    }
+
+    /// Deletes the ready jobs of `tube` but `keep` (at most `max` of them, oldest first):
+    /// for a tube of state that this process alone writes, cleared of what an earlier run
+    /// left. The connection is back on the tube it used before.
+    pub async fn clear_but(
+        &self,
+        c: &mut Client,
+        tube: &str,
+        keep: u64,
+        max: usize,
+    ) -> Result<(), Error> {
+        let back = c.used_tube().to_owned();
+        c.use_tube(tube).await?;
+        for _ in 0..max {
+            match c.peek_ready().await {
+                Ok(job) if job.id != keep => match c.delete(job.id).await {
+                    Ok(()) | Err(Error::NotFound) => {}
+                    Err(e) => return Err(e),
+                },
+                Ok(_) | Err(Error::NotFound) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        c.use_tube(&back).await
     }
 }
 

@@ -149,6 +149,8 @@ pub enum Kind {
     Heartbeat,
     /// The grid's key marker, in `<ns>.key`.
     Marker,
+    /// The sink's state of the record, in `<ns>.sink`.
+    Sink,
 }
 
 impl Kind {
@@ -160,6 +162,7 @@ impl Kind {
             Kind::Failure => "failure",
             Kind::Heartbeat => "heartbeat",
             Kind::Marker => "marker",
+            Kind::Sink => "sink",
         }
     }
 }

@@ -236,6 +236,44 @@ impl Heartbeat {
     }
 }
 
+/// What the sink says of the record: the commits its remote does not have yet, and why
+/// the last push failed. The sink keeps exactly one in `<namespace>.sink`
+/// ([`crate::config::GridConfig::sink_tube`]), replaced after each push, so `gridctl
+/// status` and the dashboard can show a record that lags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkState {
+    /// Always [`WIRE_VERSION`] when written by this build.
+    pub version: u32,
+    /// The sink's hostname.
+    pub host: String,
+    /// The remote it pushes to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// How many commits the remote does not have yet.
+    #[serde(default)]
+    pub unpushed_count: u64,
+    /// The newest of them (`<short id> <subject>`, at most 20), oldest first.
+    #[serde(default)]
+    pub unpushed: Vec<String>,
+    /// Why the last push failed, while commits wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_error: Option<String>,
+    /// When this was written.
+    pub at: DateTime<Utc>,
+}
+
+impl SinkState {
+    /// The body to put into the sink's tube.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes a sink state.
+    pub fn decode(bytes: &[u8]) -> Result<SinkState, WireError> {
+        decode(bytes, "sink state", MAX_JOB_BYTES)
+    }
+}
+
 /// Where, by what and how fast a result was computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComputedBy {

@@ -38,6 +38,21 @@ pub(crate) struct TubeCounts {
     pub(crate) retrying: Option<u64>,
 }
 
+/// The sink's state of the record, as it wrote it.
+#[derive(Debug, Serialize)]
+pub(crate) struct SinkView {
+    pub(crate) host: String,
+    pub(crate) remote: Option<String>,
+    /// How many commits the remote does not have yet.
+    pub(crate) unpushed_count: u64,
+    /// The newest of them (`<short id> <subject>`).
+    pub(crate) unpushed: Vec<String>,
+    pub(crate) push_error: Option<String>,
+    pub(crate) seconds_since: i64,
+    /// What its signature says (see [`Worker::signature`]).
+    pub(crate) signature: &'static str,
+}
+
 /// One filter slot, from its heartbeat.
 #[derive(Debug, Serialize)]
 pub(crate) struct Worker {
@@ -74,6 +89,8 @@ pub(crate) struct Snapshot {
     /// Heartbeats unsigned or forged while gridctl has the grid's key: never counted
     /// as working, whoever put them.
     pub(crate) untrusted_workers: Vec<Worker>,
+    /// What the sink says of the record: commits not pushed yet, and why.
+    pub(crate) sink: Option<SinkView>,
     /// Jobs finished per minute (only with --watch, once two refreshes are in).
     pub(crate) finished_per_minute: Option<f64>,
     /// Seconds until the jobs tube is empty at that rate.
@@ -173,6 +190,19 @@ pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result
         .partition(|w| keyed && matches!(w.signature, "unsigned" | "forged"));
     let (workers, dead_workers): (Vec<Worker>, Vec<Worker>) =
         trusted.into_iter().partition(|w| !w.stale);
+    let sink = grid
+        .sink_state(client)
+        .await
+        .context("reading the sink's state")?
+        .map(|(state, trust)| SinkView {
+            host: state.host,
+            remote: state.remote,
+            unpushed_count: state.unpushed_count,
+            unpushed: state.unpushed,
+            push_error: state.push_error,
+            seconds_since: (chrono::Utc::now() - state.at).num_seconds(),
+            signature: trust.as_str(),
+        });
     Ok(Snapshot {
         server: config.server.to_string(),
         namespace: config.namespace.to_string(),
@@ -186,6 +216,7 @@ pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result
         workers,
         dead_workers,
         untrusted_workers,
+        sink,
         finished_per_minute: None,
         eta_seconds: None,
     })
@@ -272,6 +303,25 @@ async fn tube_counts(client: &mut Client, tube: &str) -> anyhow::Result<TubeCoun
     })
 }
 
+/// The sink's line: where the record stands against its remote.
+fn render_sink(sink: &SinkView) -> String {
+    let who = format!("{} ({}s ago", one_line(&sink.host), sink.seconds_since);
+    let trust = match sink.signature {
+        "signed" | "unchecked" => String::new(),
+        other => format!(", {other}: not the grid's sink's word"),
+    };
+    let line = match (&sink.remote, sink.unpushed_count) {
+        (None, _) => format!("\nsink {who}{trust}): commits stay in the checkout (no --push)\n"),
+        (Some(remote), 0) => format!("\nsink {who}{trust}): every commit pushed to {}\n", one_line(remote)),
+        (Some(remote), n) => format!(
+            "\nsink {who}{trust}): RECORD BEHIND: {n} commit(s) not pushed to {}; last push error: {}\n",
+            one_line(remote),
+            one_line(sink.push_error.as_deref().unwrap_or("none yet"))
+        ),
+    };
+    line
+}
+
 fn render(s: &Snapshot) -> String {
     let mut out = format!(
         "beanstalkd {} at {} (up {}s, max job {} bytes, binlog {}{})\n\n",
@@ -311,6 +361,9 @@ fn render(s: &Snapshot) -> String {
         out.push_str(&format!(
             "\nfinished {rate:.1} jobs/min; ETA to empty {eta}\n"
         ));
+    }
+    if let Some(sink) = &s.sink {
+        out.push_str(&render_sink(sink));
     }
     out.push_str(&format!("\nworkers ({}):\n", s.workers.len()));
     for w in &s.workers {

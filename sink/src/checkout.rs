@@ -401,27 +401,33 @@ impl Checkout {
         Ok(git(&self.root, &["rev-parse", "HEAD"])?.trim().to_owned())
     }
 
-    /// The commits after `since` (else those no ref of `remote` holds), oldest first, as
-    /// `<short id> <subject>`.
-    pub fn commits_since(&self, since: Option<&str>, remote: &str) -> Vec<String> {
+    /// How many commits come after `since` (else how many no ref of `remote` holds),
+    /// and the newest [`SHOWN`] of them as `<short id> <subject>`, oldest first.
+    pub fn commits_since(&self, since: Option<&str>, remote: &str) -> (usize, Vec<String>) {
         let not_remote = format!("--remotes={remote}");
         let range = since.map(|s| format!("{s}..HEAD"));
-        let args: Vec<&str> = match &range {
-            Some(r) => vec!["log", "--reverse", "--format=%h %s", r],
-            None => vec![
-                "log",
-                "--reverse",
-                "--format=%h %s",
-                "HEAD",
-                "--not",
-                &not_remote,
-            ],
+        let which: Vec<&str> = match &range {
+            Some(r) => vec![r],
+            None => vec!["HEAD", "--not", &not_remote],
         };
-        git(&self.root, &args)
-            .map(|out| out.lines().map(str::to_owned).collect())
-            .unwrap_or_default()
+        let count = git(&self.root, &[&["rev-list", "--count"][..], &which].concat())
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        let shown = format!("-n{SHOWN}");
+        let mut newest: Vec<String> = git(
+            &self.root,
+            &[&["log", &shown, "--format=%h %s"][..], &which].concat(),
+        )
+        .map(|out| out.lines().map(str::to_owned).collect())
+        .unwrap_or_default();
+        newest.reverse();
+        (count, newest)
     }
 }
+
+/// Commits named at most where unpushed ones are listed.
+pub const SHOWN: usize = 20;
 
 /// Of `git log -z --format=%x01%H --name-only` output (newest first), the first commit
 /// naming each of `rels`.

@@ -186,12 +186,17 @@ fn main() -> ExitCode {
             peak_rss_mb = common::host::peak_rss_mb().unwrap_or(0.0),
             "sink stopped"
         );
-        if !totals.unpushed.is_empty() {
+        let (count, newest) = &totals.unpushed;
+        if *count > 0 {
             eprintln!(
-                "error: {} commit(s) not pushed to {}: {} (last push error: {})",
-                totals.unpushed.len(),
+                "error: {count} commit(s) not pushed to {}{}: {} (last push error: {})",
                 cli.push.as_deref().unwrap_or("the remote"),
-                totals.unpushed.join("; "),
+                if *count > newest.len() {
+                    ", the newest"
+                } else {
+                    ""
+                },
+                newest.join("; "),
                 totals.push_error.as_deref().unwrap_or("none")
             );
             return Ok(ExitCode::from(UNPUSHED));

@@ -48,6 +48,11 @@ impl Pusher {
         self.pending
     }
 
+    /// True when [`Pusher::push`] would try now.
+    pub fn due(&self, now_anyway: bool) -> bool {
+        self.remote.is_some() && self.pending && (now_anyway || Instant::now() >= self.next_try)
+    }
+
     /// The last push's error, while commits wait.
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
@@ -59,7 +64,7 @@ impl Pusher {
         let Some(remote) = self.remote.clone() else {
             return Vec::new();
         };
-        if !self.pending || (!now_anyway && Instant::now() < self.next_try) {
+        if !self.due(now_anyway) {
             return Vec::new();
         }
         let outcome = checkout.push(&remote);
@@ -83,16 +88,16 @@ impl Pusher {
                 Vec::new()
             }
         };
-        metrics::UNPUSHED.set(self.unpushed(checkout).len() as f64);
+        metrics::UNPUSHED.set(self.unpushed(checkout).0 as f64);
         kept
     }
 
-    /// The commits the remote does not have yet (as far as the checkout knows), oldest
-    /// first, as `<short id> <subject>`.
-    pub fn unpushed(&self, checkout: &Checkout) -> Vec<String> {
+    /// How many commits the remote does not have yet (as far as the checkout knows),
+    /// and the newest of them as `<short id> <subject>`, oldest first.
+    pub fn unpushed(&self, checkout: &Checkout) -> (usize, Vec<String>) {
         match (&self.remote, self.pending) {
             (Some(remote), true) => checkout.commits_since(self.pushed.as_deref(), remote),
-            _ => Vec::new(),
+            _ => (0, Vec::new()),
         }
     }
 }

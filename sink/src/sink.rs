@@ -48,8 +48,9 @@ pub struct Totals {
     pub buried: u64,
     /// Commits made.
     pub commits: u64,
-    /// Commits the remote does not have at exit (`<short id> <subject>`).
-    pub unpushed: Vec<String>,
+    /// Commits the remote does not have at exit, and the newest of them (`<short id>
+    /// <subject>`).
+    pub unpushed: (usize, Vec<String>),
     /// Why the last push failed, if commits wait.
     pub push_error: Option<String>,
 }
@@ -65,6 +66,8 @@ pub struct Sink<'a> {
     pub(crate) batch: Vec<Written>,
     pub(crate) totals: Totals,
     pusher: Pusher,
+    /// The job holding this sink's state of the record, in `<namespace>.sink`.
+    state_job: Option<u64>,
 }
 
 impl<'a> Sink<'a> {
@@ -72,6 +75,7 @@ impl<'a> Sink<'a> {
     pub fn new(config: SinkConfig, checkout: &'a Checkout) -> Sink<'a> {
         Sink {
             pusher: Pusher::new(config.push.clone()),
+            state_job: None,
             config,
             checkout,
             batch: Vec::new(),
@@ -226,7 +230,12 @@ impl<'a> Sink<'a> {
     /// Pushes what waits (now, or when its backoff has passed); a file edited on the
     /// remote after the grid wrote it keeps the remote's version, and a record says so.
     async fn push(&mut self, c: &mut Client, now_anyway: bool) {
-        for path in self.pusher.push(self.checkout, now_anyway) {
+        let tried = self.pusher.due(now_anyway);
+        let kept = self.pusher.push(self.checkout, now_anyway);
+        if tried || self.state_job.is_none() {
+            self.publish_state(c).await;
+        }
+        for path in kept {
             metrics::KEPT_REMOTE.inc();
             let remote = self.config.push.as_deref().unwrap_or("the remote");
             let error = format!("{path} was edited on {remote} after the grid wrote it: the remote's version was kept (the grid's stays in the history)");
@@ -237,6 +246,40 @@ impl<'a> Sink<'a> {
             if let Err(e) = self.config.grid.record_failure(c, &record).await {
                 tracing::warn!(error = %e, "could not record a file kept as the remote has it");
             }
+        }
+    }
+
+    /// Replaces this sink's state of the record in `<namespace>.sink` (what is not pushed
+    /// yet, and why), for `gridctl status` and the dashboard. Another sink's is left
+    /// from before (this one holds the checkout's lock): it goes too.
+    async fn publish_state(&mut self, c: &mut Client) {
+        let grid = self.config.grid.clone();
+        let tube = grid.config().sink_tube();
+        let (unpushed_count, unpushed) = self.pusher.unpushed(self.checkout);
+        let state = common::wire::SinkState {
+            version: common::wire::WIRE_VERSION,
+            host: grid.host().to_owned(),
+            remote: self.config.push.clone(),
+            unpushed_count: unpushed_count as u64,
+            unpushed,
+            push_error: self.pusher.failure().map(str::to_owned),
+            at: chrono::Utc::now(),
+        };
+        let sealed = grid.seal(common::sign::Kind::Sink, &state.encode());
+        let published = async {
+            let id = grid
+                .put(c, &tube, &sealed, common::beanstalk::PutOptions::default())
+                .await?;
+            match self.state_job.replace(id) {
+                Some(prev) => match c.delete(prev).await {
+                    Ok(()) | Err(BsError::NotFound) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                None => grid.clear_but(c, &tube, id, 16).await,
+            }
+        };
+        if let Err(e) = published.await {
+            tracing::warn!(error = %e, tube = %tube, "could not publish the sink's state");
         }
     }
 

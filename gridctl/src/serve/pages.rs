@@ -94,6 +94,7 @@ pub fn overview(snap: &Snapshot, samples: &[Sample], viewer: &Viewer) -> Markup 
     let paused = j.paused_seconds_left > 0;
     let body = html! {
         h1 { "Overview" }
+        (record(snap))
         p {
             "Finished " strong #finished { (done) } " of " (done + left) " jobs queued so far; "
             strong #left { (left) } " left."
@@ -354,6 +355,23 @@ pub fn commits(snap: &Snapshot, recent: Option<&[WithRegions]>, viewer: &Viewer)
         }
     };
     page("Commits", "/commits", snap, viewer, body)
+}
+
+/// Where the record stands against the sink's remote: a warning while commits wait.
+fn record(snap: &Snapshot) -> Markup {
+    let Some(sink) = &snap.sink else {
+        return html! {};
+    };
+    html! {
+        @if sink.unpushed_count > 0 {
+            p.warn #record {
+                "The record is behind: " (count(sink.unpushed_count as usize, "commit", "commits"))
+                " not pushed to " (shown(sink.remote.as_deref().unwrap_or("the remote")))
+                @if let Some(e) = &sink.push_error { "; the last push failed: " (shown(e)) }
+                " (the sink's word " (sink.seconds_since) " s ago)."
+            }
+        }
+    }
 }
 
 /// `n` things, in the singular or plural as `n` asks.
