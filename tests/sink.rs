@@ -241,6 +241,10 @@ async fn the_sink_pushes_after_committing_and_survives_a_broken_remote() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SINK_AUTHOR"),
+        "pushing as the default author is pointed out"
+    );
     let head = git(&co, &["rev-parse", "HEAD"]);
     assert_eq!(
         git(&bare, &["rev-parse", "HEAD"]),

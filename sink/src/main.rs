@@ -165,6 +165,9 @@ fn main() -> ExitCode {
         if !config.grid.keys().enabled() {
             tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): results are not checked for a signature; see docs/security.md");
         }
+        if config.push.is_some() && cli.author == DEFAULT_AUTHOR {
+            tracing::warn!(author = DEFAULT_AUTHOR, "the commits pushed to the public record are authored by the default; set --author (SINK_AUTHOR) to a name and address people can reach");
+        }
         let dir = cli
             .checkout
             .as_deref()
