@@ -620,3 +620,42 @@ async fn a_remote_that_moved_is_merged_and_pushed_and_keeps_an_edit_made_there()
         "{record}"
     );
 }
+
+#[test]
+fn sink_regions_reads_only_regular_files() {
+    // A flow file replaced by a FIFO (git cannot track one; the work tree can hold
+    // one) would hang a plain open for ever, even for a dry run.
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let day = co.join("RS03ASHS/2017/06/14");
+    std::fs::create_dir_all(&day).unwrap();
+    let flow = serde_json::to_vec(&fixture("flow/clip_pans_optical_flow.json")).unwrap();
+    std::fs::write(day.join("fifo_optical_flow.json"), &flow).unwrap();
+    git(&co, &["add", "."]);
+    git(&co, &["commit", "-qm", "a flow file"]);
+    let fifo = day.join("fifo_optical_flow.json");
+    std::fs::remove_file(&fifo).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut child = bin::command("sink")
+        .args(["regions", "--dry-run", "--checkout", co.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("sink regions hung on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}

@@ -98,13 +98,13 @@ pub fn run(checkout: &Checkout, config: &BackfillConfig) -> anyhow::Result<Summa
         for (flow, outcome) in outcomes {
             match outcome {
                 Ok(Some(d)) if config.dry_run => {
-                    bar.suspend(|| println!("{}", d.rel));
+                    bar.suspend(|| println!("{}", shown(&d.rel)));
                     summary.derived += 1;
                 }
                 Ok(Some(d)) => batch.push(d),
                 Ok(None) => {}
                 Err(why) => {
-                    bar.suspend(|| eprintln!("no regions for {flow}: {why}"));
+                    bar.suspend(|| eprintln!("no regions for {}: {}", shown(flow), shown(&why)));
                     skipped.push((flow.clone(), why));
                     summary.skipped += 1;
                 }
@@ -155,9 +155,26 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// A name as a terminal may be shown it: control characters (escapes, line breaks)
+/// written as escapes, never obeyed.
+fn shown(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_shown_with_their_control_characters_escaped() {
+        assert_eq!(shown("a/b_optical_flow.json"), "a/b_optical_flow.json");
+        assert_eq!(shown("x\u{1b}[2J\ny"), "x\\u{1b}[2J\\ny");
+    }
 
     #[test]
     fn paths_cover_whole_folders_and_files() {

@@ -145,17 +145,39 @@ pub fn derive_one(
     }))
 }
 
-/// The flow file as written, if it is no larger than the sink accepts.
+/// The flow file as written, if it is a regular file no larger than the sink accepts:
+/// opened without blocking (a FIFO put in its place would hang the open) and checked by
+/// what was opened, so nothing swapped in between is read.
 fn read_bounded(path: &std::path::Path, max: usize) -> Result<Vec<u8>, String> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .len();
-    if len > max as u64 {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
         return Err(format!(
-            "the flow file has {len} bytes, more than the {max} accepted"
+            "{} is not a regular file (a FIFO, device, socket or folder)",
+            path.display()
         ));
     }
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    if meta.len() > max as u64 {
+        return Err(format!(
+            "the flow file has {} bytes, more than the {max} accepted",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > max {
+        return Err(format!("the flow file grew past the {max} bytes accepted"));
+    }
+    Ok(bytes)
 }
 
 /// Commits the regions files written, with those left without one in the message. A
