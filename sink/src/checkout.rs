@@ -151,29 +151,7 @@ impl Checkout {
         if changed.is_empty() {
             return Ok(None);
         }
-        let msg_file = self.tmp_dir.join("COMMIT_MSG");
-        std::fs::write(&msg_file, message(&changed))
-            .with_context(|| format!("writing {}", msg_file.display()))?;
-        let (name, email) = self.identity();
-        let msg = msg_file.to_string_lossy();
-        git_input(
-            &self.root,
-            &[
-                "-c",
-                &name,
-                "-c",
-                &email,
-                "commit",
-                "-q",
-                "--no-verify",
-                "--only",
-                "-F",
-                &msg,
-                "--pathspec-from-file=-",
-                "--pathspec-file-nul",
-            ],
-            nul_list(&changed),
-        )?;
+        self.commit_only(&changed, &message(&changed))?;
         Ok(Some(
             git(&self.root, &["rev-parse", "HEAD"])?.trim().to_owned(),
         ))
@@ -353,7 +331,6 @@ impl Checkout {
                 git(&self.root, &["rm", "-q", "--", path])?;
             }
         }
-        let msg_file = self.tmp_dir.join("COMMIT_MSG");
         let mut text = format!(
             "Keep {} file(s) as {remote} has them\n\nEdited there after the grid wrote them:\n",
             kept.len()
@@ -361,31 +338,41 @@ impl Checkout {
         for path in &kept {
             text.push_str(&format!("  {path}\n"));
         }
-        std::fs::write(&msg_file, text)
-            .with_context(|| format!("writing {}", msg_file.display()))?;
-        let msg = msg_file.to_string_lossy();
         let staged = git(&self.root, &["diff", "--cached", "--name-only"])?;
         if !staged.trim().is_empty() {
-            git_input(
-                &self.root,
-                &[
-                    "-c",
-                    &name,
-                    "-c",
-                    &email,
-                    "commit",
-                    "-q",
-                    "--no-verify",
-                    "--only",
-                    "-F",
-                    &msg,
-                    "--pathspec-from-file=-",
-                    "--pathspec-file-nul",
-                ],
-                nul_list(&kept),
-            )?;
+            self.commit_only(&kept, &text)?;
         }
         Ok(kept)
+    }
+
+    /// Commits exactly `paths` (literal, NUL-separated on standard input, so neither
+    /// their number nor their length meets an argument limit) as the sink, with
+    /// `message` passed through a file.
+    fn commit_only(&self, paths: &[String], message: &str) -> anyhow::Result<()> {
+        let msg_file = self.tmp_dir.join("COMMIT_MSG");
+        std::fs::write(&msg_file, message)
+            .with_context(|| format!("writing {}", msg_file.display()))?;
+        let (name, email) = self.identity();
+        let msg = msg_file.to_string_lossy();
+        git_input(
+            &self.root,
+            &[
+                "-c",
+                &name,
+                "-c",
+                &email,
+                "commit",
+                "-q",
+                "--no-verify",
+                "--only",
+                "-F",
+                &msg,
+                "--pathspec-from-file=-",
+                "--pathspec-file-nul",
+            ],
+            nul_list(paths),
+        )
+        .map(drop)
     }
 
     /// The `-c user.name=…` and `-c user.email=…` of the sink's commits.
