@@ -258,3 +258,81 @@ fn every_binary_generates_its_man_pages_and_completions_from_its_flags() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("complete-bash"), "{}", stderr(&out));
 }
+
+#[test]
+fn commands_that_never_meet_the_grid_do_not_list_its_flags() {
+    let offline: [(&str, &[&str]); 4] = [
+        ("gridctl", &["keygen"]),
+        ("gridctl", &["plot"]),
+        ("filter", &["analyze"]),
+        ("sink", &["regions"]),
+    ];
+    for (name, sub) in offline {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let out = run(name, &args, &[]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name} {sub:?}: {}", stderr(&out));
+        for flag in [
+            "--server",
+            "--namespace",
+            "--key-file",
+            "--ca-file",
+            "--cert-file",
+        ] {
+            let listed = format!("{flag} <");
+            assert!(
+                !help.contains(&listed),
+                "{name} {sub:?} lists {flag}:\n{help}"
+            );
+        }
+    }
+    // Where they mean something they are listed, under a heading of their own.
+    let out = run("gridctl", &["status", "--help"], &[]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    let heading = help
+        .find("The grid (")
+        .expect("a heading for the grid's flags");
+    assert!(help[heading..].contains("--server"), "{help}");
+    assert!(!help[..heading].contains("--server"), "{help}");
+    // Still accepted there, as the environment gives them to every process.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    let out = run(
+        "gridctl",
+        &["keygen", "--server", "127.0.0.1:1", key.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn man_pages_name_every_variable_and_the_files_the_package_installs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        "filter",
+        &["--generate", "man", dir.path().to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = std::fs::read_to_string(dir.path().join("filter.1")).unwrap();
+    let environment = page
+        .find(".SH ENVIRONMENT")
+        .expect("an ENVIRONMENT section");
+    let files = page.find(".SH FILES").expect("a FILES section");
+    for var in ["FILTER_THREADS", "GRID_SERVER", "GRID_LOG", "FILTER_FETCH"] {
+        assert!(
+            page[environment..files].contains(var),
+            "{var} missing:\n{}",
+            &page[environment..]
+        );
+    }
+    assert!(
+        page[files..].contains("/etc/camhd\\-grid/grid.env"),
+        "{}",
+        &page[files..]
+    );
+    let analyze = std::fs::read_to_string(dir.path().join("filter-analyze.1")).unwrap();
+    assert!(analyze.contains("FILTER_DECODER"), "{analyze}");
+    assert!(!analyze.contains("GRID_SERVER"), "offline: {analyze}");
+}

@@ -1483,3 +1483,57 @@ fn a_filter_with_another_grids_key_releases_its_jobs_untouched_and_exits_2() {
     );
     assert_eq!(world.status()["results"]["ready"], 2);
 }
+
+#[test]
+fn a_queuer_run_by_hand_without_the_grids_key_or_as_root_over_the_services_checkout_queues_nothing()
+{
+    let world = World::new(&[("CAMHDA301-20170614T010000.mov", 10)]);
+    let (grid_key, grid_id) = world.keygen("grid.key");
+    let with_key = |key: Option<&Path>| {
+        let mut cmd = bin::command("queuer");
+        cmd.args(["--checkout", world.checkout().to_str().unwrap()])
+            .arg(world.archive());
+        for (k, v) in world.env() {
+            cmd.env(k, v);
+        }
+        if let Some(key) = key {
+            cmd.env("GRID_KEY_FILE", key);
+        }
+        cmd
+    };
+    // The grid's queuer signs; its marker says with which key.
+    let first = with_key(Some(&grid_key))
+        .arg("--limit")
+        .arg("0")
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{first:?}");
+
+    // By hand, without the services' settings: refused, naming the grid's key.
+    let keyless = with_key(None).output().unwrap();
+    let err = String::from_utf8_lossy(&keyless.stderr);
+    assert_eq!(keyless.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&grid_id) && err.contains("GRID_KEY_FILE"),
+        "{err}"
+    );
+    assert_eq!(world.status()["jobs"]["ready"], 0, "nothing queued");
+
+    // As root over a checkout the services own: refused, naming the user to run it as.
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this spec runs as root, as CI does"
+    );
+    let checkout = world.checkout();
+    std::os::unix::fs::chown(&checkout, Some(65534), None).unwrap();
+    let as_root = with_key(Some(&grid_key)).output().unwrap();
+    let err = String::from_utf8_lossy(&as_root.stderr);
+    assert_eq!(as_root.status.code(), Some(2), "{err}");
+    assert!(err.contains("runuser -u "), "{err}");
+    assert_eq!(world.status()["jobs"]["ready"], 0, "nothing queued");
+    std::os::unix::fs::chown(&checkout, Some(0), None).unwrap();
+
+    // With the key, as the owner: queued.
+    let good = with_key(Some(&grid_key)).output().unwrap();
+    assert!(stdout(&good).contains("queued 1"), "{good:?}");
+}

@@ -62,6 +62,38 @@ pub fn unwritable(path: &std::path::Path, error: std::io::Error) -> anyhow::Erro
     }
 }
 
+/// Refuses to run as root over a checkout the services own: every file written now
+/// (the ledger, a lock, a commit's objects) would be root's, and the services could no
+/// longer write them. `what` names the command to run instead, as the owner.
+pub fn not_root_over(dir: &std::path::Path, what: &str) -> Result<(), Usage> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    let owner = user_name(meta.uid()).unwrap_or_else(|| format!("uid {}", meta.uid()));
+    Err(usage(format!(
+        "running as root over {}, which {owner} owns: what this run writes there would be root's and the services could no longer write it. Run it as {owner}: runuser -u {owner} -- {what} (with the settings the services read: set -a; . /etc/camhd-grid/grid.env; set +a)",
+        dir.display()
+    )))
+}
+
+/// The name /etc/passwd gives a uid, if any.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_owned())
+    })
+}
+
 /// Sends `tracing` output to stderr, filtered by `GRID_LOG` (or `RUST_LOG`), default `info`.
 pub fn init_logging() {
     let filter = EnvFilter::try_from_env("GRID_LOG")

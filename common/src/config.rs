@@ -16,6 +16,7 @@ pub const DEFAULT_NAMESPACE: &str = "camhd";
 
 /// The `--server` and `--namespace` flags, for `#[command(flatten)]` in each binary.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "The grid (every process that meets it; grid.env sets them)")]
 pub struct GridArgs {
     /// The beanstalkd server that connects the grid.
     #[arg(long, global = true, env = "GRID_SERVER", default_value = DEFAULT_SERVER, value_name = "HOST:PORT")]

@@ -15,11 +15,17 @@ const FLAG: &str = "--generate";
 /// Parses the command line of binary `P`, unless its first argument is `--generate`:
 /// then writes what was asked for and exits. The check comes before clap's own, because
 /// a binary's required arguments (a checkout, a source) mean nothing to a packager.
-pub fn parse<P: clap::Parser>() -> P {
+///
+/// `offline` names the subcommands that never meet the grid (`gridctl plot`, `filter
+/// analyze`): the grid's flags, global to every subcommand, are hidden from their help,
+/// man pages and completions (still accepted, so a grid.env in the environment is no
+/// error there).
+pub fn parse<P: clap::Parser>(offline: &[&str]) -> P {
+    let cmd = shaped(P::command(), offline);
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == FLAG) {
         // Nothing else runs yet (no logging, no threads), so exiting here skips nothing.
-        let code = match generate(P::command(), &args[2..]) {
+        let code = match generate(cmd, &args[2..]) {
             Ok(()) => crate::cli::exit::OK,
             Err(err) => {
                 eprintln!("error: {err:#}");
@@ -28,7 +34,21 @@ pub fn parse<P: clap::Parser>() -> P {
         };
         std::process::exit(code.into());
     }
-    P::parse()
+    let matches = cmd.get_matches();
+    P::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `cmd` with the grid's flags hidden in the `offline` subcommands.
+pub fn shaped(mut cmd: clap::Command, offline: &[&str]) -> clap::Command {
+    use clap::Args;
+    // A global flag reaches a subcommand when the command is built, unless the
+    // subcommand has one of that name: these hidden copies.
+    let grid = crate::config::GridArgs::augment_args(clap::Command::new("grid"));
+    let hidden: Vec<clap::Arg> = grid.get_arguments().map(|a| a.clone().hide(true)).collect();
+    for name in offline {
+        cmd = cmd.mut_subcommand(*name, |sub| sub.args(hidden.iter().cloned()));
+    }
+    cmd
 }
 
 /// Writes what `args` (after `--generate`) ask for.
@@ -57,9 +77,111 @@ fn generate(cmd: clap::Command, args: &[OsString]) -> anyhow::Result<()> {
 /// Writes `BIN.1` and `BIN-SUBCOMMAND.1` for every subcommand into `dir`.
 fn man_pages(cmd: clap::Command, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    clap_mangen::generate_to(cmd, dir)
-        .with_context(|| format!("writing man pages into {}", dir.display()))?;
-    Ok(())
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    let files = files_of(cmd.get_name());
+    write_pages(&cmd, dir, &files)
+        .with_context(|| format!("writing man pages into {}", dir.display()))
+}
+
+/// One page for `cmd` and one for each of its subcommands, as clap_mangen writes them,
+/// with ENVIRONMENT (every setting's variable) and FILES sections added.
+fn write_pages(cmd: &clap::Command, dir: &Path, files: &[(&str, &str)]) -> std::io::Result<()> {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_pages(sub, dir, files)?;
+    }
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut page)?;
+    }
+    if cmd.has_subcommands() {
+        man.render_subcommands_section(&mut page)?;
+    }
+    let mut environment = environment_section(cmd);
+    if cmd.get_version().is_some() {
+        environment.push_str(".TP\n\\fBGRID_LOG\\fR\nWhat is logged to stderr: error, warn, info (the default), debug, per module too (as tracing's EnvFilter reads it).\n");
+    }
+    page.extend(environment.into_bytes());
+    page.extend(files_section(files).into_bytes());
+    if cmd.get_version().or(cmd.get_long_version()).is_some() {
+        man.render_version_section(&mut page)?;
+    }
+    std::fs::write(dir.join(man.get_filename()), page)
+}
+
+/// ENVIRONMENT: the variable that stands in for each shown flag.
+fn environment_section(cmd: &clap::Command) -> String {
+    let mut out = String::new();
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        if out.is_empty() {
+            out.push_str(".SH ENVIRONMENT\n");
+        }
+        let env = roff_text(&env.to_string_lossy());
+        out.push_str(&format!(
+            ".TP\n\\fB{env}\\fR\nStands in for \\fB\\-\\-{}\\fR when the flag is not given.\n",
+            roff_text(long)
+        ));
+    }
+    out
+}
+
+/// FILES: what the package puts where, for the programs that read it.
+fn files_section(files: &[(&str, &str)]) -> String {
+    if files.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(".SH FILES\n");
+    for (path, what) in files {
+        out.push_str(&format!(
+            ".TP\n\\fI{}\\fR\n{}\n",
+            roff_text(path),
+            roff_text(what)
+        ));
+    }
+    out
+}
+
+/// The files a binary meets when run by the package's units.
+fn files_of(binary: &str) -> Vec<(&'static str, &'static str)> {
+    let mut files = vec![
+        ("/etc/camhd-grid/grid.env", "The settings every camhd-grid service reads (its units' EnvironmentFile): the variables under ENVIRONMENT."),
+        ("/etc/camhd-grid/grid.key", "The grid key (GRID_KEY_FILE), mode 640, group camhd-grid."),
+    ];
+    match binary {
+        "queuer" => files.extend([
+            ("/etc/camhd-grid/queuer/NAME.env", "The settings of the data source NAME, read by camhd-grid-queuer@NAME.service after grid.env."),
+            ("CHECKOUT/.git/camhd-grid-queued-NAMESPACE.json", "The ledger of queued jobs (QUEUER_LEDGER)."),
+        ]),
+        "sink" => files.extend([
+            ("/var/lib/camhd-grid/checkout", "The CamHD_motion_metadata checkout by default (SINK_CHECKOUT)."),
+            ("CHECKOUT/.git/camhd-grid-sink.lock", "Held while a sink writes the checkout: one sink per checkout."),
+        ]),
+        "filter" => files.push(("/var/lib/camhd-grid/spool", "Results not yet put into the results tube (FILTER_SPOOL).")),
+        "gridctl" => files.push(("/lib/systemd/system/camhd-grid-dashboard.service", "Runs `gridctl serve` as the service user (GRIDCTL_LISTEN).")),
+        _ => {}
+    }
+    files.push((
+        "/usr/share/doc/camhd-grid/deploy.md",
+        "How a grid is deployed, machine by machine.",
+    ));
+    files
+}
+
+/// `text` safe as roff text: backslashes doubled, hyphens escaped, no leading dot.
+fn roff_text(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    match escaped.chars().next() {
+        Some('.' | '\'') => format!("\\&{escaped}"),
+        _ => escaped,
+    }
 }
 
 /// Prints the completion script of `shell` to stdout.

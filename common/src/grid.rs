@@ -349,7 +349,8 @@ impl Grid {
 pub enum KeyMarker {
     /// Signed with one of this process's keys.
     Ours,
-    /// Signed with a key this process does not hold: its key is not the grid's.
+    /// Signed with a key this process does not hold (or holds no key at all): its key is
+    /// not the grid's.
     Foreign {
         /// The marker's key id.
         kid: String,
@@ -377,6 +378,8 @@ impl Grid {
         Ok(match self.keys.open(Kind::Marker, &job.body) {
             Ok((_, Signature::Valid { .. })) => KeyMarker::Ours,
             Err(crate::sign::SignError::UnknownKey { kid }) => KeyMarker::Foreign { kid },
+            // Signed, and this process holds no key at all.
+            Ok((_, Signature::Unchecked { kid })) => KeyMarker::Foreign { kid },
             _ => KeyMarker::Unknown,
         })
     }

@@ -126,8 +126,11 @@ enum Command {
     Analyze(analyze_cmd::AnalyzeArgs),
 }
 
+/// Subcommands that never meet the grid: its flags are hidden there.
+const OFFLINE: [&str; 1] = ["analyze"];
+
 fn main() -> ExitCode {
-    let cli: Cli = common::generate::parse();
+    let cli: Cli = common::generate::parse(&OFFLINE);
     init_logging();
     // Before any thread that could use OpenCV starts.
     filter::analysis::single_threaded_opencv();

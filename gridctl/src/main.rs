@@ -136,8 +136,11 @@ enum Command {
     },
 }
 
+/// Subcommands that never meet the grid: its flags are hidden there.
+const OFFLINE: [&str; 2] = ["keygen", "plot"];
+
 fn main() -> ExitCode {
-    let cli: Cli = common::generate::parse();
+    let cli: Cli = common::generate::parse(&OFFLINE);
     init_logging();
     main_with(|| run(cli))
 }

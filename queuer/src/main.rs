@@ -109,7 +109,7 @@ fn recent_since(days: u32) -> NaiveDate {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = common::generate::parse();
+    let cli: Cli = common::generate::parse(&[]);
     init_logging();
     main_with(|| {
         let grid = cli.grid.grid(common::host::hostname())?;
@@ -150,6 +150,9 @@ fn main() -> ExitCode {
             until: cli.until,
             verify: cli.verify,
         };
+        if !config.dry_run {
+            common::cli::not_root_over(&config.checkout, "queuer …")?;
+        }
         if !config.grid.keys().enabled() && !config.dry_run {
             tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): jobs are queued unsigned; see docs/security.md");
         }

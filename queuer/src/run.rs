@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{NaiveDate, Utc};
 use common::beanstalk::{Client, Error as BsError, PutOptions};
-use common::grid::{Grid, JobNow};
+use common::grid::{Grid, JobNow, KeyMarker};
 use common::paths::{archive_date, check_output, output_for};
 use common::wire::{Job, QueuedBy, WIRE_VERSION};
 
@@ -65,11 +65,37 @@ pub struct Summary {
     pub rejected: Vec<Rejected>,
 }
 
+/// A queuer without a key on a grid whose key marker is signed would queue jobs every
+/// filter buries (a queuer run by hand without the services' settings): refused, naming
+/// the grid's key.
+async fn refuse_unsigned_on_a_signed_grid(
+    config: &QueuerConfig,
+    client: &mut Client,
+) -> anyhow::Result<()> {
+    if config.grid.keys().enabled() {
+        return Ok(());
+    }
+    let marker = config
+        .grid
+        .key_marker(client)
+        .await
+        .context("reading the grid's key marker")?;
+    if let KeyMarker::Foreign { kid } = marker {
+        return Err(common::cli::usage(format!(
+            "this grid signs its jobs with key {kid} (its marker in {}), and this queuer has no key: every filter would bury what it queues. Give the grid's key (--key-file, GRID_KEY_FILE; the services read /etc/camhd-grid/grid.env)",
+            config.grid.config().key_tube()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Runs one pass.
 pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
     let grid = grid_id(client, config.grid.config()).await?;
     if !config.dry_run {
+        refuse_unsigned_on_a_signed_grid(config, client).await?;
         config
             .grid
             .keep_key_marker(client)

@@ -131,8 +131,11 @@ enum Command {
     },
 }
 
+/// Subcommands that never meet the grid: its flags are hidden there.
+const OFFLINE: [&str; 1] = ["regions"];
+
 fn main() -> ExitCode {
-    let cli: Cli = common::generate::parse();
+    let cli: Cli = common::generate::parse(&OFFLINE);
     init_logging();
     if let Some(Command::Regions {
         checkout,
@@ -172,6 +175,7 @@ fn main() -> ExitCode {
             .checkout
             .as_deref()
             .ok_or_else(|| common::cli::usage("--checkout (SINK_CHECKOUT) is required"))?;
+        common::cli::not_root_over(dir, "sink …")?;
         let checkout = checkout::Checkout::open(dir, &cli.author)?;
         let runtime = tokio::runtime::Runtime::new()?;
         let totals = runtime.block_on(async {
@@ -214,6 +218,9 @@ fn backfill_regions(
     author: &str,
     config: &backfill::BackfillConfig,
 ) -> anyhow::Result<ExitCode> {
+    if !config.dry_run {
+        common::cli::not_root_over(checkout, "sink regions …")?;
+    }
     let checkout = checkout::Checkout::open(checkout, author)?;
     let s = backfill::run(&checkout, config)?;
     let verb = if config.dry_run {
