@@ -50,7 +50,7 @@ impl TlsFiles {
                     .with_context(|| format!("{} holds no private key", key.display()))?;
                 builder
                     .with_client_auth_cert(certs(cert)?, key_der)
-                    .context("the client certificate and key do not fit together")?
+                    .map_err(|e| client_certificate_error(cert, e))?
             }
             (None, None) => builder.with_no_client_auth(),
             _ => anyhow::bail!(
@@ -58,6 +58,19 @@ impl TlsFiles {
             ),
         };
         Ok(Arc::new(config))
+    }
+}
+
+/// Why a client certificate was refused, saying how to make one that works: rustls reads
+/// only X.509 version 3, and `openssl x509 -req` without extensions makes version 1.
+fn client_certificate_error(cert: &Path, e: rustls::Error) -> anyhow::Error {
+    if format!("{e:?}").contains("UnsupportedCertVersion") {
+        anyhow::anyhow!(
+            "{} is an X.509 version 1 certificate, which TLS clients refuse: sign it again as version 3 (`openssl x509 -req … -extfile FILE` with at least one extension, e.g. extendedKeyUsage=clientAuth; docs/deploy.md shows the commands)",
+            cert.display()
+        )
+    } else {
+        anyhow::Error::new(e).context("the client certificate and key do not fit together")
     }
 }
 
@@ -76,4 +89,83 @@ fn certs(path: &Path) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'s
         path.display()
     );
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// A CA and a client certificate made by `openssl x509 -req` with the given extensions
+    /// file (none: OpenSSL makes a version 1 certificate).
+    fn client_certificate(dir: &Path, extensions: Option<&str>) -> TlsFiles {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=client",
+        ]);
+        let mut sign = vec![
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "2",
+        ];
+        if let Some(ext) = extensions {
+            std::fs::write(dir.join("client.ext"), ext).unwrap();
+            sign.extend(["-extfile", "client.ext"]);
+        }
+        openssl(&sign);
+        TlsFiles {
+            ca: Some(dir.join("ca.pem")),
+            cert: Some(dir.join("client.pem")),
+            key: Some(dir.join("client.key")),
+        }
+    }
+
+    #[test]
+    fn a_version_1_client_certificate_is_named_as_such_and_how_to_make_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = client_certificate(dir.path(), None);
+        let err = format!("{:#}", files.client_config().unwrap_err());
+        assert!(
+            err.contains("X.509 version 1") && err.contains("-extfile"),
+            "{err}"
+        );
+        assert!(!err.contains("do not fit together"), "{err}");
+    }
+
+    #[test]
+    fn a_version_3_client_certificate_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = client_certificate(dir.path(), Some("extendedKeyUsage=clientAuth\n"));
+        files.client_config().unwrap();
+    }
 }

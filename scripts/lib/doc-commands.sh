@@ -20,6 +20,19 @@ doc_block() {
   ' "$DOC"
 }
 
+# Stops what start_unit started in the background for units matching GLOB (SIGTERM,
+# then waits, as systemctl stop does).
+stop_units() {
+  local f pid
+  for f in "$CHECK_LOGS"/$1.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$f"
+  done
+}
+
 # Runs block NAME with bash -e, failing loudly with the block's text.
 run_block() {
   local text
@@ -88,20 +101,31 @@ start_unit() {
   done < <(systemd_env "${files[@]}")
   exec_start=$(unit_values "$unit" ExecStart)
   type=$(unit_values "$unit" Type)
-  local as_user=(setpriv --reuid=camhd-grid --regid=camhd-grid --init-groups --
-    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/var/lib/camhd-grid "${vars[@]}")
+  # Our units run as camhd-grid (hardening.conf), others (stunnel@) as root.
+  local user=root home=/root
+  if [[ "$unit" == camhd-grid-* ]]; then user=camhd-grid home=/var/lib/camhd-grid; fi
+  local as_user=(setpriv --reuid=$user --regid=$user --init-groups --
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$home "${vars[@]}")
   local log=$CHECK_LOGS/${unit%.service}.log
   if [ -n "${CHECK_NO_START:-}" ]; then
     echo "   (systemctl start $unit: not here, no server yet)" >&2
     return 0
   fi
-  echo "   (systemctl start $unit: $exec_start as camhd-grid)" >&2
+  echo "   (systemctl start $unit: $exec_start as $user)" >&2
   if [ "$type" = oneshot ]; then
-    (cd /var/lib/camhd-grid && "${as_user[@]}" $exec_start) >"$log" 2>&1 \
+    (cd "$home" && "${as_user[@]}" $exec_start) >"$log" 2>&1 \
       || { echo "$unit failed:" >&2; cat "$log" >&2; return 1; }
   else
-    (cd /var/lib/camhd-grid && exec "${as_user[@]}" $exec_start) >"$log" 2>&1 &
-    echo $! >"$CHECK_LOGS/${unit%.service}.pid"
+    (cd "$home" && exec "${as_user[@]}" $exec_start) >"$log" 2>&1 &
+    local pid=$!
+    echo $pid >"$CHECK_LOGS/${unit%.service}.pid"
+    # systemd stops a simple service whose main process exits (a daemon that forks away).
+    sleep 1
+    if ! kill -0 $pid 2>/dev/null; then
+      echo "$unit: its main process exited at once; systemd would stop the service:" >&2
+      cat "$log" >&2
+      return 1
+    fi
   fi
 }
 
