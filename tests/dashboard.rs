@@ -64,8 +64,16 @@ fn screenshots() -> PathBuf {
     dir
 }
 
-/// Headless Chromium with the flags a sandboxed CI needs.
+/// Headless Chromium with the flags a sandboxed CI needs, as a desktop browser.
 fn chromium(args: &[&str]) -> String {
+    chromium_at(1280, args)
+}
+
+/// The narrowest window headless Chromium lays out (it widens anything below to 500).
+const NARROW: u32 = 500;
+
+/// Headless Chromium with a window `width` pixels wide.
+fn chromium_at(width: u32, args: &[&str]) -> String {
     let out = Command::new("chromium")
         .args([
             "--headless",
@@ -73,7 +81,8 @@ fn chromium(args: &[&str]) -> String {
             "--disable-gpu",
             "--hide-scrollbars",
         ])
-        .args(["--window-size=1280,1000", "--virtual-time-budget=7000"])
+        .arg(format!("--window-size={width},1000"))
+        .arg("--virtual-time-budget=7000")
         .args(args)
         .output()
         .expect("running chromium (scripts/install-deps installs it)");
@@ -179,8 +188,25 @@ async fn the_dashboard_shows_the_grid_as_it_is_and_renders_hostile_text_inert() 
 
     let overview = page("/", "overview");
     assert!(
-        overview.contains(r#"<strong id="left">4</strong>"#),
-        "3 ready + 1 buried left:\n{overview}"
+        overview.contains(r#"<strong id="left">3</strong>"#)
+            && overview.contains(r#"<strong id="failed">1</strong>"#)
+            && overview.contains(r#"<strong id="queued">4</strong>"#),
+        "3 left, 1 failed apart, 4 queued:\n{overview}"
+    );
+    // Failures first: a banner on every page, with the newest reason once read.
+    assert!(
+        overview.contains(r#"id="failure-banner""#) && overview.contains("1 failed job"),
+        "{overview}"
+    );
+    assert!(
+        overview.contains(r"&lt;img src=x onerror=alert(2)&gt;"),
+        "the newest reason, inert:\n{overview}"
+    );
+    assert!(
+        overview.contains(
+            r#"<strong id="working">1</strong> working, <strong id="idle">0</strong> idle"#
+        ),
+        "{overview}"
     );
     assert!(
         overview.contains(r#"<td class="n ready">3</td>"#),
@@ -190,7 +216,6 @@ async fn the_dashboard_shows_the_grid_as_it_is_and_renders_hostile_text_inert() 
         overview.contains(r#"<td class="n buried">1</td>"#),
         "{overview}"
     );
-    assert!(overview.contains("1 working"), "{overview}");
     assert!(overview.contains("read-only"));
     // With JavaScript on, the page refreshed itself (virtual time ran past 5 s).
     assert!(
@@ -231,7 +256,61 @@ async fn the_dashboard_shows_the_grid_as_it_is_and_renders_hostile_text_inert() 
         "{commits}"
     );
     assert!(commits.contains("5 regions:"), "{commits}");
+    assert!(
+        commits.contains(" ago"),
+        "times read as how long ago: {commits}"
+    );
+
+    // At a phone's width every page lays out within the screen (tables scroll inside
+    // their own box), and keeps its screenshot. Headless Chromium lays out no narrower
+    // than 500 CSS px whatever --window-size says, so that is the width checked; the
+    // phone layout (style.css, max-width 600px) applies there as at 390.
+    for (path, name) in [
+        ("/", "overview-narrow"),
+        ("/workers", "workers-narrow"),
+        ("/failures", "failures-narrow"),
+        ("/commits", "commits-narrow"),
+    ] {
+        let url = format!("{}{path}", served.url);
+        let shot = shots.join(format!("{name}.png"));
+        chromium_at(NARROW, &[&format!("--screenshot={}", shot.display()), &url]);
+        let dom = chromium_at(NARROW, &["--dump-dom", &url]);
+        let measured = |what: &str| -> u32 {
+            dom.split(&format!(r#"data-{what}=""#))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("{name}: no {what}:\n{dom}"))
+        };
+        let (page_width, view_width) = (measured("scroll-width"), measured("view-width"));
+        assert!(view_width <= NARROW, "{name}: a {view_width} px window");
+        assert!(
+            page_width <= view_width,
+            "{name} lays out {page_width} px wide in {view_width}"
+        );
+    }
     assert!(commits.contains(r#"src="/plot.svg?path=RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-20170614T001500_optical_flow.json""#));
+
+    // Reading never changes the grid: with nothing changed, page after page (eight at
+    // once too) serves the records read before, reserving none of them again.
+    let reserves = || async {
+        let mut c = Client::connect(&server.addr()).await.unwrap();
+        c.use_tube(&format!("{NS}.failures")).await.unwrap();
+        let record = c.peek_ready().await.unwrap();
+        c.stats_job(record.id).await.unwrap().reserves
+    };
+    let before = reserves().await;
+    let views: Vec<_> = (0..8)
+        .map(|_| {
+            let url = format!("{}/failures", served.url);
+            std::thread::spawn(move || ureq::get(&url).call().unwrap().into_string().unwrap())
+        })
+        .collect();
+    for v in views {
+        assert!(v.join().unwrap().contains("Failures (1)"));
+    }
+    let _ = page("/", "overview-again");
+    assert_eq!(reserves().await, before, "pages read the records again");
 
     // The JSON under /api/ is gridctl's own.
     let status: serde_json::Value = serde_json::from_str(
@@ -291,6 +370,14 @@ async fn control_needs_the_token_its_session_and_the_forms_csrf() {
         "no session"
     );
     assert_eq!(post("/login", None, &[("token", "a guess")]).status(), 403);
+    let foreign = agent
+        .post(&format!("{}/login", served.url))
+        .set("Origin", "http://attacker.example")
+        .send_form(&[("token", "a control token of some length")]);
+    assert!(
+        matches!(foreign, Err(ureq::Error::Status(403, _))),
+        "a login from another site is refused"
+    );
     let login = post(
         "/login",
         None,

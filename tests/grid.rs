@@ -1537,3 +1537,39 @@ fn a_queuer_run_by_hand_without_the_grids_key_or_as_root_over_the_services_check
     let good = with_key(Some(&grid_key)).output().unwrap();
     assert!(stdout(&good).contains("queued 1"), "{good:?}");
 }
+
+#[test]
+fn a_running_jobs_progress_shows_between_touches() {
+    let (world, gated) = gated_job_world();
+    // Touches minutes apart: the progress must not wait for them.
+    let spool = world.dir.path().join("spool");
+    let archive = world.archive();
+    let served = world.served.borrow().clone();
+    let mut args = vec!["--scale", "0.5", "--threads", "1", "--ttr-touch", "250"];
+    args.extend(["--allow-source", &archive, "--allow-source", &served[0]]);
+    args.extend(["--exit-when-idle", "2", "--spool", spool.to_str().unwrap()]);
+    let mut f = Proc::start(
+        "filter-slow-touch",
+        "filter",
+        &args,
+        &world.env(),
+        &world.logs(),
+    );
+    gated.gate.wait_held(1, HOLD_LIMIT);
+    let start = Instant::now();
+    loop {
+        let s = world.status();
+        let w = &s["workers"][0];
+        if w["frames_done"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(w["frames_total"], 59, "{s}");
+            break;
+        }
+        assert!(
+            start.elapsed() < HOLD_LIMIT,
+            "no progress in the heartbeat while the job is held: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    gated.gate.open();
+    assert!(f.wait(Duration::from_secs(120)).success(), "{}", f.log());
+}

@@ -54,7 +54,7 @@ pub(crate) struct SinkView {
 }
 
 /// One filter slot, from its heartbeat.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct Worker {
     pub(crate) host: String,
     pub(crate) pid: u32,
@@ -95,6 +95,18 @@ pub(crate) struct Snapshot {
     pub(crate) finished_per_minute: Option<f64>,
     /// Seconds until the jobs tube is empty at that rate.
     pub(crate) eta_seconds: Option<f64>,
+    /// The newest failure record `gridctl serve` has read (its banner); never filled by
+    /// `status`, which reads no records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) newest_failure: Option<NewestFailure>,
+}
+
+/// The newest failure: which video, why, when.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct NewestFailure {
+    pub(crate) video: String,
+    pub(crate) error: String,
+    pub(crate) at: String,
 }
 
 /// What a one-shot `status` found.
@@ -219,6 +231,7 @@ pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result
         sink,
         finished_per_minute: None,
         eta_seconds: None,
+        newest_failure: None,
     })
 }
 

@@ -23,6 +23,16 @@ pub struct Progress {
     pub total: AtomicU64,
 }
 
+impl Progress {
+    /// Pairs done and in the plan, as one value to compare.
+    pub fn seen(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// One slot's heartbeat publisher.
 #[derive(Debug)]
 pub struct Beat {

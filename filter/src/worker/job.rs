@@ -30,6 +30,9 @@ pub struct Lease {
     pub attempt: u32,
 }
 
+/// How often a running job's heartbeat is renewed while its progress moves.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 impl Slot {
     /// Runs the analysis while keeping the reservation and the heartbeat alive. `None`
     /// when the job was given back unfinished (shutdown).
@@ -48,6 +51,13 @@ impl Slot {
         tokio::pin!(analysis);
         let mut ticker = tokio::time::interval(self.config.touch_every);
         ticker.tick().await;
+        // Progress shows on the dashboard as it moves (the frame count once known, then
+        // at most every PROGRESS_EVERY), not only at each touch: most videos take less
+        // than one touch interval.
+        let mut progress_ticker = tokio::time::interval(PROGRESS_EVERY);
+        progress_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        progress_ticker.tick().await;
+        let mut shown = progress.seen();
         let grace = self.config.grace;
         let mut deadline = self.shutdown.stopping().then(|| Instant::now() + grace);
         let joined = loop {
@@ -63,6 +73,15 @@ impl Slot {
                     self.touch(lease.id).await;
                     if let Some(c) = self.conn.as_mut() {
                         self.beat.publish(c, Some((lease.id, &job.video)), Some(&progress)).await;
+                        shown = progress.seen();
+                    }
+                }
+                _ = progress_ticker.tick() => {
+                    if progress.seen() != shown {
+                        if let Some(c) = self.conn.as_mut() {
+                            self.beat.publish(c, Some((lease.id, &job.video)), Some(&progress)).await;
+                            shown = progress.seen();
+                        }
                     }
                 }
                 _ = self.shutdown.changed() => match self.shutdown.phase() {

@@ -89,6 +89,26 @@ impl Finished {
     }
 }
 
+/// The failure records as last read, and what the tubes said when they were: pages are
+/// served from here, and the records (which can only be read by reserving them for an
+/// instant) are read again, by one reader at a time, only when a tube says something
+/// changed. So however many pages poll, reading holds no record another reader wants.
+#[derive(Debug, Default)]
+struct FailureCache {
+    key: Option<FailureKey>,
+    found: Option<Arc<crate::failures::Findings>>,
+}
+
+/// What changes when a job or result is buried, kicked or discarded, or a record put or
+/// deleted: buried counts and the records tube's puts and deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FailureKey {
+    jobs_buried: u64,
+    results_buried: u64,
+    records_put: u64,
+    records_deleted: u64,
+}
+
 /// Shared by every request.
 #[derive(Debug)]
 pub struct App {
@@ -97,6 +117,7 @@ pub struct App {
     samples: Mutex<VecDeque<Sample>>,
     finished: Mutex<Finished>,
     plots: tokio::sync::Semaphore,
+    failures: tokio::sync::Mutex<FailureCache>,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -114,6 +135,7 @@ pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
         samples: Mutex::new(VecDeque::new()),
         finished: Mutex::new(Finished::default()),
         plots: tokio::sync::Semaphore::new(PLOTS_AT_ONCE),
+        failures: tokio::sync::Mutex::new(FailureCache::default()),
     });
     tokio::spawn(sample(Arc::clone(&app)));
     let addr = listener.local_addr()?;
@@ -218,6 +240,12 @@ async fn sample(app: Arc<App>) {
                 Err(_) => client = None,
             }
         }
+        // The failure banner's newest reason stays current without a page asking.
+        if let Some(c) = client.as_mut() {
+            if app.findings(c).await.is_err() {
+                client = None;
+            }
+        }
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
 }
@@ -251,6 +279,7 @@ impl App {
             crate::status::snapshot(&mut client, &self.grid).await
         };
         let mut snap = within_budget(work).await?;
+        snap.newest_failure = self.newest_failure();
         // What the jobs tube says now, counted with what it said before it vanished.
         let finished = self
             .finished
@@ -271,12 +300,75 @@ impl App {
         Ok(snap)
     }
 
-    async fn failures(&self) -> Result<crate::failures::Findings, Failure> {
+    async fn failures(&self) -> Result<Arc<crate::failures::Findings>, Failure> {
         within_budget(async {
             let mut client = self.grid.connect().await?;
-            crate::failures::find_at_most(&mut client, &self.grid, MAX_FAILURES).await
+            self.findings(&mut client).await
         })
         .await
+    }
+
+    /// The failure records, read again only when the tubes say they changed (or the last
+    /// read was incomplete), one reader at a time.
+    async fn findings(
+        &self,
+        client: &mut common::beanstalk::Client,
+    ) -> anyhow::Result<Arc<crate::failures::Findings>> {
+        let key = self.failure_key(client).await?;
+        let mut cache = self.failures.lock().await;
+        match &cache.found {
+            Some(found) if cache.key == Some(key) => Ok(Arc::clone(found)),
+            _ => {
+                let found = Arc::new(
+                    crate::failures::find_at_most(client, &self.grid, MAX_FAILURES).await?,
+                );
+                cache.key = found.complete.then_some(key);
+                cache.found = Some(Arc::clone(&found));
+                Ok(found)
+            }
+        }
+    }
+
+    async fn failure_key(
+        &self,
+        client: &mut common::beanstalk::Client,
+    ) -> anyhow::Result<FailureKey> {
+        let config = self.grid.config();
+        let mut stats = Vec::new();
+        for tube in [
+            config.jobs_tube(),
+            config.results_tube(),
+            config.failures_tube(),
+        ] {
+            stats.push(match client.stats_tube(&tube).await {
+                Ok(s) => Some(s),
+                Err(common::beanstalk::Error::NotFound) => None,
+                Err(e) => return Err(e).context("reading the tubes' counts"),
+            });
+        }
+        let get =
+            |i: usize, f: fn(&common::beanstalk::TubeStats) -> u64| stats[i].as_ref().map_or(0, f);
+        Ok(FailureKey {
+            jobs_buried: get(0, |s| s.current_jobs_buried),
+            results_buried: get(1, |s| s.current_jobs_buried),
+            records_put: get(2, |s| s.total_jobs),
+            records_deleted: get(2, |s| s.cmd_delete),
+        })
+    }
+
+    /// The newest failure as last read (no read now), for the banner on every page.
+    fn newest_failure(&self) -> Option<crate::status::NewestFailure> {
+        let cache = self.failures.try_lock().ok()?;
+        let found = cache.found.as_ref()?;
+        found
+            .failed
+            .iter()
+            .max_by(|a, b| a.at.cmp(&b.at))
+            .map(|f| crate::status::NewestFailure {
+                video: f.video.clone(),
+                error: f.last_error.clone(),
+                at: f.at.clone(),
+            })
     }
 
     async fn recent(&self) -> Result<Option<Vec<commits::Committed>>, Failure> {
@@ -491,10 +583,18 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let Some(auth) = &app.config.control else {
         return (StatusCode::NOT_FOUND, "control is off\n").into_response();
     };
+    // A page elsewhere must not log a browser in (login CSRF).
+    if !same_origin(&headers) {
+        return (StatusCode::FORBIDDEN, "a login from another site\n").into_response();
+    }
     if !auth.is_token(&form.token) {
         return (
             StatusCode::FORBIDDEN,

@@ -65,13 +65,45 @@ fn page(title: &str, here: &str, snap: &Snapshot, viewer: &Viewer, body: Markup)
                         Viewer::Control { .. } => span { "control enabled" },
                     }
                 }
-                main id="main" { (body) }
+                main id="main" { (failure_banner(snap)) (body) }
                 footer {
                     "beanstalkd " (shown(&snap.version)) " at " (shown(&snap.server))
                     " · gridctl " (common::cli::VERSION)
                 }
             }
         }
+    }
+}
+
+/// Failures first: on every page while jobs or results are parked, how many, and the
+/// newest reason read.
+fn failure_banner(snap: &Snapshot) -> Markup {
+    let (jobs, results) = (snap.jobs.buried, snap.results.buried);
+    if jobs + results == 0 {
+        return html! {};
+    }
+    html! {
+        div.banner #failure-banner role="alert" {
+            a href="/failures" {
+                strong {
+                    @if jobs > 0 { (count(jobs as usize, "failed job", "failed jobs")) }
+                    @if jobs > 0 && results > 0 { ", " }
+                    @if results > 0 { (count(results as usize, "result", "results")) " the sink would not write" }
+                }
+            }
+            @if let Some(f) = &snap.newest_failure {
+                " · newest: " span.video { (shown(&f.video)) } ": " span.error-inline { (shown(&cut(&f.error, 300))) }
+                " (" (shown(&f.at)) ")"
+            }
+        }
+    }
+}
+
+/// `s` cut to at most `max` characters, with a mark when it was.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}… (cut)", &s[..i]),
+        None => s.to_owned(),
     }
 }
 
@@ -89,24 +121,35 @@ pub fn error_page(status: axum::http::StatusCode, message: &str) -> Markup {
 /// The overview: progress, throughput, tubes, state, server.
 pub fn overview(snap: &Snapshot, samples: &[Sample], viewer: &Viewer) -> Markup {
     let j = &snap.jobs;
-    let left = j.ready + j.reserved + j.delayed + j.buried;
+    // Failed jobs are neither done nor left: they wait for an operator, not a filter.
+    let left = j.ready + j.reserved + j.delayed;
+    let failed = j.buried;
     let done = j.deleted;
+    let queued = done + left + failed;
     let paused = j.paused_seconds_left > 0;
+    let (working, idle) = busy_and_idle(&snap.workers);
     let body = html! {
         h1 { "Overview" }
         (record(snap))
         p {
-            "Finished " strong #finished { (done) } " of " (done + left) " jobs queued so far; "
-            strong #left { (left) } " left."
+            "Finished " strong #finished { (done) } " of " strong #queued { (queued) } " jobs queued so far; "
+            strong #left { (left) } " left"
+            @if failed > 0 { ", " a.warn href="/failures" { strong #failed { (failed) } " failed" } }
+            "."
             br;
-            progress max=((done + left).max(1)) value=(done) {}
+            progress max=(queued.max(1)) value=(done) {}
         }
         p {
             @match snap.finished_per_minute {
                 Some(rate) => { "Finishing " strong #rate { (format!("{rate:.1}")) } " jobs a minute" }
                 None => { "Measuring the rate (a sample every 2 s)" }
             }
-            @if let Some(eta) = snap.eta_seconds { "; the queue is empty in about " strong { (duration(eta)) } }
+            @if let Some(eta) = snap.eta_seconds {
+                @if left > 0 {
+                    "; the " (left) " left are done in about " strong #eta { (duration(eta)) }
+                    @if failed > 0 { " (the failed wait for you: retry or discard them)" }
+                }
+            }
             "."
         }
         (chart(samples))
@@ -127,7 +170,7 @@ pub fn overview(snap: &Snapshot, samples: &[Sample], viewer: &Viewer) -> Markup 
         }
         h2 { "Workers" }
         p {
-            a href="/workers" { (snap.workers.len()) " working" }
+            a href="/workers" { strong #working { (working.len()) } " working, " strong #idle { (idle.len()) } " idle" }
             @if !snap.dead_workers.is_empty() { ", " (snap.dead_workers.len()) " dead" }
             @if !snap.untrusted_workers.is_empty() { ", " span.warn { (snap.untrusted_workers.len()) " untrusted (not counted)" } }
         }
@@ -177,7 +220,7 @@ fn button(action: &str, label: &str, csrf: &str, field: Option<(&str, String)>) 
 
 fn tubes(tubes: &[&TubeCounts]) -> Markup {
     html! {
-        table #tubes {
+        div.scroll { table #tubes {
             tr { th { "tube" } th.n { "ready" } th.n { "reserved" } th.n { "delayed" } th.n { "buried" } th.n { "watching" } th.n { "finished" } }
             @for t in tubes {
                 tr data-tube=(shown(&t.tube)) {
@@ -186,42 +229,65 @@ fn tubes(tubes: &[&TubeCounts]) -> Markup {
                     td.n.buried { (t.buried) } td.n { (t.workers_watching) } td.n { (t.deleted) }
                 }
             }
-        }
+        } }
     }
 }
 
-/// Jobs finished per minute over the last hour, as an inline SVG line.
+/// How far back the rate at each sample looks: the chart shows a minute's average, not
+/// the 2-s steps between samples (a job finished in one step reads as 30 a minute).
+const SMOOTHING_SECONDS: i64 = 60;
+
+/// Jobs finished per minute at each sample, averaged over the minute before it.
+fn smoothed_rates(samples: &[Sample]) -> Vec<(i64, f64)> {
+    let mut rates = Vec::with_capacity(samples.len());
+    let mut from = 0;
+    for (i, now) in samples.iter().enumerate().skip(1) {
+        while from + 1 < i && samples[from + 1].at <= now.at - SMOOTHING_SECONDS {
+            from += 1;
+        }
+        let then = &samples[from];
+        let dt = (now.at - then.at).max(1) as f64;
+        rates.push((
+            now.at,
+            now.finished.saturating_sub(then.finished) as f64 / dt * 60.0,
+        ));
+    }
+    rates
+}
+
+/// Jobs finished per minute over the samples kept (up to an hour), as an inline SVG
+/// chart with its axes labelled.
 fn chart(samples: &[Sample]) -> Markup {
     const W: f64 = 600.0;
-    const H: f64 = 80.0;
-    let rates: Vec<(i64, f64)> = samples
-        .windows(2)
-        .map(|w| {
-            let dt = (w[1].at - w[0].at).max(1) as f64;
-            (
-                w[1].at,
-                w[1].finished.saturating_sub(w[0].finished) as f64 / dt * 60.0,
-            )
-        })
-        .collect();
+    const H: f64 = 120.0;
+    const LEFT: f64 = 40.0;
+    const BOTTOM: f64 = 18.0;
+    let rates = smoothed_rates(samples);
     let (Some(first), Some(last)) = (rates.first(), rates.last()) else {
-        return html! { p { "Throughput: not enough samples yet." } };
+        return html! { p { "Throughput: not enough samples yet (one every 2 s)." } };
     };
     let span = (last.0 - first.0).max(1) as f64;
-    let top = rates.iter().map(|r| r.1).fold(1.0, f64::max);
+    let top = rates.iter().map(|r| r.1).fold(1.0, f64::max).ceil();
+    let (plot_w, plot_h) = (W - LEFT - 4.0, H - BOTTOM - 6.0);
+    let x = |t: i64| LEFT + (t - first.0) as f64 / span * plot_w;
+    let y = |r: f64| 6.0 + plot_h - r / top * plot_h;
     let points: Vec<String> = rates
         .iter()
-        .map(|(t, r)| {
-            format!(
-                "{:.1},{:.1}",
-                (t - first.0) as f64 / span * W,
-                H - r / top * (H - 4.0)
-            )
-        })
+        .map(|&(t, r)| format!("{:.1},{:.1}", x(t), y(r)))
         .collect();
+    let minutes = (span / 60.0).round() as i64;
     html! {
-        p { "Jobs finished per minute, last " (duration(span)) " (top " (format!("{top:.1}")) "):" }
-        svg.chart width=(W) height=(H) viewBox=(format!("0 0 {W} {H}")) role="img" aria-label="throughput" {
+        p { "Jobs finished per minute (a minute's average), the last " (duration(span)) ":" }
+        svg.chart viewBox=(format!("0 0 {W} {H}")) role="img"
+            aria-label=(format!("jobs finished per minute, up to {top}")) {
+            line.axis x1=(LEFT) y1=(y(0.0)) x2=(W - 4.0) y2=(y(0.0)) {}
+            line.axis x1=(LEFT) y1=(y(0.0)) x2=(LEFT) y2=(y(top)) {}
+            text.label x=(LEFT - 4.0) y=(y(top) + 4.0) text-anchor="end" { (top) }
+            text.label x=(LEFT - 4.0) y=(y(0.0)) text-anchor="end" { "0" }
+            text.label x=(LEFT) y=(H - 4.0) text-anchor="start" {
+                @if minutes > 0 { "−" (minutes) " min" } @else { "−" (span as i64) " s" }
+            }
+            text.label x=(W - 4.0) y=(H - 4.0) text-anchor="end" { "now" }
             polyline points=(points.join(" ")) {}
         }
     }
@@ -241,8 +307,13 @@ fn duration(secs: f64) -> String {
 pub fn workers(snap: &Snapshot, viewer: &Viewer) -> Markup {
     let body = html! {
         h1 { "Workers" }
-        h2 { "Working (" (snap.workers.len()) ")" }
-        (worker_table(&snap.workers, "working"))
+        @let (working, idle) = busy_and_idle(&snap.workers);
+        h2 { "Working (" (working.len()) ")" }
+        (worker_table(&working, "working"))
+        @if !idle.is_empty() {
+            h2 { "Idle (" (idle.len()) "): waiting for a job" }
+            (worker_table(&idle, "idle"))
+        }
         @if !snap.dead_workers.is_empty() {
             h2 { "Dead (" (snap.dead_workers.len()) "): heartbeats not renewed in time" }
             (worker_table(&snap.dead_workers, "dead"))
@@ -255,9 +326,14 @@ pub fn workers(snap: &Snapshot, viewer: &Viewer) -> Markup {
     page("Workers", "/workers", snap, viewer, body)
 }
 
+/// Slots with a job, and slots waiting for one.
+fn busy_and_idle(workers: &[Worker]) -> (Vec<Worker>, Vec<Worker>) {
+    workers.iter().cloned().partition(|w| w.job_id.is_some())
+}
+
 fn worker_table(workers: &[Worker], class: &str) -> Markup {
     html! {
-        table.workers {
+        div.scroll { table.workers {
             tr { th { "host" } th.n { "pid" } th.n { "slot" } th.n { "job" } th { "video" } th { "progress" } th.n { "heartbeat" } th { "signature" } }
             @for w in workers.iter().take(MAX_ROWS) {
                 tr class=(class) {
@@ -268,13 +344,15 @@ fn worker_table(workers: &[Worker], class: &str) -> Markup {
                         @if w.frames_total > 0 {
                             progress max=(w.frames_total) value=(w.frames_done) {}
                             " " (w.frames_done) "/" (w.frames_total)
+                        } @else if w.job_id.is_some() {
+                            "starting (frames not counted yet)"
                         }
                     }
-                    td.n { (w.seconds_since_heartbeat) " s ago" }
+                    td.n { (ago(w.seconds_since_heartbeat)) }
                     td { (w.signature) }
                 }
             }
-        }
+        } }
         @if workers.len() > MAX_ROWS { p { "and " (workers.len() - MAX_ROWS) " more" } }
     }
 }
@@ -289,7 +367,7 @@ pub fn failures(snap: &Snapshot, found: &Findings, viewer: &Viewer) -> Markup {
         @if let Viewer::Control { csrf } = viewer {
             @if !found.failed.is_empty() { p { (button("/control/retry", "Retry all", csrf, None)) } }
         }
-        table #failures {
+        div.scroll { table #failures {
             tr { th { "kind" } th.n { "id" } th { "video" } th.n { "attempts" } th { "last error" } th { "host" } th { "when" } th { "record" }
                  @if let Viewer::Control { .. } = viewer { th { "" } } }
             @for f in found.failed.iter().take(MAX_ROWS) {
@@ -298,7 +376,7 @@ pub fn failures(snap: &Snapshot, found: &Findings, viewer: &Viewer) -> Markup {
                     td.n { (f.job_id) }
                     td.video { (shown(&f.video)) }
                     td.n { (f.attempts) }
-                    td.error { (shown(&f.last_error)) }
+                    td.error { (shown(&cut(&f.last_error, 2000))) }
                     td { (shown(&f.host)) }
                     td { (shown(&f.at)) }
                     td { (f.record) }
@@ -311,7 +389,7 @@ pub fn failures(snap: &Snapshot, found: &Findings, viewer: &Viewer) -> Markup {
                     }
                 }
             }
-        }
+        } }
         @for u in &found.unrecorded {
             p { (u.count) " more buried in " (shown(&u.tube)) " without a failure record"
                 @if let Some(id) = u.first { " (gridctl peek " (id) " shows the first)" } }
@@ -329,25 +407,29 @@ pub fn commits(snap: &Snapshot, recent: Option<&[WithRegions]>, viewer: &Viewer)
             Some([]) => p { "Nothing committed yet." },
             Some(list) => {
                 @for (c, regions) in list {
+                    @let plot = format!("/plot.svg?path={}", url_encode(&c.path));
                     div.commit {
-                        p {
+                        a.thumb href=(plot) title="the full plot" {
+                            img loading="lazy" alt=(format!("motion of {}", shown(&c.path))) src=(plot);
+                        }
+                        div.about {
                             strong.video { (shown(&c.path)) } br;
                             "commit " code { (shown(&c.commit.chars().take(12).collect::<String>())) }
-                            " · " (when(c.time)) " · " (shown(&c.subject))
-                        }
-                        img loading="lazy" alt=(format!("motion of {}", shown(&c.path)))
-                            src=(format!("/plot.svg?path={}", url_encode(&c.path)));
-                        @match regions {
-                            Some(rows) => {
-                                p { (count(rows.len(), "region", "regions")) ":" }
-                                table.regions {
-                                    tr { th { "type" } th.n { "from frame" } th.n { "to frame" } }
-                                    @for r in rows.iter().take(MAX_ROWS) {
-                                        tr { td { (shown(&r.kind)) } td.n { (r.start) } td.n { (r.end) } }
+                            " · " span title=(when(c.time)) { (since(c.time)) } " · " (shown(&c.subject))
+                            @match regions {
+                                Some(rows) => {
+                                    details {
+                                        summary { (count(rows.len(), "region", "regions")) ":" }
+                                        table.regions {
+                                            tr { th { "type" } th.n { "from frame" } th.n { "to frame" } }
+                                            @for r in rows.iter().take(MAX_ROWS) {
+                                                tr { td { (shown(&r.kind)) } td.n { (r.start) } td.n { (r.end) } }
+                                            }
+                                        }
                                     }
                                 }
+                                None => p { "No regions file (yet)." },
                             }
-                            None => p { "No regions file (yet)." },
                         }
                     }
                 }
@@ -377,6 +459,22 @@ fn record(snap: &Snapshot) -> Markup {
 /// `n` things, in the singular or plural as `n` asks.
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// How long ago `secs` seconds were: `12 s ago`, `2 min ago`, `3 h ago`, `4 days ago`.
+fn ago(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=172_799 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// How long ago a Unix time was.
+fn since(secs: i64) -> String {
+    ago(chrono::Utc::now().timestamp() - secs)
 }
 
 /// Seconds since 1970 as a UTC date and time.
@@ -417,5 +515,51 @@ pub fn login(error: Option<&str>) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(every: i64, finished: impl Fn(i64) -> u64, until: i64) -> Vec<Sample> {
+        (0..=until / every)
+            .map(|i| Sample {
+                at: 1_000_000 + i * every,
+                finished: finished(i * every),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_chart_shows_a_minutes_average_not_the_steps_between_samples() {
+        // 8 jobs a minute, finishing one at a time: a 2-s step with a job reads as 30.
+        let steady = samples(2, |t| (t * 8 / 60) as u64, 600);
+        let rates = smoothed_rates(&steady);
+        let after_a_minute: Vec<f64> = rates
+            .iter()
+            .filter(|(t, _)| *t >= 1_000_000 + 60)
+            .map(|r| r.1)
+            .collect();
+        let (lo, hi) = after_a_minute
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        assert!(lo >= 7.0 && hi <= 9.0, "between {lo} and {hi}");
+    }
+
+    #[test]
+    fn times_read_as_how_long_ago() {
+        assert_eq!(ago(12), "12 s ago");
+        assert_eq!(ago(130), "2 min ago");
+        assert_eq!(ago(7300), "2 h ago");
+        assert_eq!(ago(200_000), "2 days ago");
+        assert_eq!(ago(-5), "0 s ago", "a clock ahead reads as now");
+    }
+
+    #[test]
+    fn long_texts_are_cut_with_a_mark() {
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("abcdef", 3), "abc… (cut)");
+        assert_eq!(cut("ééé", 2), "éé… (cut)", "cut on characters, not bytes");
     }
 }

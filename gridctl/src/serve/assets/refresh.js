@@ -13,11 +13,18 @@
         var main = document.querySelector("main");
         if (next && main) { main.replaceWith(next); }
         document.body.dataset.refreshed = String(Date.now());
+        measure();
       })
       .catch(function () {})
       .then(schedule);
   }
   function schedule() { setTimeout(refresh, every); }
+  // How wide the page lays out, for checks of narrow screens (tests/dashboard.rs).
+  function measure() {
+    document.body.dataset.scrollWidth = String(document.documentElement.scrollWidth);
+    document.body.dataset.viewWidth = String(window.innerWidth);
+  }
+  window.addEventListener("load", measure);
   // Buttons that cannot be undone ask first.
   document.addEventListener("submit", function (e) {
     var ask = e.target.getAttribute && e.target.getAttribute("data-confirm");
