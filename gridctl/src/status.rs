@@ -16,7 +16,7 @@ use serde::Serialize;
 const RATE_WINDOW: Duration = Duration::from_secs(300);
 
 /// One tube's counts; a tube nobody has used yet counts as empty.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub(crate) struct TubeCounts {
     pub(crate) tube: String,
     pub(crate) exists: bool,
@@ -54,7 +54,7 @@ pub(crate) struct SinkView {
 }
 
 /// One filter slot, from its heartbeat.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Worker {
     pub(crate) host: String,
     pub(crate) pid: u32,
@@ -383,7 +383,9 @@ fn render(s: &Snapshot) -> String {
         let what = match (&w.job_id, &w.video) {
             (Some(id), Some(video)) => {
                 let name = one_line(video.rsplit('/').next().unwrap_or(video));
-                let progress = if w.frames_done > w.frames_total {
+                let progress = if w.frames_total == 0 {
+                    "starting (frames not counted yet)".to_owned()
+                } else if w.frames_done > w.frames_total {
                     format!(
                         "{}/{} frames (implausible progress)",
                         w.frames_done, w.frames_total
@@ -441,4 +443,53 @@ fn render(s: &Snapshot) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(workers: Vec<Worker>) -> Snapshot {
+        Snapshot {
+            server: "127.0.0.1:11300".into(),
+            namespace: "camhd".into(),
+            version: "1.12".into(),
+            uptime_seconds: 1,
+            max_job_size: 65535,
+            binlog: true,
+            draining: false,
+            jobs: TubeCounts::default(),
+            results: TubeCounts::default(),
+            workers,
+            dead_workers: Vec::new(),
+            untrusted_workers: Vec::new(),
+            sink: None,
+            finished_per_minute: None,
+            eta_seconds: None,
+            newest_failure: None,
+        }
+    }
+
+    #[test]
+    fn a_job_whose_frames_are_not_counted_yet_reads_as_starting() {
+        let starting = Worker {
+            host: "desk".into(),
+            job_id: Some(7),
+            video: Some("/a/CAMHDA301-20170614T001500.mov".into()),
+            signature: "signed",
+            ..Worker::default()
+        };
+        let running = Worker {
+            frames_done: 30,
+            frames_total: 60,
+            ..starting.clone()
+        };
+        let table = render(&snapshot(vec![starting, running]));
+        assert!(
+            table.contains("T001500.mov: starting (frames not counted yet)"),
+            "{table}"
+        );
+        assert!(table.contains("30/60 frames (50%)"), "{table}");
+        assert!(!table.contains("0/0"), "{table}");
+    }
 }
