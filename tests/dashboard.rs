@@ -370,6 +370,17 @@ async fn control_needs_the_token_its_session_and_the_forms_csrf() {
         "no session"
     );
     assert_eq!(post("/login", None, &[("token", "a guess")]).status(), 403);
+    // A wrong token makes this client wait before the next try, right or wrong.
+    assert_eq!(
+        post(
+            "/login",
+            None,
+            &[("token", "a control token of some length")]
+        )
+        .status(),
+        429
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let foreign = agent
         .post(&format!("{}/login", served.url))
         .set("Origin", "http://attacker.example")
@@ -423,6 +434,75 @@ async fn control_needs_the_token_its_session_and_the_forms_csrf() {
         303
     );
     assert_eq!(paused().await, 0);
+
+    // Each login is a session of its own, with its own CSRF value; logging out ends it.
+    let again = post(
+        "/login",
+        None,
+        &[("token", "a control token of some length")],
+    );
+    let other = again
+        .header("Set-Cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(other, cookie);
+    assert_eq!(
+        post("/control/pause", Some(&other), &[("csrf", &csrf)]).status(),
+        403,
+        "another session's CSRF value"
+    );
+    assert_eq!(
+        post("/logout", Some(&cookie), &[("csrf", &csrf)]).status(),
+        303
+    );
+    assert_eq!(
+        post("/control/pause", Some(&cookie), &[("csrf", &csrf)]).status(),
+        403,
+        "logged out"
+    );
+    assert_eq!(paused().await, 0);
+
+    // Only names it answers to: a page elsewhere that points its own name here (DNS
+    // rebinding) is refused.
+    let rebound = agent
+        .get(&format!("{}/api/status.json", served.url))
+        .set("Host", "attacker.example")
+        .call();
+    assert!(
+        matches!(rebound, Err(ureq::Error::Status(421, _))),
+        "{rebound:?}"
+    );
+}
+
+#[test]
+fn control_over_plain_http_beyond_loopback_is_refused_unless_asked_for() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a control token of some length\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = bin::command("gridctl")
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-control",
+            "--token-file",
+        ])
+        .arg(&token)
+        .env("GRID_SERVER", server.addr())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--insecure-control") && err.contains("in clear"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod grid;
 pub mod host;
 pub mod metrics;
 pub mod paths;
+pub mod random;
 pub mod shutdown;
 pub mod sign;
 pub mod tls;

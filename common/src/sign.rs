@@ -111,12 +111,9 @@ fn unreadable(path: &Path, err: std::io::Error) -> anyhow::Error {
 
 /// Writes 32 random bytes to `path` with mode 0600 (refusing to overwrite a file).
 pub fn keygen(path: &Path) -> anyhow::Result<Key> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut secret = vec![0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut secret))
-        .context("reading /dev/urandom")?;
+    let secret = crate::random::bytes(32).context("reading /dev/urandom")?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

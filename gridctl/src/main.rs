@@ -122,6 +122,20 @@ enum Command {
             requires = "allow_control"
         )]
         token_file: Option<std::path::PathBuf>,
+        /// Host names (or NAME:PORT) the dashboard answers to besides loopback and
+        /// --listen (a proxy's name, the machine's): any other Host header is refused,
+        /// so a page on another site cannot read this one through DNS rebinding.
+        #[arg(
+            long,
+            env = "GRIDCTL_ALLOW_HOSTS",
+            value_delimiter = ',',
+            value_name = "NAME"
+        )]
+        allow_host: Vec<String>,
+        /// Allow control over plain HTTP on an address other than loopback (the token
+        /// and the session then cross the network in clear): only on a network of your own.
+        #[arg(long, env = "GRIDCTL_INSECURE_CONTROL", requires = "allow_control")]
+        insecure_control: bool,
     },
     /// Plot scale, theta, tx and ty of an _optical_flow.json (SVG or PNG; invalid entries in red).
     Plot {
@@ -195,6 +209,8 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
             recent,
             allow_control,
             token_file,
+            allow_host,
+            insecure_control,
         } => {
             let control = match (allow_control, token_file) {
                 (true, Some(file)) => Some(serve::Auth::load(&file)?),
@@ -205,6 +221,8 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
                 checkout,
                 recent: recent.into(),
                 control,
+                allowed_hosts: allow_host,
+                insecure_control,
             };
             serve::run(grid.clone(), config).await
         }

@@ -1,24 +1,60 @@
 //! Who may press the buttons of `gridctl serve --allow-control`: whoever knows the
-//! control token (a file, like the grid key). Logging in with it sets a session cookie
-//! (HttpOnly, SameSite=Strict); every control form carries a CSRF value; both are HMACs
-//! of the token, so neither can be made without it, and nothing is stored.
+//! control token (a file, like the grid key). Logging in with it opens a session of its
+//! own (a random id in an HttpOnly, SameSite=Strict cookie, 12 hours at most, ended by
+//! logging out) with its own CSRF value for every control form. Failed logins make that
+//! client wait, doubling each time. Sessions and clients are kept in memory, bounded.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "gridctl_session";
 
-/// The shortest token accepted.
+/// The shortest token accepted, and the least it must hold: a token of 16 × `a` is as
+/// easy to guess as one character.
 const MIN_TOKEN_CHARS: usize = 16;
+const MIN_DISTINCT_CHARS: usize = 8;
+const MIN_TOKEN_BITS: f64 = 64.0;
 
-/// The control token and what is derived from it.
+/// How long a session lasts, and how many are kept (the oldest go first).
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+const MAX_SESSIONS: usize = 64;
+
+/// A client's wait after its first failed login, doubled after each further one, up to
+/// the most; clients remembered at most (the oldest forgotten first).
+const FIRST_WAIT: Duration = Duration::from_millis(250);
+const MOST_WAIT: Duration = Duration::from_secs(60);
+const MAX_CLIENTS: usize = 4096;
+
+/// The control token, the sessions it opened and the clients that failed.
 #[derive(Clone)]
 pub struct Auth {
-    token: String,
+    token: Arc<str>,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<String, Session>,
+    failed: HashMap<IpAddr, Failed>,
+}
+
+/// An open session: its CSRF value and when it ends.
+#[derive(Clone)]
+pub struct Session {
+    /// The value every control form of this session carries.
+    pub csrf: String,
+    ends: Instant,
+}
+
+struct Failed {
+    wait: Duration,
+    until: Instant,
 }
 
 impl std::fmt::Debug for Auth {
@@ -28,8 +64,8 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// Reads the token from `path`: one line of at least 16 characters, in a file other
-    /// users cannot read (refused otherwise, as the grid key is).
+    /// Reads the token from `path`: one line of at least 16 characters and 64 bits of
+    /// guessing, in a file other users cannot read (refused otherwise, as the grid key is).
     pub fn load(path: &Path) -> anyhow::Result<Auth> {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)
@@ -47,27 +83,27 @@ impl Auth {
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the control token {}", path.display()))?;
-        let token = text.trim().to_owned();
-        if token.chars().count() < MIN_TOKEN_CHARS {
+        let token = text.trim();
+        if let Some(why) = weak(token) {
             return Err(common::cli::usage(format!(
-                "the control token in {} is shorter than {MIN_TOKEN_CHARS} characters",
+                "the control token in {} is {why}; make one with: head -c 24 /dev/urandom | base64 >{}",
+                path.display(),
                 path.display()
             ))
             .into());
         }
-        Ok(Auth { token })
+        Ok(Auth::new(token))
     }
 
-    /// An HMAC of the token for `purpose`, hex.
-    fn derive(&self, purpose: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.token.as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(purpose.as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+    fn new(token: &str) -> Auth {
+        Auth {
+            token: Arc::from(token),
+            state: Arc::new(Mutex::new(State::default())),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// True when `given` is the token.
@@ -75,37 +111,115 @@ impl Auth {
         equal(given.trim().as_bytes(), self.token.as_bytes())
     }
 
-    /// The session cookie's value.
-    pub fn session(&self) -> String {
-        self.derive("gridctl serve session")
+    /// How long `client` must still wait before its next login, if at all.
+    pub fn must_wait(&self, client: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let state = self.state();
+        let f = state.failed.get(&client)?;
+        (f.until > now).then(|| f.until - now)
     }
 
-    /// The CSRF value every control form carries.
-    pub fn csrf(&self) -> String {
-        self.derive("gridctl serve csrf")
+    /// A failed login by `client`: its next one waits twice as long as the last.
+    pub fn failed(&self, client: IpAddr) {
+        let now = Instant::now();
+        let mut state = self.state();
+        if !state.failed.contains_key(&client) && state.failed.len() >= MAX_CLIENTS {
+            if let Some(oldest) = state
+                .failed
+                .iter()
+                .min_by_key(|(_, f)| f.until)
+                .map(|(ip, _)| *ip)
+            {
+                state.failed.remove(&oldest);
+            }
+        }
+        let f = state.failed.entry(client).or_insert(Failed {
+            wait: Duration::ZERO,
+            until: now,
+        });
+        f.wait = (f.wait * 2).clamp(FIRST_WAIT, MOST_WAIT);
+        f.until = now + f.wait;
     }
 
-    /// True when `cookies` (a Cookie header) hold a valid session.
-    pub fn logged_in(&self, cookies: Option<&str>) -> bool {
-        let session = self.session();
-        cookies.is_some_and(|c| {
-            c.split(';').any(|kv| {
-                kv.trim()
-                    .strip_prefix(COOKIE)
-                    .and_then(|v| v.strip_prefix('='))
-                    .is_some_and(|v| equal(v.as_bytes(), session.as_bytes()))
-            })
-        })
+    /// A login with the token by `client`: a new session (its id and CSRF value random),
+    /// and the client's failures forgotten.
+    pub fn open(&self, client: IpAddr) -> anyhow::Result<(String, Session)> {
+        let id = common::random::hex(32).context("making a session id")?;
+        let session = Session {
+            csrf: common::random::hex(32).context("making a CSRF value")?,
+            ends: Instant::now() + SESSION_LIFETIME,
+        };
+        let mut state = self.state();
+        state.failed.remove(&client);
+        let now = Instant::now();
+        state.sessions.retain(|_, s| s.ends > now);
+        while state.sessions.len() >= MAX_SESSIONS {
+            let Some(oldest) = state
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.ends)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            state.sessions.remove(&oldest);
+        }
+        state.sessions.insert(id.clone(), session.clone());
+        Ok((id, session))
     }
 
-    /// True when `given` is the CSRF value.
-    pub fn csrf_ok(&self, given: &str) -> bool {
-        equal(given.as_bytes(), self.csrf().as_bytes())
+    /// The open session `cookies` (a Cookie header) name, if any.
+    pub fn session(&self, cookies: Option<&str>) -> Option<Session> {
+        let id = session_id(cookies?)?;
+        let state = self.state();
+        // Every id is compared, so the time taken says nothing of which one was close.
+        let mut found = None;
+        for (known, s) in &state.sessions {
+            if equal(known.as_bytes(), id.as_bytes()) && s.ends > Instant::now() {
+                found = Some(s.clone());
+            }
+        }
+        found
+    }
+
+    /// Ends the session `cookies` name.
+    pub fn close(&self, cookies: Option<&str>) {
+        if let Some(id) = cookies.and_then(session_id) {
+            self.state().sessions.remove(id);
+        }
+    }
+}
+
+/// The session id in a Cookie header.
+fn session_id(cookies: &str) -> Option<&str> {
+    cookies.split(';').find_map(|kv| {
+        kv.trim()
+            .strip_prefix(COOKIE)
+            .and_then(|v| v.strip_prefix('='))
+    })
+}
+
+/// Why a token is too easy to guess, if it is.
+fn weak(token: &str) -> Option<String> {
+    let chars = token.chars().count();
+    let distinct = token
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let bits = chars as f64 * (distinct.max(1) as f64).log2();
+    if chars < MIN_TOKEN_CHARS {
+        Some(format!("shorter than {MIN_TOKEN_CHARS} characters"))
+    } else if distinct < MIN_DISTINCT_CHARS || bits < MIN_TOKEN_BITS {
+        Some(format!(
+            "too easy to guess ({distinct} different characters; at least {MIN_DISTINCT_CHARS} and {MIN_TOKEN_BITS} bits)"
+        ))
+    } else {
+        None
     }
 }
 
 /// Compares in time independent of where they differ.
-fn equal(a: &[u8], b: &[u8]) -> bool {
+pub fn equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -113,27 +227,79 @@ fn equal(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
-    fn only_the_token_opens_a_session_and_its_forms() {
+    fn only_a_private_token_hard_to_guess_is_taken() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, "correct horse battery staple\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("correct horse battery staple\n", 0o644);
+        assert!(Auth::load(&path).is_err(), "a token others can read");
+        write("short\n", 0o600);
+        assert!(Auth::load(&path).is_err(), "a short token");
+        write(&"a".repeat(40), 0o600);
+        let err = format!("{:#}", Auth::load(&path).unwrap_err());
         assert!(
-            Auth::load(&path).is_err(),
-            "a token others can read is refused"
+            err.contains("too easy to guess") && err.contains("/dev/urandom"),
+            "{err}"
         );
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write("abababababababababab\n", 0o600);
+        assert!(Auth::load(&path).is_err(), "two characters");
+        write("correct horse battery staple\n", 0o600);
         let auth = Auth::load(&path).unwrap();
         assert!(auth.is_token("correct horse battery staple"));
         assert!(!auth.is_token("correct horse battery stapl"));
-        let cookie = format!("other=1; {COOKIE}={}", auth.session());
-        assert!(auth.logged_in(Some(&cookie)));
-        assert!(!auth.logged_in(Some(&format!("{COOKIE}={}", auth.csrf()))));
-        assert!(!auth.logged_in(None));
-        assert!(auth.csrf_ok(&auth.csrf()) && !auth.csrf_ok(""));
-        std::fs::write(&path, "short\n").unwrap();
-        assert!(Auth::load(&path).is_err(), "a short token is refused");
+    }
+
+    #[test]
+    fn every_login_opens_its_own_session_with_its_own_csrf_until_logout() {
+        let auth = Auth::new("correct horse battery staple");
+        let (a, sa) = auth.open(CLIENT).unwrap();
+        let (b, sb) = auth.open(CLIENT).unwrap();
+        assert_ne!(a, b);
+        assert_ne!(sa.csrf, sb.csrf);
+        let cookie = |id: &str| format!("other=1; {COOKIE}={id}");
+        assert_eq!(auth.session(Some(&cookie(&a))).unwrap().csrf, sa.csrf);
+        assert!(auth.session(Some(&cookie("0123"))).is_none());
+        assert!(auth.session(None).is_none());
+        auth.close(Some(&cookie(&a)));
+        assert!(auth.session(Some(&cookie(&a))).is_none(), "logged out");
+        assert!(auth.session(Some(&cookie(&b))).is_some(), "the other stays");
+    }
+
+    #[test]
+    fn sessions_are_bounded_and_the_oldest_goes_first() {
+        let auth = Auth::new("correct horse battery staple");
+        let (first, _) = auth.open(CLIENT).unwrap();
+        for _ in 0..MAX_SESSIONS {
+            auth.open(CLIENT).unwrap();
+        }
+        assert_eq!(auth.state().sessions.len(), MAX_SESSIONS);
+        assert!(auth.session(Some(&format!("{COOKIE}={first}"))).is_none());
+    }
+
+    #[test]
+    fn a_client_that_fails_waits_longer_each_time_and_others_do_not() {
+        let auth = Auth::new("correct horse battery staple");
+        assert!(auth.must_wait(CLIENT).is_none());
+        auth.failed(CLIENT);
+        let first = auth.must_wait(CLIENT).unwrap();
+        auth.failed(CLIENT);
+        auth.failed(CLIENT);
+        let third = auth.must_wait(CLIENT).unwrap();
+        assert!(third > first * 3, "{first:?} then {third:?}");
+        for _ in 0..20 {
+            auth.failed(CLIENT);
+        }
+        assert!(auth.must_wait(CLIENT).unwrap() <= MOST_WAIT);
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(auth.must_wait(other).is_none());
+        auth.open(CLIENT).unwrap();
+        assert!(auth.must_wait(CLIENT).is_none(), "forgotten after a login");
     }
 }

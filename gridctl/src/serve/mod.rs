@@ -8,12 +8,13 @@ mod commits;
 mod pages;
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{Form, Path as UrlPath, Query, State};
+use axum::extract::{ConnectInfo, Form, Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -49,6 +50,10 @@ pub struct ServeConfig {
     pub recent: usize,
     /// The control token, when the buttons are allowed.
     pub control: Option<Auth>,
+    /// Host names (or name:port) the dashboard answers to besides loopback and `listen`.
+    pub allowed_hosts: Vec<String>,
+    /// Control allowed over plain HTTP on an address other than loopback.
+    pub insecure_control: bool,
 }
 
 /// One throughput sample: when, and how many jobs had finished (been deleted) by then
@@ -129,6 +134,18 @@ pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    if config.control.is_some() && !bound.ip().is_loopback() && !config.insecure_control {
+        return Err(common::cli::usage(format!(
+            "control over plain HTTP on {bound}: the token and the session would cross the network in clear. Listen on 127.0.0.1 behind an SSH tunnel or a TLS proxy (docs/security.md), or give --insecure-control (GRIDCTL_INSECURE_CONTROL) if that network is yours alone"
+        ))
+        .into());
+    }
+    // The address as bound (a port 0 asked for is a real one now), for the Host check.
+    let config = ServeConfig {
+        listen: bound.to_string(),
+        ..config
+    };
     let app = Arc::new(App {
         grid,
         config: ServeConfig { checkout, ..config },
@@ -149,7 +166,8 @@ pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
         });
     }
     let mut graceful = stopped.clone();
-    let serving = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let serving = axum::serve(listener, service).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|&s| s).await;
     });
     let serving = std::future::IntoFuture::into_future(serving);
@@ -188,10 +206,58 @@ fn router(app: Arc<App>) -> Router {
             get(|| asset("text/javascript", include_str!("assets/refresh.js"))),
         )
         .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
         .route("/control/{action}", post(control))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
         .layer(axum::middleware::map_response(secure_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            known_host,
+        ))
         .with_state(app)
+}
+
+/// Refuses a request whose `Host` is not a name this server answers to: a page on
+/// another site that resolves its own name to this address (DNS rebinding) would
+/// otherwise read every page. Loopback names pass with any port (an SSH tunnel may use
+/// another), so does the address listened on, and every `--allow-host`.
+async fn known_host(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if host_allowed(host, &app.config.listen, &app.config.allowed_hosts) {
+        return next.run(request).await;
+    }
+    let message = format!(
+        "this dashboard does not answer to the name {:?}: add it with --allow-host (GRIDCTL_ALLOW_HOSTS)\n",
+        crate::text::one_line(host)
+    );
+    (StatusCode::MISDIRECTED_REQUEST, message).into_response()
+}
+
+/// True when `host` (a Host header: a name or address, maybe a port) may be served.
+fn host_allowed(host: &str, listen: &str, allowed: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host.as_str(),
+    };
+    if matches!(name, "localhost" | "127.0.0.1" | "[::1]") {
+        return true;
+    }
+    host == listen.to_ascii_lowercase()
+        || allowed.iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            a == host || a == name
+        })
 }
 
 /// Headers that make whatever slipped through escaping inert: no inline script, no
@@ -390,8 +456,10 @@ impl App {
         let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
         match &self.config.control {
             None => pages::Viewer::ReadOnly,
-            Some(auth) if auth.logged_in(cookies) => pages::Viewer::Control { csrf: auth.csrf() },
-            Some(_) => pages::Viewer::LoggedOut,
+            Some(auth) => match auth.session(cookies) {
+                Some(session) => pages::Viewer::Control { csrf: session.csrf },
+                None => pages::Viewer::LoggedOut,
+            },
         }
     }
 }
@@ -477,6 +545,35 @@ async fn commits_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_known_host_names_are_answered() {
+        let listen = "10.0.0.5:8800";
+        let allowed = vec!["grid.example.org".to_owned(), "proxy:8443".to_owned()];
+        for ok in [
+            "127.0.0.1:8800",
+            "127.0.0.1:9000",
+            "localhost:8800",
+            "[::1]:8800",
+            "10.0.0.5:8800",
+            "grid.example.org",
+            "Grid.Example.org:443",
+            "proxy:8443",
+        ] {
+            assert!(host_allowed(ok, listen, &allowed), "{ok}");
+        }
+        for refused in [
+            "attacker.example",
+            "attacker.example:8800",
+            "10.0.0.5:9999",
+            "proxy:9000",
+            "",
+            "localhost.attacker.example",
+            "127.0.0.1.attacker.example:8800",
+        ] {
+            assert!(!host_allowed(refused, listen, &allowed), "{refused}");
+        }
+    }
 
     #[test]
     fn finished_jobs_are_counted_across_the_tube_vanishing() {
@@ -585,6 +682,7 @@ struct LoginForm {
 
 async fn login(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -595,23 +693,85 @@ async fn login(
     if !same_origin(&headers) {
         return (StatusCode::FORBIDDEN, "a login from another site\n").into_response();
     }
+    if let Some(wait) = auth.must_wait(peer.ip()) {
+        let message = format!(
+            "too many wrong tokens from here: try again in {} s",
+            wait.as_secs() + 1
+        );
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            page(pages::login(Some(&message))),
+        )
+            .into_response();
+    }
     if !auth.is_token(&form.token) {
+        auth.failed(peer.ip());
+        tracing::warn!(client = %peer.ip(), "a login with a wrong control token");
         return (
             StatusCode::FORBIDDEN,
             page(pages::login(Some("that is not the control token"))),
         )
             .into_response();
     }
+    let (id, _) = match auth.open(peer.ip()) {
+        Ok(opened) => opened,
+        Err(e) => return Failure::from(e).into_response(),
+    };
+    let secure = if behind_tls(&headers) { "; Secure" } else { "" };
     let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Strict; Path=/",
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         auth::COOKIE,
-        auth.session()
+        auth::SESSION_LIFETIME.as_secs()
     );
-    let mut response = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    with_cookie(Redirect::to("/").into_response(), &cookie)
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+/// Ends this browser's session.
+async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> Response {
+    let Some(auth) = &app.config.control else {
+        return (StatusCode::NOT_FOUND, "control is off\n").into_response();
+    };
+    let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+    let ours = auth
+        .session(cookies)
+        .is_some_and(|s| auth::equal(s.csrf.as_bytes(), form.csrf.as_bytes()));
+    if !ours || !same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form did not come from this page\n",
+        )
+            .into_response();
+    }
+    auth.close(cookies);
+    let cookie = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        auth::COOKIE
+    );
+    with_cookie(Redirect::to("/").into_response(), &cookie)
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
+}
+
+/// True when a proxy in front says the browser came over TLS: the cookie is then `Secure`.
+fn behind_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 #[derive(Deserialize)]
@@ -636,10 +796,10 @@ async fn control(
         return refuse("control is off (gridctl serve --allow-control)");
     };
     let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
-    if !auth.logged_in(cookies) {
+    let Some(session) = auth.session(cookies) else {
         return refuse("log in with the control token first (/login)");
-    }
-    if !auth.csrf_ok(&form.csrf) || !same_origin(&headers) {
+    };
+    if !auth::equal(session.csrf.as_bytes(), form.csrf.as_bytes()) || !same_origin(&headers) {
         return refuse("the form did not come from this page");
     }
     let grid = &app.grid;

@@ -62,7 +62,7 @@ fn page(title: &str, here: &str, snap: &Snapshot, viewer: &Viewer, body: Markup)
                     @match viewer {
                         Viewer::ReadOnly => span { "read-only" },
                         Viewer::LoggedOut => a href="/login" { "log in to control" },
-                        Viewer::Control { .. } => span { "control enabled" },
+                        Viewer::Control { csrf } => span { "control enabled " (button("/logout", "Log out", csrf, None)) },
                     }
                 }
                 main id="main" { (failure_banner(snap)) (body) }
