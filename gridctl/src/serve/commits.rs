@@ -41,26 +41,18 @@ pub struct RegionRow {
 
 /// The newest `n` flow files committed in `checkout`, newest first.
 pub fn recent(checkout: &Path, n: usize) -> anyhow::Result<Vec<Committed>> {
-    let log = git(
-        checkout,
-        &[
-            "log",
-            LOG_DEPTH,
-            "-z",
-            "--format=%x01%H%x09%ct%x09%s",
-            "--name-only",
-        ],
-    )?;
+    // A file name may hold any byte but NUL, so a commit's header is told from a name by
+    // a marker drawn afresh for each read: no committed name can know it.
+    let marker = common::random::hex(16).context("drawing a marker for git log")?;
+    let format = format!("--format=%x01{marker}%x09%H%x09%ct%x09%s");
+    let log = git(checkout, &["log", LOG_DEPTH, "-z", &format, "--name-only"])?;
+    let header_start = format!("\u{1}{marker}\t");
     let mut out = Vec::new();
     let mut current: Option<(String, i64, String)> = None;
     for token in log.split('\0') {
         let token = token.strip_prefix('\n').unwrap_or(token);
-        if let Some(header) = token.strip_prefix('\u{1}') {
-            let mut parts = header.splitn(3, '\t');
-            let commit = parts.next().unwrap_or_default().to_owned();
-            let time = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
-            let subject = parts.next().unwrap_or_default().trim().to_owned();
-            current = Some((commit, time, subject));
+        if let Some(header) = token.strip_prefix(&header_start) {
+            current = parse_header(header);
         } else if let Some((commit, time, subject)) = &current {
             if token.ends_with(OUTPUT_SUFFIX) && !out.iter().any(|c: &Committed| c.path == token) {
                 out.push(Committed {
@@ -76,6 +68,17 @@ pub fn recent(checkout: &Path, n: usize) -> anyhow::Result<Vec<Committed>> {
         }
     }
     Ok(out)
+}
+
+/// A commit's hash, time and subject from its header; `None` for anything git would not
+/// write there (then its files are skipped rather than shown under a wrong commit).
+fn parse_header(header: &str) -> Option<(String, i64, String)> {
+    let mut parts = header.splitn(3, '\t');
+    let commit = parts.next()?;
+    let time = parts.next()?.parse().ok()?;
+    let subject = parts.next()?.trim().to_owned();
+    let hash = commit.len() >= 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    hash.then(|| (commit.to_owned(), time, subject))
 }
 
 /// The bytes of the flow document at `path` (held to the path policy) as HEAD holds it.
@@ -145,4 +148,62 @@ pub fn open(dir: &Path) -> anyhow::Result<PathBuf> {
     git(&root, &["rev-parse", "--git-dir"])
         .with_context(|| format!("--checkout {} is not a git work tree", root.display()))?;
     Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    #[test]
+    fn no_file_name_can_pose_as_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let co = dir.path();
+        run(co, &["init", "-q"]);
+        let flow =
+            "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-20170614T001500_optical_flow.json";
+        std::fs::create_dir_all(co.join(Path::new(flow).parent().unwrap())).unwrap();
+        std::fs::write(co.join(flow), "{}").unwrap();
+        // Sorted before the flow file in git's list, written as the old header was.
+        let forged = format!("\u{1}{}\t0\tforged subject", "0".repeat(40));
+        std::fs::write(co.join(&forged), "").unwrap();
+        run(co, &["add", "."]);
+        run(
+            co,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "Add optical flow for 1 video(s)",
+            ],
+        );
+        let head = String::from_utf8(
+            Command::new("git")
+                .arg("-C")
+                .arg(co)
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let found = recent(co, 10).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, flow);
+        assert_eq!(found[0].commit, head.trim());
+        assert_eq!(found[0].subject, "Add optical flow for 1 video(s)");
+        assert!(found[0].time > 0);
+    }
 }
