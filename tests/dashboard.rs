@@ -561,3 +561,48 @@ fn serve_stops_on_sigterm_within_its_grace_whatever_a_request_is_doing() {
 fn libc_nonblock() -> i32 {
     0o4000
 }
+
+#[tokio::test]
+async fn clients_that_send_headers_slowly_are_cut_off_and_cannot_starve_others() {
+    use std::io::{Read, Write};
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let served = Served::start(&server, &co, &[]);
+    let addr: std::net::SocketAddr = served.url.trim_start_matches("http://").parse().unwrap();
+    // One address opens forty connections and sends half a request on each.
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let stream = socket.connect(addr).await.unwrap().into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        let mut stream = stream;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .unwrap();
+        slow.push(stream);
+    }
+    // Another client is served meanwhile.
+    let url = format!("{}/", served.url);
+    let page = tokio::task::spawn_blocking(move || ureq::get(&url).call().unwrap().status());
+    assert_eq!(page.await.unwrap(), 200);
+    // Every slow connection is closed by the server: those over the address's share at
+    // once, the rest when their headers' time is up (10 s).
+    let closed = tokio::task::spawn_blocking(move || {
+        slow.into_iter()
+            .map(|mut stream| {
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+                    .unwrap();
+                let mut buf = Vec::new();
+                match stream.read_to_end(&mut buf) {
+                    Ok(_) => true,
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                }
+            })
+            .collect::<Vec<bool>>()
+    });
+    let closed = closed.await.unwrap();
+    assert!(closed.iter().all(|&c| c), "not closed: {closed:?}");
+}

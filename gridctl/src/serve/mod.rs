@@ -5,6 +5,7 @@
 
 mod auth;
 mod commits;
+mod listen;
 mod pages;
 
 use std::collections::VecDeque;
@@ -31,6 +32,8 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 const SAMPLES_KEPT: usize = 1800;
 /// At most this many failure records are read per request.
 pub const MAX_FAILURES: usize = 1000;
+/// How long a client has to send a request's headers (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may finish after SIGTERM or SIGINT before the server
 /// stops anyway.
 const GRACE: Duration = Duration::from_secs(5);
@@ -165,19 +168,14 @@ pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
             let _ = stop.send(true);
         });
     }
-    let mut graceful = stopped.clone();
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let serving = axum::serve(listener, service).with_graceful_shutdown(async move {
-        let _ = graceful.wait_for(|&s| s).await;
-    });
-    let serving = std::future::IntoFuture::into_future(serving);
+    let serving = listen::serve(listener, router(app), HEADER_TIMEOUT, stopped.clone());
     let mut stopped = stopped;
     let grace_over = async move {
         let _ = stopped.wait_for(|&s| s).await;
         tokio::time::sleep(GRACE).await;
     };
     tokio::select! {
-        served = serving => served.context("serving"),
+        () = serving => Ok(()),
         () = grace_over => {
             tracing::warn!(grace_seconds = GRACE.as_secs(), "requests still running after the grace period; stopping anyway");
             Ok(())

@@ -1,0 +1,160 @@
+//! The dashboard's connections, accepted here rather than by `axum::serve` because it
+//! sets no timer, so a client that sends its headers a byte at a time (slowloris) keeps
+//! its connection for ever. Here: headers within a deadline, a whole request within
+//! another, at most so many connections per client address and in all (beyond them a
+//! connection is closed at once), and on shutdown every connection finishes its request
+//! and closes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// Connections one client address may hold at once, and all clients together.
+const PER_CLIENT: usize = 32;
+const IN_ALL: usize = 512;
+
+/// How long a request may take once its headers are in (its body, and the page).
+const REQUEST_LIMIT: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` until `stop` turns true, then lets each connection end
+/// its request and returns when all have closed. `header_timeout`: how long a client
+/// has to send a request's headers.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let held = Held::default();
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: breathe, then go on.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Some(slot) = held.take(peer.ip()) else {
+                    tracing::debug!(client = %peer.ip(), "too many connections; closed");
+                    continue;
+                };
+                let (router, stop) = (router.clone(), stop.clone());
+                connections.spawn(connection(stream, peer, router, header_timeout, stop, slot));
+            }
+            () = stopping(&mut stop) => break,
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// One connection: HTTP/1.1 with a header deadline, each request within its limit.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+    _slot: Slot,
+) {
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                match tokio::time::timeout(REQUEST_LIMIT, router.oneshot(request)).await {
+                    Ok(response) => response,
+                    Err(_) => Ok((StatusCode::REQUEST_TIMEOUT, "the request took too long\n")
+                        .into_response()),
+                }
+            }
+        });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stopping(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Returns once `stop` is true (holding no borrow of it across the wait's end).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&s| s).await;
+}
+
+/// Connections held, per client address and in all.
+#[derive(Clone, Default)]
+struct Held(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection's place in [`Held`], given back on drop.
+struct Slot {
+    held: Held,
+    client: IpAddr,
+}
+
+impl Held {
+    fn take(&self, client: IpAddr) -> Option<Slot> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let in_all: usize = map.values().sum();
+        let mine = map.entry(client).or_insert(0);
+        if *mine >= PER_CLIENT || in_all >= IN_ALL {
+            return None;
+        }
+        *mine += 1;
+        Some(Slot {
+            held: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.held.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.client);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_holds_only_so_many_connections_and_gets_them_back() {
+        let held = Held::default();
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap());
+        let slots: Vec<Slot> = (0..PER_CLIENT).map(|_| held.take(a).unwrap()).collect();
+        assert!(held.take(a).is_none(), "one more from the same address");
+        let other = held.take(b);
+        assert!(other.is_some(), "another address is served");
+        drop(slots);
+        assert!(held.take(a).is_some(), "given back on close");
+    }
+}
