@@ -322,6 +322,16 @@ async fn the_dashboard_shows_the_grid_as_it_is_and_renders_hostile_text_inert() 
     )
     .unwrap();
     assert_eq!(status["jobs"]["ready"], 3);
+    let failed: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{}/api/failures.json?page=1", served.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(failed["total"], 1, "{failed}");
+    assert_eq!(failed["failed"].as_array().unwrap().len(), 1, "{failed}");
     let plot = ureq::get(&format!(
         "{}/plot.svg?path=../../etc/passwd_optical_flow.json",
         served.url

@@ -504,10 +504,30 @@ async fn workers(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Resp
     Ok(page(pages::workers(&snap, &app.viewer(&headers))))
 }
 
-async fn failures(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Failure> {
+/// Which page of a long list (from 1).
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default = "first_page")]
+    page: usize,
+}
+
+fn first_page() -> usize {
+    1
+}
+
+async fn failures(
+    State(app): State<Arc<App>>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
     let snap = app.status().await?;
     let found = app.failures().await?;
-    Ok(page(pages::failures(&snap, &found, &app.viewer(&headers))))
+    Ok(page(pages::failures(
+        &snap,
+        &found,
+        q.page.max(1),
+        &app.viewer(&headers),
+    )))
 }
 
 async fn commits_page(
@@ -648,11 +668,27 @@ async fn api_status(State(app): State<Arc<App>>) -> Result<Response, Failure> {
     ))
 }
 
-async fn api_failures(State(app): State<Arc<App>>) -> Result<Response, Failure> {
+/// The failures, a page of [`pages::PER_PAGE`] at a time (`?page=N`), long errors cut.
+async fn api_failures(
+    State(app): State<Arc<App>>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, Failure> {
     let found = app.failures().await?;
-    Ok(json_response(
-        serde_json::to_string(&found.failed).map_err(anyhow::Error::from)?,
-    ))
+    let shown: Vec<serde_json::Value> = pages::page_of(&found.failed, q.page.max(1))
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            v["last_error"] = pages::cut(&f.last_error, pages::MAX_TEXT).into();
+            v
+        })
+        .collect();
+    let body = serde_json::json!({
+        "page": q.page.max(1),
+        "per_page": pages::PER_PAGE,
+        "total": found.failed.len(),
+        "failed": shown,
+    });
+    Ok(json_response(body.to_string()))
 }
 
 async fn api_commits(State(app): State<Arc<App>>) -> Result<Response, Failure> {

@@ -99,8 +99,18 @@ fn failure_banner(snap: &Snapshot) -> Markup {
     }
 }
 
+/// Rows of a long list on one page, and the longest text shown of one value.
+pub const PER_PAGE: usize = 100;
+pub const MAX_TEXT: usize = 2000;
+
+/// Page `n` (from 1) of `rows`.
+pub fn page_of<T>(rows: &[T], n: usize) -> &[T] {
+    let start = (n - 1).saturating_mul(PER_PAGE).min(rows.len());
+    &rows[start..(start + PER_PAGE).min(rows.len())]
+}
+
 /// `s` cut to at most `max` characters, with a mark when it was.
-fn cut(s: &str, max: usize) -> String {
+pub fn cut(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}… (cut)", &s[..i]),
         None => s.to_owned(),
@@ -358,9 +368,17 @@ fn worker_table(workers: &[Worker], class: &str) -> Markup {
 }
 
 /// Failed jobs and parked results, as `gridctl failed` joins them.
-pub fn failures(snap: &Snapshot, found: &Findings, viewer: &Viewer) -> Markup {
+pub fn failures(snap: &Snapshot, found: &Findings, n: usize, viewer: &Viewer) -> Markup {
+    let pages = found.failed.len().div_ceil(PER_PAGE).max(1);
     let body = html! {
         h1 { "Failures (" (found.failed.len()) ")" }
+        @if pages > 1 {
+            p.pages {
+                "Page " (n.min(pages)) " of " (pages) ": "
+                @if n > 1 { a href=(format!("/failures?page={}", n - 1)) { "← previous" } " " }
+                @if n < pages { a href=(format!("/failures?page={}", n + 1)) { "next →" } }
+            }
+        }
         @if !found.complete {
             p.warn { "Showing the first " (super::MAX_FAILURES) " failure records (or another gridctl held some): the list may be incomplete." }
         }
@@ -370,13 +388,13 @@ pub fn failures(snap: &Snapshot, found: &Findings, viewer: &Viewer) -> Markup {
         div.scroll { table #failures {
             tr { th { "kind" } th.n { "id" } th { "video" } th.n { "attempts" } th { "last error" } th { "host" } th { "when" } th { "record" }
                  @if let Viewer::Control { .. } = viewer { th { "" } } }
-            @for f in found.failed.iter().take(MAX_ROWS) {
+            @for f in page_of(&found.failed, n) {
                 tr {
                     td { (match f.kind { Kind::Job => "job", Kind::Result => "result" }) }
                     td.n { (f.job_id) }
                     td.video { (shown(&f.video)) }
                     td.n { (f.attempts) }
-                    td.error { (shown(&cut(&f.last_error, 2000))) }
+                    td.error { (shown(&cut(&f.last_error, MAX_TEXT))) }
                     td { (shown(&f.host)) }
                     td { (shown(&f.at)) }
                     td { (f.record) }
@@ -554,6 +572,15 @@ mod tests {
         assert_eq!(ago(7300), "2 h ago");
         assert_eq!(ago(200_000), "2 days ago");
         assert_eq!(ago(-5), "0 s ago", "a clock ahead reads as now");
+    }
+
+    #[test]
+    fn long_lists_come_a_page_at_a_time() {
+        let rows: Vec<usize> = (0..250).collect();
+        assert_eq!(page_of(&rows, 1), &rows[..100]);
+        assert_eq!(page_of(&rows, 3), &rows[200..]);
+        assert!(page_of(&rows, 4).is_empty());
+        assert!(page_of(&rows, usize::MAX).is_empty(), "no overflow");
     }
 
     #[test]
