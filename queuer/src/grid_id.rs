@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 
 /// How long the marker is delayed: 68 years.
 const FOR_EVER: u32 = i32::MAX as u32;
-/// Junk jobs at the head of the marker tube removed before giving up.
-const ATTEMPTS: usize = 5;
+/// Junk jobs at the head of the marker tube removed in one pass, at most: junk there is
+/// cleaned, never a reason to stop (beyond this many a pass goes on without a marker
+/// it could trust, and rebuilds its ledger from the whole server).
+const ATTEMPTS: usize = 10_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {
@@ -21,8 +23,19 @@ struct Marker {
     created: chrono::DateTime<chrono::Utc>,
 }
 
+/// The grid's identity and where its jobs begin.
+#[derive(Debug, Clone)]
+pub struct GridId {
+    /// `<marker id>-<random hex>`.
+    pub id: String,
+    /// The lowest id a job of this grid can have: the marker's, when the marker was
+    /// there before this pass; 0 when this pass had to make it (jobs of a grid whose
+    /// marker was deleted are older than the new one).
+    pub floor: u64,
+}
+
 /// The grid's identity, `<marker id>-<random hex>`, made on first use.
-pub async fn grid_id(client: &mut Client, grid: &GridConfig) -> anyhow::Result<String> {
+pub async fn grid_id(client: &mut Client, grid: &GridConfig) -> anyhow::Result<GridId> {
     let tube = format!("{}.grid", grid.namespace);
     client.use_tube(&tube).await?;
     let mut ours = None;
@@ -34,7 +47,11 @@ pub async fn grid_id(client: &mut Client, grid: &GridConfig) -> anyhow::Result<S
                     if let Some(mine) = ours.filter(|&mine| mine != job.id) {
                         let _ = client.delete(mine).await;
                     }
-                    return Ok(format!("{}-{}", job.id, m.grid));
+                    let floor = if ours.is_some() { 0 } else { job.id };
+                    return Ok(GridId {
+                        id: format!("{}-{}", job.id, m.grid),
+                        floor,
+                    });
                 }
                 _ => {
                     tracing::warn!(tube = %tube, job = job.id, "deleting a job that is not a grid marker from the marker tube");
@@ -43,7 +60,7 @@ pub async fn grid_id(client: &mut Client, grid: &GridConfig) -> anyhow::Result<S
             },
             Err(BsError::NotFound) if ours.is_none() => {
                 let marker = Marker {
-                    grid: random_hex()?,
+                    grid: common::random::hex(16).context("reading /dev/urandom")?,
                     created: chrono::Utc::now(),
                 };
                 let options = PutOptions {
@@ -66,13 +83,4 @@ pub async fn grid_id(client: &mut Client, grid: &GridConfig) -> anyhow::Result<S
 
 fn is_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn random_hex() -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

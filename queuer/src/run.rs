@@ -11,7 +11,7 @@ use common::grid::{Grid, JobNow, KeyMarker};
 use common::paths::{archive_date, check_output, output_for};
 use common::wire::{Job, QueuedBy, WIRE_VERSION};
 
-use crate::grid_id::grid_id;
+use crate::grid_id::{grid_id, GridId};
 use crate::ledger::{Ledger, Pending};
 use crate::sources::{walk, Candidate, Rejected};
 
@@ -93,7 +93,10 @@ async fn refuse_unsigned_on_a_signed_grid(
 /// Runs one pass.
 pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
-    let grid = grid_id(client, config.grid.config()).await?;
+    let GridId {
+        id: grid,
+        floor: grid_floor,
+    } = grid_id(client, config.grid.config()).await?;
     if !config.dry_run {
         refuse_unsigned_on_a_signed_grid(config, client).await?;
         config
@@ -107,7 +110,7 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
     let mut floor = newest_id(client, config).await?;
     if let Some(reason) = ledger.rebuild_reason().map(str::to_owned) {
         tracing::info!(reason = %reason, "rebuilding the ledger from the server's jobs");
-        let found = rebuild(client, config, &mut ledger, floor).await?;
+        let found = rebuild(client, config, &mut ledger, floor, grid_floor).await?;
         ledger.compact()?;
         tracing::info!(jobs = found, "ledger rebuilt");
     }
@@ -206,41 +209,65 @@ async fn find_pending(
     Ok(None)
 }
 
-/// The most ids a rebuild looks through, newest first: past that, jobs still in flight
-/// may be queued again (the sink keeps the JSON committed first), which is said.
-const REBUILD_SCAN: u64 = 10_000_000;
+/// Ids asked about in one round trip while rebuilding.
+const REBUILD_BATCH: u64 = 500;
+
+/// How long a rebuild may walk before it gives up (saying so): far from the server, a
+/// walk over millions of ids takes minutes even 500 ids a round trip.
+const REBUILD_TIME: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Fills a fresh ledger from the server: every job of this grid in the jobs tube, found
-/// by walking ids down from the newest until as many were found as the tube holds.
+/// by walking ids down from the newest, 500 a round trip, until every job the tube holds
+/// was seen (the grid's or not: junk there counts too, or one junk job would make the
+/// walk go on to the floor) or the walk reaches `floor`, the lowest id the grid's jobs
+/// can have.
 async fn rebuild(
     client: &mut Client,
     config: &QueuerConfig,
     ledger: &mut Ledger,
     newest: u64,
+    floor: u64,
 ) -> anyhow::Result<u64> {
     let tube = config.grid.config().jobs_tube();
+    let started = std::time::Instant::now();
     let mut held = jobs_held(client, &tube).await?;
-    let lowest = newest.saturating_sub(REBUILD_SCAN);
-    let (mut found, mut id) = (0u64, newest);
-    while id > lowest && found < held {
-        if let JobNow::Ours { job, .. } = config.grid.job(client, id).await? {
-            ledger.insert(&job.output, id)?;
-            found += 1;
+    let (mut seen, mut found, mut top) = (0u64, 0u64, newest);
+    while top > floor && seen < held {
+        if started.elapsed() > REBUILD_TIME {
+            tracing::warn!(seen, held, lowest_id = top, "the rebuild ran out of time before it saw every job in the tube; videos of the others may be queued again (the sink keeps the first JSON committed)");
+            break;
         }
-        id -= 1;
-        if (newest - id).is_multiple_of(100_000) {
+        let bottom = top.saturating_sub(REBUILD_BATCH).max(floor);
+        let ids: Vec<u64> = (bottom + 1..=top).rev().collect();
+        let answers = client
+            .stats_jobs(&ids)
+            .await
+            .context("rebuilding the ledger")?;
+        for (id, answer) in ids.iter().zip(answers) {
+            match answer {
+                Ok(stats) if stats.tube == tube => {
+                    seen += 1;
+                    if let JobNow::Ours { job, .. } = config.grid.job(client, *id).await? {
+                        ledger.insert(&job.output, *id)?;
+                        found += 1;
+                    }
+                }
+                Ok(_) | Err(BsError::NotFound) => {}
+                Err(e) => return Err(e).context("rebuilding the ledger"),
+            }
+        }
+        top = bottom;
+        if (newest - top).is_multiple_of(100 * REBUILD_BATCH) {
             // Jobs come and go while we look; count them again now and then.
             held = jobs_held(client, &tube).await?;
             tracing::info!(
-                looked_at = newest - id,
+                looked_at = newest - top,
+                seen,
                 found,
                 of = held,
                 "rebuilding the ledger"
             );
         }
-    }
-    if found < held {
-        tracing::warn!(found, held, lowest_id = id, "the rebuild stopped before it found every job in the tube; videos of the others may be queued again (the sink keeps the first JSON committed)");
     }
     Ok(found)
 }

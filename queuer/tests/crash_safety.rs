@@ -278,3 +278,84 @@ fn a_namespace_that_could_leave_the_checkout_is_refused_before_any_file_is_writt
         .collect();
     assert!(written.is_empty(), "{written:?}");
 }
+
+/// Puts and deletes `n` jobs in a tube of their own: ids used up, as a busy server's are.
+fn churn(world: &World, n: usize) {
+    world.rt().block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("churn").await.unwrap();
+        for _ in 0..n {
+            let id = c.put(b"x", PutOptions::default()).await.unwrap();
+            c.delete(id).await.unwrap();
+        }
+    })
+}
+
+#[test]
+fn a_rebuild_stops_at_the_oldest_job_in_the_tube_whatever_junk_it_holds() {
+    let world = World::new(3);
+    let ledger = world
+        .dir
+        .path()
+        .join("checkout/.git/camhd-grid-queued-q.json");
+    let stats_jobs = || {
+        world.rt().block_on(async {
+            let mut c = Client::connect(&world.server.addr()).await.unwrap();
+            c.stats().await.unwrap().cmd_stats_job
+        })
+    };
+    let put = |tube: &'static str, delay: u32| {
+        world.rt().block_on(async {
+            let mut c = Client::connect(&world.server.addr()).await.unwrap();
+            c.use_tube(tube).await.unwrap();
+            let options = PutOptions {
+                delay,
+                ..PutOptions::default()
+            };
+            c.put(b"junk", options).await.unwrap()
+        })
+    };
+    // Junk in the marker tube is cleaned, never a reason to stop.
+    for _ in 0..6 {
+        put("q.grid", 3600);
+    }
+    // The grid's marker is made first, its jobs come after many ids used elsewhere.
+    std::fs::write(world.list(), "").unwrap();
+    assert!(world.run().status.success());
+    churn(&world, 3000);
+    std::fs::write(
+        world.list(),
+        (0..3)
+            .map(|i| format!("https://archive.example/files/RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-{i:06}.mov\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let first = world.run();
+    assert!(summary(&first).starts_with("queued 3"), "{first:?}");
+    put("q.jobs", 0);
+
+    // Without its ledger, the queuer finds its three jobs (and the junk) in the newest
+    // ids and stops there, rather than walking every id below them.
+    std::fs::remove_file(&ledger).unwrap();
+    let before = stats_jobs();
+    let again = world.run();
+    assert!(summary(&again).contains("queued 0"), "{again:?}");
+    let asked = stats_jobs() - before;
+    assert!(
+        asked <= 1_000,
+        "{asked} ids looked at for 4 jobs above 3,000 unused ids"
+    );
+
+    // With its marker deleted too (a new grid id), nothing is queued twice: the walk
+    // goes down as far as it must.
+    churn(&world, 2000);
+    world.rt().block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("q.grid").await.unwrap();
+        let marker = c.peek_delayed().await.unwrap();
+        c.delete(marker.id).await.unwrap();
+    });
+    let after = world.run();
+    assert!(summary(&after).contains("queued 0"), "{after:?}");
+    assert_eq!(world.total_put(), 4, "three jobs and the junk, none twice");
+}

@@ -356,6 +356,50 @@ impl Client {
         JobStats::from_map(&parse_yaml_map(&data))
     }
 
+    /// `stats-job` of many ids in one round trip: every command is sent, then every reply
+    /// read in order; each id's answer (NotFound for an id the server does not hold).
+    /// For walks over many ids, where one round trip each would take hours far away.
+    pub async fn stats_jobs(&mut self, ids: &[u64]) -> Result<Vec<Result<JobStats, Error>>, Error> {
+        if self.broken {
+            return Err(Error::Broken);
+        }
+        self.broken = true;
+        let mut lines = String::with_capacity(ids.len() * 24);
+        for id in ids {
+            lines.push_str(&format!("stats-job {id}\r\n"));
+        }
+        let io_timeout = self.io_timeout;
+        let exchange = async {
+            self.stream.write_all(lines.as_bytes()).await?;
+            self.stream.flush().await?;
+            let mut answers = Vec::with_capacity(ids.len());
+            for _ in ids {
+                let reply = self.read_reply().await?;
+                answers.push(if reply.word == "OK" {
+                    JobStats::from_map(&parse_yaml_map(&reply.data.unwrap_or_default()))
+                } else {
+                    Err(reply.into_error("stats-job"))
+                });
+            }
+            Ok::<_, Error>(answers)
+        };
+        // As long as one exchange may take, for each id.
+        let answers = match io_timeout {
+            None => exchange.await?,
+            Some(io) => {
+                let after = io.saturating_mul(ids.len().max(1) as u32);
+                tokio::time::timeout(after, exchange)
+                    .await
+                    .map_err(|_| Error::ReadTimeout {
+                        command: "stats-job",
+                        after,
+                    })??
+            }
+        };
+        self.broken = false;
+        Ok(answers)
+    }
+
     /// `stats-tube`: one tube's counters.
     pub async fn stats_tube(&mut self, tube: &str) -> Result<TubeStats, Error> {
         validate_tube_name(tube)?;

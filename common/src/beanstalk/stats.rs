@@ -198,6 +198,8 @@ stats_struct! {
         current_jobs_delayed: u64 = "current-jobs-delayed",
         /// Buried jobs, all tubes.
         current_jobs_buried: u64 = "current-jobs-buried",
+        /// `stats-job` commands served.
+        cmd_stats_job: u64 = "cmd-stats-job",
         /// Times any job's TTR ran out.
         job_timeouts: u64 = "job-timeouts",
         /// Jobs ever created.
