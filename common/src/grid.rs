@@ -223,6 +223,17 @@ impl Grid {
             Err(Error::NotFound) => return Ok(JobNow::Gone),
             Err(e) => return Err(e),
         };
+        self.job_with(c, id, stats).await
+    }
+
+    /// [`Grid::job`] for a job whose stats were just read (a walk reads them many ids a
+    /// round trip).
+    pub async fn job_with(
+        &self,
+        c: &mut Client,
+        id: u64,
+        stats: JobStats,
+    ) -> Result<JobNow, Error> {
         if stats.tube != self.config.jobs_tube() {
             return Ok(JobNow::Elsewhere { tube: stats.tube });
         }

@@ -247,7 +247,9 @@ async fn rebuild(
             match answer {
                 Ok(stats) if stats.tube == tube => {
                     seen += 1;
-                    if let JobNow::Ours { job, .. } = config.grid.job(client, *id).await? {
+                    if let JobNow::Ours { job, .. } =
+                        config.grid.job_with(client, *id, stats).await?
+                    {
                         ledger.insert(&job.output, *id)?;
                         found += 1;
                     }
