@@ -15,6 +15,11 @@ const LOG_DEPTH: &str = "-n500";
 /// The largest document read from git (the sink's default cap).
 const MAX_BLOB: u64 = 32 << 20;
 
+/// The largest regions file read for the commits page: a real one is a few KB (a
+/// 170,000-entry video's, 3,400 regions, about 1 MB); ten of the flow documents' size
+/// would hold a page for many seconds and hundreds of MB.
+const MAX_REGIONS_BLOB: u64 = 4 << 20;
+
 /// One flow file the sink committed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Committed {
@@ -84,13 +89,14 @@ fn parse_header(header: &str) -> Option<(String, i64, String)> {
 /// The bytes of the flow document at `path` (held to the path policy) as HEAD holds it.
 pub fn flow_document(checkout: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
     check_output(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    blob(checkout, path)
+    blob(checkout, path, MAX_BLOB)
 }
 
 /// The regions of the flow file `path`, if HEAD holds its regions file.
 pub fn regions(checkout: &Path, path: &str) -> Option<Vec<RegionRow>> {
     let (rel, _) = resolve_regions(checkout, path).ok()?;
-    let doc: serde_json::Value = serde_json::from_slice(&blob(checkout, &rel).ok()?).ok()?;
+    let bytes = blob(checkout, &rel, MAX_REGIONS_BLOB).ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let rows = doc["regions"]
         .as_array()?
         .iter()
@@ -103,15 +109,15 @@ pub fn regions(checkout: &Path, path: &str) -> Option<Vec<RegionRow>> {
     Some(rows)
 }
 
-/// The blob HEAD holds at `rel`, if it is no larger than [`MAX_BLOB`].
-fn blob(checkout: &Path, rel: &str) -> anyhow::Result<Vec<u8>> {
+/// The blob HEAD holds at `rel`, if it is no larger than `max` bytes.
+fn blob(checkout: &Path, rel: &str, max: u64) -> anyhow::Result<Vec<u8>> {
     let spec = format!("HEAD:{rel}");
     let size: u64 = git(checkout, &["cat-file", "-s", &spec])?
         .trim()
         .parse()
         .context("git cat-file -s")?;
-    if size > MAX_BLOB {
-        bail!("{rel} has {size} bytes, more than the {MAX_BLOB} shown");
+    if size > max {
+        bail!("{rel} has {size} bytes, more than the {max} shown");
     }
     let out = git_bytes(checkout, &["cat-file", "blob", &spec])?;
     Ok(out)
@@ -162,6 +168,47 @@ mod tests {
             .output()
             .unwrap();
         assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    #[test]
+    fn a_regions_file_far_larger_than_any_real_one_is_not_read_for_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let co = dir.path();
+        run(co, &["init", "-q"]);
+        let day = "RS03ASHS/PN03B/06-CAMHDA301/2017/06/14";
+        std::fs::create_dir_all(co.join(day)).unwrap();
+        let region = r#"{"type":"static","startFrame":1,"endFrame":2},"#;
+        let regions_file = |n: usize| {
+            let rows = region.repeat(n);
+            format!(r#"{{"regions":[{}]}}"#, rows.trim_end_matches(','))
+        };
+        for (name, n) in [("A", 3), ("B", 120_000)] {
+            std::fs::write(co.join(format!("{day}/{name}_optical_flow.json")), "{}").unwrap();
+            std::fs::write(
+                co.join(format!("{day}/{name}_optical_flow_regions.json")),
+                regions_file(n),
+            )
+            .unwrap();
+        }
+        run(co, &["add", "."]);
+        run(
+            co,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "x",
+            ],
+        );
+        let small = regions(co, &format!("{day}/A_optical_flow.json"));
+        assert_eq!(small.map(|r| r.len()), Some(3));
+        assert!(
+            regions(co, &format!("{day}/B_optical_flow.json")).is_none(),
+            "5 MB of regions"
+        );
     }
 
     #[test]

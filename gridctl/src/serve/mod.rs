@@ -539,16 +539,19 @@ async fn commits_page(
     let with_regions = match (&recent, &app.config.checkout) {
         (Some(list), Some(dir)) => {
             let (list, dir) = (list.clone(), dir.clone());
-            tokio::task::spawn_blocking(move || {
-                list.into_iter()
-                    .map(|c| {
-                        let r = commits::regions(&dir, &c.path);
-                        (c, r)
-                    })
-                    .collect::<Vec<_>>()
+            within_budget(async move {
+                tokio::task::spawn_blocking(move || {
+                    list.into_iter()
+                        .map(|c| {
+                            let r = commits::regions(&dir, &c.path);
+                            (c, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .context("reading the regions files")
             })
-            .await
-            .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .await?
         }
         _ => Vec::new(),
     };
