@@ -336,3 +336,38 @@ fn man_pages_name_every_variable_and_the_files_the_package_installs() {
     assert!(analyze.contains("FILTER_DECODER"), "{analyze}");
     assert!(!analyze.contains("GRID_SERVER"), "offline: {analyze}");
 }
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_command_quietly_with_0() {
+    use std::io::{BufRead, Write};
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+    let mut queuer = bin::command("queuer")
+        .args(["--dry-run", "--checkout", dir.path().to_str().unwrap(), "-"])
+        .env("GRID_SERVER", server.addr())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list: String = (0..20_000)
+        .map(|i| format!("https://archive.example/files/RS03ASHS/PN03B/06-CAMHDA301/2017/06/14/CAMHDA301-{i:06}.mov\n"))
+        .collect();
+    queuer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(list.as_bytes())
+        .unwrap();
+    // Like `| head -1`: one line, then the pipe is closed.
+    let mut first = String::new();
+    std::io::BufReader::new(queuer.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("would queue "), "{first}");
+    let out = queuer.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
+}

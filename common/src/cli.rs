@@ -112,11 +112,31 @@ pub fn init_logging() {
 pub fn main_with(run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
     match run() {
         Ok(code) => code,
+        // A reader that stopped reading (`queuer --dry-run | head`) got what it wanted.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(exit_code_for(&err))
         }
     }
+}
+
+/// True when the error is stdout's reader having gone away.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes one line of data to stdout: an error (a closed pipe too) is returned, where
+/// `println!` would panic.
+pub fn out_line(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(line)?;
+    out.write_all(b"\n")
 }
 
 /// The exit code for an error: [`exit::UNAVAILABLE`] when the server could not be

@@ -155,7 +155,7 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
             "bytes_fetched": stats.bytes_fetched,
             "seconds": stats.elapsed.as_secs_f64(),
         });
-        println!("{summary}");
+        common::cli::out_line(format_args!("{summary}"))?;
         return Ok(());
     }
     let mut bar = ProgressLine::new();

@@ -41,7 +41,7 @@ pub async fn peek(config: &GridConfig, id: u64) -> anyhow::Result<()> {
             printable(&String::from_utf8_lossy(&job.body))
         )
     };
-    println!("{decoded}");
+    common::cli::out_line(format_args!("{decoded}"))?;
     Ok(())
 }
 

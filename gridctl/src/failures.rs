@@ -243,12 +243,12 @@ pub async fn list(grid: &Grid, json: bool, prune: bool) -> anyhow::Result<()> {
     let mut client = grid.connect().await?;
     let found = find(&mut client, grid).await?;
     if json {
-        println!(
+        common::cli::out_line(format_args!(
             "{}",
             crate::text::safe_json(serde_json::to_string(&found.failed)?)
-        );
+        ))?;
     } else {
-        print_failed(grid, &found.failed);
+        print_failed(grid, &found.failed)?;
     }
     warn_incomplete(&found);
     if prune {
@@ -263,14 +263,14 @@ pub async fn list(grid: &Grid, json: bool, prune: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_failed(grid: &Grid, failed: &[Failed]) {
+fn print_failed(grid: &Grid, failed: &[Failed]) -> std::io::Result<()> {
     let config = grid.config();
     if failed.is_empty() {
-        println!(
+        common::cli::out_line(format_args!(
             "no failed jobs in {} or results in {}",
             config.jobs_tube(),
             config.results_tube()
-        );
+        ))?;
     }
     for f in failed {
         let (kind, attempts) = match f.kind {
@@ -283,15 +283,16 @@ fn print_failed(grid: &Grid, failed: &[Failed]) {
         } else {
             String::new()
         };
-        println!(
+        common::cli::out_line(format_args!(
             "{kind} {}  {}{mark}\n  {attempts} at {} on {}: {}",
             f.job_id,
             one_line(&f.video),
             f.at,
             one_line(&f.host),
             one_line(&f.last_error)
-        );
+        ))?;
     }
+    Ok(())
 }
 
 /// Says on stderr what the list may be missing.

@@ -164,7 +164,7 @@ fn main() -> ExitCode {
         for r in &summary.rejected {
             eprintln!("rejected: {}: {}", r.entry, r.reason);
         }
-        println!(
+        common::cli::out_line(format_args!(
             "{} {}, already done {}, in flight {}, out of date range {}, rejected {}",
             if config.dry_run {
                 "would queue"
@@ -176,7 +176,7 @@ fn main() -> ExitCode {
             summary.in_flight,
             summary.out_of_range,
             summary.rejected.len()
-        );
+        ))?;
         Ok(if summary.rejected.is_empty() {
             ExitCode::SUCCESS
         } else {

@@ -143,7 +143,7 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
                     ..job
                 };
                 if config.dry_run {
-                    println!("would queue {}", job.video);
+                    common::cli::out_line(format_args!("would queue {}", job.video))?;
                 } else {
                     let options = PutOptions {
                         priority: config.priority,
@@ -158,7 +158,7 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
                         .await?;
                     ledger.insert(&job.output, id)?;
                     floor = floor.max(id);
-                    println!("queued {id} {}", job.video);
+                    common::cli::out_line(format_args!("queued {id} {}", job.video))?;
                 }
                 summary.queued += 1;
             }

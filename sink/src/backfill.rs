@@ -98,7 +98,7 @@ pub fn run(checkout: &Checkout, config: &BackfillConfig) -> anyhow::Result<Summa
         for (flow, outcome) in outcomes {
             match outcome {
                 Ok(Some(d)) if config.dry_run => {
-                    bar.suspend(|| println!("{}", shown(&d.rel)));
+                    bar.suspend(|| common::cli::out_line(format_args!("{}", shown(&d.rel))))?;
                     summary.derived += 1;
                 }
                 Ok(Some(d)) => batch.push(d),
