@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::beanstalk;
@@ -92,6 +94,37 @@ fn user_name(uid: u32) -> Option<String> {
         let id: u32 = fields.nth(1)?.parse().ok()?;
         (id == uid).then(|| name.to_owned())
     })
+}
+
+/// Takes the lock file `path` that makes this process one of a kind: a [`Busy`] error
+/// saying `held` when another process holds it, [`unwritable`] when it cannot be made.
+/// The lock lasts as long as the returned file (the OS lets go when the process ends).
+pub fn lock_exclusively(path: &std::path::Path, held: String) -> anyhow::Result<std::fs::File> {
+    let lock = std::fs::File::create(path).map_err(|e| unwritable(path, e))?;
+    if lock.try_lock().is_err() {
+        return Err(Busy(held).into());
+    }
+    Ok(lock)
+}
+
+/// Refuses a secret file (`what`: "the grid key", "the control token") that other users
+/// may read or write, as ssh refuses such a private key, saying the chmod that fixes it.
+pub fn private_file(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o007 != 0 {
+        return Err(usage(format!(
+            "{what} {} is open to other users (mode {:04o}); whoever reads it can act for the grid: chmod 600 {} (or 640 for a service group)",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Sends `tracing` output to stderr, filtered by `GRID_LOG` (or `RUST_LOG`), default `info`.

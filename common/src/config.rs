@@ -147,6 +147,16 @@ impl GridConfig {
         format!("{}.key", self.namespace)
     }
 
+    /// `<namespace>.grid`: the grid's identity marker (the queuer's `grid_id`).
+    pub fn grid_tube(&self) -> String {
+        format!("{}.grid", self.namespace)
+    }
+
+    /// `<namespace>.queuer`: where a queuer puts and deletes a probe to learn the newest id.
+    pub fn queuer_tube(&self) -> String {
+        format!("{}.queuer", self.namespace)
+    }
+
     /// The prefix of the filters' status tubes: `<namespace>.status.`.
     pub fn status_prefix(&self) -> String {
         format!("{}.status.", self.namespace)

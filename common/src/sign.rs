@@ -51,20 +51,8 @@ impl Key {
     /// file that others may read or write is refused, as ssh refuses such a private key:
     /// whoever reads it can sign jobs for the whole grid.
     pub fn load(path: &Path) -> anyhow::Result<Key> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| unreadable(path, e))?
-            .permissions()
-            .mode();
-        if mode & 0o007 != 0 {
-            return Err(crate::cli::usage(format!(
-                "the grid key {} is open to other users (mode {:04o}); whoever reads it can sign for the grid: chmod 600 {} (or 640 for a service group)",
-                path.display(),
-                mode & 0o7777,
-                path.display()
-            ))
-            .into());
-        }
+        std::fs::metadata(path).map_err(|e| unreadable(path, e))?;
+        crate::cli::private_file(path, "the grid key")?;
         let secret = std::fs::read(path).map_err(|e| unreadable(path, e))?;
         anyhow::ensure!(
             secret.len() >= MIN_KEY_BYTES,

@@ -98,14 +98,11 @@ pub async fn drain(config: &GridConfig) -> anyhow::Result<()> {
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
     loop {
-        let reserved = match client.stats_tube(&tube).await {
-            Err(BsError::NotFound) => 0,
-            other => {
-                other
-                    .with_context(|| format!("reading {tube}"))?
-                    .current_jobs_reserved
-            }
-        };
+        let reserved = client
+            .stats_tube_if_any(&tube)
+            .await
+            .with_context(|| format!("reading {tube}"))?
+            .map_or(0, |s| s.current_jobs_reserved);
         if reserved == 0 {
             println!("drained: no job in progress; `gridctl resume` hands jobs out again");
             return Ok(());

@@ -119,11 +119,11 @@ async fn read_records(client: &mut Client, grid: &Grid, limit: usize) -> anyhow:
                 Err(e) => return Err(e).context("reading failure records"),
             }
         }
-        let reserved = match client.stats_tube(tube).await {
-            Ok(s) => s.current_jobs_reserved,
-            Err(BsError::NotFound) => 0,
-            Err(e) => return Err(e).context("reading failure records"),
-        };
+        let reserved = client
+            .stats_tube_if_any(tube)
+            .await
+            .context("reading failure records")?
+            .map_or(0, |s| s.current_jobs_reserved);
         for &id in &held {
             client
                 .release(id, 1024, 0)
@@ -221,11 +221,11 @@ async fn unrecorded(
     tube: String,
     listed: u64,
 ) -> anyhow::Result<Option<Unrecorded>> {
-    let buried = match client.stats_tube(&tube).await {
-        Ok(s) => s.current_jobs_buried,
-        Err(BsError::NotFound) => 0,
-        Err(e) => return Err(e).with_context(|| format!("reading the stats of {tube}")),
-    };
+    let buried = client
+        .stats_tube_if_any(&tube)
+        .await
+        .with_context(|| format!("reading the stats of {tube}"))?
+        .map_or(0, |s| s.current_jobs_buried);
     if buried <= listed {
         return Ok(None);
     }

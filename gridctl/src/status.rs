@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::text::{one_line, safe_json};
 use anyhow::Context;
-use common::beanstalk::{Client, Error, ServerStats, TubeStats};
+use common::beanstalk::{Client, ServerStats, TubeStats};
 use common::grid::Grid;
 use serde::Serialize;
 
@@ -292,11 +292,10 @@ async fn workers(client: &mut Client, grid: &Grid) -> anyhow::Result<Vec<Worker>
 }
 
 async fn tube_counts(client: &mut Client, tube: &str) -> anyhow::Result<TubeCounts> {
-    let stats = match client.stats_tube(tube).await {
-        Ok(stats) => Some(stats),
-        Err(Error::NotFound) => None,
-        Err(e) => return Err(e).with_context(|| format!("reading stats of tube {tube}")),
-    };
+    let stats = client
+        .stats_tube_if_any(tube)
+        .await
+        .with_context(|| format!("reading stats of tube {tube}"))?;
     let exists = stats.is_some();
     let s = stats.unwrap_or_else(TubeStats::default);
     Ok(TubeCounts {

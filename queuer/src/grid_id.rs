@@ -36,7 +36,7 @@ pub struct GridId {
 
 /// The grid's identity, `<marker id>-<random hex>`, made on first use.
 pub async fn grid_id(client: &mut Client, grid: &GridConfig) -> anyhow::Result<GridId> {
-    let tube = format!("{}.grid", grid.namespace);
+    let tube = grid.grid_tube();
     client.use_tube(&tube).await?;
     let mut ours = None;
     for _ in 0..ATTEMPTS {

@@ -12,7 +12,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use common::cli::Busy;
 use serde::{Deserialize, Serialize};
 
 /// The longest ledger line read: an output path is at most 1,024 bytes (the path
@@ -70,14 +69,11 @@ impl Ledger {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let lock_path = path.with_extension("lock");
-        let lock = File::create(&lock_path).map_err(|e| common::cli::unwritable(&lock_path, e))?;
-        if lock.try_lock().is_err() {
-            return Err(Busy(format!(
-                "another queuer is using the ledger {} (one queuer per checkout and namespace); wait for it to finish, or stop it",
-                path.display()
-            ))
-            .into());
-        }
+        let held = format!(
+            "another queuer is using the ledger {} (one queuer per checkout and namespace); wait for it to finish, or stop it",
+            path.display()
+        );
+        let lock = common::cli::lock_exclusively(&lock_path, held)?;
         let read = read(path)?;
         let rebuild = match (&read.grid, &read.damage) {
             (_, Some(damage)) => Some(damage.clone()),
@@ -366,7 +362,7 @@ mod tests {
         let path = dir.path().join("ledger.json");
         let _first = Ledger::open(&path, "g1").unwrap();
         let second = Ledger::open(&path, "g1").unwrap_err();
-        assert!(second.downcast_ref::<Busy>().is_some(), "{second:#}");
+        assert!(second.downcast_ref::<common::cli::Busy>().is_some(), "{second:#}");
     }
 
     #[test]

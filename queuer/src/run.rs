@@ -175,7 +175,7 @@ const PENDING_SCAN: u64 = 100_000;
 /// The newest job id on the server, learnt by putting (and at once deleting) a probe in
 /// the queuer's own tube, which no filter watches.
 async fn newest_id(client: &mut Client, config: &QueuerConfig) -> anyhow::Result<u64> {
-    let tube = format!("{}.queuer", config.grid.config().namespace);
+    let tube = config.grid.config().queuer_tube();
     client.use_tube(&tube).await?;
     let options = PutOptions {
         priority: 0,
@@ -276,16 +276,12 @@ async fn rebuild(
 
 /// Jobs in `tube`, in every state.
 async fn jobs_held(client: &mut Client, tube: &str) -> anyhow::Result<u64> {
-    Ok(match client.stats_tube(tube).await {
-        Ok(s) => {
-            s.current_jobs_ready
-                + s.current_jobs_reserved
-                + s.current_jobs_delayed
-                + s.current_jobs_buried
-        }
-        Err(BsError::NotFound) => 0,
-        Err(e) => return Err(e.into()),
-    })
+    Ok(client.stats_tube_if_any(tube).await?.map_or(0, |s| {
+        s.current_jobs_ready
+            + s.current_jobs_reserved
+            + s.current_jobs_delayed
+            + s.current_jobs_buried
+    }))
 }
 
 /// The job for `candidate`, or `None` (counted in `summary`) if it must not be queued.

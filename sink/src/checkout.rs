@@ -47,14 +47,11 @@ impl Checkout {
         }
         let git_dir = git(&root, &["rev-parse", "--absolute-git-dir"])?;
         let lock_path = Path::new(git_dir.trim()).join("camhd-grid-sink.lock");
-        let lock = File::create(&lock_path).map_err(|e| common::cli::unwritable(&lock_path, e))?;
-        if lock.try_lock().is_err() {
-            return Err(common::cli::Busy(format!(
-                "another sink holds {} (one sink per checkout)",
-                lock_path.display()
-            ))
-            .into());
-        }
+        let held = format!(
+            "another sink holds {} (one sink per checkout)",
+            lock_path.display()
+        );
+        let lock = common::cli::lock_exclusively(&lock_path, held)?;
         let (name, email) = parse_author(author)?;
         let tmp_dir = Path::new(git_dir.trim()).join("camhd-grid-tmp");
         std::fs::create_dir_all(&tmp_dir)

@@ -400,6 +400,16 @@ impl Client {
         Ok(answers)
     }
 
+    /// `stats-tube`, `None` for a tube the server does not know: beanstalkd forgets a
+    /// tube once it is empty and nobody uses it, so a missing tube counts as empty.
+    pub async fn stats_tube_if_any(&mut self, tube: &str) -> Result<Option<TubeStats>, Error> {
+        match self.stats_tube(tube).await {
+            Ok(stats) => Ok(Some(stats)),
+            Err(Error::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `stats-tube`: one tube's counters.
     pub async fn stats_tube(&mut self, tube: &str) -> Result<TubeStats, Error> {
         validate_tube_name(tube)?;

@@ -67,20 +67,7 @@ impl Auth {
     /// Reads the token from `path`: one line of at least 16 characters and 64 bits of
     /// guessing, in a file other users cannot read (refused otherwise, as the grid key is).
     pub fn load(path: &Path) -> anyhow::Result<Auth> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("reading the control token {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o007 != 0 {
-            return Err(common::cli::usage(format!(
-                "the control token {} is open to other users (mode {:04o}): chmod 600 {}",
-                path.display(),
-                mode & 0o7777,
-                path.display()
-            ))
-            .into());
-        }
+        common::cli::private_file(path, "the control token")?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the control token {}", path.display()))?;
         let token = text.trim();

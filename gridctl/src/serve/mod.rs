@@ -404,11 +404,12 @@ impl App {
             config.results_tube(),
             config.failures_tube(),
         ] {
-            stats.push(match client.stats_tube(&tube).await {
-                Ok(s) => Some(s),
-                Err(common::beanstalk::Error::NotFound) => None,
-                Err(e) => return Err(e).context("reading the tubes' counts"),
-            });
+            stats.push(
+                client
+                    .stats_tube_if_any(&tube)
+                    .await
+                    .context("reading the tubes' counts")?,
+            );
         }
         let get =
             |i: usize, f: fn(&common::beanstalk::TubeStats) -> u64| stats[i].as_ref().map_or(0, f);
