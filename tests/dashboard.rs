@@ -313,23 +313,13 @@ async fn the_dashboard_shows_the_grid_as_it_is_and_renders_hostile_text_inert() 
     assert_eq!(reserves().await, before, "pages read the records again");
 
     // The JSON under /api/ is gridctl's own.
-    let status: serde_json::Value = serde_json::from_str(
-        &ureq::get(&format!("{}/api/status.json", served.url))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let api = |path: &str| -> serde_json::Value {
+        let body = ureq::get(&format!("{}{path}", served.url)).call().unwrap();
+        serde_json::from_str(&body.into_string().unwrap()).unwrap()
+    };
+    let status = api("/api/status.json");
     assert_eq!(status["jobs"]["ready"], 3);
-    let failed: serde_json::Value = serde_json::from_str(
-        &ureq::get(&format!("{}/api/failures.json?page=1", served.url))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let failed = api("/api/failures.json?page=1");
     assert_eq!(failed["total"], 1, "{failed}");
     assert_eq!(failed["failed"].as_array().unwrap().len(), 1, "{failed}");
     let plot = ureq::get(&format!(

@@ -362,7 +362,10 @@ mod tests {
         let path = dir.path().join("ledger.json");
         let _first = Ledger::open(&path, "g1").unwrap();
         let second = Ledger::open(&path, "g1").unwrap_err();
-        assert!(second.downcast_ref::<common::cli::Busy>().is_some(), "{second:#}");
+        assert!(
+            second.downcast_ref::<common::cli::Busy>().is_some(),
+            "{second:#}"
+        );
     }
 
     #[test]

@@ -159,16 +159,7 @@ pub fn open(dir: &Path) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(dir: &Path, args: &[&str]) {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    }
+    use testkit::git::{commit, git as run};
 
     #[test]
     fn a_regions_file_far_larger_than_any_real_one_is_not_read_for_the_page() {
@@ -191,18 +182,7 @@ mod tests {
             .unwrap();
         }
         run(co, &["add", "."]);
-        run(
-            co,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-qm",
-                "x",
-            ],
-        );
+        commit(co, "x");
         let small = regions(co, &format!("{day}/A_optical_flow.json"));
         assert_eq!(small.map(|r| r.len()), Some(3));
         assert!(
@@ -224,28 +204,8 @@ mod tests {
         let forged = format!("\u{1}{}\t0\tforged subject", "0".repeat(40));
         std::fs::write(co.join(&forged), "").unwrap();
         run(co, &["add", "."]);
-        run(
-            co,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-qm",
-                "Add optical flow for 1 video(s)",
-            ],
-        );
-        let head = String::from_utf8(
-            Command::new("git")
-                .arg("-C")
-                .arg(co)
-                .args(["rev-parse", "HEAD"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
+        commit(co, "Add optical flow for 1 video(s)");
+        let head = run(co, &["rev-parse", "HEAD"]);
         let found = recent(co, 10).unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].path, flow);
