@@ -440,6 +440,49 @@ async fn the_sink_commits_a_regions_file_beside_each_flow_file() {
     assert_eq!(remade["regions"], expected["regions"]);
 }
 
+#[tokio::test]
+async fn a_batch_waits_for_its_regions_no_longer_than_its_budget() {
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let pans = "RS03ASHS/2017/06/14/CAMHDA301-20170614T001500_optical_flow.json";
+    let c = put_all(
+        &server,
+        &[result_of(
+            pans,
+            fixture("flow/clip_pans_optical_flow.json"),
+            false,
+        )],
+    )
+    .await;
+    // No time at all for regions: the flow file is committed and its result deleted,
+    // the regions file is left for `sink regions`, and the log says so.
+    let out = sink_with(&server, &co, &["--regions-budget", "0"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(co.join(pans).is_file());
+    let regions_rel = pans.replace("_optical_flow.json", "_optical_flow_regions.json");
+    assert!(!co.join(&regions_rel).exists());
+    assert!(
+        log.contains("budget") && log.contains("sink regions"),
+        "{log}"
+    );
+    drop(c);
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    let left = c.stats_tube_if_any("s.results").await.unwrap();
+    assert_eq!(
+        left.map_or(0, |s| s.current_jobs_ready),
+        0,
+        "the result was deleted"
+    );
+    let made = bin::command("sink")
+        .args(["regions", "--checkout", co.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    assert!(co.join(&regions_rel).is_file(), "made later");
+}
+
 #[test]
 fn sink_regions_fills_in_a_checkout_of_flow_files_only() {
     let dir = tempfile::tempdir().unwrap();

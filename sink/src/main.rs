@@ -83,6 +83,18 @@ struct Cli {
     #[arg(long, env = "SINK_MAX_DOCUMENT_BYTES", default_value_t = 32 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
     max_document_bytes: u64,
 
+    /// Seconds a batch waits for its regions files (derived across the cores); one not
+    /// derived by then is left out of the regions commit, logged, for `sink regions`
+    /// to make later (0: the sink makes none). The largest document accepted takes
+    /// well under a second.
+    #[arg(
+        long,
+        env = "SINK_REGIONS_BUDGET",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    regions_budget: u64,
+
     /// Author of the commits.
     #[arg(
         long,
@@ -164,6 +176,7 @@ fn main() -> ExitCode {
             exit_when_idle: cli.exit_when_idle.map(Duration::from_secs),
             push_wait: Duration::from_secs(cli.push_wait),
             max_document: cli.max_document_bytes as usize,
+            regions_budget: Duration::from_secs(cli.regions_budget),
         };
         if !config.grid.keys().enabled() {
             tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): results are not checked for a signature; see docs/security.md");

@@ -7,10 +7,10 @@
 //! into the regions commit's message.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use common::paths::{resolve_output, resolve_regions};
 use flowdoc::regions::{self, Source};
-use rayon::prelude::*;
 
 use crate::checkout::Checkout;
 use crate::metrics;
@@ -34,6 +34,7 @@ pub fn commit_regions(
     committed: &[Written],
     new_commits: u64,
     max_document: usize,
+    budget: Duration,
 ) {
     // A video whose result came twice in the batch is derived once.
     let mut seen = std::collections::HashSet::new();
@@ -52,15 +53,36 @@ pub fn commit_regions(
             return;
         }
     };
-    // Each file is read, parsed and written on its own: across the machine's cores.
+    // Which need a regions file, and from what: decided here, where the checkout is.
+    let plans: Vec<Result<Option<Plan>, String>> = wanted
+        .iter()
+        .map(|w| match commits.get(&w.rel) {
+            Some(commit) => plan_one(checkout, &w.rel, commit, w.job.force),
+            None => Err("its flow file is not in any commit".to_owned()),
+        })
+        .collect();
+    let tasks: Vec<(usize, Plan)> = plans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().ok().cloned().flatten().map(|p| (i, p)))
+        .collect();
+    let mut texts = derive_within(tasks, max_document, budget);
     let outcomes: Vec<(&Written, Result<Option<Derived>, String>)> = wanted
-        .par_iter()
-        .map(|w| {
-            let outcome = match commits.get(&w.rel) {
-                Some(commit) => {
-                    derive_one(checkout, &w.rel, commit, w.job.force, max_document, false)
-                }
-                None => Err("its flow file is not in any commit".to_owned()),
+        .iter()
+        .zip(plans)
+        .enumerate()
+        .map(|(i, (w, plan))| {
+            let outcome = match plan {
+                Ok(Some(plan)) => match texts.remove(&i) {
+                    Some(Ok(text)) => write_planned(checkout, plan, &text).map(Some),
+                    Some(Err(why)) => Err(why),
+                    None => Err(format!(
+                        "not derived within the batch's budget ({} s); `sink regions` derives it",
+                        budget.as_secs()
+                    )),
+                },
+                Ok(None) => Ok(None),
+                Err(why) => Err(why),
             };
             (*w, outcome)
         })
@@ -110,6 +132,112 @@ fn flow_commits(
     Ok(found)
 }
 
+/// A regions file to derive: where it goes, and the flow file it comes from.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    rel: String,
+    path: PathBuf,
+    flow_rel: String,
+    flow_path: PathBuf,
+    commit: String,
+}
+
+/// What the regions file of `flow_rel` (committed in `commit`) needs: `Ok(None)` when a
+/// committed one is kept (not `force`), `Err` with the reason when none can be made.
+pub fn plan_one(
+    checkout: &Checkout,
+    flow_rel: &str,
+    commit: &str,
+    force: bool,
+) -> Result<Option<Plan>, String> {
+    let (rel, path) = resolve_regions(checkout.root(), flow_rel).map_err(|e| e.to_string())?;
+    if !force && path.is_file() && checkout.tracked(&rel).unwrap_or(false) {
+        return Ok(None);
+    }
+    let flow_path = resolve_output(checkout.root(), flow_rel).map_err(|e| e.to_string())?;
+    Ok(Some(Plan {
+        rel,
+        path,
+        flow_rel: flow_rel.to_owned(),
+        flow_path,
+        commit: commit.to_owned(),
+    }))
+}
+
+/// The regions file's text: the flow file read (bounded) and derived. Touches nothing
+/// of the checkout but that one file, so it may run on a thread of its own.
+fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, String> {
+    let flow = read_bounded(&plan.flow_path, max_document)?;
+    let source = Source {
+        flow_path: &plan.flow_rel,
+        flow_commit: &plan.commit,
+        version: common::cli::VERSION,
+    };
+    regions::derive(&flow, source).map_err(|e| e.to_string())
+}
+
+/// Writes a derived regions file where its plan says.
+fn write_planned(checkout: &Checkout, plan: Plan, text: &[u8]) -> Result<Derived, String> {
+    checkout
+        .write_atomically(&plan.path, text)
+        .map_err(|e| format!("cannot write {}: {e}", plan.rel))?;
+    Ok(Derived {
+        rel: plan.rel,
+        path: plan.path,
+        label: plan.flow_rel,
+    })
+}
+
+/// Derives the tasks' texts across the machine's cores, for at most `budget`: a task
+/// not done by then is left out (its thread finishes it and is forgotten; no new one
+/// starts), so one slow document never holds the batch longer.
+fn derive_within(
+    tasks: Vec<(usize, Plan)>,
+    max_document: usize,
+    budget: Duration,
+) -> std::collections::HashMap<usize, Result<Vec<u8>, String>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+    let count = tasks.len();
+    if budget.is_zero() || count == 0 {
+        // A budget of 0: no regions in the batch at all, every one left to `sink regions`.
+        return std::collections::HashMap::new();
+    }
+    let deadline = Instant::now() + budget;
+    let queue = Arc::new(Mutex::new(tasks));
+    let over = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(count);
+    for _ in 0..workers {
+        let (queue, over, tx) = (Arc::clone(&queue), Arc::clone(&over), tx.clone());
+        std::thread::spawn(move || loop {
+            let task = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some((i, plan)) = task else { break };
+            if over.load(Ordering::Relaxed) {
+                break;
+            }
+            if tx.send((i, derive_text(&plan, max_document))).is_err() {
+                break;
+            }
+        });
+    }
+    drop(tx);
+    let mut texts = std::collections::HashMap::new();
+    while texts.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, text)) => {
+                texts.insert(i, text);
+            }
+            Err(_) => break,
+        }
+    }
+    over.store(true, Ordering::Relaxed);
+    texts
+}
+
 /// Derives the regions file of the flow file `flow_rel` (committed in `commit`) and,
 /// unless `dry_run`, writes it: `Ok(None)` when a committed one is kept (not `force`),
 /// `Err` with the reason when there is none to write.
@@ -121,28 +249,18 @@ pub fn derive_one(
     max_document: usize,
     dry_run: bool,
 ) -> Result<Option<Derived>, String> {
-    let (rel, path) = resolve_regions(checkout.root(), flow_rel).map_err(|e| e.to_string())?;
-    if !force && path.is_file() && checkout.tracked(&rel).unwrap_or(false) {
+    let Some(plan) = plan_one(checkout, flow_rel, commit, force)? else {
         return Ok(None);
-    }
-    let flow_path = resolve_output(checkout.root(), flow_rel).map_err(|e| e.to_string())?;
-    let flow = read_bounded(&flow_path, max_document)?;
-    let source = Source {
-        flow_path: flow_rel,
-        flow_commit: commit,
-        version: common::cli::VERSION,
     };
-    let text = regions::derive(&flow, source).map_err(|e| e.to_string())?;
-    if !dry_run {
-        checkout
-            .write_atomically(&path, &text)
-            .map_err(|e| format!("cannot write {rel}: {e}"))?;
+    let text = derive_text(&plan, max_document)?;
+    if dry_run {
+        return Ok(Some(Derived {
+            rel: plan.rel,
+            path: plan.path,
+            label: plan.flow_rel,
+        }));
     }
-    Ok(Some(Derived {
-        rel,
-        path,
-        label: flow_rel.to_owned(),
-    }))
+    write_planned(checkout, plan, &text).map(Some)
 }
 
 /// The flow file as written, if it is a regular file no larger than the sink accepts:

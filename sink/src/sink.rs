@@ -35,6 +35,9 @@ pub struct SinkConfig {
     pub push_wait: Duration,
     /// The largest document written, in bytes (after unpacking); larger ones are buried.
     pub max_document: usize,
+    /// How long a batch waits for its regions files; one not derived by then is left
+    /// for `sink regions`.
+    pub regions_budget: Duration,
 }
 
 /// Counts for the final report.
@@ -216,6 +219,7 @@ impl<'a> Sink<'a> {
             &committed,
             committer.commits,
             self.config.max_document,
+            self.config.regions_budget,
         );
         for w in committed {
             if let Err(e) = c.delete(w.id).await {
