@@ -739,6 +739,38 @@ async fn a_heartbeat_from_the_future_or_past_its_total_is_shown_as_implausible()
     );
 }
 
+#[tokio::test]
+async fn a_heartbeat_with_a_huge_name_is_shown_cut() {
+    use common::wire::Heartbeat;
+    let server = Beanstalkd::start().unwrap();
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    let beat = Heartbeat {
+        version: WIRE_VERSION,
+        host: "h".repeat(30_000),
+        pid: 7,
+        slot: 0,
+        job_id: Some(1),
+        video: Some(format!("/v/{}.mov", "x".repeat(30_000))),
+        frames_done: 1,
+        frames_total: 10,
+        every_seconds: Some(10),
+        at: chrono::Utc::now(),
+    };
+    c.use_tube("ops.status.big.7.0").await.unwrap();
+    c.put(&beat.encode(), PutOptions::default()).await.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&text(&gridctl(&server, &["status", "--json"]))).unwrap();
+    let worker = &json["workers"][0];
+    for field in ["host", "video"] {
+        let shown = worker[field].as_str().unwrap();
+        assert!(
+            shown.len() < 1_100 && shown.ends_with("(cut)"),
+            "{field}: {} chars",
+            shown.len()
+        );
+    }
+}
+
 #[test]
 fn plot_draws_the_regions_as_bands_behind_the_traces() {
     let server = Beanstalkd::start().unwrap();

@@ -275,11 +275,11 @@ async fn workers(client: &mut Client, grid: &Grid) -> anyhow::Result<Vec<Worker>
             let b = l.beat;
             Worker {
                 stale: b.is_dead(age),
-                host: b.host,
+                host: crate::text::cut(&b.host, crate::text::MAX_NAME),
                 pid: b.pid,
                 slot: b.slot,
                 job_id: b.job_id,
-                video: b.video,
+                video: b.video.map(|v| crate::text::cut(&v, crate::text::MAX_NAME)),
                 frames_done: b.frames_done,
                 frames_total: b.frames_total,
                 seconds_since_heartbeat: age,

@@ -25,6 +25,17 @@ fn escaped(s: &str, escape: impl Fn(char) -> String) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` cut to at most `max` characters, with a mark when it was.
+pub fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}… (cut)", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// The longest host or video name shown from a heartbeat (a real one is under 300).
+pub const MAX_NAME: usize = 1000;
+
 /// [`printable`] for one line of a table: newlines and tabs escaped too.
 pub fn one_line(s: &str) -> String {
     printable(s).replace('\n', "\\n").replace('\t', "\\t")

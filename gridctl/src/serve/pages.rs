@@ -109,13 +109,7 @@ pub fn page_of<T>(rows: &[T], n: usize) -> &[T] {
     &rows[start..(start + PER_PAGE).min(rows.len())]
 }
 
-/// `s` cut to at most `max` characters, with a mark when it was.
-pub fn cut(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}… (cut)", &s[..i]),
-        None => s.to_owned(),
-    }
-}
+pub use crate::text::cut;
 
 /// A page saying what went wrong.
 pub fn error_page(status: axum::http::StatusCode, message: &str) -> Markup {
