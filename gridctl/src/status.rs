@@ -109,6 +109,20 @@ pub(crate) struct NewestFailure {
     pub(crate) at: String,
 }
 
+impl Snapshot {
+    /// The rate at which jobs finish (`finished` over the last `seconds`) and when the
+    /// jobs left (ready, reserved, delayed: not the failed) are done at that rate.
+    pub(crate) fn set_rate(&mut self, finished: u64, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        let rate = finished as f64 / seconds * 60.0;
+        let left = self.jobs.ready + self.jobs.reserved + self.jobs.delayed;
+        self.finished_per_minute = Some(rate);
+        self.eta_seconds = (rate > 0.0).then(|| left as f64 / rate * 60.0);
+    }
+}
+
 /// What a one-shot `status` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
@@ -135,12 +149,7 @@ pub async fn run(grid: &Grid, json: bool, watch: Option<u64>) -> anyhow::Result<
         }
         if let (Some(first), Some(last)) = (history.front(), history.back()) {
             let span = (last.0 - first.0).as_secs_f64();
-            if span > 0.0 {
-                let rate = last.1.saturating_sub(first.1) as f64 / span * 60.0;
-                let left = snap.jobs.ready + snap.jobs.reserved + snap.jobs.delayed;
-                snap.finished_per_minute = Some(rate);
-                snap.eta_seconds = (rate > 0.0).then(|| left as f64 / rate * 60.0);
-            }
+            snap.set_rate(last.1.saturating_sub(first.1), span);
         }
         // One write per frame, so a terminal never shows half a redraw.
         let frame = match (json, watch.is_some()) {
@@ -467,6 +476,19 @@ mod tests {
             eta_seconds: None,
             newest_failure: None,
         }
+    }
+
+    #[test]
+    fn the_eta_counts_the_jobs_left_not_the_failed() {
+        let mut snap = snapshot(Vec::new());
+        snap.jobs.ready = 8;
+        snap.jobs.buried = 100;
+        snap.set_rate(4, 60.0);
+        assert_eq!(snap.finished_per_minute, Some(4.0));
+        assert_eq!(snap.eta_seconds, Some(120.0), "8 left at 4 a minute");
+        let mut idle = snapshot(Vec::new());
+        idle.set_rate(0, 0.0);
+        assert_eq!(idle.finished_per_minute, None, "no time measured yet");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Instant;
 use common::paths::{resolve_regions, OUTPUT_SUFFIX, REGIONS_SUFFIX};
 
 use crate::checkout::Checkout;
-use crate::regions::{commit_derived, derive_one};
+use crate::regions::{commit_derived, derive_text, plan_one, write_planned, Derived};
 use rayon::prelude::*;
 
 /// What to fill in.
@@ -83,14 +83,7 @@ pub fn run(checkout: &Checkout, config: &BackfillConfig) -> anyhow::Result<Summa
             .par_iter()
             .map(|flow| {
                 let commit = commits.get(flow).map_or("", String::as_str);
-                let outcome = derive_one(
-                    checkout,
-                    flow,
-                    commit,
-                    config.force,
-                    config.max_document,
-                    config.dry_run,
-                );
+                let outcome = derive(checkout, flow, commit, config);
                 bar.inc(1);
                 (flow, outcome)
             })
@@ -164,6 +157,25 @@ fn shown(name: &str) -> String {
             false => c.to_string(),
         })
         .collect()
+}
+
+/// Derives the regions file of the flow file `flow_rel` (committed in `commit`) and,
+/// unless a dry run, writes it: `Ok(None)` when a committed one is kept (not forced),
+/// `Err` with the reason when there is none to write.
+fn derive(
+    checkout: &Checkout,
+    flow_rel: &str,
+    commit: &str,
+    config: &BackfillConfig,
+) -> Result<Option<Derived>, String> {
+    let Some(plan) = plan_one(checkout, flow_rel, commit, config.force)? else {
+        return Ok(None);
+    };
+    let text = derive_text(&plan, config.max_document)?;
+    if config.dry_run {
+        return Ok(Some(plan.into_derived()));
+    }
+    write_planned(checkout, plan, &text).map(Some)
 }
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ pub fn plan_one(
 
 /// The regions file's text: the flow file read (bounded) and derived. Touches nothing
 /// of the checkout but that one file, so it may run on a thread of its own.
-fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, String> {
+pub fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, String> {
     let flow = read_bounded(&plan.flow_path, max_document)?;
     let source = Source {
         flow_path: &plan.flow_rel,
@@ -176,16 +176,23 @@ fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, String> {
     regions::derive(&flow, source).map_err(|e| e.to_string())
 }
 
+impl Plan {
+    /// What a plan names, as if it had been written (a dry run).
+    pub fn into_derived(self) -> Derived {
+        Derived {
+            rel: self.rel,
+            path: self.path,
+            label: self.flow_rel,
+        }
+    }
+}
+
 /// Writes a derived regions file where its plan says.
-fn write_planned(checkout: &Checkout, plan: Plan, text: &[u8]) -> Result<Derived, String> {
+pub fn write_planned(checkout: &Checkout, plan: Plan, text: &[u8]) -> Result<Derived, String> {
     checkout
         .write_atomically(&plan.path, text)
         .map_err(|e| format!("cannot write {}: {e}", plan.rel))?;
-    Ok(Derived {
-        rel: plan.rel,
-        path: plan.path,
-        label: plan.flow_rel,
-    })
+    Ok(plan.into_derived())
 }
 
 /// Derives the tasks' texts across the machine's cores, for at most `budget`: a task
@@ -236,31 +243,6 @@ fn derive_within(
     }
     over.store(true, Ordering::Relaxed);
     texts
-}
-
-/// Derives the regions file of the flow file `flow_rel` (committed in `commit`) and,
-/// unless `dry_run`, writes it: `Ok(None)` when a committed one is kept (not `force`),
-/// `Err` with the reason when there is none to write.
-pub fn derive_one(
-    checkout: &Checkout,
-    flow_rel: &str,
-    commit: &str,
-    force: bool,
-    max_document: usize,
-    dry_run: bool,
-) -> Result<Option<Derived>, String> {
-    let Some(plan) = plan_one(checkout, flow_rel, commit, force)? else {
-        return Ok(None);
-    };
-    let text = derive_text(&plan, max_document)?;
-    if dry_run {
-        return Ok(Some(Derived {
-            rel: plan.rel,
-            path: plan.path,
-            label: plan.flow_rel,
-        }));
-    }
-    write_planned(checkout, plan, &text).map(Some)
 }
 
 /// The flow file as written, if it is a regular file no larger than the sink accepts:

@@ -53,8 +53,8 @@ pub async fn serve(
                     tracing::debug!(client = %peer.ip(), "too many connections; closed");
                     continue;
                 };
-                let (router, stop) = (router.clone(), stop.clone());
-                connections.spawn(connection(stream, peer, router, header_timeout, stop, slot));
+                let serving = Serving { router: router.clone(), header_timeout, stop: stop.clone() };
+                connections.spawn(connection(stream, peer, serving, slot));
             }
             () = stopping(&mut stop) => break,
         }
@@ -64,15 +64,25 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// What every connection is served with.
+struct Serving {
+    router: Router,
+    header_timeout: Duration,
+    stop: watch::Receiver<bool>,
+}
+
 /// One connection: HTTP/1.1 with a header deadline, each request within its limit.
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    router: Router,
-    header_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    serving: Serving,
     _slot: Slot,
 ) {
+    let Serving {
+        router,
+        header_timeout,
+        mut stop,
+    } = serving;
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));

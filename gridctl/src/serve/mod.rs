@@ -353,13 +353,10 @@ impl App {
         snap.jobs.deleted = finished;
         let samples = self.samples();
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
-            let span = (last.at - first.at) as f64;
-            if span > 0.0 {
-                let rate = last.finished.saturating_sub(first.finished) as f64 / span * 60.0;
-                let left = snap.jobs.ready + snap.jobs.reserved + snap.jobs.delayed;
-                snap.finished_per_minute = Some(rate);
-                snap.eta_seconds = (rate > 0.0).then(|| left as f64 / rate * 60.0);
-            }
+            snap.set_rate(
+                last.finished.saturating_sub(first.finished),
+                (last.at - first.at) as f64,
+            );
         }
         Ok(snap)
     }
