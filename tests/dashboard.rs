@@ -333,6 +333,12 @@ async fn the_dashboard_shows_the_grid_as_it_is_and_renders_hostile_text_inert() 
     );
 }
 
+/// The `name=value` of the cookie a login set.
+fn session_cookie(login: &ureq::Response) -> String {
+    let set = login.header("Set-Cookie").expect("a login sets a cookie");
+    set.split(';').next().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn control_needs_the_token_its_session_and_the_forms_csrf() {
     let server = Beanstalkd::start().unwrap();
@@ -395,13 +401,7 @@ async fn control_needs_the_token_its_session_and_the_forms_csrf() {
         &[("token", "a control token of some length")],
     );
     assert_eq!(login.status(), 303);
-    let cookie = login
-        .header("Set-Cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = session_cookie(&login);
     assert_eq!(
         post("/control/pause", Some(&cookie), &[("csrf", "forged")]).status(),
         403,
@@ -441,13 +441,7 @@ async fn control_needs_the_token_its_session_and_the_forms_csrf() {
         None,
         &[("token", "a control token of some length")],
     );
-    let other = again
-        .header("Set-Cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let other = session_cookie(&again);
     assert_ne!(other, cookie);
     assert_eq!(
         post("/control/pause", Some(&other), &[("csrf", &csrf)]).status(),

@@ -106,12 +106,17 @@ impl World {
     /// A filter with the tests' settings (small scale, one thread, fast touches, a spool
     /// in the world's temp dir) plus `extra` flags.
     fn filter_with(&self, name: &str, idle: u32, extra: &[&str]) -> Proc {
-        let idle = idle.to_string();
+        self.filter_touching(name, idle, 1, extra)
+    }
+
+    /// [`World::filter_with`], touching its reservations every `touch` seconds.
+    fn filter_touching(&self, name: &str, idle: u32, touch: u32, extra: &[&str]) -> Proc {
+        let (idle, touch) = (idle.to_string(), touch.to_string());
         let spool = self.dir.path().join("spool");
         let archive = self.archive();
         // The tests' archives are served on loopback, which filters refuse unless allowed.
         let served = self.served.borrow().clone();
-        let mut args = vec!["--scale", "0.5", "--threads", "1", "--ttr-touch", "1"];
+        let mut args = vec!["--scale", "0.5", "--threads", "1", "--ttr-touch", &touch];
         args.extend(["--allow-source", &archive]);
         for url in &served {
             args.extend(["--allow-source", url]);
@@ -1542,19 +1547,7 @@ fn a_queuer_run_by_hand_without_the_grids_key_or_as_root_over_the_services_check
 fn a_running_jobs_progress_shows_between_touches() {
     let (world, gated) = gated_job_world();
     // Touches minutes apart: the progress must not wait for them.
-    let spool = world.dir.path().join("spool");
-    let archive = world.archive();
-    let served = world.served.borrow().clone();
-    let mut args = vec!["--scale", "0.5", "--threads", "1", "--ttr-touch", "250"];
-    args.extend(["--allow-source", &archive, "--allow-source", &served[0]]);
-    args.extend(["--exit-when-idle", "2", "--spool", spool.to_str().unwrap()]);
-    let mut f = Proc::start(
-        "filter-slow-touch",
-        "filter",
-        &args,
-        &world.env(),
-        &world.logs(),
-    );
+    let mut f = world.filter_touching("filter-slow-touch", 2, 250, &[]);
     gated.gate.wait_held(1, HOLD_LIMIT);
     let start = Instant::now();
     loop {

@@ -221,17 +221,20 @@ fn only_one_sink_may_write_a_checkout() {
     );
 }
 
+/// A bare repository beside `co`, added to it as `origin`.
+fn bare_origin(parent: &Path, co: &Path) -> std::path::PathBuf {
+    let bare = parent.join("remote.git");
+    git(parent, &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    git(co, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    bare
+}
+
 #[tokio::test]
 async fn the_sink_pushes_after_committing_and_survives_a_broken_remote() {
     let server = Beanstalkd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let co = metadata_checkout(dir.path());
-    let bare = dir.path().join("remote.git");
-    git(
-        dir.path(),
-        &["init", "-q", "--bare", bare.to_str().unwrap()],
-    );
-    git(&co, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    let bare = bare_origin(dir.path(), &co);
     git(&co, &["remote", "add", "broken", "/nonexistent/remote.git"]);
     let run = |remote: &str| sink_with(&server, &co, &["--push", remote]);
     put_all(&server, &[result("a/b_optical_flow.json", 1, false)]).await;
@@ -587,12 +590,7 @@ async fn a_remote_that_moved_is_merged_and_pushed_and_keeps_an_edit_made_there()
     let server = Beanstalkd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let co = metadata_checkout(dir.path());
-    let bare = dir.path().join("remote.git");
-    git(
-        dir.path(),
-        &["init", "-q", "--bare", bare.to_str().unwrap()],
-    );
-    git(&co, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    let bare = bare_origin(dir.path(), &co);
     let flow = "RS03ASHS/2017/06/14/b_optical_flow.json";
     put_all(&server, &[result(flow, 1, false)]).await;
     let out = sink_with(&server, &co, &["--push", "origin"]);
