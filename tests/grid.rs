@@ -1095,22 +1095,25 @@ fn a_signed_grid_accepts_only_what_its_keys_signed() {
         c.put(&job.encode(), PutOptions::default()).await.unwrap();
         c.use_tube("e2e.results").await.unwrap();
         let now = chrono::Utc::now();
-        let result = |name: &str| JobResult {
-            version: 1,
-            job: Job::new(video(name), output(name)),
-            job_id: None,
-            document: serde_json::json!({
+        let result = |name: &str| {
+            let document = serde_json::json!({
                 "contents": {"movie": "1.0", "frameStats": {"opticalFlow": "1.1"}},
                 "movie": {}, "frameStats": []
-            }),
-            document_gzip: None,
-            computed_by: ComputedBy {
+            });
+            let computed_by = ComputedBy {
                 host: "forger".into(),
                 software: "x".into(),
                 started_at: now,
                 finished_at: now,
                 elapsed_seconds: 0.0,
-            },
+            };
+            JobResult::new(
+                Job::new(video(name), output(name)),
+                None,
+                &document,
+                computed_by,
+            )
+            .unwrap()
         };
         let forger = Keys::new("e2e", Key::new(vec![7; 32]), vec![]);
         let forged = forger.seal(

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::beanstalk::{Client, PutOptions};
-use common::wire::{ComputedBy, Job, JobResult, WIRE_VERSION};
+use common::wire::{ComputedBy, Job, JobResult};
 use testkit::git::{git, metadata_checkout};
 use testkit::{bin, Beanstalkd};
 
@@ -20,21 +20,16 @@ fn result_of(output: &str, document: serde_json::Value, force: bool) -> Vec<u8> 
         ..Job::new("/data/files/x.mov", output)
     };
     let now = chrono::Utc::now();
-    JobResult {
-        version: WIRE_VERSION,
-        job,
-        job_id: None,
-        document,
-        document_gzip: None,
-        computed_by: ComputedBy {
-            host: "t".into(),
-            software: "test".into(),
-            started_at: now,
-            finished_at: now,
-            elapsed_seconds: 0.0,
-        },
-    }
-    .encode()
+    let computed_by = ComputedBy {
+        host: "t".into(),
+        software: "test".into(),
+        started_at: now,
+        finished_at: now,
+        elapsed_seconds: 0.0,
+    };
+    JobResult::new(job, None, &document, computed_by)
+        .unwrap()
+        .encode()
 }
 
 /// The smallest document the sink accepts as an `_optical_flow.json`, marked.

@@ -12,7 +12,7 @@ use clap::Parser;
 use common::beanstalk::PutOptions;
 use common::cli::main_with;
 use common::config::GridArgs;
-use common::wire::{ComputedBy, Job, JobResult, WIRE_VERSION};
+use common::wire::{ComputedBy, Job, JobResult};
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -55,20 +55,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let job = Job::decode(&reserved.body)?;
     println!("filter: reserved job {} for {}", reserved.id, job.video);
     let now = Utc::now();
-    let result = JobResult {
-        version: WIRE_VERSION,
-        job,
-        job_id: Some(reserved.id),
-        document: serde_json::json!({"contents": {}, "frameStats": []}),
-        document_gzip: None,
-        computed_by: ComputedBy {
-            host: "demo".into(),
-            software: "camhd-grid plumbing example".into(),
-            started_at: now,
-            finished_at: now,
-            elapsed_seconds: 0.0,
-        },
+    let computed_by = ComputedBy {
+        host: "demo".into(),
+        software: "camhd-grid plumbing example".into(),
+        started_at: now,
+        finished_at: now,
+        elapsed_seconds: 0.0,
     };
+    let document = serde_json::json!({"contents": {}, "frameStats": []});
+    let result = JobResult::new(job, Some(reserved.id), &document, computed_by)?;
     filter.use_tube(&results).await?;
     let result_id = filter.put(&result.encode(), PutOptions::default()).await?;
     filter.delete(reserved.id).await?;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// The wire-format version this build writes and reads.
 pub const WIRE_VERSION: u32 = 1;
@@ -53,6 +54,12 @@ pub enum WireError {
         kind: &'static str,
         /// The version found.
         found: u64,
+    },
+    /// A packed document inflates past the size it may have.
+    #[error("result document_gzip inflates past {max} bytes")]
+    InflatesPast {
+        /// The limit.
+        max: usize,
     },
     /// A field has a value no job could mean.
     #[error("{kind} field \"{field}\" is invalid: {reason}")]
@@ -289,28 +296,6 @@ pub struct ComputedBy {
     pub elapsed_seconds: f64,
 }
 
-/// A result: the `_optical_flow.json` document for one job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobResult {
-    /// Always [`WIRE_VERSION`] when written by this build.
-    pub version: u32,
-    /// The job this answers, as it was reserved.
-    pub job: Job,
-    /// The id the job had in the jobs tube, for the operator's cross-reference.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<u64>,
-    /// The `_optical_flow.json` document, written as-is to `job.output`. In a body it is
-    /// replaced by `document_gzip` when that is smaller than [`COMPRESS_ABOVE`]; decoding
-    /// restores it, so users of this struct always see the document here.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub document: serde_json::Value,
-    /// The document as base64 of gzipped compact JSON, for large documents only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub document_gzip: Option<String>,
-    /// Provenance and timing.
-    pub computed_by: ComputedBy,
-}
-
 impl Job {
     /// A job with the original tool's defaults (stride 10, start 1, stop -1).
     pub fn new(video: impl Into<String>, output: impl Into<String>) -> Job {
@@ -366,83 +351,6 @@ impl Job {
     }
 }
 
-/// Result bodies larger than this carry their document compressed (about 12x smaller:
-/// measured 96.5 KB of compact JSON for 300 entries became 8.1 KB).
-pub const COMPRESS_ABOVE: usize = 64 * 1024;
-
-impl JobResult {
-    /// The body to put into the results tube: plain JSON, with the document compressed
-    /// when the plain body would be larger than [`COMPRESS_ABOVE`].
-    pub fn encode(&self) -> Vec<u8> {
-        let plain = encode(self);
-        if plain.len() <= COMPRESS_ABOVE || self.document.is_null() {
-            return plain;
-        }
-        let compact = encode(&self.document);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        // Writing to a Vec cannot fail.
-        let _ = std::io::Write::write_all(&mut gz, &compact);
-        let gzipped = gz.finish().unwrap_or_default();
-        let compressed = JobResult {
-            document: serde_json::Value::Null,
-            document_gzip: Some(base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                gzipped,
-            )),
-            ..self.clone()
-        };
-        encode(&compressed)
-    }
-
-    /// Decodes and checks a result body, decompressing its document if need be.
-    pub fn decode(bytes: &[u8]) -> Result<JobResult, WireError> {
-        let mut result: JobResult = decode(bytes, "result", MAX_RESULT_BYTES)?;
-        if let Some(packed) = result.document_gzip.take() {
-            result.document = unpack(&packed)?;
-        }
-        result.job.validate().map_err(|e| match e {
-            WireError::Invalid { field, reason, .. } => WireError::Invalid {
-                kind: "result",
-                field,
-                reason: format!("in its job: {reason}"),
-            },
-            other => other,
-        })?;
-        if !result.document.is_object() {
-            return Err(WireError::Invalid {
-                kind: "result",
-                field: "document",
-                reason: "it must be a JSON object".into(),
-            });
-        }
-        Ok(result)
-    }
-}
-
-/// The document from `document_gzip`, never more than [`MAX_RESULT_BYTES`] unpacked.
-fn unpack(packed: &str) -> Result<serde_json::Value, WireError> {
-    let invalid = |reason: String| WireError::Invalid {
-        kind: "result",
-        field: "document_gzip",
-        reason,
-    };
-    let gzipped = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, packed)
-        .map_err(|e| invalid(format!("not base64: {e}")))?;
-    let mut json = Vec::new();
-    let limit = MAX_RESULT_BYTES as u64 + 1;
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(flate2::read::GzDecoder::new(&gzipped[..]), limit),
-        &mut json,
-    )
-    .map_err(|e| invalid(format!("not gzip: {e}")))?;
-    if json.len() > MAX_RESULT_BYTES {
-        return Err(invalid(
-            "it unpacks to more than the result size limit".into(),
-        ));
-    }
-    serde_json::from_slice(&json).map_err(|e| invalid(format!("not JSON inside: {e}")))
-}
-
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain structs cannot fail: no maps with non-string keys, no
     // fallible Serialize impls.
@@ -456,17 +364,8 @@ fn decode<T: DeserializeOwned>(
     kind: &'static str,
     max: usize,
 ) -> Result<T, WireError> {
-    // A signed body is read inside its envelope (checking it is the reader's business).
-    let unwrapped = crate::sign::unwrap(bytes);
+    let unwrapped = unwrap_once(bytes, kind)?;
     let bytes: &[u8] = &unwrapped;
-    if crate::sign::is_envelope(bytes) {
-        // Whatever checked the outer envelope did not check this one.
-        return Err(WireError::Invalid {
-            kind,
-            field: "signed",
-            reason: "an envelope inside an envelope".into(),
-        });
-    }
     if bytes.len() > max {
         return Err(WireError::TooLarge {
             kind,
@@ -475,20 +374,47 @@ fn decode<T: DeserializeOwned>(
         });
     }
     #[derive(Deserialize)]
-    struct Probe {
-        version: Option<serde_json::Value>,
+    struct Probe<'a> {
+        #[serde(borrow)]
+        version: Option<&'a RawValue>,
     }
     let probe: Probe =
         serde_json::from_slice(bytes).map_err(|source| WireError::Malformed { kind, source })?;
-    match probe.version.as_ref().and_then(serde_json::Value::as_u64) {
-        None => return Err(WireError::MissingVersion { kind }),
-        Some(v) if v != u64::from(WIRE_VERSION) => {
-            return Err(WireError::UnknownVersion { kind, found: v })
-        }
-        Some(_) => {}
-    }
+    check_version(kind, probe.version.map(RawValue::get))?;
     serde_json::from_slice(bytes).map_err(|source| WireError::Malformed { kind, source })
 }
+
+/// A signed body is read inside its envelope (checking it is the reader's business);
+/// an envelope inside that one was checked by nobody and is refused.
+fn unwrap_once<'a>(
+    bytes: &'a [u8],
+    kind: &'static str,
+) -> Result<std::borrow::Cow<'a, [u8]>, WireError> {
+    let unwrapped = crate::sign::unwrap(bytes);
+    if crate::sign::is_envelope(&unwrapped) {
+        return Err(WireError::Invalid {
+            kind,
+            field: "signed",
+            reason: "an envelope inside an envelope".into(),
+        });
+    }
+    Ok(unwrapped)
+}
+
+/// The body's `version` (its raw JSON text) must be this build's.
+fn check_version(kind: &'static str, version: Option<&str>) -> Result<(), WireError> {
+    match version.and_then(|v| v.parse::<u64>().ok()) {
+        None => Err(WireError::MissingVersion { kind }),
+        Some(v) if v != u64::from(WIRE_VERSION) => {
+            Err(WireError::UnknownVersion { kind, found: v })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+mod result;
+
+pub use result::{job_said, JobResult, COMPRESS_ABOVE};
 
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,10 @@
-//! A result body as the sink takes it: bounded in size before anything is parsed, its
-//! gzipped document inflated as a stream that stops at the cap, its job checked (path
-//! policy included), its document checked to be an optical-flow document, and the text
-//! to write produced without ever building the document as a tree in memory.
+//! A result body as the sink takes it: decoded by `common::wire` within the sink's size
+//! cap (the body bounded before parsing, a packed document inflated as a stream that
+//! stops at the cap, its job checked, path policy included), then its document checked
+//! to be an optical-flow document and the text to write produced, without ever
+//! building the document as a tree in memory.
 
-use std::io::Read;
-
-use common::wire::{Job, WIRE_VERSION};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use common::wire::{Job, JobResult, WireError};
 
 /// Why a result is parked instead of written.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +20,17 @@ pub enum Refusal {
     NotOpticalFlow(String),
 }
 
+impl From<WireError> for Refusal {
+    fn from(e: WireError) -> Refusal {
+        match e {
+            WireError::TooLarge { .. } | WireError::InflatesPast { .. } => {
+                Refusal::TooLarge(e.to_string())
+            }
+            other => Refusal::Malformed(other.to_string()),
+        }
+    }
+}
+
 /// A result that may be written.
 #[derive(Debug)]
 pub struct Accepted {
@@ -34,103 +42,21 @@ pub struct Accepted {
     pub text: Vec<u8>,
 }
 
-/// A refusal, with the job when the body got that far (for the failure record).
+/// A refusal, with the job when the body names one (for the failure record).
 pub type Refused = (Option<Box<Job>>, Refusal);
-
-#[derive(Deserialize)]
-struct Body<'a> {
-    version: Option<serde_json::Value>,
-    #[serde(borrow)]
-    job: Option<&'a RawValue>,
-    job_id: Option<u64>,
-    #[serde(borrow)]
-    document: Option<&'a RawValue>,
-    document_gzip: Option<String>,
-}
 
 /// Reads `body` as a result whose document may be at most `max_document` bytes.
 pub fn accept(body: &[u8], max_document: usize) -> Result<Accepted, Refused> {
-    // The plain document is most of a body; a little room for the rest.
-    let max_body = max_document.saturating_add(1 << 20);
-    if body.len() > max_body {
-        let why = format!("a body of {} bytes (at most {max_body})", body.len());
-        return Err((None, Refusal::TooLarge(why)));
-    }
-    let parsed: Body = serde_json::from_slice(body)
-        .map_err(|e| (None, Refusal::Malformed(format!("not a JSON result: {e}"))))?;
-    match parsed.version.as_ref().and_then(serde_json::Value::as_u64) {
-        Some(v) if v == u64::from(WIRE_VERSION) => {}
-        Some(v) => {
-            let why = format!(
-                "version {v} is newer than this sink knows ({WIRE_VERSION}); upgrade the sink"
-            );
-            return Err((None, Refusal::Malformed(why)));
-        }
-        None => return Err((None, Refusal::Malformed("no numeric version".into()))),
-    }
-    let raw_job = parsed
-        .job
-        .ok_or_else(|| (None, Refusal::Malformed("no job".into())))?;
-    let job = Job::decode(raw_job.get().as_bytes()).map_err(|e| {
-        let said = said_job(raw_job).map(Box::new);
-        (said, Refusal::Malformed(format!("its job: {e}")))
-    })?;
-    let inflated;
-    let document: &[u8] = match (parsed.document, &parsed.document_gzip) {
-        (Some(raw), None) if raw.get() != "null" => raw.get().as_bytes(),
-        (None | Some(_), Some(packed)) => {
-            inflated =
-                inflate(packed, max_document).map_err(|r| (Some(Box::new(job.clone())), r))?;
-            &inflated
-        }
-        _ => {
-            let why = "neither document nor document_gzip".into();
-            return Err((Some(Box::new(job)), Refusal::Malformed(why)));
-        }
-    };
-    if document.len() > max_document {
-        let why = format!("a document of {} bytes", document.len());
-        return Err((Some(Box::new(job)), Refusal::TooLarge(why)));
-    }
-    check_document(document).map_err(|r| (Some(Box::new(job.clone())), r))?;
-    let text = pretty(document).map_err(|r| (Some(Box::new(job.clone())), r))?;
+    let refused = |r: Refusal| (common::wire::job_said(body).map(Box::new), r);
+    let result = JobResult::decode_within(body, max_document).map_err(|e| refused(e.into()))?;
+    let document = result.document.get().as_bytes();
+    check_document(document).map_err(refused)?;
+    let text = pretty(document).map_err(refused)?;
     Ok(Accepted {
-        job,
-        job_id: parsed.job_id,
+        job: result.job,
+        job_id: result.job_id,
         text,
     })
-}
-
-/// For a failure record: the job a result body names, unchecked (it cannot be trusted),
-/// read without touching the document.
-pub fn job_said(body: &[u8], max_document: usize) -> Option<Job> {
-    if body.len() > max_document.saturating_add(1 << 20) {
-        return None;
-    }
-    let parsed: Body = serde_json::from_slice(body).ok()?;
-    said_job(parsed.job?)
-}
-
-/// What a job says, for a failure record, though it cannot be trusted.
-fn said_job(raw: &RawValue) -> Option<Job> {
-    serde_json::from_str::<Job>(raw.get()).ok()
-}
-
-/// Base64, then gzip, read as a stream that stops one byte past the cap: a small bomb
-/// costs at most the cap in memory.
-fn inflate(packed: &str, max: usize) -> Result<Vec<u8>, Refusal> {
-    let gz = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, packed)
-        .map_err(|e| Refusal::Malformed(format!("document_gzip is not base64: {e}")))?;
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| Refusal::Malformed(format!("document_gzip is not gzip: {e}")))?;
-    if out.len() > max {
-        let why = format!("document_gzip inflates past {max} bytes");
-        return Err(Refusal::TooLarge(why));
-    }
-    Ok(out)
 }
 
 fn check_document(document: &[u8]) -> Result<(), Refusal> {
@@ -158,6 +84,8 @@ mod tests {
             "job": {"version": 1, "video": "/v.mov", "output": "a/b_optical_flow.json", "stride": 10, "start": 1, "stop": -1},
             "job_id": 7,
             "document": document,
+            "computed_by": {"host": "h", "software": "s", "started_at": "2026-12-02T00:00:00Z",
+                            "finished_at": "2026-12-02T00:00:01Z", "elapsed_seconds": 1.0},
         }))
         .unwrap()
     }
@@ -206,7 +134,7 @@ mod tests {
             text.replacen('{', r#"{"movie":{},"#, 1),
         ] {
             let body = format!(
-                r#"{{"version":1,"job":{{"version":1,"video":"/v.mov","output":"a/b_optical_flow.json","stride":10,"start":1,"stop":-1}},"document":{doubled}}}"#
+                r#"{{"version":1,"job":{{"version":1,"video":"/v.mov","output":"a/b_optical_flow.json","stride":10,"start":1,"stop":-1}},"computed_by":{{"host":"h","software":"s","started_at":"2026-12-02T00:00:00Z","finished_at":"2026-12-02T00:00:01Z","elapsed_seconds":1.0}},"document":{doubled}}}"#
             );
             let err = accept(body.as_bytes(), 1 << 20).unwrap_err().1;
             assert!(

@@ -47,8 +47,7 @@ impl Sink<'_> {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(job = id, error = %e, "burying a result whose signature is refused");
-                let unwrapped = common::sign::unwrap(&result.body);
-                let said = incoming::job_said(&unwrapped, self.config.max_document);
+                let said = common::wire::job_said(&result.body);
                 self.bury(c, id, said.as_ref(), format!("result refused: {e}"))
                     .await;
                 return Ok(None);

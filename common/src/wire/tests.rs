@@ -2,13 +2,16 @@
 
 use super::*;
 
+fn raw(value: serde_json::Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&value).unwrap()
+}
+
 fn result_for(job: Job) -> JobResult {
     JobResult {
         version: WIRE_VERSION,
         job,
         job_id: Some(7),
-        document: serde_json::json!({"contents": {}, "frameStats": []}),
-        document_gzip: None,
+        document: raw(serde_json::json!({"contents": {}, "frameStats": []})),
         computed_by: ComputedBy {
             host: "h".into(),
             software: "camhd-grid filter 0.1.0".into(),
@@ -167,7 +170,7 @@ fn nonsense_field_values_are_invalid() {
 #[test]
 fn a_result_whose_document_is_not_an_object_is_invalid() {
     let mut result = result_for(Job::new("v.mov", "o_optical_flow.json"));
-    result.document = serde_json::json!([1, 2]);
+    result.document = raw(serde_json::json!([1, 2]));
     assert!(matches!(
         JobResult::decode(&result.encode()),
         Err(WireError::Invalid {
@@ -219,8 +222,9 @@ fn large_documents_travel_compressed_and_come_back_whole() {
         .step_by(10)
         .map(|f| serde_json::json!({"frameNumber": f, "opticalFlow": {"similarity": [1.0, 0.0, 0.5, -0.25], "valid": true}}))
         .collect();
-    result.document = serde_json::json!({"contents": {}, "frameStats": entries});
+    result.document = raw(serde_json::json!({"contents": {}, "frameStats": entries}));
     let plain = serde_json::to_vec(&result).unwrap();
+    assert!(result.document.get().len() > COMPRESS_ABOVE);
     let body = result.encode();
     assert!(plain.len() > COMPRESS_ABOVE);
     assert!(
@@ -248,7 +252,8 @@ fn small_documents_stay_plain() {
 #[test]
 fn a_bad_compressed_document_is_invalid() {
     let mut v: serde_json::Value =
-        serde_json::from_slice(&result_for(Job::new("v.mov", "o")).encode()).unwrap();
+        serde_json::from_slice(&result_for(Job::new("v.mov", "o_optical_flow.json")).encode())
+            .unwrap();
     v["document"] = serde_json::Value::Null;
     v["document_gzip"] = "not base64!".into();
     let err = JobResult::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
@@ -262,4 +267,82 @@ fn a_bad_compressed_document_is_invalid() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_packed_document_that_inflates_past_the_cap_is_refused_while_inflating() {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &vec![b' '; 8 << 20]).unwrap();
+    let packed = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        gz.finish().unwrap(),
+    );
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&result_for(Job::new("v.mov", "o_optical_flow.json")).encode())
+            .unwrap();
+    v["document"] = serde_json::Value::Null;
+    v["document_gzip"] = packed.into();
+    let bomb = serde_json::to_vec(&v).unwrap();
+    assert!(bomb.len() < 64 << 10);
+    let err = JobResult::decode_within(&bomb, 1 << 20).unwrap_err();
+    assert!(
+        matches!(err, WireError::InflatesPast { max: 1_048_576 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_body_larger_than_its_document_cap_allows_is_refused_before_parsing() {
+    let body = result_for(Job::new("v.mov", "o_optical_flow.json")).encode();
+    let err = JobResult::decode_within(&body, 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::TooLarge {
+                kind: "result document",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut huge = body.clone();
+    huge.resize(body.len() + (1 << 20) + 1, b' ');
+    let err = JobResult::decode_within(&huge, 0).unwrap_err();
+    assert!(
+        matches!(err, WireError::TooLarge { kind: "result", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_result_of_a_newer_format_says_so_whatever_its_shape() {
+    let body = br#"{"version":2,"job":"elsewhere","computed_by":[1]}"#;
+    let err = JobResult::decode(body).unwrap_err();
+    assert!(
+        matches!(err, WireError::UnknownVersion { found: 2, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_job_a_body_names_is_read_without_its_document_even_when_the_rest_is_refused() {
+    let job = Job::new("/v.mov", "a/b_optical_flow.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&result_for(job.clone()).encode()).unwrap();
+    v["document"] = "not an object".into();
+    v["computed_by"] = serde_json::Value::Null;
+    let body = serde_json::to_vec(&v).unwrap();
+    assert!(JobResult::decode(&body).is_err());
+    assert_eq!(job_said(&body), Some(job));
+    assert_eq!(job_said(b"{\"job\": 3}"), None);
+    assert_eq!(job_said(b"not json"), None);
+}
+
+#[test]
+fn the_document_is_carried_as_the_bytes_it_was_written_as() {
+    let mut result = result_for(Job::new("v.mov", "o_optical_flow.json"));
+    let text = r#"{"frameStats":[],"contents":{"b":1.10,"a":"\u00e9"}}"#;
+    result.document = RawValue::from_string(text.into()).unwrap();
+    let back = JobResult::decode(&result.encode()).unwrap();
+    assert_eq!(back.document.get(), text);
 }

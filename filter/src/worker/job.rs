@@ -10,7 +10,7 @@ use chrono::Utc;
 use common::beanstalk::{Client, Error as BsError};
 use common::shutdown::Phase;
 use common::sign::Kind;
-use common::wire::{ComputedBy, Failure, Job, JobResult, WIRE_VERSION};
+use common::wire::{ComputedBy, Failure, Job, JobResult};
 
 use super::heartbeat::Progress;
 use super::outcome::{decide, JobError, Outcome};
@@ -279,21 +279,15 @@ fn result_of(
     metrics::FRAMES.add(analysis.document.frame_stats.len() as f64);
     metrics::VIDEO_SECONDS.add(analysis.stats.elapsed.as_secs_f64());
     metrics::VIDEOS.inc();
-    Ok(JobResult {
-        version: WIRE_VERSION,
-        job: job.clone(),
-        job_id: Some(lease.id),
-        document: serde_json::to_value(&analysis.document)
-            .map_err(|e| JobError::Internal(format!("serialising the document: {e}")))?,
-        document_gzip: None,
-        computed_by: ComputedBy {
-            host: grid.host().to_owned(),
-            software: format!("camhd-grid filter {}", env!("CARGO_PKG_VERSION")),
-            started_at: started,
-            finished_at: Utc::now(),
-            elapsed_seconds: analysis.stats.elapsed.as_secs_f64(),
-        },
-    })
+    let computed_by = ComputedBy {
+        host: grid.host().to_owned(),
+        software: format!("camhd-grid filter {}", env!("CARGO_PKG_VERSION")),
+        started_at: started,
+        finished_at: Utc::now(),
+        elapsed_seconds: analysis.stats.elapsed.as_secs_f64(),
+    };
+    JobResult::new(job.clone(), Some(lease.id), &analysis.document, computed_by)
+        .map_err(|e| JobError::Internal(format!("serialising the document: {e}")))
 }
 
 /// Delays a delivered job for the sink to delete after its commit. A job whose

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use common::beanstalk::{Client, Error as BsError};
 use common::grid::{Grid, Sealed};
-use common::wire::JobResult;
 
 use super::outcome::JobError;
 use super::slot::result_options;
@@ -115,11 +114,9 @@ async fn not_its_job(
     id: u64,
     body: &[u8],
 ) -> Result<Option<String>, BsError> {
-    let Ok(result) = JobResult::decode(body) else {
+    let Some(job) = common::wire::job_said(body) else {
         return Ok(Some("the spooled result cannot be read".into()));
     };
     let now = grid.job(c, id).await?;
-    Ok(now
-        .for_output(id, Some(&result.job.video), &result.job.output)
-        .err())
+    Ok(now.for_output(id, Some(&job.video), &job.output).err())
 }
