@@ -1,88 +1,57 @@
 //! The check a result's document must pass before the sink writes it: the shape every
-//! `_optical_flow.json` has and the region scripts rely on, read without building the
-//! document as a tree.
+//! `_optical_flow.json` has and the region scripts rely on, judged on the one reading
+//! (`crate::read`), never a tree.
 
 use serde::Deserialize;
 
-use crate::limits::{implausible_movie, implausible_similarity, MAX_ENTRIES, MAX_FRAMES};
+use crate::limits::{implausible_movie, implausible_similarity, MAX_FRAMES};
+use crate::read::{read, Reading, Spelling};
 
-/// The shape every `_optical_flow.json` has and the region scripts rely on; anything
-/// else in it is kept as it is.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)] // read only to check the shape
-struct Document {
-    contents: Contents,
-    movie: Movie,
-    frame_stats: Vec<Entry>,
-}
-
-/// The movie's facts a reader computes with (the rest is kept as it is).
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Movie {
-    #[serde(rename = "NumFrames")]
-    num_frames: f64,
-    #[serde(rename = "Duration", default)]
-    duration: Option<f64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Contents {
-    frame_stats: FrameStatsContents,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct FrameStatsContents {
-    optical_flow: serde::de::IgnoredAny,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct Entry {
-    frame_number: i64,
-    optical_flow: Flow,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Flow {
-    similarity: [f64; 4],
-    valid: bool,
-}
-
-/// Checks that `document` is an optical-flow document: the shape above, no object with
-/// a key twice, and nothing a camera or a video cannot be (`crate::limits`): a frame
-/// count and rate, at most [`MAX_ENTRIES`] entries, frame numbers of the video, every
-/// similarity a camera's. The error says what is wrong.
-pub fn check(document: &[u8]) -> Result<(), String> {
+/// Checks that `document` is an optical-flow document (see [`check_reading`]) with no
+/// object holding a key twice, and returns its reading for the caller to use.
+pub fn check(document: &[u8]) -> Result<Reading<'_>, String> {
     // Readers disagree on which of two equal keys wins (Python's json keeps the last,
     // ours the first), so a document that has any means two things at once.
     serde_json::from_slice::<UniqueKeys>(document).map_err(|e| e.to_string())?;
-    let doc: Document = serde_json::from_slice(document).map_err(|e| e.to_string())?;
-    if let Some(why) = implausible_movie(doc.movie.num_frames, doc.movie.duration) {
+    let reading = read(document)?;
+    check_reading(&reading)?;
+    Ok(reading)
+}
+
+/// Checks that a reading is of an optical-flow document: `contents.frameStats.opticalFlow`
+/// declared, a `movie` with a frame count and rate a video can have, `frameStats` (at
+/// most `limits::MAX_ENTRIES`) whose every entry has a frame number of a video and an
+/// `opticalFlow` with a camera's `similarity` and a boolean `valid`. The error says what
+/// is wrong, and where.
+pub fn check_reading(doc: &Reading) -> Result<(), String> {
+    if !doc.declares_flow {
+        return Err("contents.frameStats.opticalFlow is missing".into());
+    }
+    let movie = doc.movie_facts().map_err(|e| format!("movie: {e}"))?;
+    if let Some(why) = implausible_movie(movie.num_frames, movie.duration) {
         return Err(format!("movie: {why}"));
     }
-    if doc.frame_stats.len() > MAX_ENTRIES {
-        return Err(format!(
-            "{} entries, more than the {MAX_ENTRIES} a document may hold",
-            doc.frame_stats.len()
-        ));
+    if doc.spelling != Some(Spelling::V11) {
+        return Err("there is no frameStats array".into());
     }
-    for (i, e) in doc.frame_stats.iter().enumerate() {
-        if !(0..=MAX_FRAMES as i64).contains(&e.frame_number) {
-            return Err(format!(
-                "frameStats[{i}].frameNumber {} is not a frame of a video",
-                e.frame_number
-            ));
+    for (i, e) in doc.entries.iter().enumerate() {
+        let at = |what: &str| format!("frameStats[{i}]{what}");
+        match e.frame {
+            Some(f) if (0..=MAX_FRAMES as i64).contains(&f) => {}
+            Some(f) => return Err(at(&format!(".frameNumber {f} is not a frame of a video"))),
+            None => return Err(at(".frameNumber is missing or not a whole number")),
         }
-        if let Some(why) = implausible_similarity(&e.optical_flow.similarity) {
-            return Err(format!("frameStats[{i}].opticalFlow.similarity: {why}"));
+        if !e.nested {
+            return Err(at(" has no opticalFlow object"));
+        }
+        let Some(similarity) = e.similarity else {
+            return Err(at(".opticalFlow.similarity is missing or not four numbers"));
+        };
+        if e.valid.is_none() {
+            return Err(at(".opticalFlow.valid is missing or not true or false"));
+        }
+        if let Some(why) = implausible_similarity(&similarity) {
+            return Err(at(&format!(".opticalFlow.similarity: {why}")));
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! The `_optical_flow.json` document, defined once: its types as the filter writes them
-//! (`document`), the bounds of what it may say (`limits`), the check a result must pass before the sink writes it (`check`), the
-//! reading that plots and summaries use (`read`), the regions file derived from it
-//! (`regions`), and, with the `plot` feature, the motion traces drawn from it (`plot`).
+//! (`document`), the one reader every user of its bytes goes through (`read`), the bounds
+//! of what it may say (`limits`), the check a result must pass before the sink writes it
+//! (`check`), the regions file derived from it and read back (`regions`), and, with the
+//! `plot` feature, the motion traces drawn from it (`plot`).
 
 mod check;
 pub mod document;
@@ -12,4 +13,5 @@ pub mod regions;
 #[cfg(feature = "plot")]
 pub mod plot;
 
-pub use check::check;
+pub use check::{check, check_reading};
+pub use read::{read, Reading};

@@ -9,10 +9,8 @@ use anyhow::{bail, Context};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde_json::Value;
 
-use crate::limits::MAX_ENTRIES;
-use crate::read::{entries, fps, Entry};
+use crate::read::{read, Sample};
 use crate::regions::{self, Region, RegionType};
 
 /// DejaVu Sans, cut down to Latin-1 and a few symbols (see `flowdoc/assets/README.md`).
@@ -93,34 +91,31 @@ pub fn plot_svg(document: &[u8], axis: Axis, title: &str) -> anyhow::Result<Stri
 }
 
 /// What a plot of one document draws: its entries (at least one, at most
-/// [`MAX_ENTRIES`]), its regions and its frame rate.
+/// [`MAX_ENTRIES`](crate::limits::MAX_ENTRIES)), its regions and its frame rate.
 struct Prepared {
-    entries: Vec<Entry>,
+    entries: Vec<Sample>,
     regions: Vec<Region>,
     fps: f64,
 }
 
 impl Prepared {
     fn of(document: &[u8]) -> anyhow::Result<Prepared> {
-        let doc: Value = serde_json::from_slice(document).context("not JSON")?;
-        let entries = entries(&doc).map_err(anyhow::Error::msg)?;
+        let doc = read(document).map_err(anyhow::Error::msg)?;
+        if doc.spelling.is_none() {
+            bail!("no frameStats (or frame_stats) array: is this an _optical_flow.json?");
+        }
+        let entries = doc.samples();
         if entries.is_empty() {
             bail!("the document has no entries to plot");
-        }
-        if entries.len() > MAX_ENTRIES {
-            bail!(
-                "the document has {} entries, more than the {MAX_ENTRIES} one may hold",
-                entries.len()
-            );
         }
         register_font();
         Ok(Prepared {
             entries,
             // A document region finding cannot read is still plotted, without bands.
-            regions: regions::read(document)
+            regions: regions::Table::of(&doc)
                 .map(|table| regions::regions(&table))
                 .unwrap_or_default(),
-            fps: fps(&doc),
+            fps: doc.fps(),
         })
     }
 
@@ -148,7 +143,7 @@ fn register_font() {
 
 /// What one plot shows.
 struct Traces<'a> {
-    entries: &'a [Entry],
+    entries: &'a [Sample],
     regions: &'a [Region],
     axis: Axis,
     fps: f64,
@@ -156,7 +151,7 @@ struct Traces<'a> {
 }
 
 impl Traces<'_> {
-    fn x(&self, e: &Entry) -> f64 {
+    fn x(&self, e: &Sample) -> f64 {
         self.x_of(e.frame as f64)
     }
 

@@ -2,9 +2,11 @@
 //! cap (the body bounded before parsing, a packed document inflated as a stream that
 //! stops at the cap, its job checked, path policy included), then its document checked
 //! to be an optical-flow document and the text to write produced, without ever
-//! building the document as a tree in memory.
+//! building the document as a tree in memory; what its regions file needs is taken from
+//! the same reading.
 
 use common::wire::{Job, JobResult, WireError};
+use flowdoc::regions::{self, NoRegions};
 
 /// Why a result is parked instead of written.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,9 @@ pub struct Accepted {
     pub job_id: Option<u64>,
     /// The document as it goes into the checkout: pretty JSON and a final newline.
     pub text: Vec<u8>,
+    /// What its regions file is derived from, read from the same bytes (or why it has
+    /// none).
+    pub regions: Result<regions::Input, NoRegions>,
 }
 
 /// A refusal, with the job when the body names one (for the failure record).
@@ -50,17 +55,16 @@ pub fn accept(body: &[u8], max_document: usize) -> Result<Accepted, Refused> {
     let refused = |r: Refusal| (common::wire::job_said(body).map(Box::new), r);
     let result = JobResult::decode_within(body, max_document).map_err(|e| refused(e.into()))?;
     let document = result.document.get().as_bytes();
-    check_document(document).map_err(refused)?;
+    let reading = flowdoc::check(document).map_err(|e| refused(Refusal::NotOpticalFlow(e)))?;
+    let regions = regions::Input::of(&reading);
+    drop(reading);
     let text = pretty(document).map_err(refused)?;
     Ok(Accepted {
         job: result.job,
         job_id: result.job_id,
         text,
+        regions,
     })
-}
-
-fn check_document(document: &[u8]) -> Result<(), Refusal> {
-    flowdoc::check(document).map_err(Refusal::NotOpticalFlow)
 }
 
 /// The document as pretty JSON (key order kept), transcoded token by token.

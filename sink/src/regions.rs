@@ -1,16 +1,17 @@
-//! After a batch of flow files is committed, each one's regions file: derived from the
-//! flow file as written (`flowdoc::regions`), naming the commit that holds it, written
-//! beside it and committed in a commit of its own, before the batch's results are
-//! deleted (a sink killed in between derives them again when the results come back). A
-//! regions file already committed is kept unless the job was forced; a flow file whose
-//! regions cannot be derived stays committed, and why is logged, counted and written
-//! into the regions commit's message.
+//! After a batch of flow files is committed, each one's regions file: derived from what
+//! the sink read of the document it wrote (from the flow file, for one kept), naming the
+//! commit that holds it, written beside it and committed in a commit of its own, before
+//! the batch's results are deleted (a sink killed in between derives them again when the
+//! results come back). A regions file already committed is kept unless the job was
+//! forced; a flow file whose regions cannot be derived stays committed, and why is
+//! logged, counted and written into the regions commit's message.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::paths::{resolve_output, resolve_regions};
-use flowdoc::regions::{self, Source};
+use flowdoc::regions::{self, NoRegions, Source};
 
 use crate::checkout::Checkout;
 use crate::metrics;
@@ -36,12 +37,9 @@ pub fn commit_regions(
     max_document: usize,
     budget: Duration,
 ) {
-    // A video whose result came twice in the batch is derived once.
-    let mut seen = std::collections::HashSet::new();
-    let wanted: Vec<&Written> = committed
-        .iter()
+    let wanted: Vec<&Written> = last_written(committed)
+        .into_iter()
         .filter(|w| w.written.is_some() || !regions_committed(checkout, &w.rel))
-        .filter(|w| seen.insert(w.rel.as_str()))
         .collect();
     if wanted.is_empty() {
         return;
@@ -57,7 +55,8 @@ pub fn commit_regions(
     let plans: Vec<Result<Option<Plan>, String>> = wanted
         .iter()
         .map(|w| match commits.get(&w.rel) {
-            Some(commit) => plan_one(checkout, &w.rel, commit, w.job.force),
+            Some(commit) => plan_one(checkout, &w.rel, commit, w.job.force)
+                .map(|plan| plan.map(|p| p.deriving_from(w))),
             None => Err("its flow file is not in any commit".to_owned()),
         })
         .collect();
@@ -107,6 +106,25 @@ pub fn commit_regions(
     }
 }
 
+/// One result per flow file, in the batch's order: a video whose result came twice is
+/// derived once, from the last one written (what the file holds), or the first when
+/// none was.
+fn last_written(committed: &[Written]) -> Vec<&Written> {
+    let mut chosen: Vec<&Written> = Vec::new();
+    let mut at = std::collections::HashMap::new();
+    for w in committed {
+        match at.get(w.rel.as_str()) {
+            None => {
+                at.insert(w.rel.as_str(), chosen.len());
+                chosen.push(w);
+            }
+            Some(&i) if w.written.is_some() => chosen[i] = w,
+            Some(_) => {}
+        }
+    }
+    chosen
+}
+
 /// True when the regions file of the flow file `rel` is committed.
 fn regions_committed(checkout: &Checkout, rel: &str) -> bool {
     resolve_regions(checkout.root(), rel)
@@ -138,8 +156,17 @@ pub struct Plan {
     rel: String,
     path: PathBuf,
     flow_rel: String,
-    flow_path: PathBuf,
+    from: From,
     commit: String,
+}
+
+/// What a regions file is derived from.
+#[derive(Debug, Clone)]
+enum From {
+    /// The flow file in the checkout (a result kept, or `sink regions`).
+    File(PathBuf),
+    /// The document the sink wrote, as it read it then.
+    Written(Arc<Result<regions::Input, NoRegions>>),
 }
 
 /// What the regions file of `flow_rel` (committed in `commit`) needs: `Ok(None)` when a
@@ -159,24 +186,45 @@ pub fn plan_one(
         rel,
         path,
         flow_rel: flow_rel.to_owned(),
-        flow_path,
+        from: From::File(flow_path),
         commit: commit.to_owned(),
     }))
 }
 
-/// The regions file's text: the flow file read (bounded) and derived. Touches nothing
-/// of the checkout but that one file, so it may run on a thread of its own.
+/// The regions file's text: derived from what the sink read of the document it wrote,
+/// or from the flow file read (bounded). Touches nothing of the checkout but that one
+/// file, so it may run on a thread of its own.
 pub fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, String> {
-    let flow = read_bounded(&plan.flow_path, max_document)?;
     let source = Source {
         flow_path: &plan.flow_rel,
         flow_commit: &plan.commit,
         version: common::cli::VERSION,
     };
-    regions::derive(&flow, source).map_err(|e| e.to_string())
+    match &plan.from {
+        From::Written(input) => match &**input {
+            Ok(input) => Ok(input.derive(source)),
+            Err(why) => Err(why.to_string()),
+        },
+        From::File(path) => {
+            let flow = read_bounded(path, max_document)?;
+            regions::derive(&flow, source).map_err(|e| e.to_string())
+        }
+    }
 }
 
 impl Plan {
+    /// The plan, deriving from what the sink read of `written`'s document when it wrote
+    /// one (its regions then need no second reading of the file).
+    fn deriving_from(self, written: &Written) -> Plan {
+        match &written.regions {
+            Some(input) => Plan {
+                from: From::Written(Arc::clone(input)),
+                ..self
+            },
+            None => self,
+        }
+    }
+
     /// What a plan names, as if it had been written (a dry run).
     pub fn into_derived(self) -> Derived {
         Derived {
@@ -328,4 +376,62 @@ fn message(derived: &[Derived], changed: &[String], skipped: &[(String, String)]
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLOW: &[u8] = br#"{"movie": {"URL": "x.mov"}, "frameStats": [
+        {"frameNumber": 1, "opticalFlow": {"center": [0, 0], "similarity": [1, 0, 0, 0], "valid": true}},
+        {"frameNumber": 11, "opticalFlow": {"center": [0, 0], "similarity": [1, 0, 0, 0], "valid": true}}]}"#;
+
+    fn written(id: u64, wrote: bool) -> Written {
+        let input = regions::Input::read(FLOW).unwrap();
+        Written {
+            id,
+            path: "/nowhere/x_optical_flow.json".into(),
+            rel: "x_optical_flow.json".into(),
+            written: wrote.then_some(1),
+            video: "x.mov".into(),
+            job_id: None,
+            job: common::wire::Job::new("x.mov", "x_optical_flow.json"),
+            regions: wrote.then(|| Arc::new(Ok(input))),
+        }
+    }
+
+    #[test]
+    fn a_written_documents_regions_come_from_what_the_sink_read_not_from_the_file() {
+        let plan = Plan {
+            rel: "x_optical_flow_regions.json".into(),
+            path: "/nowhere/x_optical_flow_regions.json".into(),
+            flow_rel: "x_optical_flow.json".into(),
+            from: From::File("/nowhere/x_optical_flow.json".into()),
+            commit: "abc".into(),
+        };
+        let err = derive_text(&plan, 1 << 20).unwrap_err();
+        assert!(err.contains("cannot read"), "{err}");
+        let text = derive_text(&plan.deriving_from(&written(1, true)), 1 << 20).unwrap();
+        let source = Source {
+            flow_path: "x_optical_flow.json",
+            flow_commit: "abc",
+            version: common::cli::VERSION,
+        };
+        assert_eq!(text, regions::derive(FLOW, source).unwrap());
+    }
+
+    #[test]
+    fn a_video_twice_in_a_batch_is_derived_from_its_last_written_result() {
+        let batch = [
+            written(1, true),
+            written(2, false),
+            written(3, true),
+            written(4, false),
+        ];
+        let chosen: Vec<u64> = last_written(&batch).iter().map(|w| w.id).collect();
+        assert_eq!(chosen, [3]);
+        let kept_only = [written(5, false), written(6, false)];
+        let chosen: Vec<u64> = last_written(&kept_only).iter().map(|w| w.id).collect();
+        assert_eq!(chosen, [5]);
+    }
 }

@@ -4,12 +4,14 @@
 //! What must never be written, or cannot be, is buried with a failure record.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use common::beanstalk::{self, Client};
 use common::paths::resolve_output;
 use common::sign::Kind;
 use common::wire::{Failure, Job};
+use flowdoc::regions::{self, NoRegions};
 
 use crate::incoming;
 use crate::metrics;
@@ -32,6 +34,9 @@ pub struct Written {
     pub job_id: Option<u64>,
     /// That job, as the result carries it.
     pub job: Job,
+    /// What the regions file is derived from, when the document was written (a kept
+    /// one's regions come from the committed file).
+    pub regions: Option<Arc<Result<regions::Input, NoRegions>>>,
 }
 
 impl Sink<'_> {
@@ -82,6 +87,7 @@ impl Sink<'_> {
             video: accepted.job.video.clone(),
             job_id: accepted.job_id,
             job: accepted.job,
+            regions: written.map(|_| Arc::new(accepted.regions)),
         }))
     }
 

@@ -1,15 +1,18 @@
 //! The regions file beside every flow file (`common::paths::resolve_regions` names it): the
 //! video split into static stretches and the moves between them, derived from its
 //! `_optical_flow.json` exactly as CamHD_motion_metadata's scripts derive it (`find`),
-//! from the entries they read (`table`), written as their `RegionFile` writes it.
+//! from the entries they read (`table`), written as their `RegionFile` writes it, and
+//! read back for display (`file`).
 
+pub mod file;
 mod find;
 mod table;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
+
+use crate::read::Reading;
 
 pub use find::{regions, Region, RegionType, Stats, FIND_REGIONS_VERSION, SQUASH_DELTA};
 pub use table::{read, Row, Table, TableError};
@@ -40,46 +43,79 @@ pub struct Source<'a> {
     pub version: &'a str,
 }
 
-/// The regions document of the flow document `flow`, as pretty JSON (4-space indents,
-/// as the repository's regions files are written, and a final newline).
-pub fn derive(flow: &[u8], source: Source) -> Result<Vec<u8>, NoRegions> {
-    let (table, movie) = table::read_with_movie(flow)?;
-    if table.rows.is_empty() {
-        return Err(NoRegions::NoValidEntries);
+/// What a regions file is derived from: a flow document's table and its `movie`, read
+/// once. Small (32 bytes a valid entry), so a sink can keep it from the bytes it wrote
+/// until the commit that names the flow file is made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    table: Table,
+    movie: serde_json::Value,
+}
+
+impl Input {
+    /// The input of the flow document `flow`.
+    pub fn read(flow: &[u8]) -> Result<Input, NoRegions> {
+        let reading = crate::read::read(flow).map_err(TableError::Unreadable)?;
+        Input::of(&reading)
     }
-    let movie = movie.ok_or_else(|| TableError::Unreadable("the document has no movie".into()))?;
-    let doc = Document {
-        movie,
-        contents: Contents {
-            regions: REGIONS_VERSION,
-            analysis: "1.0",
-        },
-        versions: Versions {
-            find_regions: FIND_REGIONS_VERSION,
-        },
-        regions: regions(&table),
-        depends: Depends {
-            optical_flow: BTreeMap::from([(source.flow_path, source.flow_commit)]),
-        },
-        analysis: Analysis {
-            software: "camhd-grid",
-            version: source.version,
-            method: "findRegions 1.0 with squash_gaps(delta=30), as CamHD_motion_metadata's make_regions_files.py --no-classify",
-        },
-    };
-    let mut out = Vec::with_capacity(4096);
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-    doc.serialize(&mut ser)
-        .unwrap_or_else(|e| panic!("a regions document failed to serialise: {e}"));
-    out.push(b'\n');
-    Ok(out)
+
+    /// The input of a flow document already read.
+    pub fn of(reading: &Reading) -> Result<Input, NoRegions> {
+        let table = Table::of(reading)?;
+        if table.rows.is_empty() {
+            return Err(NoRegions::NoValidEntries);
+        }
+        let raw = reading
+            .movie
+            .ok_or_else(|| TableError::Unreadable("the document has no movie".into()))?;
+        // Parsed (key order kept) so the regions file is indented alike whatever the
+        // flow file's layout.
+        let movie = serde_json::from_str(raw.get())
+            .map_err(|e| TableError::Unreadable(format!("movie: {e}")))?;
+        Ok(Input { table, movie })
+    }
+
+    /// The regions document, as pretty JSON (4-space indents, as the repository's
+    /// regions files are written, and a final newline).
+    pub fn derive(&self, source: Source) -> Vec<u8> {
+        let doc = Document {
+            movie: &self.movie,
+            contents: Contents {
+                regions: REGIONS_VERSION,
+                analysis: "1.0",
+            },
+            versions: Versions {
+                find_regions: FIND_REGIONS_VERSION,
+            },
+            regions: regions(&self.table),
+            depends: Depends {
+                optical_flow: BTreeMap::from([(source.flow_path, source.flow_commit)]),
+            },
+            analysis: Analysis {
+                software: "camhd-grid",
+                version: source.version,
+                method: "findRegions 1.0 with squash_gaps(delta=30), as CamHD_motion_metadata's make_regions_files.py --no-classify",
+            },
+        };
+        let mut out = Vec::with_capacity(4096);
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+        doc.serialize(&mut ser)
+            .unwrap_or_else(|e| panic!("a regions document failed to serialise: {e}"));
+        out.push(b'\n');
+        out
+    }
+}
+
+/// The regions document of the flow document `flow`, as [`Input::derive`] writes it.
+pub fn derive(flow: &[u8], source: Source) -> Result<Vec<u8>, NoRegions> {
+    Ok(Input::read(flow)?.derive(source))
 }
 
 /// The regions document, in the original's key order.
 #[derive(Serialize)]
 struct Document<'a> {
-    movie: &'a RawValue,
+    movie: &'a serde_json::Value,
     contents: Contents,
     versions: Versions,
     regions: Vec<Region>,

@@ -1,13 +1,9 @@
 //! What region finding reads of an `_optical_flow.json`: the valid entries (frame,
 //! scale, tx, ty) sorted by frame, and the number of columns of the table the original
-//! scripts build from the document, on which their region `size` depends. Read as a
-//! stream of typed entries, never as a tree.
+//! scripts build from the document, on which their region `size` depends, taken from
+//! the one reading of the document (`crate::read`).
 
-use std::collections::BTreeSet;
-use std::fmt;
-
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use crate::read::{Reading, Spelling};
 
 /// One valid entry.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,160 +50,49 @@ pub enum TableError {
 
 /// Reads the table of `document` (an `_optical_flow.json`, version 1.1).
 pub fn read(document: &[u8]) -> Result<Table, TableError> {
-    read_with_movie(document).map(|(table, _)| table)
+    let reading = crate::read::read(document).map_err(TableError::Unreadable)?;
+    Table::of(&reading)
 }
 
-/// [`read`], and the document's `movie` as it is written (`None` when it has none), in
-/// one pass over the document.
-pub fn read_with_movie(
-    document: &[u8],
-) -> Result<(Table, Option<&serde_json::value::RawValue>), TableError> {
-    let doc: Document =
-        serde_json::from_slice(document).map_err(|e| TableError::Unreadable(e.to_string()))?;
-    let mut keys = BTreeSet::new();
-    let mut center_width = 0;
-    let mut any_center = false;
-    let mut rows = Vec::new();
-    for entry in doc.frame_stats {
-        let flow = entry.optical_flow;
-        any_center |= flow.center.is_some();
-        keys.extend(flow.other_keys);
-        if flow.valid {
-            // pandas spreads a missing center (NaN) over one column.
-            center_width = center_width.max(flow.center.unwrap_or(1));
-            rows.push(Row {
-                frame: entry.frame_number,
-                scale: flow.similarity[0],
-                tx: flow.similarity[2],
-                ty: flow.similarity[3],
-            });
+impl Table {
+    /// The table of a document already read: every entry must have a whole
+    /// `frameNumber` and an `opticalFlow` with four numbers of `similarity` and a boolean
+    /// `valid`, as the original's `pandas` reading needs.
+    pub fn of(doc: &Reading) -> Result<Table, TableError> {
+        if doc.spelling != Some(Spelling::V11) {
+            return Err(TableError::Unreadable(
+                "there is no frameStats array".into(),
+            ));
         }
-    }
-    if !any_center {
-        return Err(TableError::NoCenter);
-    }
-    rows.sort_by_key(|r| r.frame);
-    let columns = keys.len() as u64 + center_width as u64 + 4 + 1;
-    Ok((Table { rows, columns }, doc.movie))
-}
-
-#[derive(Deserialize)]
-struct Document<'a> {
-    #[serde(rename = "frameStats")]
-    frame_stats: Vec<Entry>,
-    #[serde(borrow, default)]
-    movie: Option<&'a serde_json::value::RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(rename = "frameNumber")]
-    frame_number: i64,
-    #[serde(rename = "opticalFlow")]
-    optical_flow: Flow,
-}
-
-/// An entry's `opticalFlow`: what region finding reads, the width of `center`, and the
-/// names of the other keys.
-struct Flow {
-    similarity: [f64; 4],
-    valid: bool,
-    /// Elements of `center` (keys, for an object; 1 for a scalar), if it has one.
-    center: Option<usize>,
-    other_keys: Vec<String>,
-}
-
-impl<'de> Deserialize<'de> for Flow {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Flow, D::Error> {
-        d.deserialize_map(FlowVisitor)
-    }
-}
-
-struct FlowVisitor;
-
-impl<'de> Visitor<'de> for FlowVisitor {
-    type Value = Flow;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an opticalFlow object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Flow, A::Error> {
-        let (mut similarity, mut valid, mut center) = (None, None, None);
-        let mut other_keys = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "similarity" => similarity = Some(map.next_value::<[f64; 4]>()?),
-                "valid" => valid = Some(map.next_value::<bool>()?),
-                "center" => center = Some(map.next_value::<Width>()?.0),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    other_keys.push(key);
-                }
+        let mut center_width = 0;
+        let mut any_center = false;
+        let mut rows = Vec::new();
+        for (i, entry) in doc.entries.iter().enumerate() {
+            let (Some(frame), true, Some(similarity), Some(valid)) =
+                (entry.frame, entry.nested, entry.similarity, entry.valid)
+            else {
+                return Err(TableError::Unreadable(format!(
+                    "frameStats[{i}] needs a whole frameNumber and an opticalFlow with four numbers of similarity and a boolean valid"
+                )));
+            };
+            any_center |= entry.center.is_some();
+            if valid {
+                // pandas spreads a missing center (NaN) over one column.
+                center_width = center_width.max(entry.center.unwrap_or(1));
+                rows.push(Row {
+                    frame,
+                    scale: similarity[0],
+                    tx: similarity[2],
+                    ty: similarity[3],
+                });
             }
         }
-        Ok(Flow {
-            similarity: similarity.ok_or_else(|| de::Error::missing_field("similarity"))?,
-            valid: valid.ok_or_else(|| de::Error::missing_field("valid"))?,
-            center,
-            // `valid` is a column of the table too.
-            other_keys: {
-                other_keys.push("valid".to_owned());
-                other_keys
-            },
-        })
-    }
-}
-
-/// The number of columns pandas spreads a value over: its elements, its keys, or one.
-struct Width(usize);
-
-impl<'de> Deserialize<'de> for Width {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Width, D::Error> {
-        d.deserialize_any(WidthVisitor)
-    }
-}
-
-struct WidthVisitor;
-
-impl<'de> Visitor<'de> for WidthVisitor {
-    type Value = Width;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Width, A::Error> {
-        let mut n = 0;
-        while seq.next_element::<IgnoredAny>()?.is_some() {
-            n += 1;
+        if !any_center {
+            return Err(TableError::NoCenter);
         }
-        Ok(Width(n))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Width, A::Error> {
-        let mut keys = BTreeSet::new();
-        while let Some(k) = map.next_key::<String>()? {
-            map.next_value::<IgnoredAny>()?;
-            keys.insert(k);
-        }
-        Ok(Width(keys.len()))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Width, E> {
-        Ok(Width(1))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Width, E> {
-        Ok(Width(1))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Width, E> {
-        Ok(Width(1))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Width, E> {
-        Ok(Width(1))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Width, E> {
-        Ok(Width(1))
-    }
-    fn visit_unit<E>(self) -> Result<Width, E> {
-        Ok(Width(1))
+        rows.sort_by_key(|r| r.frame);
+        let columns = doc.flow_keys.len() as u64 + center_width as u64 + 4 + 1;
+        Ok(Table { rows, columns })
     }
 }
 

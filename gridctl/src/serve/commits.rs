@@ -96,14 +96,13 @@ pub fn flow_document(checkout: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
 pub fn regions(checkout: &Path, path: &str) -> Option<Vec<RegionRow>> {
     let (rel, _) = resolve_regions(checkout, path).ok()?;
     let bytes = blob(checkout, &rel, MAX_REGIONS_BLOB).ok()?;
-    let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let rows = doc["regions"]
-        .as_array()?
-        .iter()
-        .map(|r| RegionRow {
-            kind: r["type"].as_str().unwrap_or("?").to_owned(),
-            start: r["startFrame"].as_i64().unwrap_or(0),
-            end: r["endFrame"].as_i64().unwrap_or(0),
+    let spans = flowdoc::regions::file::spans(&bytes).ok()?;
+    let rows = spans
+        .into_iter()
+        .map(|s| RegionRow {
+            kind: s.kind,
+            start: s.start,
+            end: s.end,
         })
         .collect();
     Some(rows)
