@@ -68,11 +68,6 @@ impl GridArgs {
         )
     }
 
-    /// The grid these flags name, seen from `host`: its configuration and keys.
-    pub fn grid(&self, host: impl Into<String>) -> anyhow::Result<crate::grid::Grid> {
-        Ok(crate::grid::Grid::new(self.config()?, self.keys()?, host))
-    }
-
     /// The checked configuration: TLS files only with a `tls://` server, where they mean
     /// something (given to a plain server they would be silently ignored).
     pub fn config(&self) -> anyhow::Result<GridConfig> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::beanstalk::{Client, Error, JobState, JobStats, PutOptions};
-use crate::config::GridConfig;
+use crate::config::{GridArgs, GridConfig};
 use crate::sign::{Keys, Kind, Signature};
 use crate::wire::{Failure, Heartbeat, Job, SinkState};
 
@@ -140,6 +140,12 @@ impl Grid {
             keys: Arc::new(keys),
             host: host.into(),
         }
+    }
+
+    /// The grid the flags `args` name, seen from `host`: its configuration and keys,
+    /// checked.
+    pub fn from_args(args: &GridArgs, host: impl Into<String>) -> anyhow::Result<Grid> {
+        Ok(Grid::new(args.config()?, args.keys()?, host))
     }
 
     /// Where the grid is and which tubes are ours.

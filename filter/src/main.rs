@@ -162,7 +162,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let config = WorkerConfig {
-        grid: cli.grid.grid(filter::document::hostname())?,
+        grid: common::grid::Grid::from_args(&cli.grid, filter::document::hostname())?,
         jobs: cli.jobs as usize,
         threads: cli
             .threads

@@ -168,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("wrote grid key {} to {}", key.id(), file.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let grid = cli.grid.grid(common::host::hostname())?;
+    let grid = common::grid::Grid::from_args(&cli.grid, common::host::hostname())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

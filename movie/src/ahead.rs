@@ -9,7 +9,6 @@ use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::bytes::ByteSource;
 use crate::video::{FrameSource, Payload, SpanPlanner, SparseFrame};
@@ -256,15 +255,6 @@ pub fn start(video: Video, window: Window) -> FrameStream {
         },
         reader,
     }
-}
-
-/// How many requests to keep in flight for a round trip: enough requests of parts
-/// (~60 KB each) to keep a 50 MB/s link busy, which takes twice its bandwidth-delay
-/// product in flight (each request's own transfer adds to its round trip): 64 at 40 ms.
-/// A few at least, `cap` at most.
-pub fn requests_for(round_trip: Option<Duration>, cap: usize) -> usize {
-    let ms = round_trip.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    ((4.0 + ms * 1.5).round() as usize).clamp(2, cap.max(2))
 }
 
 /// One request: what it asks for and for which frames.
@@ -743,19 +733,9 @@ fn past_head(ranges: &[(usize, usize)], head: usize, len: usize) -> Vec<(usize, 
 mod tests {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::Condvar;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use super::*;
-
-    #[test]
-    fn the_requests_in_flight_grow_with_the_round_trip() {
-        assert_eq!(requests_for(None, 64), 4);
-        assert_eq!(requests_for(Some(Duration::from_millis(1)), 64), 6);
-        assert_eq!(requests_for(Some(Duration::from_millis(10)), 64), 19);
-        assert_eq!(requests_for(Some(Duration::from_millis(40)), 64), 64);
-        assert_eq!(requests_for(Some(Duration::from_millis(80)), 64), 64);
-        assert_eq!(requests_for(Some(Duration::from_millis(80)), 1), 2);
-    }
 
     /// What the test sees of the requests: how many are in flight (and the most ever),
     /// the bytes served, and a count of requests the test lets finish.

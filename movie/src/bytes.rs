@@ -521,12 +521,21 @@ impl ByteSource for HttpBytes {
     }
 
     fn requests_in_flight(&self) -> usize {
-        crate::ahead::requests_for(self.round_trip(), self.http.limits().connections)
+        requests_for(self.round_trip(), self.http.limits().connections)
     }
 
     fn try_clone(&self) -> Option<Box<dyn ByteSource>> {
         Some(Box::new(self.clone_reader()))
     }
+}
+
+/// How many requests to keep in flight for a round trip: enough requests of parts
+/// (~60 KB each) to keep a 50 MB/s link busy, which takes twice its bandwidth-delay
+/// product in flight (each request's own transfer adds to its round trip): 64 at 40 ms.
+/// A few at least, `cap` at most.
+pub fn requests_for(round_trip: Option<Duration>, cap: usize) -> usize {
+    let ms = round_trip.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    ((4.0 + ms * 1.5).round() as usize).clamp(2, cap.max(2))
 }
 
 /// How many of `ranges` (at least one) go in the next request: at most
@@ -563,6 +572,16 @@ fn content_range(reply: &Reply) -> Option<(u64, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_requests_in_flight_grow_with_the_round_trip() {
+        assert_eq!(requests_for(None, 64), 4);
+        assert_eq!(requests_for(Some(Duration::from_millis(1)), 64), 6);
+        assert_eq!(requests_for(Some(Duration::from_millis(10)), 64), 19);
+        assert_eq!(requests_for(Some(Duration::from_millis(40)), 64), 64);
+        assert_eq!(requests_for(Some(Duration::from_millis(80)), 64), 64);
+        assert_eq!(requests_for(Some(Duration::from_millis(80)), 1), 2);
+    }
 
     fn header_of(ranges: &[(u64, usize)]) -> String {
         let asked: Vec<(u64, u64)> = ranges.iter().map(|&(o, l)| (o, o + l as u64 - 1)).collect();

@@ -15,7 +15,7 @@ pub mod reach;
 mod source;
 mod video;
 
-pub use ahead::requests_for;
+pub use bytes::requests_for;
 pub use deadline::{Deadline, FRAMES_PER_SECOND};
 pub use error::ReadError;
 pub use source::*;

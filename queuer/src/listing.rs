@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
-use crate::sources::{Candidate, Found, Rejected};
+use crate::found::{Candidate, Found, Rejected};
 
 /// Listings fetched at once: half a year of the archive (190 folders, three levels) in
 /// about six round trips (0.26 s at 40 ms; one at a time it took 7.5 s). A listing is a

@@ -1,6 +1,7 @@
 //! `queuer`: finds videos whose `_optical_flow.json` is missing and queues a job for each.
 //! `main` parses the flags into a checked configuration and runs one pass.
 
+mod found;
 mod grid_id;
 mod ledger;
 mod listing;
@@ -112,7 +113,7 @@ fn main() -> ExitCode {
     let cli: Cli = common::generate::parse(&[]);
     init_logging();
     main_with(|| {
-        let grid = cli.grid.grid(common::host::hostname())?;
+        let grid = common::grid::Grid::from_args(&cli.grid, common::host::hostname())?;
         anyhow::ensure!(
             cli.checkout.is_dir(),
             "--checkout {} is not a folder",

@@ -11,9 +11,10 @@ use common::grid::{Grid, JobNow, KeyMarker};
 use common::paths::{archive_date, check_output, output_for};
 use common::wire::{Job, QueuedBy, WIRE_VERSION};
 
+use crate::found::{Candidate, Rejected};
 use crate::grid_id::{grid_id, GridId};
 use crate::ledger::{Ledger, Pending};
-use crate::sources::{walk, Candidate, Rejected};
+use crate::sources::walk;
 
 /// The queuer's checked configuration.
 #[derive(Debug, Clone)]

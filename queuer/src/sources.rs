@@ -9,32 +9,7 @@ use std::path::Path;
 
 use common::paths::{archive_relative, LAZYCACHE_MARKER};
 
-/// A video found in a source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The path or URL a filter will read.
-    pub video: String,
-    /// Its path below the archive root (ends in `.mov`).
-    pub rel: String,
-}
-
-/// An entry that could not become a job, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The entry.
-    pub entry: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// Everything a source yields.
-#[derive(Debug, Default)]
-pub struct Found {
-    /// Videos.
-    pub videos: Vec<Candidate>,
-    /// Entries refused.
-    pub rejected: Vec<Rejected>,
-}
+use crate::found::{Candidate, Found, Rejected};
 
 /// Walks one SOURCE.
 pub fn walk(source: &str) -> Found {

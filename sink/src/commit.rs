@@ -3,9 +3,9 @@
 //! the commit after it. A batch git refuses is halved until the result to blame is
 //! found; the rest are committed.
 
+use crate::batch::Written;
 use crate::checkout::Checkout;
 use crate::metrics;
-use crate::write::Written;
 
 /// Committed results, and refused ones with the reason.
 pub type Split = (Vec<Written>, Vec<(Written, String)>);

@@ -2,8 +2,10 @@
 //! `main` parses the flags into a checked configuration and runs the loop.
 
 mod backfill;
+mod batch;
 mod checkout;
 mod commit;
+mod fate;
 mod incoming;
 mod metrics;
 mod process;
@@ -169,7 +171,7 @@ fn main() -> ExitCode {
     }
     main_with(|| {
         let config = sink::SinkConfig {
-            grid: cli.grid.grid(common::host::hostname())?,
+            grid: common::grid::Grid::from_args(&cli.grid, common::host::hostname())?,
             batch: cli.batch as usize,
             commit_every: Duration::from_secs(cli.commit_every),
             push: cli.push.clone(),

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use common::paths::{resolve_output, resolve_regions};
 use flowdoc::regions::{self, NoRegions, Source};
 
+use crate::batch::Written;
 use crate::checkout::Checkout;
 use crate::metrics;
-use crate::write::Written;
 
 /// A regions file written and waiting for its commit.
 pub struct Derived {

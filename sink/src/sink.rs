@@ -10,12 +10,14 @@ use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError};
 use common::grid::Grid;
 use common::shutdown::Shutdown;
+use common::wire::{Failure, Job};
 
+use crate::batch::Written;
 use crate::checkout::Checkout;
 use crate::commit::Committer;
+use crate::fate::{decide, Event, Fate};
 use crate::metrics;
 use crate::push::Pusher;
-use crate::write::Written;
 
 /// What the sink does, checked.
 #[derive(Debug, Clone)]
@@ -57,9 +59,6 @@ pub struct Totals {
     /// Why the last push failed, if commits wait.
     pub push_error: Option<String>,
 }
-
-/// After a failed commit, its results come back this many seconds later.
-const COMMIT_RETRY_SECS: u32 = 10;
 
 /// The sink over one checkout, and the batch it is filling.
 #[derive(Debug)]
@@ -200,17 +199,16 @@ impl<'a> Sink<'a> {
             Err((items, e)) => {
                 tracing::error!(error = %format!("{e:#}"), results = items.len(), "commit failed and the checkout is not writable; releasing the results to retry");
                 for w in items {
-                    if let Err(e) = c.release(w.id, 1024, COMMIT_RETRY_SECS).await {
-                        tracing::warn!(job = w.id, error = %e, "could not release; it returns when the connection closes");
-                    }
+                    self.settle(c, w.id, Some(&w.job), decide(Event::CheckoutFault))
+                        .await;
                 }
                 return Err(e);
             }
         };
         metrics::COMMIT_SECONDS.add(started.elapsed().as_secs_f64());
         for (w, why) in refused {
-            tracing::error!(job = w.id, video = %w.video, error = %why, "burying a result git refused");
-            self.bury(c, w.id, Some(&w.job), why).await;
+            self.settle(c, w.id, Some(&w.job), decide(Event::GitRefused(why)))
+                .await;
         }
         metrics::RESULTS.add(committed.len() as f64);
         // Before the results go: a sink killed here derives them again when they return.
@@ -222,10 +220,7 @@ impl<'a> Sink<'a> {
             self.config.regions_budget,
         );
         for w in committed {
-            if let Err(e) = c.delete(w.id).await {
-                tracing::warn!(job = w.id, error = %e, "could not delete a committed result");
-            }
-            self.delete_job(c, &w).await;
+            self.settle_committed(c, &w).await;
         }
         self.push(c, true).await;
         Ok(())
@@ -303,11 +298,48 @@ impl<'a> Sink<'a> {
         self.totals.push_error = self.pusher.failure().map(str::to_owned);
     }
 
-    /// Deletes the job a committed result answers (the filter left it delayed, awaiting
-    /// this commit), but only if it is still that job and nobody holds it. A job some
-    /// filter holds again (its delay ran out) is left to it; its second result will find
-    /// the JSON committed and change nothing.
-    async fn delete_job(&self, c: &mut Client, w: &Written) {
+    /// Applies a result's fate: the one place a result leaves the tube or is parked. A
+    /// result deleted takes the job it answers with it ([`Sink::settle_committed`]).
+    pub(crate) async fn settle(&mut self, c: &mut Client, id: u64, job: Option<&Job>, fate: Fate) {
+        let video = job.map_or(common::wire::UNREADABLE, |j| j.video.as_str());
+        match fate {
+            Fate::Delete => {
+                if let Err(e) = c.delete(id).await {
+                    tracing::warn!(job = id, error = %e, "could not delete a committed result");
+                }
+            }
+            Fate::Release { delay_secs } => {
+                if let Err(e) = c.release(id, 1024, delay_secs).await {
+                    tracing::warn!(job = id, error = %e, "could not release; it returns when the connection closes");
+                }
+            }
+            Fate::Bury { error } => {
+                tracing::error!(job = id, video = %video, error = %error, "burying a result");
+                let record = Failure::now(id, job, &error, self.config.grid.host());
+                let parked = async {
+                    self.config.grid.record_failure(c, &record).await?;
+                    c.bury(id, 0).await
+                };
+                // A failure here leaves the result reserved: it comes back with the
+                // connection or its TTR, and is judged again.
+                match parked.await {
+                    Ok(()) => {
+                        self.totals.buried += 1;
+                        metrics::BURIED.inc();
+                    }
+                    Err(e) => tracing::warn!(job = id, error = %e, "could not bury the result"),
+                }
+            }
+        }
+    }
+
+    /// Deletes a committed result, then the job it answers (the filter left it delayed,
+    /// awaiting this commit), but only if it is still that job and nobody holds it. A
+    /// job some filter holds again (its delay ran out) is left to it; its second result
+    /// will find the JSON committed and change nothing.
+    async fn settle_committed(&mut self, c: &mut Client, w: &Written) {
+        self.settle(c, w.id, Some(&w.job), decide(Event::Committed))
+            .await;
         let Some(job_id) = w.job_id else { return };
         let grid = &self.config.grid;
         if let Ok(true) = grid.idle_job_for(c, job_id, &w.video, &w.rel).await {

@@ -1,43 +1,19 @@
 //! Writing one result into the checkout: its signature checked, its body accepted
 //! (`incoming`), its path resolved by the path policy, and its document written
 //! atomically — or kept, when the JSON is committed already and the job is not forced.
-//! What must never be written, or cannot be, is buried with a failure record.
+//! What must never be written, or cannot be, is settled as `fate::decide` says.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use common::beanstalk::{self, Client};
 use common::paths::resolve_output;
 use common::sign::Kind;
-use common::wire::{Failure, Job};
-use flowdoc::regions::{self, NoRegions};
 
+use crate::batch::Written;
+use crate::fate::{decide, Event};
 use crate::incoming;
-use crate::metrics;
 use crate::sink::Sink;
-
-/// A result written (or kept) and waiting for its commit.
-#[derive(Debug)]
-pub struct Written {
-    /// The result's id in the results tube.
-    pub id: u64,
-    /// Where it was written.
-    pub path: PathBuf,
-    /// Its output path, relative to the checkout.
-    pub rel: String,
-    /// Bytes written, or `None` when the committed JSON was kept.
-    pub written: Option<usize>,
-    /// Its video.
-    pub video: String,
-    /// The job it answers, deleted from the jobs tube once the result is committed.
-    pub job_id: Option<u64>,
-    /// That job, as the result carries it.
-    pub job: Job,
-    /// What the regions file is derived from, when the document was written (a kept
-    /// one's regions come from the committed file).
-    pub regions: Option<Arc<Result<regions::Input, NoRegions>>>,
-}
 
 impl Sink<'_> {
     /// Writes (or keeps) one result; buries what must never be written or cannot be.
@@ -51,18 +27,17 @@ impl Sink<'_> {
         let body = match self.config.grid.keys().verify(Kind::Result, &result.body) {
             Ok(body) => body,
             Err(e) => {
-                tracing::error!(job = id, error = %e, "burying a result whose signature is refused");
                 let said = common::wire::job_said(&result.body);
-                self.bury(c, id, said.as_ref(), format!("result refused: {e}"))
-                    .await;
+                let fate = decide(Event::SignatureRefused(e.to_string()));
+                self.settle(c, id, said.as_ref(), fate).await;
                 return Ok(None);
             }
         };
         let accepted = match incoming::accept(&body, self.config.max_document) {
             Ok(a) => a,
             Err((of, refusal)) => {
-                tracing::error!(job = id, error = %refusal, "burying a result");
-                self.bury(c, id, of.as_deref(), refusal.to_string()).await;
+                let fate = decide(Event::BodyRefused(refusal.to_string()));
+                self.settle(c, id, of.as_deref(), fate).await;
                 return Ok(None);
             }
         };
@@ -70,9 +45,8 @@ impl Sink<'_> {
         let path = match resolve_output(self.checkout.root(), &rel) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(job = id, video = %accepted.job.video, error = %e, "burying a result with a hostile path");
-                let error = format!("not written: {e}");
-                self.bury(c, id, Some(&accepted.job), error).await;
+                let fate = decide(Event::HostilePath(e.to_string()));
+                self.settle(c, id, Some(&accepted.job), fate).await;
                 return Ok(None);
             }
         };
@@ -115,9 +89,10 @@ impl Sink<'_> {
                 Ok(Some(Some(accepted.text.len())))
             }
             Err(e) if self.checkout.healthy() => {
-                let error = format!("cannot write {rel} in the checkout: {e}");
-                tracing::error!(job = id, video = %video, error = %error, "burying a result");
-                self.bury(c, id, Some(&accepted.job), error).await;
+                let fate = decide(Event::Unwritable(format!(
+                    "cannot write {rel} in the checkout: {e}"
+                )));
+                self.settle(c, id, Some(&accepted.job), fate).await;
                 Ok(None)
             }
             Err(e) => Err(e).with_context(|| {
@@ -126,24 +101,6 @@ impl Sink<'_> {
                     self.checkout.root().display()
                 )
             }),
-        }
-    }
-
-    /// Parks a result that must never be written, with a failure record saying why for
-    /// `gridctl failed`. A failure here leaves the result reserved: it comes back with
-    /// the connection or its TTR, and is judged again.
-    pub(crate) async fn bury(&mut self, c: &mut Client, id: u64, job: Option<&Job>, error: String) {
-        let record = Failure::now(id, job, &error, self.config.grid.host());
-        let parked = async {
-            self.config.grid.record_failure(c, &record).await?;
-            c.bury(id, 0).await
-        };
-        match parked.await {
-            Ok(()) => {
-                self.totals.buried += 1;
-                metrics::BURIED.inc();
-            }
-            Err(e) => tracing::warn!(job = id, error = %e, "could not bury the result"),
         }
     }
 }

@@ -12,23 +12,13 @@ use common::shutdown::Phase;
 use common::sign::Kind;
 use common::wire::{ComputedBy, Failure, Job, JobResult};
 
+use super::conn::result_options;
 use super::heartbeat::Progress;
-use super::outcome::{decide, JobError, Outcome};
-use super::slot::{connect, result_options, Slot};
+use super::outcome::{decide, JobError, Lease, Outcome};
+use super::slot::Slot;
 use super::{metrics, WorkerConfig};
 use crate::source::{self, SourceKind};
 use crate::{analyze, Analysis, AnalysisError, Settings};
-
-/// A reserved job: what finishing it needs besides the job itself.
-#[derive(Debug, Clone, Copy)]
-pub struct Lease {
-    /// The job's id.
-    pub id: u64,
-    /// Its priority, kept when it is released or buried.
-    pub priority: u32,
-    /// Which reservation of it this is (1 for the first).
-    pub attempt: u32,
-}
 
 /// How often a running job's heartbeat is renewed while its progress moves.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -42,7 +32,7 @@ impl Slot {
         job: &Job,
     ) -> Option<Result<Analysis, JobError>> {
         let progress = Arc::new(Progress::default());
-        if let Some(c) = self.conn.as_mut() {
+        if let Some(c) = self.conn.get() {
             self.beat
                 .publish(c, Some((lease.id, &job.video)), Some(&progress))
                 .await;
@@ -71,14 +61,14 @@ impl Slot {
                 r = &mut analysis => break r,
                 _ = ticker.tick() => {
                     self.touch(lease.id).await;
-                    if let Some(c) = self.conn.as_mut() {
+                    if let Some(c) = self.conn.get() {
                         self.beat.publish(c, Some((lease.id, &job.video)), Some(&progress)).await;
                         shown = progress.seen();
                     }
                 }
                 _ = progress_ticker.tick() => {
                     if progress.seen() != shown {
-                        if let Some(c) = self.conn.as_mut() {
+                        if let Some(c) = self.conn.get() {
                             self.beat.publish(c, Some((lease.id, &job.video)), Some(&progress)).await;
                             shown = progress.seen();
                         }
@@ -104,18 +94,18 @@ impl Slot {
     /// the reservation (the job went back to ready). The analysis goes on: its result is
     /// still delivered.
     async fn touch(&mut self, id: u64) {
-        let Some(c) = self.conn.as_mut() else { return };
+        let Some(c) = self.conn.get() else { return };
         if let Err(e) = c.touch(id).await {
             tracing::warn!(error = %e, "touch failed; the reservation is lost, the result will still be delivered");
             if e.is_connection_lost() {
-                self.conn = None;
+                self.conn.lost();
             }
         }
     }
 
     pub(super) async fn give_back<T>(&mut self, lease: &Lease, why: &str) -> Option<T> {
         tracing::warn!(reason = why, "releasing an unfinished job");
-        if let Some(c) = self.conn.as_mut() {
+        if let Some(c) = self.conn.get() {
             if let Err(e) = c.release(lease.id, lease.priority, 0).await {
                 tracing::warn!(error = %e, "release failed; the job returns when the connection closes");
             }
@@ -152,12 +142,7 @@ impl Slot {
                     other => other,
                 });
             }
-            if self.conn.is_none() {
-                if let Ok(c) = connect(&self.config).await {
-                    self.connected(c);
-                }
-            }
-            if let Some(c) = self.conn.as_mut() {
+            if let Some(c) = self.conn.get_or_connect(&self.config).await {
                 match grid.put(c, &results, &sealed, result_options()).await {
                     Ok(rid) => {
                         tracing::info!(result = rid, video = %job.video, "result delivered");
@@ -166,7 +151,7 @@ impl Slot {
                     Err(BsError::JobTooBig) => return Err(self.spool.keep(lease.id, &sealed)),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not put the result; retrying");
-                        self.conn = None;
+                        self.conn.lost();
                     }
                 }
             }
@@ -185,12 +170,7 @@ impl Slot {
         result: Result<(), JobError>,
     ) -> Option<Outcome> {
         let outcome = decide(&result, lease.attempt, lease.id, &self.config.retry);
-        if self.conn.is_none() {
-            if let Ok(c) = connect(&self.config).await {
-                self.connected(c);
-            }
-        }
-        let c = self.conn.as_mut()?;
+        let c = self.conn.get_or_connect(&self.config).await?;
         if let Err(err) = &result {
             let action = match outcome {
                 Outcome::Release { delay } => format!("released; retry in {}s", delay.as_secs()),
@@ -230,7 +210,7 @@ impl Slot {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not finish the job; it returns to ready with the connection");
-                self.conn = None;
+                self.conn.lost();
                 None
             }
         }

@@ -2,6 +2,7 @@
 //! belongs to its connection), each reserving a job, analysing it while keeping it alive
 //! with `touch`, and finishing it by the one outcome `outcome::decide` picks.
 
+mod conn;
 mod heartbeat;
 mod job;
 mod outcome;
@@ -14,8 +15,7 @@ use std::time::Duration;
 use common::grid::Grid;
 use common::shutdown::Shutdown;
 
-pub use job::Lease;
-pub use outcome::{decide, JobError, Outcome, Retry};
+pub use outcome::{decide, JobError, Lease, Outcome, Retry};
 pub use slot::Slot;
 
 /// The worker's checked configuration.

@@ -8,6 +8,17 @@ use common::wire::WireError;
 
 use crate::AnalysisError;
 
+/// A reserved job: what finishing it needs besides the job itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    /// The job's id.
+    pub id: u64,
+    /// Its priority, kept when it is released or buried.
+    pub priority: u32,
+    /// Which reservation of it this is (1 for the first).
+    pub attempt: u32,
+}
+
 /// Why a job failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

@@ -6,40 +6,26 @@
 use std::time::{Duration, Instant};
 
 use common::backoff::Backoff;
-use common::beanstalk::{self, Client, Error as BsError, PutOptions};
+use common::beanstalk::{self, Error as BsError};
 use common::shutdown::Shutdown;
 use common::sign::{Kind, SignError};
 use common::wire::{Job, UNREADABLE};
 use tracing::Instrument;
 
+use super::conn::Conn;
 use super::heartbeat::{self, Beat};
-use super::job::Lease;
-use super::outcome::{JobError, Outcome};
+use super::outcome::{JobError, Lease, Outcome};
 use super::spool::Spool;
 use super::{metrics, Totals, WorkerConfig};
 
-/// Results may sit in the results tube while the sink batches them.
-const RESULT_TTR: u32 = 600;
-
 /// How often slot 0 offers spooled results to the server again while idle.
 const SPOOL_RETRY: Duration = Duration::from_secs(60);
-
-/// How results are put.
-pub(super) fn result_options() -> PutOptions {
-    PutOptions {
-        priority: 1024,
-        delay: 0,
-        ttr: RESULT_TTR,
-    }
-}
 
 /// One slot and what it keeps across jobs.
 pub struct Slot {
     pub(super) index: usize,
     pub(super) config: WorkerConfig,
-    pub(super) conn: Option<Client>,
-    /// A connection was made before: the next one is a reconnection, and says so.
-    connected_before: bool,
+    pub(super) conn: Conn,
     pub(super) beat: Beat,
     pub(super) spool: Spool,
     pub(super) shutdown: Shutdown,
@@ -50,7 +36,7 @@ impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot")
             .field("index", &self.index)
-            .field("connected", &self.conn.is_some())
+            .field("connected", &self.conn.is_up())
             .field("totals", &self.totals)
             .finish()
     }
@@ -64,8 +50,7 @@ impl Slot {
             spool: Spool::new(config.spool.clone()),
             index,
             config,
-            conn: None,
-            connected_before: false,
+            conn: Conn::new(index),
             shutdown,
             totals: Totals::default(),
         }
@@ -77,7 +62,7 @@ impl Slot {
         let mut idle_since = Instant::now();
         let mut spool_offered: Option<Instant> = None;
         while !self.shutdown.stopping() && self.config.wrong_key.get().is_none() {
-            if self.conn.is_none() {
+            if !self.conn.is_up() {
                 if let Err(e) = self.reconnect().await {
                     tracing::warn!(slot = self.index, error = %format!("{e:#}"), "reconnecting");
                     tokio::select! {
@@ -88,14 +73,14 @@ impl Slot {
                 }
                 backoff.reset();
             }
-            let Some(c) = self.conn.as_mut() else {
+            let Some(c) = self.conn.get() else {
                 continue;
             };
             if self.index == 0 && spool_offered.is_none_or(|t| t.elapsed() >= SPOOL_RETRY) {
                 spool_offered = Some(Instant::now());
                 if let Err(e) = self.spool.offer(c, &self.config.grid).await {
                     tracing::warn!(error = %e, "could not offer spooled results");
-                    self.conn = None;
+                    self.conn.lost();
                     continue;
                 }
             }
@@ -117,18 +102,18 @@ impl Slot {
                     let outcome = self.process(job).instrument(span).await;
                     self.count(outcome);
                     idle_since = Instant::now();
-                    if let Some(c) = self.conn.as_mut() {
+                    if let Some(c) = self.conn.get() {
                         self.beat.publish(c, None, None).await;
                     }
                 }
                 Err(BsError::TimedOut | BsError::DeadlineSoon) => {}
                 Err(e) => {
                     tracing::warn!(slot = self.index, error = %e, "lost the server");
-                    self.conn = None;
+                    self.conn.lost();
                 }
             }
         }
-        if let Some(c) = self.conn.as_mut() {
+        if let Some(c) = self.conn.get() {
             self.beat.clear(c).await;
         }
         self.totals
@@ -136,9 +121,9 @@ impl Slot {
 
     /// A new connection watching the jobs tube; slot 0 also sweeps dead heartbeats.
     async fn reconnect(&mut self) -> anyhow::Result<()> {
-        let mut c = connect(&self.config).await?;
+        let c = self.conn.connect(&self.config).await?;
         if self.index == 0 {
-            match heartbeat::sweep(&mut c, &self.config.grid).await {
+            match heartbeat::sweep(c, &self.config.grid).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     removed = n,
@@ -147,17 +132,8 @@ impl Slot {
                 Err(e) => tracing::debug!(error = %e, "could not sweep dead heartbeats"),
             }
         }
-        self.beat.publish(&mut c, None, None).await;
-        self.connected(c);
+        self.beat.publish(c, None, None).await;
         Ok(())
-    }
-
-    /// Takes `c` as the slot's connection, saying so when it replaces a lost one.
-    pub(super) fn connected(&mut self, c: Client) {
-        if std::mem::replace(&mut self.connected_before, true) {
-            tracing::info!(slot = self.index, "reconnected to the server");
-        }
-        self.conn = Some(c);
     }
 
     fn count(&mut self, outcome: Option<Outcome>) {
@@ -174,7 +150,7 @@ impl Slot {
     /// Handles one reserved job; returns its outcome, or `None` if it was given back
     /// unfinished (shutdown) or its reservation was lost with the connection.
     async fn process(&mut self, reserved: beanstalk::Job) -> Option<Outcome> {
-        let c = self.conn.as_mut()?;
+        let c = self.conn.get()?;
         let lease = match c.stats_job(reserved.id).await {
             Ok(s) => Lease {
                 id: reserved.id,
@@ -222,7 +198,7 @@ impl Slot {
     /// True when the grid's key marker says this filter's key is not the grid's (a job
     /// signed with key `kid` is then the grid's, not junk): every slot stops.
     async fn holds_wrong_key(&mut self, kid: &str) -> bool {
-        let Some(c) = self.conn.as_mut() else {
+        let Some(c) = self.conn.get() else {
             return false;
         };
         let grid = self.config.grid.clone();
@@ -230,7 +206,7 @@ impl Slot {
         // Back on the jobs tube, where this connection puts nothing but releases.
         if let Err(e) = c.use_tube(&grid.config().jobs_tube()).await {
             tracing::warn!(error = %e, "lost the server");
-            self.conn = None;
+            self.conn.lost();
         }
         match marker {
             Ok(common::grid::KeyMarker::Foreign { kid: marker }) => {
@@ -258,9 +234,4 @@ impl Slot {
             })?;
         Job::decode(&opened).map_err(|e| Box::new((unreadable(), JobError::Malformed(e))))
     }
-}
-
-pub(super) async fn connect(config: &WorkerConfig) -> anyhow::Result<Client> {
-    let grid = &config.grid;
-    grid.connect_watching(&grid.config().jobs_tube()).await
 }

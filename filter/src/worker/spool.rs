@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use common::beanstalk::{Client, Error as BsError};
 use common::grid::{Grid, Sealed};
 
+use super::conn::result_options;
 use super::outcome::JobError;
-use super::slot::result_options;
 
 /// A folder of spooled results.
 #[derive(Debug, Clone)]
