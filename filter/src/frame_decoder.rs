@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use crate::decode::ProresDecoder;
 use crate::decode::{analysis_size, decode_image, DecoderChoice, FetchChoice, GreyImage};
 use crate::frame_error::FrameError;
-use crate::prores::{ReducedDecoder, SparseError};
-use crate::source::{ByteSource, FrameSource, Payload, SparseFrame, VideoInfo};
-use crate::spans::SlicePlanner;
+use crate::parts::SliceParts;
+use crate::prores::{PartsError, ReducedDecoder};
+use crate::source::{ByteSource, FrameParts, FrameSource, Payload, VideoInfo};
 
 /// Decodes the frames of one video to grey images at the analysis size.
 pub struct FrameDecoder {
@@ -39,7 +39,7 @@ impl std::fmt::Debug for FrameDecoder {
 /// Frames fetched in parts: what plans them, and a reader for what a decode finds
 /// missing.
 struct Parts {
-    planner: Arc<SlicePlanner>,
+    planner: Arc<SliceParts>,
     more: Mutex<Option<Box<dyn ByteSource>>>,
     /// Set once a request for more failed: the video fails, nothing more is asked.
     failed: AtomicBool,
@@ -80,8 +80,8 @@ impl FrameDecoder {
         let Some(reduced) = self.reduced.clone().filter(|_| wanted) else {
             return false;
         };
-        let planner = Arc::new(SlicePlanner::new(reduced));
-        if !source.fetch_spans(planner.clone()) {
+        let planner = Arc::new(SliceParts::new(reduced));
+        if !source.fetch_parts(planner.clone()) {
             return false;
         }
         self.parts = Some(Parts {
@@ -107,7 +107,7 @@ impl FrameDecoder {
                 decode_image(bytes, self.target.0, self.target.1).map_err(FrameError::Decode)
             }
             Ok(Payload::Prores(bytes)) => self.decode_whole(bytes),
-            Ok(Payload::ProresSpans(frame)) => self.decode_parts(frame),
+            Ok(Payload::ProresParts(frame)) => self.decode_parts(frame),
         }
     }
 
@@ -137,7 +137,7 @@ impl FrameDecoder {
     /// A frame fetched in parts: decoded from them, with the rest of any slice whose
     /// prefix fell short fetched first; a frame the reduced decoder cannot take from its
     /// parts is fetched whole and goes to libav.
-    fn decode_parts(&self, frame: &SparseFrame) -> Result<GreyImage, FrameError> {
+    fn decode_parts(&self, frame: &FrameParts) -> Result<GreyImage, FrameError> {
         let (Some(reduced), Some(parts)) = (self.reduced.as_ref(), self.parts.as_ref()) else {
             return Err(FrameError::Decode(
                 "a frame fetched in parts with no decoder for parts".into(),
@@ -146,11 +146,11 @@ impl FrameDecoder {
         // Copied only when a short prefix must be completed.
         let mut frame = std::borrow::Cow::Borrowed(frame);
         let mut needs = Vec::new();
-        let decoded = match reduced.decode_sparse(&frame, &mut needs) {
-            Err(SparseError::Short(missing)) => {
+        let decoded = match reduced.decode_parts(&frame, &mut needs) {
+            Err(PartsError::Short(missing)) => {
                 let more = parts.fetch(&frame, &missing)?;
                 frame.to_mut().add(more);
-                reduced.decode_sparse(&frame, &mut needs)
+                reduced.decode_parts(&frame, &mut needs)
             }
             decoded => decoded,
         };
@@ -174,7 +174,7 @@ impl Parts {
     /// The frame-relative `ranges` of `frame`, fetched now.
     fn fetch(
         &self,
-        frame: &SparseFrame,
+        frame: &FrameParts,
         ranges: &[(usize, usize)],
     ) -> Result<Vec<(usize, Vec<u8>)>, FrameError> {
         let absolute: Vec<(u64, usize)> = ranges

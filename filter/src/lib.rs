@@ -11,9 +11,9 @@ mod error;
 pub mod frame_decoder;
 pub mod frame_error;
 pub mod motion;
+pub mod parts;
 pub mod plan;
 pub mod prores;
-pub mod spans;
 pub mod worker;
 
 pub use analysis::{analyze, decode_only, Analysis, Progress, RunStats, Settings};

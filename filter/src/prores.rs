@@ -8,7 +8,7 @@
 //! `filter/tests/decoders.rs`.
 
 use crate::decode::GreyImage;
-use crate::source::SparseFrame;
+use crate::source::FrameParts;
 
 /// Why a frame was not decoded here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,16 +45,16 @@ const MAX_SLICE_BLOCKS: usize = 32;
 
 /// Why a frame with parts missing was not decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SparseError {
+pub enum PartsError {
     /// As for a whole frame.
     Prores(ProresError),
     /// These `(offset, length)` parts of the frame are needed as well.
     Short(Vec<(usize, usize)>),
 }
 
-impl From<ProresError> for SparseError {
+impl From<ProresError> for PartsError {
     fn from(e: ProresError) -> Self {
-        SparseError::Prores(e)
+        PartsError::Prores(e)
     }
 }
 
@@ -85,9 +85,9 @@ impl FrameBytes for Whole<'_> {
 }
 
 /// A frame's fetched parts.
-struct Sparse<'a>(&'a SparseFrame);
+struct InParts<'a>(&'a FrameParts);
 
-impl FrameBytes for Sparse<'_> {
+impl FrameBytes for InParts<'_> {
     fn head(&self) -> &[u8] {
         self.0.from(0)
     }
@@ -184,8 +184,8 @@ impl ReducedDecoder {
     pub fn decode(&self, packet: &[u8]) -> Result<GreyImage, ProresError> {
         self.decode_any(&Whole(packet), &mut Vec::new())
             .map_err(|e| match e {
-                SparseError::Prores(e) => e,
-                SparseError::Short(_) => ProresError::Corrupt("slice past the end of the frame"),
+                PartsError::Prores(e) => e,
+                PartsError::Short(_) => ProresError::Corrupt("slice past the end of the frame"),
             })
     }
 
@@ -193,19 +193,19 @@ impl ReducedDecoder {
     /// would decode it whole; or says which parts (frame-relative `(offset, length)`)
     /// are still needed: the rest of each slice whose fetched prefix fell short. `needs`
     /// gets, per slice, the bytes from its start that decoding read.
-    pub fn decode_sparse(
+    pub fn decode_parts(
         &self,
-        frame: &SparseFrame,
+        frame: &FrameParts,
         needs: &mut Vec<u32>,
-    ) -> Result<GreyImage, SparseError> {
-        self.decode_any(&Sparse(frame), needs)
+    ) -> Result<GreyImage, PartsError> {
+        self.decode_any(&InParts(frame), needs)
     }
 
     fn decode_any(
         &self,
         frame: &impl FrameBytes,
         needs: &mut Vec<u32>,
-    ) -> Result<GreyImage, SparseError> {
+    ) -> Result<GreyImage, PartsError> {
         // The block size is a constant inside each arm, so the per-block arithmetic
         // unrolls (measured: a third of the decoder's time went to it with loops over
         // runtime sizes).
@@ -221,7 +221,7 @@ impl ReducedDecoder {
         &self,
         bytes: &impl FrameBytes,
         needs: &mut Vec<u32>,
-    ) -> Result<GreyImage, SparseError> {
+    ) -> Result<GreyImage, PartsError> {
         debug_assert_eq!((N, N), (self.per_block, self.freqs));
         let head = bytes.head();
         let frame = FrameHeader::parse(head)?;
@@ -279,7 +279,7 @@ impl ReducedDecoder {
             }
         }
         if !short.is_empty() {
-            return Err(SparseError::Short(short));
+            return Err(PartsError::Short(short));
         }
         Ok(image)
     }

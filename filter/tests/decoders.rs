@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use filter::decode::{GreyImage, ProresDecoder};
-use filter::prores::{ProresError, ReducedDecoder, SparseError};
+use filter::prores::{PartsError, ProresError, ReducedDecoder};
 use filter::source::{self, FrameSource, Payload, SourceKind};
 use filter::{analyze, Settings};
 use support::{clip, clips, parts_of};
@@ -172,7 +172,7 @@ fn a_frame_decoded_from_its_parts_is_the_frame_decoded_whole() {
         // Generous prefixes: decoded at once, and what each slice needed is told.
         let frame = parts_of(packet, &d, 0.9, 64);
         assert!(frame.fetched() < packet.len());
-        assert_eq!(d.decode_sparse(&frame, &mut needs).unwrap(), whole);
+        assert_eq!(d.decode_parts(&frame, &mut needs).unwrap(), whole);
         let spans = d.spans(packet).unwrap();
         assert_eq!(needs.len(), spans.slices.len());
         for (need, slice) in needs.iter().zip(&spans.slices) {
@@ -187,11 +187,11 @@ fn a_frame_decoded_from_its_parts_is_the_frame_decoded_whole() {
             .map(|(s, &n)| (s.offset, packet[s.offset..s.offset + n as usize].to_vec()))
             .collect();
         exact.add(prefixes);
-        assert_eq!(d.decode_sparse(&exact, &mut Vec::new()).unwrap(), whole);
+        assert_eq!(d.decode_parts(&exact, &mut Vec::new()).unwrap(), whole);
         // Prefixes cut short: those slices are named, nothing is guessed; with what
         // they name added, the frame decodes as whole.
         let mut short = parts_of(packet, &d, 0.02, 8);
-        let Err(SparseError::Short(missing)) = d.decode_sparse(&short, &mut Vec::new()) else {
+        let Err(PartsError::Short(missing)) = d.decode_parts(&short, &mut Vec::new()) else {
             panic!("a frame with 2% of each slice decoded");
         };
         assert!(!missing.is_empty());
@@ -201,6 +201,6 @@ fn a_frame_decoded_from_its_parts_is_the_frame_decoded_whole() {
                 .map(|&(o, l)| (o, packet[o..o + l].to_vec()))
                 .collect(),
         );
-        assert_eq!(d.decode_sparse(&short, &mut Vec::new()).unwrap(), whole);
+        assert_eq!(d.decode_parts(&short, &mut Vec::new()).unwrap(), whole);
     }
 }

@@ -13,8 +13,8 @@ use filter::decode::FetchChoice;
 use filter::document::OpticalFlowDocument;
 use filter::prores::ReducedDecoder;
 use filter::source::{
-    self, Fetched, FrameSource, FrameStream, HttpBytes, HttpLimits, Payload, ReadError, SourceKind,
-    SpanPlanner, VideoInfo, Window,
+    self, Fetched, FrameSource, FrameStream, HttpBytes, HttpLimits, PartsPlanner, Payload,
+    ReadError, SourceKind, VideoInfo, Window,
 };
 use filter::{analyze, AnalysisError, Settings};
 use support::{clip, clips, parts_of};
@@ -265,7 +265,7 @@ impl FrameSource for ShortParts {
             .map(|(n, payload)| match payload {
                 Ok(Payload::Prores(bytes)) => (
                     n,
-                    Ok(Payload::ProresSpans(parts_of(
+                    Ok(Payload::ProresParts(parts_of(
                         &bytes,
                         &self.decoder,
                         0.02,
@@ -281,7 +281,7 @@ impl FrameSource for ShortParts {
         self.inner.bytes_fetched()
     }
 
-    fn fetch_spans(&mut self, _: std::sync::Arc<dyn SpanPlanner>) -> bool {
+    fn fetch_parts(&mut self, _: std::sync::Arc<dyn PartsPlanner>) -> bool {
         true
     }
 

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::bytes::ByteSource;
-use crate::video::{FrameSource, Payload, SpanPlanner, SparseFrame};
+use crate::video::{FrameParts, FrameSource, PartsPlanner, Payload};
 use crate::{Deadline, ReadError};
 
 /// How far ahead of the analysis frames are fetched.
@@ -198,7 +198,7 @@ pub struct Video {
     /// The frames wanted, in order, with `(offset, size)` of each in the file.
     pub frames: Vec<(u64, (u64, usize))>,
     /// Plans the parts of each frame to fetch; `None`: whole frames.
-    pub planner: Option<Arc<dyn SpanPlanner>>,
+    pub planner: Option<Arc<dyn PartsPlanner>>,
     /// The video, for messages.
     pub name: String,
 }
@@ -679,18 +679,18 @@ impl ReadAhead {
             let payload = match (slot.whole, slot.head) {
                 (Some(whole), _) => Payload::Prores(whole),
                 (None, head) => {
-                    let mut parts = SparseFrame {
+                    let mut parts = FrameParts {
                         at,
                         len,
-                        spans: Vec::with_capacity(slot.parts.len() + 1),
+                        fetched: Vec::with_capacity(slot.parts.len() + 1),
                     };
-                    parts.spans.push((0, head.unwrap_or_default()));
+                    parts.fetched.push((0, head.unwrap_or_default()));
                     parts.add(slot.parts);
-                    match parts.spans.as_slice() {
+                    match parts.fetched.as_slice() {
                         [(0, whole)] if whole.len() == len => {
-                            Payload::Prores(parts.spans.remove(0).1)
+                            Payload::Prores(parts.fetched.remove(0).1)
                         }
-                        _ => Payload::ProresSpans(parts),
+                        _ => Payload::ProresParts(parts),
                     }
                 }
             };

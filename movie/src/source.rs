@@ -14,7 +14,7 @@ pub use crate::lazycache::LazycacheSource;
 use crate::quicktime::{read_index, MovieIndex};
 pub use crate::reach::{Allowed, Reach};
 pub use crate::video::{
-    archive_path, Fetched, FrameSource, Payload, SpanPlanner, SparseFrame, VideoInfo, MAX_FRAMES,
+    archive_path, Fetched, FrameParts, FrameSource, PartsPlanner, Payload, VideoInfo, MAX_FRAMES,
     MAX_FRAME_BYTES,
 };
 
@@ -109,8 +109,8 @@ pub struct MovSource {
     bytes: Box<dyn ByteSource>,
     index: MovieIndex,
     info: VideoInfo,
-    /// Set: ProRes frames are fetched as the parts it plans (see [`FrameSource::fetch_spans`]).
-    planner: Option<Arc<dyn SpanPlanner>>,
+    /// Set: ProRes frames are fetched as the parts it plans (see [`FrameSource::fetch_parts`]).
+    planner: Option<Arc<dyn PartsPlanner>>,
 }
 
 impl std::fmt::Debug for MovSource {
@@ -203,7 +203,7 @@ impl FrameSource for MovSource {
         self.fetch_whole(frames)
     }
 
-    fn fetch_spans(&mut self, planner: Arc<dyn SpanPlanner>) -> bool {
+    fn fetch_parts(&mut self, planner: Arc<dyn PartsPlanner>) -> bool {
         self.planner = Some(planner);
         true
     }

@@ -45,44 +45,44 @@ pub struct VideoInfo {
 pub enum Payload {
     /// One ProRes frame.
     Prores(Vec<u8>),
-    /// Parts of one ProRes frame: those a [`SpanPlanner`] asked for.
-    ProresSpans(SparseFrame),
+    /// Parts of one ProRes frame: those a [`PartsPlanner`] asked for.
+    ProresParts(FrameParts),
     /// An encoded image (PNG), already at the analysis size.
     Image(Vec<u8>),
 }
 
 /// A frame of which only some byte ranges were fetched; the rest was never read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SparseFrame {
+pub struct FrameParts {
     /// Where the frame starts in the file, to fetch more of it.
     pub at: u64,
     /// The whole frame's bytes.
     pub len: usize,
     /// What was fetched: `(offset in the frame, bytes)`, sorted by offset, apart.
-    pub spans: Vec<(usize, Vec<u8>)>,
+    pub fetched: Vec<(usize, Vec<u8>)>,
 }
 
-impl SparseFrame {
+impl FrameParts {
     /// The fetched bytes from `offset` on, as far as they go unbroken (empty when that
     /// byte was not fetched).
     pub fn from(&self, offset: usize) -> &[u8] {
-        let i = self.spans.partition_point(|(o, _)| *o <= offset);
-        match i.checked_sub(1).map(|i| &self.spans[i]) {
+        let i = self.fetched.partition_point(|(o, _)| *o <= offset);
+        match i.checked_sub(1).map(|i| &self.fetched[i]) {
             Some((o, bytes)) if offset - o < bytes.len() => &bytes[offset - o..],
             _ => &[],
         }
     }
 
-    /// Adds `(offset, bytes)` spans fetched later, merging those that touch or overlap.
+    /// Adds `(offset, bytes)` pieces fetched later, merging those that touch or overlap.
     pub fn add(&mut self, more: Vec<(usize, Vec<u8>)>) {
-        let mut all = std::mem::take(&mut self.spans);
+        let mut all = std::mem::take(&mut self.fetched);
         all.extend(
             more.into_iter()
                 .filter(|(o, b)| !b.is_empty() && o + b.len() <= self.len),
         );
         all.sort_by_key(|(o, _)| *o);
         for (o, bytes) in all {
-            match self.spans.last_mut() {
+            match self.fetched.last_mut() {
                 Some((po, pb)) if o <= *po + pb.len() => {
                     let end = o + bytes.len();
                     if end > *po + pb.len() {
@@ -90,21 +90,21 @@ impl SparseFrame {
                         pb.extend_from_slice(&bytes[skip..]);
                     }
                 }
-                _ => self.spans.push((o, bytes)),
+                _ => self.fetched.push((o, bytes)),
             }
         }
     }
 
     /// Bytes held.
     pub fn fetched(&self) -> usize {
-        self.spans.iter().map(|(_, b)| b.len()).sum()
+        self.fetched.iter().map(|(_, b)| b.len()).sum()
     }
 }
 
 /// Decides which bytes of each frame to fetch, having seen the frame's first bytes (a
-/// decoder that reads little of each frame plans with it; see `filter::spans`).
-pub trait SpanPlanner: Send + Sync {
-    /// How many bytes at a frame's start [`SpanPlanner::plan`] needs to see.
+/// decoder that reads little of each frame plans with it; see `filter::parts`).
+pub trait PartsPlanner: Send + Sync {
+    /// How many bytes at a frame's start [`PartsPlanner::plan`] needs to see.
     fn head_len(&self) -> usize;
     /// The `(offset, length)` ranges of a `len`-byte frame to fetch, sorted and apart,
     /// given its first bytes; `None` for the whole frame.
@@ -125,7 +125,7 @@ pub trait FrameSource: Send {
     fn bytes_fetched(&self) -> u64;
     /// Have [`FrameSource::stream`] fetch ProRes frames as the parts `planner` asks for,
     /// when this source can (true): a file, or an HTTP server with multi-range requests.
-    fn fetch_spans(&mut self, planner: std::sync::Arc<dyn SpanPlanner>) -> bool {
+    fn fetch_parts(&mut self, planner: std::sync::Arc<dyn PartsPlanner>) -> bool {
         let _ = planner;
         false
     }
@@ -155,17 +155,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sparse_frame_gives_what_it_holds_and_merges_what_comes_later() {
-        let mut f = SparseFrame {
+    fn a_frame_in_parts_gives_what_it_holds_and_merges_what_comes_later() {
+        let mut f = FrameParts {
             at: 1000,
             len: 100,
-            spans: vec![(0, vec![1; 10]), (50, vec![2; 10])],
+            fetched: vec![(0, vec![1; 10]), (50, vec![2; 10])],
         };
         assert_eq!(f.from(5), &[1; 5]);
         assert_eq!(f.from(10), &[] as &[u8]);
         assert_eq!(f.from(55), &[2; 5]);
         f.add(vec![(8, vec![3; 4]), (60, vec![4; 5]), (95, vec![5; 10])]);
-        assert_eq!(f.spans.len(), 2, "{:?}", f.spans);
+        assert_eq!(f.fetched.len(), 2, "{:?}", f.fetched);
         assert_eq!(f.from(0), &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3]);
         assert_eq!(f.from(50).len(), 15);
         assert_eq!(f.fetched(), 27, "the span past the frame's end is dropped");

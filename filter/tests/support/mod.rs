@@ -43,17 +43,17 @@ pub fn parts_of(
     d: &filter::prores::ReducedDecoder,
     share: f64,
     least: usize,
-) -> filter::source::SparseFrame {
+) -> filter::source::FrameParts {
     let head = d.head_bytes().min(packet.len());
     let mut spans = vec![(0, packet[..head].to_vec())];
     for (offset, size) in d.slice_layout(&packet[..head]).unwrap() {
         let want = ((size as f64 * share) as usize).max(least).min(size);
         spans.push((offset, packet[offset..offset + want].to_vec()));
     }
-    let mut frame = filter::source::SparseFrame {
+    let mut frame = filter::source::FrameParts {
         at: 0,
         len: packet.len(),
-        spans: Vec::new(),
+        fetched: Vec::new(),
     };
     frame.add(spans);
     frame

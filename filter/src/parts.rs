@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use crate::prores::ReducedDecoder;
-use crate::source::SpanPlanner;
+use crate::source::PartsPlanner;
 
 /// Ranges closer than this are fetched as one: in a multi-range reply each range costs
 /// ~110 bytes of part headers and ~25 of request header.
@@ -20,22 +20,22 @@ const FIRST_GUESS: f64 = 0.45;
 
 /// Plans each frame's ranges from its slice table and what earlier frames needed.
 #[derive(Debug)]
-pub struct SlicePlanner {
+pub struct SliceParts {
     decoder: ReducedDecoder,
     /// Per slice (in coded order), the bytes from its start the last decode read.
     needed: Mutex<Vec<u32>>,
 }
 
-impl SlicePlanner {
+impl SliceParts {
     /// A planner for frames `decoder` decodes.
-    pub fn new(decoder: ReducedDecoder) -> SlicePlanner {
-        SlicePlanner {
+    pub fn new(decoder: ReducedDecoder) -> SliceParts {
+        SliceParts {
             decoder,
             needed: Mutex::new(Vec::new()),
         }
     }
 
-    /// Learns what a decode read of each slice (from [`ReducedDecoder::decode_sparse`]).
+    /// Learns what a decode read of each slice (from [`ReducedDecoder::decode_parts`]).
     pub fn learn(&self, needs: &[u32]) {
         if needs.is_empty() {
             return;
@@ -57,7 +57,7 @@ impl SlicePlanner {
     }
 }
 
-impl SpanPlanner for SlicePlanner {
+impl PartsPlanner for SliceParts {
     fn head_len(&self) -> usize {
         // A 1080p frame's headers and slice table: 2,204 bytes. A frame cut otherwise,
         // whose table does not fit, is fetched whole.
@@ -89,12 +89,12 @@ mod tests {
 
     #[test]
     fn a_slice_is_asked_for_by_what_it_needed_before_with_a_margin() {
-        assert_eq!(SlicePlanner::want(Some(800), 4000), 800 + 100 + 64);
+        assert_eq!(SliceParts::want(Some(800), 4000), 800 + 100 + 64);
         assert_eq!(
-            SlicePlanner::want(Some(800), 900),
+            SliceParts::want(Some(800), 900),
             900,
             "never past the slice"
         );
-        assert_eq!(SlicePlanner::want(None, 1000), 450 + 64);
+        assert_eq!(SliceParts::want(None, 1000), 450 + 64);
     }
 }
