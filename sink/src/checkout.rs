@@ -4,9 +4,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::process;
 use anyhow::{bail, Context};
 
 /// An open, locked checkout.
@@ -237,13 +235,9 @@ impl Checkout {
         rels: &[String],
         depth: Option<u64>,
     ) -> anyhow::Result<std::collections::HashMap<String, String>> {
-        let mut args = vec!["log", "-z", "--format=%x01%H", "--name-only"];
-        let n;
-        if let Some(d) = depth {
-            n = format!("-n{d}");
-            args.push(&n);
-        }
-        let log = git(&self.root, &args)?;
+        let n = depth.map(|d| format!("-n{d}"));
+        let args: Vec<&str> = n.iter().map(String::as_str).collect();
+        let log = common::git::log(&self.root, &args)?;
         Ok(newest_commit_of(&log, rels))
     }
 
@@ -413,19 +407,17 @@ impl Checkout {
 /// Commits named at most where unpushed ones are listed.
 pub const SHOWN: usize = 20;
 
-/// Of `git log -z --format=%x01%H --name-only` output (newest first), the first commit
-/// naming each of `rels`.
-fn newest_commit_of(log: &str, rels: &[String]) -> std::collections::HashMap<String, String> {
+/// Of a log (newest first), the first commit naming each of `rels`.
+fn newest_commit_of(
+    log: &[common::git::Commit],
+    rels: &[String],
+) -> std::collections::HashMap<String, String> {
     let wanted: std::collections::HashSet<&str> = rels.iter().map(String::as_str).collect();
     let mut found = std::collections::HashMap::new();
-    let mut commit: Option<&str> = None;
-    for token in log.split('\0') {
-        let token = token.strip_prefix('\n').unwrap_or(token);
-        if let Some(id) = token.strip_prefix('\u{1}') {
-            commit = Some(id);
-        } else if let Some(id) = commit {
-            if wanted.contains(token) && !found.contains_key(token) {
-                found.insert(token.to_owned(), id.to_owned());
+    for commit in log {
+        for file in &commit.files {
+            if wanted.contains(file.as_str()) && !found.contains_key(file) {
+                found.insert(file.clone(), commit.id.clone());
             }
         }
     }
@@ -441,26 +433,16 @@ fn nul_list(rels: &[String]) -> Vec<u8> {
     list
 }
 
-/// Runs git in `dir` and returns its stdout. Pathspecs are literal: no `:(magic)`, no
-/// globs, whatever a path looks like.
+/// Runs git in `dir` and returns its stdout (`common::git`: literal pathspecs, no
+/// prompt, the command line and stderr in any error).
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    git_run(dir, args, None)
+    Ok(common::git::text(dir, args)?)
 }
 
 /// Runs git in `dir` with `input` on its standard input.
 fn git_input(dir: &Path, args: &[&str], input: Vec<u8>) -> anyhow::Result<String> {
-    git_run(dir, args, Some(input))
-}
-
-fn git_run(dir: &Path, args: &[&str], input: Option<Vec<u8>>) -> anyhow::Result<String> {
-    let mut cmd = Command::new("git");
-    cmd.arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_LITERAL_PATHSPECS", "1")
-        .env("GIT_TERMINAL_PROMPT", "0");
-    let out = process::run_with_input(&mut cmd, input)?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = common::git::run(dir, args, Some(input))?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// True when a push was refused because the remote has commits the checkout lacks.
@@ -489,9 +471,15 @@ mod tests {
 
     #[test]
     fn the_newest_commit_naming_a_path_is_found() {
-        let log = "\u{1}bbb\0\na/x\0\u{1}aaa\0\na/x\0b c\0";
+        let commit = |id: &str, files: &[&str]| common::git::Commit {
+            id: id.into(),
+            time: 0,
+            subject: String::new(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+        };
+        let log = [commit("bbb", &["a/x"]), commit("aaa", &["a/x", "b c"])];
         let rels = ["a/x".to_owned(), "b c".to_owned(), "gone".to_owned()];
-        let found = newest_commit_of(log, &rels);
+        let found = newest_commit_of(&log, &rels);
         assert_eq!(found["a/x"], "bbb");
         assert_eq!(found["b c"], "aaa");
         assert!(!found.contains_key("gone"));

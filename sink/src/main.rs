@@ -8,7 +8,6 @@ mod commit;
 mod fate;
 mod incoming;
 mod metrics;
-mod process;
 mod push;
 mod regions;
 mod sink;

@@ -3,7 +3,6 @@
 //! flow document and regions file as HEAD holds them, bounded in size.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context};
 use common::paths::{check_output, resolve_regions, OUTPUT_SUFFIX};
@@ -46,44 +45,23 @@ pub struct RegionRow {
 
 /// The newest `n` flow files committed in `checkout`, newest first.
 pub fn recent(checkout: &Path, n: usize) -> anyhow::Result<Vec<Committed>> {
-    // A file name may hold any byte but NUL, so a commit's header is told from a name by
-    // a marker drawn afresh for each read: no committed name can know it.
-    let marker = common::random::hex(16).context("drawing a marker for git log")?;
-    let format = format!("--format=%x01{marker}%x09%H%x09%ct%x09%s");
-    let log = git(checkout, &["log", LOG_DEPTH, "-z", &format, "--name-only"])?;
-    let header_start = format!("\u{1}{marker}\t");
-    let mut out = Vec::new();
-    let mut current: Option<(String, i64, String)> = None;
-    for token in log.split('\0') {
-        let token = token.strip_prefix('\n').unwrap_or(token);
-        if let Some(header) = token.strip_prefix(&header_start) {
-            current = parse_header(header);
-        } else if let Some((commit, time, subject)) = &current {
-            if token.ends_with(OUTPUT_SUFFIX) && !out.iter().any(|c: &Committed| c.path == token) {
+    let mut out: Vec<Committed> = Vec::new();
+    for commit in common::git::log(checkout, &[LOG_DEPTH])? {
+        for file in commit.files {
+            if file.ends_with(OUTPUT_SUFFIX) && !out.iter().any(|c| c.path == file) {
                 out.push(Committed {
-                    path: token.to_owned(),
-                    commit: commit.clone(),
-                    time: *time,
-                    subject: subject.clone(),
+                    path: file,
+                    commit: commit.id.clone(),
+                    time: commit.time,
+                    subject: commit.subject.clone(),
                 });
                 if out.len() >= n {
-                    break;
+                    return Ok(out);
                 }
             }
         }
     }
     Ok(out)
-}
-
-/// A commit's hash, time and subject from its header; `None` for anything git would not
-/// write there (then its files are skipped rather than shown under a wrong commit).
-fn parse_header(header: &str) -> Option<(String, i64, String)> {
-    let mut parts = header.splitn(3, '\t');
-    let commit = parts.next()?;
-    let time = parts.next()?.parse().ok()?;
-    let subject = parts.next()?.trim().to_owned();
-    let hash = commit.len() >= 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
-    hash.then(|| (commit.to_owned(), time, subject))
 }
 
 /// The bytes of the flow document at `path` (held to the path policy) as HEAD holds it.
@@ -123,26 +101,11 @@ fn blob(checkout: &Path, rel: &str, max: u64) -> anyhow::Result<Vec<u8>> {
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    Ok(String::from_utf8_lossy(&git_bytes(dir, args)?).into_owned())
+    Ok(common::git::text(dir, args)?)
 }
 
-/// Runs git in `dir` with literal pathspecs; its stderr in the error.
 fn git_bytes(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_LITERAL_PATHSPECS", "1")
-        .output()
-        .with_context(|| format!("running git {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
+    Ok(common::git::run(dir, args, None)?)
 }
 
 /// The checkout's root, checked to be a git work tree.
