@@ -172,14 +172,11 @@ pub fn analyze(
     frame_errors.log(&info.cache_url);
 
     let elapsed = started.elapsed();
-    let document = assemble(
-        &info,
-        settings,
-        stats,
-        start_time,
+    let took = RunTime {
+        start: start_time,
         elapsed,
-        run.decoder.name(),
-    );
+    };
+    let document = run.document(settings, stats, took);
     Ok(Analysis {
         document,
         stats: RunStats {
@@ -538,18 +535,30 @@ fn frame_stat(
     }
 }
 
-fn assemble(
-    info: &VideoInfo,
-    settings: &Settings,
-    mut stats: Vec<FrameStat>,
-    start_time: chrono::DateTime<Utc>,
+/// When a run started, by the clock, and how long it took.
+#[derive(Debug, Clone, Copy)]
+struct RunTime {
+    start: chrono::DateTime<Utc>,
     elapsed: Duration,
-    decoder: &str,
-) -> OpticalFlowDocument {
-    stats.sort_by_key(|s| s.frame_number);
-    let valid_entries = stats.iter().filter(|s| s.optical_flow.valid).count();
-    let end_time = start_time + chrono::Duration::from_std(elapsed).unwrap_or_default();
-    OpticalFlowDocument {
+}
+
+impl Pipeline {
+    /// The document of this run: its entries sorted, the movie, timing, host and method.
+    fn document(
+        &self,
+        settings: &Settings,
+        mut stats: Vec<FrameStat>,
+        took: RunTime,
+    ) -> OpticalFlowDocument {
+        let (info, decoder) = (&self.info, self.decoder.name());
+        let RunTime {
+            start: start_time,
+            elapsed,
+        } = took;
+        stats.sort_by_key(|s| s.frame_number);
+        let valid_entries = stats.iter().filter(|s| s.optical_flow.valid).count();
+        let end_time = start_time + chrono::Duration::from_std(elapsed).unwrap_or_default();
+        OpticalFlowDocument {
         contents: Contents::default(),
         frame_stats: stats,
         movie: Movie {
@@ -581,5 +590,6 @@ fn assemble(
             decoder: decoder.into(),
             valid_entries,
         },
+    }
     }
 }
