@@ -2,6 +2,7 @@
 //! flow's declaration, the entries streamed into a vector (bounded), each entry's and
 //! `opticalFlow`'s fields read into small typed values, and `center`'s width.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -11,6 +12,38 @@ use serde_json::Value;
 
 use super::{Entry, Reading, Spelling};
 use crate::limits::MAX_ENTRIES;
+
+/// An object's key, borrowed from the document when it holds no escapes (most do): no
+/// allocation per key per entry.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+}
 
 /// A visitor's answer for every scalar (a value that is not an array or object).
 macro_rules! scalars_are {
@@ -53,7 +86,7 @@ impl<'de> Visitor<'de> for DocumentVisitor {
             entries: Vec::new(),
             flow_keys: BTreeSet::new(),
         };
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key::<Key>()? {
             let spelling = match key.as_str() {
                 "contents" => {
                     reading.declares_flow =
@@ -106,8 +139,8 @@ impl<'de> Visitor<'de> for Has {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         let mut found = false;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.0[0] {
+        while let Some(key) = map.next_key::<Key>()? {
+            if key.as_str() == self.0[0] {
                 found |= map.next_value_seed(Has(&self.0[1..]))?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -206,7 +239,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
         let (mut frame, mut nested, mut flat) = (None, None, Fields::default());
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key::<Key>()? {
             match key.as_str() {
                 "frameNumber" | "frame_number" => frame = map.next_value::<Value>()?.as_i64(),
                 "opticalFlow" => nested = Some(map.next_value_seed(FlowSeed(&mut *self.0))?),
@@ -259,11 +292,12 @@ impl<'de> Visitor<'de> for FlowSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Fields>, A::Error> {
         let mut fields = Fields::default();
-        while let Some(key) = map.next_key::<String>()? {
-            if key != "center" && key != "similarity" && !self.0.contains(&key) {
-                self.0.insert(key.clone());
+        while let Some(key) = map.next_key::<Key>()? {
+            let key = key.as_str();
+            if key != "center" && key != "similarity" && !self.0.contains(key) {
+                self.0.insert(key.to_owned());
             }
-            if !fields.take(&key, &mut map)? {
+            if !fields.take(key, &mut map)? {
                 map.next_value::<IgnoredAny>()?;
             }
         }
@@ -303,9 +337,9 @@ impl<'de> Visitor<'de> for WidthVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Width, A::Error> {
         let mut keys = BTreeSet::new();
-        while let Some(k) = map.next_key::<String>()? {
+        while let Some(k) = map.next_key::<Key>()? {
             map.next_value::<IgnoredAny>()?;
-            keys.insert(k);
+            keys.insert(k.as_str().to_owned());
         }
         Ok(Width(keys.len()))
     }
