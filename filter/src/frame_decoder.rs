@@ -100,14 +100,13 @@ impl FrameDecoder {
     }
 
     /// Decodes one frame as fetched.
-    pub fn decode(&self, payload: &Result<Payload, String>) -> Result<GreyImage, FrameError> {
+    pub fn decode(&self, payload: &Payload) -> Result<GreyImage, FrameError> {
         match payload {
-            Err(e) => Err(FrameError::Source(e.clone())),
-            Ok(Payload::Image(bytes)) => {
+            Payload::Image(bytes) => {
                 decode_image(bytes, self.target.0, self.target.1).map_err(FrameError::Decode)
             }
-            Ok(Payload::Prores(bytes)) => self.decode_whole(bytes),
-            Ok(Payload::ProresParts(frame)) => self.decode_parts(frame),
+            Payload::Prores(bytes) => self.decode_whole(bytes),
+            Payload::ProresParts(frame) => self.decode_parts(frame),
         }
     }
 

@@ -1,9 +1,13 @@
 //! Why one frame could not be had, as a value with a kind: what the video itself holds
 //! (a frame that does not decode) spoils only that frame's pairs, while a failed request
 //! for more of a frame fails the whole video, as a failed first fetch does (one policy
-//! for every request of a video).
+//! for every request of a video). Failed frames are counted by kind for the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::source::ReadError;
+use crate::AnalysisError;
 
 /// Why one frame could not be decoded and prepared.
 #[derive(Debug, thiserror::Error)]
@@ -42,5 +46,60 @@ impl FrameError {
     /// True when fetching failed, which fails the video.
     pub fn is_fetch(&self) -> bool {
         self.kind() == "fetch"
+    }
+}
+
+/// A frame's outcome, shared by the pairs that use it.
+pub type Shared<T> = Arc<Result<T, FrameError>>;
+
+/// The error of the first frame whose fetching failed (the others gave up after it).
+pub(crate) fn first_fetch_error<T>(
+    frames: impl Iterator<Item = Result<T, FrameError>>,
+) -> AnalysisError {
+    let mut fetch_errors = frames.filter_map(Result::err).filter(FrameError::is_fetch);
+    match fetch_errors.find(|e| matches!(e, FrameError::Fetch(_))) {
+        Some(FrameError::Fetch(e)) => e.into(),
+        _ => AnalysisError::Internal("frames abandoned without a failed request".into()),
+    }
+}
+
+/// The frames of a video that could not be had, counted by kind with the first message
+/// of each kind, for one log line per kind.
+#[derive(Debug, Default)]
+pub(crate) struct FrameErrors(BTreeMap<&'static str, (u64, String)>);
+
+impl FrameErrors {
+    /// Counts the failed frames of a decoded block and wraps each frame for sharing; a
+    /// frame whose source failed fails the video (a failed attempt, as when the first
+    /// fetch fails), never an invalid entry.
+    pub(crate) fn count<T>(
+        &mut self,
+        decoded: Vec<(u64, Result<T, FrameError>)>,
+    ) -> Result<Vec<(u64, Shared<T>)>, AnalysisError> {
+        if decoded
+            .iter()
+            .any(|(_, f)| f.as_ref().is_err_and(FrameError::is_fetch))
+        {
+            return Err(first_fetch_error(decoded.into_iter().map(|(_, f)| f)));
+        }
+        let mut out = Vec::with_capacity(decoded.len());
+        for (n, frame) in decoded {
+            if let Err(e) = &frame {
+                let (count, first) = self.0.entry(e.kind()).or_default();
+                if *count == 0 {
+                    *first = format!("frame {n}: {e}");
+                }
+                *count += 1;
+            }
+            out.push((n, Arc::new(frame)));
+        }
+        Ok(out)
+    }
+
+    /// One warning per kind of failed frame, with how many and the first.
+    pub(crate) fn log(&self, video: &str) {
+        for (kind, (count, first)) in &self.0 {
+            tracing::warn!(video, count, kind, first = %first, "frames that could not be had");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod frame_decoder;
 pub mod frame_error;
 pub mod motion;
 pub mod parts;
+mod pipeline;
 pub mod plan;
 pub mod prores;
 pub mod worker;
