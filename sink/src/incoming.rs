@@ -1,6 +1,6 @@
 //! A result body as the sink takes it: decoded by `common::wire` within the sink's size
-//! cap (the body bounded before parsing, a packed document inflated as a stream that
-//! stops at the cap, its job checked, path policy included), then its document checked
+//! cap (the body bounded before parsing, a packed document unpacked no further than the
+//! cap, its job checked, path policy included), then its document checked
 //! to be an optical-flow document and the text to write produced, without ever
 //! building the document as a tree in memory; what its regions file needs is taken from
 //! the same reading.
@@ -149,24 +149,29 @@ mod tests {
     }
 
     #[test]
-    fn size_caps_hold_before_parsing_and_while_inflating() {
+    fn size_caps_hold_before_parsing_and_while_unpacking() {
         let big = body(flow_doc());
         assert!(matches!(
             accept(&big, 10).unwrap_err().1,
             Refusal::TooLarge(_)
         ));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        std::io::Write::write_all(&mut gz, &vec![b' '; 8 << 20]).unwrap();
-        let packed = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            gz.finish().unwrap(),
-        );
-        let mut v: serde_json::Value =
-            serde_json::from_slice(&body(serde_json::Value::Null)).unwrap();
-        v["document_gzip"] = packed.into();
-        let bomb = serde_json::to_vec(&v).unwrap();
-        assert!(bomb.len() < 64 << 10);
-        let err = accept(&bomb, 1 << 20).unwrap_err().1;
+        // 8 MiB of spaces in a string: packed by the wire format into a few KiB.
+        let huge = serde_json::json!({ "pad": " ".repeat(8 << 20) });
+        let computed_by = common::wire::ComputedBy {
+            host: "h".into(),
+            software: "s".into(),
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            elapsed_seconds: 1.0,
+        };
+        let job = Job::new("/v.mov", "a/b_optical_flow.json");
+        let bomb = JobResult::new(job, None, &huge, computed_by)
+            .unwrap()
+            .encode();
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let (said, err) = accept(&bomb, 1 << 20).unwrap_err();
+        assert!(matches!(err, Refusal::TooLarge(_)), "{err}");
         assert!(err.to_string().contains("inflates past"), "{err}");
+        assert_eq!(said.map(|j| j.video), Some("/v.mov".into()));
     }
 }

@@ -21,7 +21,7 @@ impl Sink<'_> {
     pub(crate) async fn write_result(
         &mut self,
         c: &mut Client,
-        result: beanstalk::Job,
+        result: beanstalk::RawJob,
     ) -> anyhow::Result<Option<Written>> {
         let id = result.id;
         let body = match self.config.grid.keys().verify(Kind::Result, &result.body) {

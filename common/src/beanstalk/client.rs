@@ -21,7 +21,7 @@ const MAX_DATA_BLOCK: usize = 1 << 30;
 
 /// A job as the server hands it out: its id and its body, byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
+pub struct RawJob {
     /// The server's 64-bit id.
     pub id: u64,
     /// The body, exactly as put (any bytes).
@@ -244,14 +244,14 @@ impl Client {
     }
 
     /// `reserve`: waits, without limit, for a job from the watched tubes.
-    pub async fn reserve(&mut self) -> Result<Job, Error> {
+    pub async fn reserve(&mut self) -> Result<RawJob, Error> {
         let reply = self.request("reserve", "reserve\r\n", None, Wait::Forever);
         job_from(reply.await?, "reserve", "RESERVED")
     }
 
     /// `reserve-with-timeout`: waits up to `seconds` for a job; [`Error::TimedOut`] if none
     /// came, [`Error::DeadlineSoon`] if a job this connection holds is about to time out.
-    pub async fn reserve_with_timeout(&mut self, seconds: u32) -> Result<Job, Error> {
+    pub async fn reserve_with_timeout(&mut self, seconds: u32) -> Result<RawJob, Error> {
         let line = format!("reserve-with-timeout {seconds}\r\n");
         let wait = Wait::Extra(Duration::from_secs(seconds.into()));
         let reply = self.request("reserve-with-timeout", &line, None, wait);
@@ -259,7 +259,7 @@ impl Client {
     }
 
     /// `reserve-job`: reserves the job with this id, whatever tube it is in.
-    pub async fn reserve_job(&mut self, id: u64) -> Result<Job, Error> {
+    pub async fn reserve_job(&mut self, id: u64) -> Result<RawJob, Error> {
         let line = format!("reserve-job {id}\r\n");
         let reply = self.request("reserve-job", &line, None, Wait::Io).await?;
         job_from(reply, "reserve-job", "RESERVED")
@@ -308,22 +308,22 @@ impl Client {
     }
 
     /// `peek`: the job with this id, in any state.
-    pub async fn peek(&mut self, id: u64) -> Result<Job, Error> {
+    pub async fn peek(&mut self, id: u64) -> Result<RawJob, Error> {
         self.peek_line("peek", &format!("peek {id}\r\n")).await
     }
 
     /// `peek-ready`: the next ready job in the used tube.
-    pub async fn peek_ready(&mut self) -> Result<Job, Error> {
+    pub async fn peek_ready(&mut self) -> Result<RawJob, Error> {
         self.peek_line("peek-ready", "peek-ready\r\n").await
     }
 
     /// `peek-delayed`: the delayed job in the used tube that is ready soonest.
-    pub async fn peek_delayed(&mut self) -> Result<Job, Error> {
+    pub async fn peek_delayed(&mut self) -> Result<RawJob, Error> {
         self.peek_line("peek-delayed", "peek-delayed\r\n").await
     }
 
     /// `peek-buried`: the oldest buried job in the used tube.
-    pub async fn peek_buried(&mut self) -> Result<Job, Error> {
+    pub async fn peek_buried(&mut self) -> Result<RawJob, Error> {
         self.peek_line("peek-buried", "peek-buried\r\n").await
     }
 
@@ -460,7 +460,7 @@ impl Client {
         Ok(())
     }
 
-    async fn peek_line(&mut self, command: &'static str, line: &str) -> Result<Job, Error> {
+    async fn peek_line(&mut self, command: &'static str, line: &str) -> Result<RawJob, Error> {
         let reply = self.request(command, line, None, Wait::Io).await?;
         job_from(reply, command, "FOUND")
     }
@@ -574,12 +574,12 @@ impl Client {
     }
 }
 
-fn job_from(reply: Reply, command: &'static str, success: &str) -> Result<Job, Error> {
+fn job_from(reply: Reply, command: &'static str, success: &str) -> Result<RawJob, Error> {
     if reply.word != success {
         return Err(reply.into_error(command));
     }
     let id = reply.num_arg(0, command)?;
-    Ok(Job {
+    Ok(RawJob {
         id,
         body: reply.data.unwrap_or_default(),
     })

@@ -14,7 +14,7 @@ mod tube;
 #[cfg(test)]
 mod raw_tests;
 
-pub use client::{Client, ConnectOptions, Job, PutOptions};
+pub use client::{Client, ConnectOptions, PutOptions, RawJob};
 pub use error::Error;
 pub use stats::{JobState, JobStats, ServerStats, TubeStats};
 pub use tube::{validate_tube_name, MAX_TUBE_NAME};

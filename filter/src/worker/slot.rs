@@ -149,7 +149,7 @@ impl Slot {
 
     /// Handles one reserved job; returns its outcome, or `None` if it was given back
     /// unfinished (shutdown) or its reservation was lost with the connection.
-    async fn process(&mut self, reserved: beanstalk::Job) -> Option<Outcome> {
+    async fn process(&mut self, reserved: beanstalk::RawJob) -> Option<Outcome> {
         let c = self.conn.get()?;
         let lease = match c.stats_job(reserved.id).await {
             Ok(s) => Lease {
