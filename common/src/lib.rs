@@ -2,7 +2,9 @@
 //! jobs and results, the `--server`/`--namespace` configuration, and the glue that turns
 //! a `run()` into a process exit code. Without the `grid` feature (on by default) only
 //! the path policy (`paths`), `random`, and the wrapped child processes (`process`, `git`)
-//! are built, on the standard library alone: all a reader of movies needs.
+//! are built, on the standard library alone: all a reader of movies needs; the `wire`
+//! feature adds the bodies and their signatures (`wire`, `sign`, `exit`, `files`)
+//! without the client, TLS, axum or clap.
 
 #[cfg(feature = "grid")]
 pub mod backoff;
@@ -12,6 +14,10 @@ pub mod beanstalk;
 pub mod cli;
 #[cfg(feature = "grid")]
 pub mod config;
+#[cfg(feature = "wire")]
+pub mod exit;
+#[cfg(feature = "wire")]
+pub mod files;
 #[cfg(feature = "grid")]
 pub mod generate;
 pub mod git;
@@ -26,9 +32,9 @@ pub mod process;
 pub mod random;
 #[cfg(feature = "grid")]
 pub mod shutdown;
-#[cfg(feature = "grid")]
+#[cfg(feature = "wire")]
 pub mod sign;
 #[cfg(feature = "grid")]
 pub mod tls;
-#[cfg(feature = "grid")]
+#[cfg(feature = "wire")]
 pub mod wire;

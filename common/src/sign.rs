@@ -52,7 +52,7 @@ impl Key {
     /// whoever reads it can sign jobs for the whole grid.
     pub fn load(path: &Path) -> anyhow::Result<Key> {
         std::fs::metadata(path).map_err(|e| unreadable(path, e))?;
-        crate::cli::private_file(path, "the grid key")?;
+        crate::files::private_file(path, "the grid key")?;
         let secret = std::fs::read(path).map_err(|e| unreadable(path, e))?;
         anyhow::ensure!(
             secret.len() >= MIN_KEY_BYTES,
@@ -90,7 +90,7 @@ fn unreadable(path: &Path, err: std::io::Error) -> anyhow::Error {
                 .context(format!("reading the grid key {}", path.display()))
         }
     };
-    crate::cli::usage(format!(
+    crate::exit::usage(format!(
         "cannot read the grid key {}: {err}; {fix}",
         path.display()
     ))
@@ -443,7 +443,7 @@ mod tests {
     fn a_missing_key_file_is_a_setting_to_fix_not_a_failure_to_retry() {
         let dir = tempfile::tempdir().unwrap();
         let err = Key::load(&dir.path().join("grid.key")).unwrap_err();
-        assert!(err.is::<crate::cli::Usage>(), "{err:#}");
+        assert!(err.is::<crate::exit::Usage>(), "{err:#}");
         assert!(format!("{err}").contains("gridctl keygen"), "{err}");
     }
 
