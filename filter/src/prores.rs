@@ -275,7 +275,7 @@ impl ReducedDecoder {
                 let (mb, within) = (b / 4, b % 4);
                 let bx = (slice.mb_x + mb) * 2 + within % 2;
                 let by = slice.mb_y * 2 + within / 2;
-                self.put_block::<N>(c, &dequant, &mut image, bx, by);
+                self.put_block::<N>(c, &dequant, &mut image, (bx, by));
             }
         }
         if !short.is_empty() {
@@ -365,7 +365,7 @@ impl ReducedDecoder {
         out
     }
 
-    /// Writes the reduced pixels of block (`bx`, `by`) that fall inside `image` (the
+    /// Writes the reduced pixels of block `(bx, by)` that fall inside `image` (the
     /// last row and column of blocks may lie partly outside the picture).
     #[inline(always)]
     fn put_block<const N: usize>(
@@ -373,8 +373,7 @@ impl ReducedDecoder {
         coeffs: &[i32; 16],
         dequant: &[f32; 16],
         image: &mut GreyImage,
-        bx: usize,
-        by: usize,
+        (bx, by): (usize, usize),
     ) {
         let w = &self.weights[..N * N];
         let mut values = [0f32; 16];
@@ -848,7 +847,7 @@ mod tests {
             };
             let mut c = [0i32; 16];
             c[0] = dc;
-            d.put_block::<1>(&c, &dequant, &mut image, 0, 0);
+            d.put_block::<1>(&c, &dequant, &mut image, (0, 0));
             image.data[0]
         };
         assert_eq!(grey_of(8 * (940 - 512)), 255, "video white");
