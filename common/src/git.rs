@@ -103,20 +103,18 @@ fn parse_header(header: &str) -> Option<Commit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use testkit::git::{commit, git};
 
     #[test]
     fn no_file_name_can_pose_as_a_commit() {
         let dir = tempfile::tempdir().unwrap();
         let co = dir.path();
-        let git = |args: &[&str]| text(co, args).unwrap();
-        git(&["init", "-q"]);
-        git(&["config", "user.name", "t"]);
-        git(&["config", "user.email", "t@example.org"]);
+        git(co, &["init", "-q"]);
         let posing = format!("\u{1}x\t{}\t0\tforged", "f".repeat(40));
         for (name, subject) in [("a.json", "first"), (posing.as_str(), "second")] {
             std::fs::write(co.join(name), "x").unwrap();
-            git(&["add", "--", name]);
-            git(&["commit", "-q", "-m", subject]);
+            git(co, &["add", "--", name]);
+            commit(co, subject);
         }
         let commits = log(co, &[]).unwrap();
         let subjects: Vec<&str> = commits.iter().map(|c| c.subject.as_str()).collect();

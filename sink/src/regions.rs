@@ -156,13 +156,13 @@ pub struct Plan {
     rel: String,
     path: PathBuf,
     flow_rel: String,
-    from: From,
+    from: Origin,
     commit: String,
 }
 
 /// What a regions file is derived from.
 #[derive(Debug, Clone)]
-enum From {
+enum Origin {
     /// The flow file in the checkout (a result kept, or `sink regions`).
     File(PathBuf),
     /// The document the sink wrote, as it read it then.
@@ -186,7 +186,7 @@ pub fn plan_one(
         rel,
         path,
         flow_rel: flow_rel.to_owned(),
-        from: From::File(flow_path),
+        from: Origin::File(flow_path),
         commit: commit.to_owned(),
     }))
 }
@@ -201,11 +201,11 @@ pub fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, String> 
         version: common::cli::VERSION,
     };
     match &plan.from {
-        From::Written(input) => match &**input {
+        Origin::Written(input) => match &**input {
             Ok(input) => Ok(input.derive(source)),
             Err(why) => Err(why.to_string()),
         },
-        From::File(path) => {
+        Origin::File(path) => {
             let flow = read_bounded(path, max_document)?;
             regions::derive(&flow, source).map_err(|e| e.to_string())
         }
@@ -218,7 +218,7 @@ impl Plan {
     fn deriving_from(self, written: &Written) -> Plan {
         match &written.regions {
             Some(input) => Plan {
-                from: From::Written(Arc::clone(input)),
+                from: Origin::Written(Arc::clone(input)),
                 ..self
             },
             None => self,
@@ -406,7 +406,7 @@ mod tests {
             rel: "x_optical_flow_regions.json".into(),
             path: "/nowhere/x_optical_flow_regions.json".into(),
             flow_rel: "x_optical_flow.json".into(),
-            from: From::File("/nowhere/x_optical_flow.json".into()),
+            from: Origin::File("/nowhere/x_optical_flow.json".into()),
             commit: "abc".into(),
         };
         let err = derive_text(&plan, 1 << 20).unwrap_err();
