@@ -361,3 +361,88 @@ fn a_distant_link_gives_the_answer_a_local_run_gives() {
         assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
     }
 }
+
+/// The scripted clip with its middle third re-encoded interlaced (ProRes with `ildct`):
+/// the reduced decoder's planner declines those frames' tables, so over HTTP they are
+/// fetched whole among frames fetched in parts before and after them.
+fn partly_interlaced_clip() -> std::path::PathBuf {
+    let dir = clips().path();
+    let mixed = dir.join("partly-interlaced-960.mov");
+    if mixed.exists() {
+        return mixed;
+    }
+    let source = clip_path();
+    let ffmpeg = |args: &[&str]| {
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .expect("running ffmpeg");
+        assert!(status.success(), "ffmpeg {args:?}");
+    };
+    let source = source.to_str().unwrap();
+    let third = |n: u32, interlaced: bool| {
+        let trim = format!(
+            "trim=start_frame={}:end_frame={},setpts=PTS-STARTPTS",
+            20 * n,
+            20 * (n + 1)
+        );
+        let flags: &[&str] = if interlaced {
+            &["-flags", "+ildct+ilme", "-top", "1"]
+        } else {
+            &[]
+        };
+        let out = format!("third-{n}.mov");
+        let mut args = vec![
+            "-i",
+            source,
+            "-vf",
+            &trim,
+            "-c:v",
+            "prores_ks",
+            "-profile:v",
+            "2",
+        ];
+        args.extend_from_slice(flags);
+        args.push(&out);
+        ffmpeg(&args);
+    };
+    third(0, false);
+    third(1, true);
+    third(2, false);
+    let list = "file third-0.mov\nfile third-1.mov\nfile third-2.mov\n";
+    std::fs::write(dir.join("thirds.txt"), list).unwrap();
+    ffmpeg(&[
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        "thirds.txt",
+        "-c",
+        "copy",
+        "thirds-partial.mov",
+    ]);
+    std::fs::rename(dir.join("thirds-partial.mov"), &mixed).unwrap();
+    mixed
+}
+
+#[test]
+fn interlaced_frames_among_progressive_ones_over_http_give_the_local_answer() {
+    // A frame the planner declines was handed to the analysis with its head only, and
+    // the read-ahead panicked when its whole bytes came (issue 33).
+    let path = partly_interlaced_clip();
+    let (local, _) = run(path.to_str().unwrap(), FetchChoice::Whole);
+    assert_eq!(local.frame_stats.len(), 12, "60 frames at stride 5");
+    let server = HttpServer::start(files_with_multiranges(clips().path(), 200));
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let url = format!("{}/{name}", server.url());
+    let (far, far_bytes) = run(&url, FetchChoice::Auto);
+    assert_eq!(similarities(&far), similarities(&local));
+    let (_, whole_bytes) = run(&url, FetchChoice::Whole);
+    assert!(
+        far_bytes < whole_bytes,
+        "the progressive thirds in parts: {far_bytes} of {whole_bytes} bytes"
+    );
+}

@@ -173,6 +173,15 @@ pub enum ReadError {
         /// Claimed height.
         height: u32,
     },
+    /// The read-ahead failed in itself (a thread that could not start, a reply that fits
+    /// no frame): a fault of this filter, reported with its reason.
+    #[error("{what}: internal error while fetching frames ahead: {detail}")]
+    ReadAhead {
+        /// The video.
+        what: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// The video's analysis ran past its time budget (`--video-deadline`).
     #[error("{what}: the analysis ran past the video's deadline of {seconds} s (--video-deadline, FILTER_VIDEO_DEADLINE)")]
     DeadlineExceeded {
