@@ -139,6 +139,7 @@ async fn grid(server: &Beanstalkd, dir: &Path) -> PathBuf {
         frames_done: 1200,
         frames_total: 2700,
         every_seconds: Some(3600),
+        refusing: None,
         at: chrono::Utc::now(),
     };
     c.use_tube(&format!("{NS}.status.desk-7.42.0"))

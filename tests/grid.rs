@@ -788,6 +788,7 @@ fn a_killed_filters_heartbeat_is_shown_dead_and_never_as_working() {
         frames_done: 0,
         frames_total: 0,
         every_seconds: Some(10),
+        refusing: None,
         at: chrono::Utc::now() - chrono::Duration::hours(1),
     };
     rt.block_on(async {
@@ -1257,6 +1258,7 @@ fn a_signature_holds_only_for_its_own_namespace_and_kind() {
             frames_done: 1,
             frames_total: 2,
             every_seconds: Some(3600),
+            refusing: None,
             at: chrono::Utc::now(),
         };
         c.use_tube("e2e.status.ghost.1.0").await.unwrap();
@@ -1411,7 +1413,7 @@ fn the_whole_grid_runs_through_stunnel_with_mutual_tls() {
 }
 
 #[test]
-fn a_filter_with_another_grids_key_releases_its_jobs_untouched_and_exits_2() {
+fn a_filter_whose_key_the_grid_rotated_away_from_releases_its_jobs_untouched_and_exits_2() {
     let names = [
         "CAMHDA301-20170614T010000.mov",
         "CAMHDA301-20170614T020000.mov",
@@ -1439,6 +1441,8 @@ fn a_filter_with_another_grids_key_releases_its_jobs_untouched_and_exits_2() {
     // Started before anything is queued: no key marker yet, so the filter learns it from
     // the first job it reserves (or, if the queuer was quicker, at its start).
     let mut early = start_stale("filter-stale-early");
+    // The grid rotates to a new key, still accepting the old: its marker is signed
+    // with the new key and co-signed with the old, which the stale filters can check.
     let mut queue = bin::command("queuer");
     queue
         .args(["--checkout", world.checkout().to_str().unwrap()])
@@ -1446,6 +1450,7 @@ fn a_filter_with_another_grids_key_releases_its_jobs_untouched_and_exits_2() {
     for (k, v) in with_key(&grid_key) {
         queue.env(k, v);
     }
+    queue.env("GRID_ALSO_ACCEPT_KEY_FILES", &stale_key);
     let queued = queue.output().unwrap();
     assert!(stdout(&queued).contains("queued 2"), "{queued:?}");
     // Started after: the key marker says so at once.
@@ -1467,6 +1472,17 @@ fn a_filter_with_another_grids_key_releases_its_jobs_untouched_and_exits_2() {
     assert_eq!(s["jobs"]["ready"], 2, "released untouched: {s}");
     assert_eq!(s["jobs"]["buried"], 0, "{s}");
     assert!(world.failed().is_empty(), "no failure recorded");
+    // The operator sees why: the heartbeat a stale filter leaves says so.
+    let said: Vec<&serde_json::Value> = ["workers", "dead_workers"]
+        .iter()
+        .flat_map(|k| s[*k].as_array().unwrap())
+        .filter(|w| {
+            w["refusing"]
+                .as_str()
+                .is_some_and(|r| r.contains("stale key"))
+        })
+        .collect();
+    assert!(!said.is_empty(), "a stale filter leaves its reason: {s}");
     // A filter with the grid's key analyses them.
     let archive = world.archive();
     let args = [
@@ -1492,9 +1508,185 @@ fn a_filter_with_another_grids_key_releases_its_jobs_untouched_and_exits_2() {
     assert_eq!(world.status()["results"]["ready"], 2);
 }
 
+/// Puts `n` key markers no key of the grid made (an unknown key id, an HMAC of zeros,
+/// delayed less than the real one) and a job signed with that unknown key.
+fn put_fake_markers_and_a_job(world: &World, n: usize, video: &str, output: &str) -> String {
+    use common::beanstalk::{Client, PutOptions};
+    use common::sign::{Key, Keys, Kind};
+    let intruder = Keys::new("e2e", Key::new(vec![9; 32]), vec![]);
+    let kid = intruder.signing_id().unwrap().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("e2e.key").await.unwrap();
+        for i in 0..n {
+            let fake = serde_json::json!({
+                "signed": 2, "kid": kid, "ns": "e2e", "kind": "marker",
+                "hmac": "00".repeat(32), "body": format!("{{\"key\":\"{kid}\",\"n\":{i}}}")
+            });
+            let options = PutOptions {
+                priority: 0,
+                delay: 1_000_000 + i as u32,
+                ttr: 60,
+            };
+            c.put(fake.to_string().as_bytes(), options).await.unwrap();
+        }
+        c.use_tube("e2e.jobs").await.unwrap();
+        let job = common::wire::Job::new(video.to_owned(), output.to_owned());
+        // After the grid's own jobs (a larger priority number comes later).
+        let options = PutOptions {
+            priority: 5000,
+            ..PutOptions::default()
+        };
+        c.put(&intruder.seal(Kind::Job, &job.encode()), options)
+            .await
+            .unwrap();
+    });
+    kid
+}
+
 #[test]
-fn a_queuer_run_by_hand_without_the_grids_key_or_as_root_over_the_services_checkout_queues_nothing()
-{
+fn key_markers_nobody_can_verify_stop_no_filter_and_the_queuer_removes_them() {
+    let name = "CAMHDA301-20170614T010000.mov";
+    let world = World::new(&[(name, 30)]);
+    let (grid_key, grid_id) = world.keygen("grid.key");
+    let mut env = world.env();
+    env.push(("GRID_KEY_FILE", grid_key.to_string_lossy().into_owned()));
+    let queue = || {
+        let mut q = bin::command("queuer");
+        q.args(["--checkout", world.checkout().to_str().unwrap()])
+            .arg(world.archive());
+        for (k, v) in &env {
+            q.env(k, v);
+        }
+        q.output().unwrap()
+    };
+    let marker_said = || {
+        let mut cmd = bin::command("gridctl");
+        cmd.args(["status", "--json"]);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let s: serde_json::Value = serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
+        s["key_marker"].as_str().unwrap_or_default().to_owned()
+    };
+    assert!(stdout(&queue()).contains("queued 1"));
+    // Six fakes ahead of the real marker (once one more than a queuer pass removed),
+    // and a job "signed" by their key.
+    let video = format!("{}/{DAY}/{name}", world.archive());
+    let fake = put_fake_markers_and_a_job(&world, 6, &video, "x_optical_flow.json");
+    let marker = marker_said();
+    assert!(
+        marker.contains("UNVERIFIED") && marker.contains(&fake),
+        "status reports the fake: {marker}"
+    );
+    // A filter with the grid's key neither stops nor buries: it analyses the grid's
+    // job and gives the unverifiable one back untouched.
+    let archive = world.archive();
+    let args = [
+        "--exit-when-idle",
+        "3",
+        "--scale",
+        "0.5",
+        "--allow-source",
+        &archive,
+    ];
+    let mut f = Proc::start("filter-1", "filter", &args, &env, &world.logs());
+    assert_eq!(
+        f.wait(Duration::from_secs(120)).code(),
+        Some(0),
+        "{}",
+        f.log()
+    );
+    let s = world.status();
+    assert_eq!(s["results"]["ready"], 1, "{s}");
+    assert_eq!(s["jobs"]["buried"], 0, "given back, not buried: {s}");
+    assert!(world.failed().is_empty());
+    // The queuer's next pass removes every fake; then the junk is known for junk.
+    let again = queue();
+    assert!(again.status.success(), "{again:?}");
+    let marker = marker_said();
+    assert!(
+        marker.contains(&grid_id) && marker.ends_with("verified"),
+        "{marker}"
+    );
+    let mut f = Proc::start("filter-2", "filter", &args, &env, &world.logs());
+    assert_eq!(
+        f.wait(Duration::from_secs(120)).code(),
+        Some(0),
+        "{}",
+        f.log()
+    );
+    assert_eq!(world.status()["jobs"]["buried"], 1);
+    let failed = world.failed();
+    let error = failed[0]["last_error"].as_str().unwrap();
+    assert!(error.contains(&fake), "{error}");
+}
+
+#[test]
+fn a_filter_with_a_stale_key_and_no_marker_gives_jobs_back_untouched_and_says_so() {
+    use common::beanstalk::Client;
+    let name = "CAMHDA301-20170614T010000.mov";
+    let world = World::new(&[(name, 30)]);
+    let ((grid_key, _), (stale_key, stale_id)) =
+        (world.keygen("grid.key"), world.keygen("stale.key"));
+    let with_key = |key: &Path| {
+        let mut env = world.env();
+        env.push(("GRID_KEY_FILE", key.to_string_lossy().into_owned()));
+        env
+    };
+    let mut q = bin::command("queuer");
+    q.args(["--checkout", world.checkout().to_str().unwrap()])
+        .arg(world.archive());
+    for (k, v) in with_key(&grid_key) {
+        q.env(k, v);
+    }
+    assert!(stdout(&q.output().unwrap()).contains("queued 1"));
+    // The marker deleted (anyone who reaches the server can).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("e2e.key").await.unwrap();
+        let marker = c.peek_delayed().await.unwrap();
+        c.delete(marker.id).await.unwrap();
+    });
+    let archive = world.archive();
+    let args = ["--scale", "0.5", "--allow-source", &archive];
+    let mut f = Proc::start(
+        "filter-stale",
+        "filter",
+        &args,
+        &with_key(&stale_key),
+        &world.logs(),
+    );
+    // It says why it is idle, in its heartbeat.
+    let started = Instant::now();
+    let refusing = loop {
+        let s = world.status();
+        if let Some(why) = s["workers"][0]["refusing"].as_str() {
+            break why.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{s}\n{}",
+            f.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(refusing.contains(&stale_id), "{refusing}");
+    f.signal("-TERM");
+    assert!(f.wait(Duration::from_secs(60)).success(), "{}", f.log());
+    let s = world.status();
+    assert_eq!(
+        (s["jobs"]["ready"].as_u64(), s["jobs"]["buried"].as_u64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+    assert!(world.failed().is_empty());
+}
+
+#[test]
+fn a_queuer_as_root_over_the_services_checkout_queues_nothing_and_one_without_the_key_is_warned() {
     let world = World::new(&[("CAMHDA301-20170614T010000.mov", 10)]);
     let (grid_key, grid_id) = world.keygen("grid.key");
     let with_key = |key: Option<&Path>| {
@@ -1517,16 +1709,6 @@ fn a_queuer_run_by_hand_without_the_grids_key_or_as_root_over_the_services_check
         .unwrap();
     assert!(first.status.success(), "{first:?}");
 
-    // By hand, without the services' settings: refused, naming the grid's key.
-    let keyless = with_key(None).output().unwrap();
-    let err = String::from_utf8_lossy(&keyless.stderr);
-    assert_eq!(keyless.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(&grid_id) && err.contains("GRID_KEY_FILE"),
-        "{err}"
-    );
-    assert_eq!(world.status()["jobs"]["ready"], 0, "nothing queued");
-
     // As root over a checkout the services own: refused, naming the user to run it as.
     assert!(
         rustix::process::geteuid().is_root(),
@@ -1541,9 +1723,17 @@ fn a_queuer_run_by_hand_without_the_grids_key_or_as_root_over_the_services_check
     assert_eq!(world.status()["jobs"]["ready"], 0, "nothing queued");
     std::os::unix::fs::chown(&checkout, Some(0), None).unwrap();
 
-    // With the key, as the owner: queued.
-    let good = with_key(Some(&grid_key)).output().unwrap();
-    assert!(stdout(&good).contains("queued 1"), "{good:?}");
+    // By hand, without the services' settings: it cannot tell the grid's marker from a
+    // fake anyone could put (which once stopped every unkeyed queuer), so it queues,
+    // saying what that risks and naming the key to give.
+    let keyless = with_key(None).output().unwrap();
+    let err = String::from_utf8_lossy(&keyless.stderr);
+    assert!(keyless.status.success(), "{err}");
+    assert!(
+        err.contains(&grid_id) && err.contains("GRID_KEY_FILE"),
+        "{err}"
+    );
+    assert!(stdout(&keyless).contains("queued 1"), "{keyless:?}");
 }
 
 #[test]

@@ -719,6 +719,7 @@ async fn a_heartbeat_from_the_future_or_past_its_total_is_shown_as_implausible()
         // A day: however slowly the test runs, "over" stays alive (it is about its
         // progress); "future" is dead for its date whatever its interval.
         every_seconds: Some(86_400),
+        refusing: None,
         at,
     };
     let now = chrono::Utc::now();
@@ -757,6 +758,7 @@ async fn a_heartbeat_with_a_huge_name_is_shown_cut() {
         frames_total: 10,
         // Alive however slowly the test runs.
         every_seconds: Some(86_400),
+        refusing: None,
         at: chrono::Utc::now(),
     };
     c.use_tube("ops.status.big.7.0").await.unwrap();

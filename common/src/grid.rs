@@ -183,7 +183,7 @@ impl Grid {
     /// What `bytes` read as a `kind` message say of their signature.
     pub fn trust(&self, kind: Kind, bytes: &[u8]) -> Trust {
         match self.keys.open(kind, bytes) {
-            Ok((_, Signature::Valid { .. })) => Trust::Signed,
+            Ok((_, Signature::Valid { .. } | Signature::Vouched { .. })) => Trust::Signed,
             Ok((_, Signature::Unchecked { .. })) => Trust::Unchecked,
             Ok((_, Signature::Unsigned)) => Trust::Unsigned,
             Err(_) => Trust::Forged,
@@ -360,28 +360,82 @@ impl Grid {
 }
 
 /// What the grid's key marker says of this process's keys: the queuer keeps one signed
-/// with the grid's key in `<namespace>.key`, a job delayed for ever, so that a filter
-/// with another key learns it from the grid itself, never from jobs anyone could put.
+/// with the grid's key (and co-signed by the keys it still accepts) in `<namespace>.key`,
+/// a job delayed for ever. Anyone who reaches the server can put a marker too, so only a
+/// marker this process can verify may change what it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyMarker {
     /// Signed with one of this process's keys.
-    Ours,
-    /// Signed with a key this process does not hold (or holds no key at all): its key is
-    /// not the grid's.
-    Foreign {
-        /// The marker's key id.
+    Ours {
+        /// The key's id.
         kid: String,
     },
-    /// No marker, or one that tells nothing (unsigned, damaged, forged, hidden behind
-    /// another job).
+    /// The grid signs with key `kid`, which this process does not hold, as key `by`
+    /// (which it holds: one being rotated out) vouches: this process's key is stale.
+    Succeeded {
+        /// The grid's signing key.
+        kid: String,
+        /// The key of this process's that vouches for it.
+        by: String,
+    },
+    /// Signed with key `kid`, which this process cannot verify (it does not hold it and
+    /// none of its keys vouches for it, or it holds no key at all): proves nothing, and
+    /// is reported, never obeyed.
+    Unverified {
+        /// The key id the marker claims.
+        kid: String,
+    },
+    /// No marker, or one that tells nothing (unsigned, damaged, forged).
+    Unknown,
+}
+
+impl KeyMarker {
+    /// What a job signed with a key this process does not hold is, given this marker:
+    /// the grid's (this process's key is stale: give it back, stop), junk (the grid's
+    /// marker is ours: nobody of the grid signed it), or unknown (give it back untouched).
+    pub fn foreign_job(&self) -> ForeignJob {
+        match self {
+            KeyMarker::Succeeded { .. } => ForeignJob::StaleKey,
+            KeyMarker::Ours { .. } => ForeignJob::Junk,
+            KeyMarker::Unverified { .. } | KeyMarker::Unknown => ForeignJob::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for KeyMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyMarker::Ours { kid } => write!(f, "signed with key {kid}, verified"),
+            KeyMarker::Succeeded { kid, by } => write!(
+                f,
+                "signed with key {kid}, which this process does not hold, as its key {by} vouches: its key is stale"
+            ),
+            KeyMarker::Unverified { kid } => write!(
+                f,
+                "UNVERIFIED: claims key {kid}, which no key of this process's can check; nothing obeys it (the queuer replaces a marker not the grid's on its next pass)"
+            ),
+            KeyMarker::Unknown => write!(f, "none readable"),
+        }
+    }
+}
+
+/// What a job signed with a key this process does not hold is ([`KeyMarker::foreign_job`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForeignJob {
+    /// The grid's: this process holds a stale key.
+    StaleKey,
+    /// Not the grid's: refused for good.
+    Junk,
+    /// Cannot tell: given back untouched for a filter that can.
     Unknown,
 }
 
 /// How long the key marker is delayed: 68 years.
 const MARKER_DELAY: u32 = i32::MAX as u32;
 
-/// Jobs that are not the current key marker removed before giving up.
-const MARKER_ATTEMPTS: usize = 5;
+/// Jobs that are not the current key marker removed in one pass before giving up (six
+/// fakes once outlasted a pass of five).
+const MARKER_ATTEMPTS: usize = 1000;
 
 impl Grid {
     /// What the key marker says of this process's keys (read, never changed).
@@ -393,17 +447,19 @@ impl Grid {
             Err(e) => return Err(e),
         };
         Ok(match self.keys.open(Kind::Marker, &job.body) {
-            Ok((_, Signature::Valid { .. })) => KeyMarker::Ours,
-            Err(crate::sign::SignError::UnknownKey { kid }) => KeyMarker::Foreign { kid },
+            Ok((_, Signature::Valid { kid })) => KeyMarker::Ours { kid },
+            Ok((_, Signature::Vouched { kid, by })) => KeyMarker::Succeeded { kid, by },
+            Err(crate::sign::SignError::UnknownKey { kid }) => KeyMarker::Unverified { kid },
             // Signed, and this process holds no key at all.
-            Ok((_, Signature::Unchecked { kid })) => KeyMarker::Foreign { kid },
+            Ok((_, Signature::Unchecked { kid })) => KeyMarker::Unverified { kid },
             _ => KeyMarker::Unknown,
         })
     }
 
-    /// Makes the key marker say this process's signing key: a marker signed with it is
-    /// kept; anything else at the head of `<namespace>.key` (a marker of an older key,
-    /// junk) is deleted and a new marker put. Nothing without a key.
+    /// Makes the key marker say this process's signing key, co-signed by the others it
+    /// accepts: such a marker is kept; anything else at the head of `<namespace>.key` (a
+    /// marker of an older key or key set, a fake, junk) is deleted and a new marker put.
+    /// Nothing without a key.
     pub async fn keep_key_marker(&self, c: &mut Client) -> Result<(), Error> {
         let Some(kid) = self.keys.signing_id() else {
             return Ok(());
@@ -411,13 +467,14 @@ impl Grid {
         c.use_tube(&self.config.key_tube()).await?;
         for _ in 0..MARKER_ATTEMPTS {
             match c.peek_delayed().await {
-                Ok(job) => match self.keys.open(Kind::Marker, &job.body) {
-                    Ok((_, Signature::Valid { kid: signed })) if signed == kid => return Ok(()),
-                    _ => {
-                        tracing::info!(tube = %self.config.key_tube(), job = job.id, "replacing the key marker: it is not signed with this grid's key");
-                        c.delete(job.id).await?;
+                Ok(job) if self.keys.is_current_marker(&job.body) => return Ok(()),
+                Ok(job) => {
+                    tracing::info!(tube = %self.config.key_tube(), job = job.id, "replacing the key marker: it is not this grid's current one");
+                    match c.delete(job.id).await {
+                        Ok(()) | Err(Error::NotFound) => {}
+                        Err(e) => return Err(e),
                     }
-                },
+                }
                 Err(Error::NotFound) => {
                     let body = serde_json::json!({ "key": kid, "created": Utc::now() });
                     let sealed = self.seal(Kind::Marker, body.to_string().as_bytes());

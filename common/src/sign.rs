@@ -12,6 +12,11 @@
 //! The HMAC covers `camhd-grid signed 2`, the namespace, the kind and the body, each
 //! followed by a newline (neither a namespace nor a kind can hold one), so a body signed
 //! as a job of one namespace is refused as anything else or anywhere else.
+//!
+//! The grid's key marker is also co-signed (`"also": [{"kid", "hmac"}]`) by every other
+//! key the grid still accepts, each over the same text with the signing key's id in its
+//! kind: a process that holds only a key being rotated out can prove which key the grid
+//! signs with now, and nobody else can make it believe so.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -168,6 +173,14 @@ pub enum Signature {
         /// The key's id.
         kid: String,
     },
+    /// A key marker signed with key `kid`, which this process does not hold, and
+    /// co-signed with key `by`, which it holds: proof that the grid signs with `kid`.
+    Vouched {
+        /// The signing key's id.
+        kid: String,
+        /// The id of the co-signing key this process holds.
+        by: String,
+    },
     /// Not in an envelope.
     Unsigned,
 }
@@ -224,7 +237,20 @@ struct Envelope<'a> {
     kind: Cow<'a, str>,
     hmac: Cow<'a, str>,
     body: Cow<'a, str>,
+    /// Co-signatures of a key marker by the other keys the grid accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    also: Vec<CoSignature<'a>>,
 }
+
+/// One co-signature: a key's id and its HMAC over the marker, bound to the signing key.
+#[derive(Serialize, Deserialize)]
+struct CoSignature<'a> {
+    kid: Cow<'a, str>,
+    hmac: Cow<'a, str>,
+}
+
+/// The most co-signatures read from a marker (a grid accepts a few keys at once).
+const MAX_CO_SIGNATURES: usize = 8;
 
 #[derive(Deserialize)]
 struct Probe {
@@ -286,6 +312,23 @@ impl Keys {
             return body.to_vec();
         };
         let text = String::from_utf8_lossy(body);
+        let also = match kind {
+            Kind::Marker => self
+                .accepted
+                .iter()
+                .filter(|k| k.id != key.id)
+                .map(|k| CoSignature {
+                    kid: Cow::Borrowed(&k.id),
+                    hmac: Cow::Owned(hex(&tag(
+                        k,
+                        &self.namespace,
+                        &vouching(kind, &key.id),
+                        text.as_bytes(),
+                    ))),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let envelope = Envelope {
             signed: ENVELOPE_VERSION,
             kid: Cow::Borrowed(&key.id),
@@ -298,6 +341,7 @@ impl Keys {
                 text.as_bytes(),
             ))),
             body: text,
+            also,
         };
         serde_json::to_vec(&envelope).unwrap_or_else(|_| body.to_vec())
     }
@@ -332,22 +376,65 @@ impl Keys {
                 kind: kind.as_str(),
             });
         }
-        let given = unhex(&envelope.hmac).ok_or_else(|| SignError::Forged { kid: kid.clone() })?;
-        // Two keys may share an id (its 8 hex digits); every one of them is tried.
-        let mut candidates = self.accepted.iter().filter(|k| k.id == kid).peekable();
-        if candidates.peek().is_none() {
+        if !self.accepted.iter().any(|k| k.id == kid) {
+            if kind == Kind::Marker {
+                if let Some(by) = self.vouching_key(&envelope.also, &kid, &body) {
+                    return Ok((body, Signature::Vouched { kid, by }));
+                }
+            }
             return Err(SignError::UnknownKey { kid });
         }
-        let matches = candidates.any(|key| {
-            let mut mac = key.mac();
-            mac.update(&message(&self.namespace, kind.as_str(), &body));
-            mac.verify_slice(&given).is_ok()
-        });
-        if matches {
+        if self.verifies(&kid, kind.as_str(), &envelope.hmac, &body) {
             Ok((body, Signature::Valid { kid }))
         } else {
             Err(SignError::Forged { kid })
         }
+    }
+
+    /// True when an accepted key of id `kid` made `hmac` over `body` as a `kind`. Two
+    /// keys may share an id (its 8 hex digits): every one of them is tried.
+    fn verifies(&self, kid: &str, kind: &str, hmac: &str, body: &[u8]) -> bool {
+        let Some(given) = unhex(hmac) else {
+            return false;
+        };
+        self.accepted.iter().filter(|k| k.id == kid).any(|key| {
+            let mut mac = key.mac();
+            mac.update(&message(&self.namespace, kind, body));
+            mac.verify_slice(&given).is_ok()
+        })
+    }
+
+    /// The id of a key this process holds that co-signed a marker signed with `kid`.
+    fn vouching_key(&self, also: &[CoSignature], kid: &str, body: &[u8]) -> Option<String> {
+        let kind = vouching(Kind::Marker, kid);
+        also.iter()
+            .take(MAX_CO_SIGNATURES)
+            .find(|co| self.verifies(&co.kid, &kind, &co.hmac, body))
+            .map(|co| co.kid.clone().into_owned())
+    }
+
+    /// True when `bytes` are a key marker as this process would make it now: signed
+    /// with its signing key and co-signed by exactly its other accepted keys.
+    pub fn is_current_marker(&self, bytes: &[u8]) -> bool {
+        let Some(key) = &self.signing else {
+            return false;
+        };
+        let Ok((_, Signature::Valid { kid })) = self.open(Kind::Marker, bytes) else {
+            return false;
+        };
+        let Ok(Some(envelope)) = envelope(bytes) else {
+            return false;
+        };
+        let mut co: Vec<&str> = envelope.also.iter().map(|c| c.kid.as_ref()).collect();
+        let mut want: Vec<&str> = self
+            .accepted
+            .iter()
+            .filter(|k| k.id != key.id)
+            .map(|k| k.id.as_str())
+            .collect();
+        co.sort_unstable();
+        want.sort_unstable();
+        kid == key.id && co == want
     }
 
     /// [`Keys::open`], refusing unsigned bodies too when a key is configured: what a
@@ -365,6 +452,12 @@ fn message(namespace: &str, kind: &str, body: &[u8]) -> Vec<u8> {
     let mut m = format!("camhd-grid signed {ENVELOPE_VERSION}\n{namespace}\n{kind}\n").into_bytes();
     m.extend_from_slice(body);
     m
+}
+
+/// The kind a co-signature of a `kind` signed with key `kid` is made as: bound to that
+/// key, so that it vouches for no other.
+fn vouching(kind: Kind, kid: &str) -> String {
+    format!("{} vouching for {kid}", kind.as_str())
 }
 
 fn tag(key: &Key, namespace: &str, kind: &str, body: &[u8]) -> Vec<u8> {
@@ -551,5 +644,50 @@ mod tests {
         let checker = Keys::new("alpha", first, vec![second]);
         let sealed = signer.seal(Kind::Heartbeat, b"{}");
         assert!(checker.verify(Kind::Heartbeat, &sealed).is_ok());
+    }
+
+    #[test]
+    fn a_marker_co_signed_by_a_key_being_rotated_out_proves_the_new_key_to_its_holders() {
+        let rotating = Keys::new("alpha", key(2), vec![key(1)]);
+        let marker = rotating.seal(Kind::Marker, br#"{"key": "new"}"#);
+        let (_, said) = grid(1).open(Kind::Marker, &marker).unwrap();
+        assert_eq!(
+            said,
+            Signature::Vouched {
+                kid: key(2).id,
+                by: key(1).id
+            }
+        );
+        assert!(rotating.is_current_marker(&marker));
+        assert!(!grid(2).is_current_marker(&marker), "co-signers differ");
+        // Another key holds no proof; a co-signature moved to another signing key is void.
+        assert!(matches!(
+            grid(3).open(Kind::Marker, &marker),
+            Err(SignError::UnknownKey { .. })
+        ));
+        let moved = String::from_utf8(marker.clone())
+            .unwrap()
+            .replace(&key(2).id, &key(4).id);
+        assert!(matches!(
+            grid(1).open(Kind::Marker, moved.as_bytes()),
+            Err(SignError::UnknownKey { .. })
+        ));
+        // Only markers carry co-signatures.
+        let job = rotating.seal(Kind::Job, b"{}");
+        assert!(!String::from_utf8(job).unwrap().contains("also"));
+    }
+
+    #[test]
+    fn a_marker_nobody_here_can_check_proves_nothing() {
+        let fake = serde_json::json!({
+            "signed": 2, "kid": "0badf00d", "ns": "alpha", "kind": "marker",
+            "hmac": "00".repeat(32), "body": "{}",
+            "also": [{"kid": key(1).id, "hmac": "00".repeat(32)}]
+        })
+        .to_string();
+        assert!(matches!(
+            grid(1).open(Kind::Marker, fake.as_bytes()),
+            Err(SignError::UnknownKey { .. })
+        ));
     }
 }

@@ -212,6 +212,10 @@ pub struct Heartbeat {
     /// these belongs to a dead filter. Absent in heartbeats of older filters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every_seconds: Option<u64>,
+    /// Why the slot gives jobs back untouched instead of analysing them (a key it cannot
+    /// verify jobs with, a key the grid rotated away from), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusing: Option<String>,
     /// When this heartbeat was written.
     pub at: DateTime<Utc>,
 }

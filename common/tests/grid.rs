@@ -35,6 +35,7 @@ fn beat(host: &str) -> Heartbeat {
         frames_done: 0,
         frames_total: 0,
         every_seconds: Some(10),
+        refusing: None,
         at: Utc::now(),
     }
 }

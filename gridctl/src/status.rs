@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::text::{one_line, safe_json};
 use anyhow::Context;
 use common::beanstalk::{Client, ServerStats, TubeStats};
-use common::grid::Grid;
+use common::grid::{Grid, KeyMarker};
 use serde::Serialize;
 
 /// The window the finishing rate is measured over.
@@ -69,6 +69,9 @@ pub(crate) struct Worker {
     /// What its signature says: `signed`, `unchecked` (gridctl has no key), `unsigned`
     /// or `forged`.
     pub(crate) signature: &'static str,
+    /// Why it gives jobs back untouched (a key it cannot verify them with, a stale key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refusing: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +92,9 @@ pub(crate) struct Snapshot {
     /// Heartbeats unsigned or forged while gridctl has the grid's key: never counted
     /// as working, whoever put them.
     pub(crate) untrusted_workers: Vec<Worker>,
+    /// What the grid's key marker says, checked with gridctl's keys; `None` on a grid
+    /// with no marker.
+    pub(crate) key_marker: Option<String>,
     /// What the sink says of the record: commits not pushed yet, and why.
     pub(crate) sink: Option<SinkView>,
     /// Jobs finished per minute (only with --watch, once two refreshes are in).
@@ -224,7 +230,13 @@ pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result
             seconds_since: (chrono::Utc::now() - state.at).num_seconds(),
             signature: trust.as_str(),
         });
+    let key_marker = match grid.key_marker(client).await {
+        Ok(KeyMarker::Unknown) => None,
+        Ok(marker) => Some(marker.to_string()),
+        Err(e) => Some(format!("cannot be read: {e}")),
+    };
     Ok(Snapshot {
+        key_marker,
         server: config.server.to_string(),
         namespace: config.namespace.to_string(),
         version: server.version,
@@ -293,6 +305,9 @@ async fn workers(client: &mut Client, grid: &Grid) -> anyhow::Result<Vec<Worker>
                 frames_total: b.frames_total,
                 seconds_since_heartbeat: age,
                 signature: l.trust.as_str(),
+                refusing: b
+                    .refusing
+                    .map(|r| crate::text::cut(&r, crate::text::MAX_NAME)),
             }
         })
         .collect();
@@ -343,6 +358,13 @@ fn render_sink(sink: &SinkView) -> String {
     line
 }
 
+/// What a slot's heartbeat says of jobs it gives back untouched, if anything.
+fn refusing(w: &Worker) -> String {
+    w.refusing.as_deref().map_or(String::new(), |why| {
+        format!("; REFUSING: {}", one_line(why))
+    })
+}
+
 fn render(s: &Snapshot) -> String {
     let mut out = format!(
         "beanstalkd {} at {} (up {}s, max job {} bytes, binlog {}{})\n\n",
@@ -367,6 +389,9 @@ fn render(s: &Snapshot) -> String {
             "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}{note}\n",
             t.tube, t.ready, t.reserved, t.delayed, t.buried, t.workers_watching, t.total_jobs
         ));
+    }
+    if let Some(marker) = &s.key_marker {
+        out.push_str(&format!("key marker: {}\n", one_line(marker)));
     }
     if let (Some(awaiting), Some(retrying)) = (s.jobs.awaiting_commit, s.jobs.retrying) {
         out.push_str(&format!(
@@ -407,11 +432,12 @@ fn render(s: &Snapshot) -> String {
             _ => "idle".to_owned(),
         };
         out.push_str(&format!(
-            "  {}/{} slot {}: {what} (heartbeat {}s ago)\n",
+            "  {}/{} slot {}: {what} (heartbeat {}s ago){}\n",
             one_line(&w.host),
             w.pid,
             w.slot,
-            w.seconds_since_heartbeat
+            w.seconds_since_heartbeat,
+            refusing(w)
         ));
     }
     if !s.untrusted_workers.is_empty() {
@@ -443,10 +469,11 @@ fn render(s: &Snapshot) -> String {
                 .job_id
                 .map_or(String::new(), |id| format!(", was on job {id}"));
             out.push_str(&format!(
-                "  {}/{} slot {}: {last}{job}\n",
+                "  {}/{} slot {}: {last}{job}{}\n",
                 one_line(&w.host),
                 w.pid,
-                w.slot
+                w.slot,
+                refusing(w)
             ));
         }
     }
@@ -459,6 +486,7 @@ mod tests {
 
     fn snapshot(workers: Vec<Worker>) -> Snapshot {
         Snapshot {
+            key_marker: None,
             server: "127.0.0.1:11300".into(),
             namespace: "camhd".into(),
             version: "1.12".into(),

@@ -66,10 +66,11 @@ pub struct Summary {
     pub rejected: Vec<Rejected>,
 }
 
-/// A queuer without a key on a grid whose key marker is signed would queue jobs every
-/// filter buries (a queuer run by hand without the services' settings): refused, naming
-/// the grid's key.
-async fn refuse_unsigned_on_a_signed_grid(
+/// A queuer without a key on a grid whose key marker is signed cannot tell whether the
+/// marker is the grid's (then every filter with the key buries what it queues, each with
+/// the reason) or a fake that anyone who reaches the server could put: a marker it
+/// cannot verify never stops it (issue 34). It says so, naming the key, and queues.
+async fn warn_unsigned_on_a_signed_grid(
     config: &QueuerConfig,
     client: &mut Client,
 ) -> anyhow::Result<()> {
@@ -81,12 +82,11 @@ async fn refuse_unsigned_on_a_signed_grid(
         .key_marker(client)
         .await
         .context("reading the grid's key marker")?;
-    if let KeyMarker::Foreign { kid } = marker {
-        return Err(common::cli::usage(format!(
-            "this grid signs its jobs with key {kid} (its marker in {}), and this queuer has no key: every filter would bury what it queues. Give the grid's key (--key-file, GRID_KEY_FILE; the services read /etc/camhd-grid/grid.env)",
+    if let KeyMarker::Unverified { kid } = marker {
+        tracing::warn!(
+            "the grid's key marker (in {}) claims key {kid}, and this queuer has no key to check it: if the grid signs with that key, every filter with it buries the unsigned jobs this queues; give the grid's key (--key-file, GRID_KEY_FILE; the services read /etc/camhd-grid/grid.env). Queuing anyway: a marker nobody here can verify proves nothing",
             config.grid.config().key_tube()
-        ))
-        .into());
+        );
     }
     Ok(())
 }
@@ -99,7 +99,7 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
         floor: grid_floor,
     } = grid_id(client, config.grid.config()).await?;
     if !config.dry_run {
-        refuse_unsigned_on_a_signed_grid(config, client).await?;
+        warn_unsigned_on_a_signed_grid(config, client).await?;
         config
             .grid
             .keep_key_marker(client)

@@ -42,6 +42,8 @@ pub struct Beat {
     every: Duration,
     last: Option<u64>,
     published: Option<Instant>,
+    /// Why the slot gives jobs back untouched, said in every heartbeat while it does.
+    pub refusing: Option<String>,
 }
 
 impl Beat {
@@ -55,6 +57,7 @@ impl Beat {
             every,
             last: None,
             published: None,
+            refusing: None,
         }
     }
 
@@ -80,6 +83,7 @@ impl Beat {
             frames_done: progress.map_or(0, |p| p.done.load(Ordering::Relaxed)),
             frames_total: progress.map_or(0, |p| p.total.load(Ordering::Relaxed)),
             every_seconds: Some(self.every.as_secs().max(1)),
+            refusing: self.refusing.clone(),
             at: Utc::now(),
         };
         self.published = Some(Instant::now());

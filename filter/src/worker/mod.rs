@@ -12,7 +12,7 @@ mod spool;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::grid::Grid;
+use common::grid::{Grid, KeyMarker};
 use common::shutdown::Shutdown;
 
 pub use outcome::{decide, JobError, Lease, Outcome, Retry};
@@ -47,9 +47,9 @@ pub struct WorkerConfig {
     pub http: crate::source::HttpLimits,
     /// Each video's time budget (`--video-deadline`); `None`: derived from the video.
     pub video_deadline: Option<Duration>,
-    /// Set by the slot that learns this filter holds another grid's key (from the grid's
-    /// key marker): every slot then stops reserving, and the worker exits with a usage
-    /// code naming the keys.
+    /// Set by the slot that learns this filter holds a stale key (from a key marker
+    /// one of its keys vouches for): every slot then stops reserving, and the worker
+    /// exits with a usage code naming the keys.
     pub wrong_key: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
@@ -140,9 +140,9 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<Totals, Wro
 #[error("{0}")]
 pub struct WrongKey(pub String);
 
-/// Why this filter holds the wrong key, when the grid's key marker says so (read once at
-/// start; a server not reached yet is asked again by the first job signed with a key it
-/// does not hold).
+/// Why this filter holds a stale key, when a key marker it can verify says so (read once
+/// at start; a server not reached yet is asked again by the first job signed with a key
+/// it does not hold). A marker it cannot verify is logged and ignored.
 async fn key_check(config: &WorkerConfig) -> Option<String> {
     let grid = &config.grid;
     if !grid.keys().enabled() {
@@ -150,15 +150,28 @@ async fn key_check(config: &WorkerConfig) -> Option<String> {
     }
     let mut c = grid.connect().await.ok()?;
     match grid.key_marker(&mut c).await {
-        Ok(common::grid::KeyMarker::Foreign { kid }) => Some(wrong_key(grid, &kid)),
+        Ok(KeyMarker::Succeeded { kid, by }) => {
+            let why = stale_key(grid, &kid, &by);
+            // A heartbeat left behind says, where the operator looks, why it stopped.
+            let mut beat = heartbeat::Beat::new(grid, 0, config.touch_every);
+            beat.refusing = Some(why.clone());
+            beat.publish(&mut c, None, None).await;
+            Some(why)
+        }
+        Ok(KeyMarker::Unverified { kid }) => {
+            tracing::warn!(tube = %grid.config().key_tube(), marker_key = %kid,
+                "ignoring a key marker this filter cannot verify (signed with a key it does not hold, vouched for by none it holds): anyone who reaches the server could have put it");
+            None
+        }
         _ => None,
     }
 }
 
-/// What a filter holding the wrong key is told.
-pub(crate) fn wrong_key(grid: &Grid, kid: &str) -> String {
+/// What a filter whose key the grid rotated away from is told: the grid signs with key
+/// `kid`, as key `by` (one of this filter's) vouches.
+pub(crate) fn stale_key(grid: &Grid, kid: &str, by: &str) -> String {
     format!(
-        "this filter holds another grid's key: the grid's key marker (in {}) is signed with key {kid}, this filter accepts {} (GRID_KEY_FILE, GRID_ALSO_ACCEPT_KEY_FILES); jobs it reserved were released untouched",
+        "this filter holds a stale key: the grid's key marker (in {}) is signed with key {kid}, as key {by} of this filter's vouches; this filter accepts {} (GRID_KEY_FILE, GRID_ALSO_ACCEPT_KEY_FILES); jobs it reserved were released untouched",
         grid.config().key_tube(),
         grid.keys().accepted_ids().join(", ")
     )

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::backoff::Backoff;
 use common::beanstalk::{self, Error as BsError};
+use common::grid::{ForeignJob, KeyMarker};
 use common::shutdown::Shutdown;
 use common::sign::{Kind, SignError};
 use common::wire::{Job, UNREADABLE};
@@ -21,6 +22,10 @@ use super::{metrics, Totals, WorkerConfig};
 /// How often slot 0 offers spooled results to the server again while idle.
 const SPOOL_RETRY: Duration = Duration::from_secs(60);
 
+/// How long a slot reserves nothing after giving back a job signed with a key it cannot
+/// verify (reserving it again at once would only spin).
+const REFUSING_PAUSE: Duration = Duration::from_secs(30);
+
 /// One slot and what it keeps across jobs.
 pub struct Slot {
     pub(super) index: usize,
@@ -30,6 +35,8 @@ pub struct Slot {
     pub(super) spool: Spool,
     pub(super) shutdown: Shutdown,
     pub(super) totals: Totals,
+    /// Reserving nothing until then: it gave back a job it could not verify.
+    refusing_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Slot {
@@ -53,6 +60,7 @@ impl Slot {
             conn: Conn::new(index),
             shutdown,
             totals: Totals::default(),
+            refusing_until: None,
         }
     }
 
@@ -95,6 +103,17 @@ impl Slot {
             if self.beat.due() {
                 self.beat.publish(c, None, None).await;
             }
+            if let Some(until) = self.refusing_until {
+                let left = until.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(left.min(Duration::from_secs(1))) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                self.refusing_until = None;
+            }
             // Not cancel-safe, so never raced against the signal: a 1 s timeout notices it.
             match c.reserve_with_timeout(1).await {
                 Ok(job) => {
@@ -114,7 +133,13 @@ impl Slot {
             }
         }
         if let Some(c) = self.conn.get() {
-            self.beat.clear(c).await;
+            if self.config.wrong_key.get().is_some() {
+                // Left for the operator to see why this filter stopped.
+                self.beat.refusing = self.config.wrong_key.get().cloned();
+                self.beat.publish(c, None, None).await;
+            } else {
+                self.beat.clear(c).await;
+            }
         }
         self.totals
     }
@@ -168,10 +193,19 @@ impl Slot {
             Err(refused) => {
                 let (job, err) = *refused;
                 if let JobError::Signature(SignError::UnknownKey { kid }) = &err {
-                    if self.holds_wrong_key(kid).await {
-                        return self
-                            .give_back(&lease, "this filter holds the wrong key")
-                            .await;
+                    match self.foreign_job(kid).await {
+                        ForeignJob::Junk => {}
+                        ForeignJob::StaleKey => {
+                            return self
+                                .give_back(&lease, "this filter holds a stale key")
+                                .await;
+                        }
+                        ForeignJob::Unknown => {
+                            self.refuse_for_a_while(kid);
+                            return self
+                                .give_back(&lease, "signed with a key this filter cannot verify")
+                                .await;
+                        }
                     }
                 }
                 tracing::error!(error = %err, "burying a job that cannot be analysed");
@@ -195,11 +229,13 @@ impl Slot {
         self.finish(&lease, &job, result).await
     }
 
-    /// True when the grid's key marker says this filter's key is not the grid's (a job
-    /// signed with key `kid` is then the grid's, not junk): every slot stops.
-    async fn holds_wrong_key(&mut self, kid: &str) -> bool {
+    /// What a job signed with key `kid`, which this filter does not hold, is: only a
+    /// marker this filter can verify decides (issue 34). A marker proving the grid
+    /// signs with another key stops every slot; one signed with this filter's key makes
+    /// the job junk; anything else (no marker, a fake) leaves it unknown.
+    async fn foreign_job(&mut self, kid: &str) -> ForeignJob {
         let Some(c) = self.conn.get() else {
-            return false;
+            return ForeignJob::Unknown;
         };
         let grid = self.config.grid.clone();
         let marker = grid.key_marker(c).await;
@@ -208,15 +244,27 @@ impl Slot {
             tracing::warn!(error = %e, "lost the server");
             self.conn.lost();
         }
-        match marker {
-            Ok(common::grid::KeyMarker::Foreign { kid: marker }) => {
-                let why = super::wrong_key(&grid, &marker);
-                tracing::error!(job_key = kid, "{why}");
-                let _ = self.config.wrong_key.set(why);
-                true
-            }
-            _ => false,
+        let marker = marker.unwrap_or(KeyMarker::Unknown);
+        if let KeyMarker::Succeeded { kid: grid_kid, by } = &marker {
+            let why = super::stale_key(&grid, grid_kid, by);
+            tracing::error!(job_key = kid, "{why}");
+            self.beat.refusing = Some(why.clone());
+            let _ = self.config.wrong_key.set(why);
         }
+        marker.foreign_job()
+    }
+
+    /// Gives jobs back for a while after one signed with key `kid` that nothing proves
+    /// to be the grid's or junk: a filter that can check it takes it meanwhile, and the
+    /// heartbeat says why this slot is idle.
+    fn refuse_for_a_while(&mut self, kid: &str) {
+        let why = format!(
+            "gives back jobs signed with key {kid}: this filter accepts {} (GRID_KEY_FILE, GRID_ALSO_ACCEPT_KEY_FILES), and the grid's key marker proves nothing it can check",
+            self.config.grid.keys().accepted_ids().join(", ")
+        );
+        tracing::warn!(pause_s = REFUSING_PAUSE.as_secs(), "{why}");
+        self.beat.refusing = Some(why);
+        self.refusing_until = Some(Instant::now() + REFUSING_PAUSE);
     }
 
     /// The job in a reserved body, checked; else the job as far as it could be read (for

@@ -185,6 +185,12 @@ pub fn overview(snap: &Snapshot, samples: &[Sample], viewer: &Viewer) -> Markup 
             tr { th { "up" } td { (duration(snap.uptime_seconds as f64)) } }
             tr { th { "largest job" } td { (snap.max_job_size) " bytes" } }
             tr { th { "binlog" } td { @if snap.binlog { "on" } @else { span.warn { "off: a restart loses every job" } } } }
+            @if let Some(marker) = &snap.key_marker {
+                tr { th { "key marker" } td {
+                    @if marker.starts_with("signed with key") && marker.ends_with("verified") { (shown(marker)) }
+                    @else { span.warn #key-marker { (shown(marker)) } }
+                } }
+            }
         }
     };
     page("Overview", "/", snap, viewer, body)
@@ -350,6 +356,9 @@ fn worker_table(workers: &[Worker], class: &str) -> Markup {
                             " " (w.frames_done) "/" (w.frames_total)
                         } @else if w.job_id.is_some() {
                             "starting (frames not counted yet)"
+                        }
+                        @if let Some(why) = &w.refusing {
+                            span.warn.refusing { "refusing: " (shown(why)) }
                         }
                     }
                     td.n { (ago(w.seconds_since_heartbeat)) }
