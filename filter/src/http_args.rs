@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use filter::source::{HttpLimits, Reach};
+use filter::source::{Hosts, HttpLimits, Reach};
 
 /// Bounds on every HTTP request to an archive or lazycache server, and on the whole
 /// analysis of a video.
@@ -28,11 +28,12 @@ pub struct HttpArgs {
     #[arg(long, env = "FILTER_HTTP_MIN_RATE", default_value_t = 65_536, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
     pub http_min_rate: u64,
 
-    /// The most requests for one video's frames in flight at once, each on a connection
-    /// of its own. How many are used follows the round trip the first requests measure
-    /// (4 beside the server, 19 at 10 ms, 64 from 40 ms on): far from the archive a
-    /// request waits for its round trip, not for bandwidth, unless many are under way.
-    /// Lower it for a server that limits connections per client.
+    /// The most requests in flight to one archive host from this whole process (every
+    /// slot's videos together), each on a connection of its own: the archive is one
+    /// server the whole grid shares. Each video asks for as many as its round trip needs
+    /// (4 beside the server, 19 at 10 ms, 64 from 40 ms on) within this; a host that
+    /// refuses (503, 429, refused connections) gets half as many, and one more after
+    /// each clean round, and its `Retry-After` is honoured (up to 60 s).
     #[arg(long, env = "FILTER_HTTP_CONNECTIONS", default_value_t = HttpLimits::CONNECTIONS, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub http_connections: usize,
 }
@@ -45,7 +46,7 @@ impl HttpArgs {
             min_rate: self.http_min_rate,
             reach: Arc::new(Reach::Any),
             video: None,
-            connections: self.http_connections,
+            hosts: Arc::new(Hosts::new(self.http_connections)),
         }
     }
 

@@ -504,11 +504,16 @@ impl ByteSource for HttpBytes {
     fn read_request(&mut self, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, ReadError> {
         if let [(offset, len)] = ranges {
             self.check_bounds(*offset, *len)?;
-            let mut buf = vec![0; *len];
-            if *len > 0 {
-                self.with_retries(|this| this.read_once(*offset, &mut buf))?;
+            if *len == 0 {
+                return Ok(vec![Vec::new()]);
             }
-            return Ok(vec![buf]);
+            // The body is the frame: read into one buffer, never copied.
+            let last = offset + *len as u64 - 1;
+            let body = self.with_retries(|this| {
+                let reply = this.get_range(*offset, last)?;
+                this.body_of(reply, *len as u64)
+            })?;
+            return Ok(vec![body]);
         }
         self.with_retries(|this| this.read_several(ranges))
     }
@@ -521,7 +526,7 @@ impl ByteSource for HttpBytes {
     }
 
     fn requests_in_flight(&self) -> usize {
-        requests_for(self.round_trip(), self.http.limits().connections)
+        requests_for(self.round_trip(), self.http.limits().connections())
     }
 
     fn try_clone(&self) -> Option<Box<dyn ByteSource>> {

@@ -1,19 +1,23 @@
 //! Every HTTP request a filter makes, bounded: a deadline that grows with the bytes asked
 //! for at a minimum sustained rate (so a trickling server fails in bounded time while a
 //! slow but honest link passes), a cap on the total, redirects followed by hand (only
-//! http(s) to http(s), at most a few), and bodies read only up to what was asked.
+//! http(s) to http(s), at most a few), and bodies read only up to what was asked. Each
+//! request holds a permit of its host's budget (`hosts`) on the process's one pool of
+//! connections; a refusal (503, 429, a refused or reset connection) lowers the budget and
+//! is tried again after the pause the server asks for, until the request's deadline.
 
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::reach::{Filtered, Reach};
+use crate::hosts::{Hosts, Permit};
+use crate::reach::Reach;
 use crate::Deadline;
 use crate::ReadError;
 
 /// The limits on one video's HTTP traffic (`--http-deadline`, `--http-min-rate`) and
 /// which hosts it may reach.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// The longest any one request may take, whatever its size.
     pub deadline: Duration,
@@ -25,10 +29,19 @@ pub struct HttpLimits {
     /// The whole video's time budget, when there is one: every request's allowance is
     /// cut to what is left of it.
     pub video: Option<Deadline>,
-    /// The most requests one video keeps in flight (each on a connection of its own):
-    /// far from the server, requests wait for round trips, not bandwidth, unless many
-    /// are under way at once.
-    pub connections: usize,
+    /// The process's archive hosts: one budget of requests in flight per host (each
+    /// request on a connection of its own), shared by every video read at once.
+    pub hosts: Arc<Hosts>,
+}
+
+impl PartialEq for HttpLimits {
+    fn eq(&self, other: &HttpLimits) -> bool {
+        self.deadline == other.deadline
+            && self.min_rate == other.min_rate
+            && self.reach == other.reach
+            && self.video == other.video
+            && Arc::ptr_eq(&self.hosts, &other.hosts)
+    }
 }
 
 impl HttpLimits {
@@ -37,8 +50,23 @@ impl HttpLimits {
     pub const BASE: Duration = Duration::from_secs(20);
     /// Redirects followed before giving up.
     pub const MAX_REDIRECTS: u32 = 5;
-    /// Requests in flight per video at most, by default (see [`HttpLimits::connections`]).
-    pub const CONNECTIONS: usize = 64;
+    /// Requests in flight to one archive host per process, by default: a 4-slot filter
+    /// far from the archive holds at most this many connections to it (see
+    /// [`HttpLimits::hosts`]; docs/architecture.md, "A good citizen of the archive").
+    pub const CONNECTIONS: usize = 16;
+
+    /// The most requests in flight to one host.
+    pub fn connections(&self) -> usize {
+        self.hosts.cap()
+    }
+
+    /// How long a request refused by its host (503, 429, a refused connection) is tried
+    /// again: up to the longest a request may take, within the video's deadline.
+    fn refusal_horizon(&self) -> Duration {
+        self.video
+            .as_ref()
+            .map_or(self.deadline, |d| self.deadline.min(d.left()))
+    }
 
     /// The time allowed for a request that should bring `bytes`.
     pub fn allowance(&self, bytes: u64) -> Duration {
@@ -74,7 +102,7 @@ impl Default for HttpLimits {
             min_rate: 64 << 10,
             reach: Arc::new(Reach::Any),
             video: None,
-            connections: HttpLimits::CONNECTIONS,
+            hosts: Arc::new(Hosts::new(HttpLimits::CONNECTIONS)),
         }
     }
 }
@@ -99,6 +127,8 @@ pub struct Reply {
     response: ureq::Response,
     until: Instant,
     limits: HttpLimits,
+    /// Its host's permit, held while the body is read (the connection is in use).
+    _permit: Permit,
 }
 
 impl std::fmt::Debug for Reply {
@@ -141,7 +171,13 @@ impl Reply {
     /// more; running past the request's time is an error.
     pub fn body_within(self, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
         let url = self.url.clone();
-        let mut out = Vec::new();
+        // Room for what was asked for, once: a body grown by doubling held up to twice
+        // its bytes, many requests at a time.
+        let mut out = Vec::with_capacity(
+            usize::try_from(max.saturating_add(1))
+                .unwrap_or(0)
+                .min(PREALLOCATED),
+        );
         let mut reader = self.response.into_reader().take(max + 1);
         let mut buf = [0u8; 64 << 10];
         loop {
@@ -168,21 +204,28 @@ impl Reply {
     }
 }
 
+/// The most a body's buffer is sized for before its bytes come (a frame's 32 MiB and a
+/// multi-range request's headers).
+const PREALLOCATED: usize = 33 << 20;
+
+/// Why one try of a request failed: refused by its host (to be tried again after the
+/// pause the host's budget sets), or anything else.
+enum Failure {
+    Refused { error: ReadError, wait: Duration },
+    Other(ReadError),
+}
+
+impl From<ReadError> for Failure {
+    fn from(e: ReadError) -> Failure {
+        Failure::Other(e)
+    }
+}
+
 impl Http {
-    /// A client with `limits`.
+    /// A client with `limits`, on the pool of connections of its hosts.
     pub fn new(limits: HttpLimits) -> Http {
-        let mut builder = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            // The read-ahead keeps many requests in flight; keep their connections alive.
-            .max_idle_connections_per_host(limits.connections.max(8) + 8)
-            .redirects(0);
-        if limits.reach.filters_hosts() {
-            builder = builder.resolver(Filtered {
-                exempt: limits.reach.exempt_addresses(),
-            });
-        }
         Http {
-            agent: builder.build(),
+            agent: limits.hosts.agent(&limits.reach),
             limits,
             public_origins: Arc::default(),
         }
@@ -205,24 +248,55 @@ impl Http {
         self.get_with_range(url, range.as_deref(), expect)
     }
 
-    /// [`Http::get`] with a whole `Range` header value (`bytes=a-b,c-d,...`).
+    /// [`Http::get`] with a whole `Range` header value (`bytes=a-b,c-d,...`). A request
+    /// the host refuses is tried again once the host's pause is over, for as long as
+    /// [`HttpLimits::deadline`] and the video's deadline allow.
     pub fn get_with_range(
         &self,
         url: &str,
         range: Option<&str>,
         expect: u64,
     ) -> Result<Reply, ReadError> {
-        let allowance = self.limits.allowance(expect);
+        let give_up = Instant::now() + self.limits.refusal_horizon();
+        loop {
+            match self.try_get(url, range, expect, give_up) {
+                Ok(reply) => return Ok(reply),
+                Err(Failure::Refused { error, wait }) if Instant::now() + wait < give_up => {
+                    tracing::debug!(url, error = %error, wait_ms = wait.as_millis() as u64, "refused; trying again");
+                }
+                Err(Failure::Refused { error, .. } | Failure::Other(error)) => return Err(error),
+            }
+        }
+    }
 
-        let until = Instant::now() + allowance;
+    /// One try of a request, redirects followed, each hop on a permit of its host.
+    fn try_get(
+        &self,
+        url: &str,
+        range: Option<&str>,
+        expect: u64,
+        give_up: Instant,
+    ) -> Result<Reply, Failure> {
+        let allowance = self.limits.allowance(expect);
+        let mut until = None;
         let mut current = url.to_owned();
         for _ in 0..=HttpLimits::MAX_REDIRECTS {
             check_scheme(url, &current)?;
             // What is requested is the URL as checked, normalised.
-            current = self.check_reach(&current)?.into();
+            let checked = self.check_reach(&current)?;
+            current = checked.as_str().into();
+            let budget = self
+                .limits
+                .hosts
+                .budget(&checked.origin().ascii_serialization());
+            // Waiting for a permit is not the request's time: only the deadlines bound it.
+            let mut permit = budget
+                .acquire(give_up)
+                .ok_or_else(|| self.limits.out_of_time(url))?;
+            let until = *until.get_or_insert_with(|| Instant::now() + allowance);
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(self.limits.out_of_time(url));
+                return Err(self.limits.out_of_time(url).into());
             }
             let mut request = self.agent.get(&current).timeout(left);
             if let Some(range) = range {
@@ -231,25 +305,28 @@ impl Http {
             let response = match request.call() {
                 Ok(r) => r,
                 Err(ureq::Error::Status(status, r)) if (300..400).contains(&status) => r,
+                Err(ureq::Error::Status(status @ (429 | 503), r)) => {
+                    let wait = permit.refused(retry_after(&r));
+                    drain(r);
+                    let error = ReadError::HttpStatus {
+                        url: current,
+                        status,
+                    };
+                    return Err(Failure::Refused { error, wait });
+                }
                 Err(ureq::Error::Status(status, _)) => {
+                    permit.succeeded();
                     return Err(ReadError::HttpStatus {
                         url: current,
                         status,
-                    })
+                    }
+                    .into());
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    let timed_out = t.kind() == ureq::ErrorKind::Io
-                        && t.to_string().to_ascii_lowercase().contains("timed out");
-                    return Err(if timed_out {
-                        self.limits.out_of_time(url)
-                    } else {
-                        ReadError::Unreachable {
-                            url: current,
-                            detail: t.to_string(),
-                        }
-                    });
+                    return Err(self.transport(url, current, t, permit))
                 }
             };
+            permit.succeeded();
             let status = response.status();
             if (300..400).contains(&status) {
                 let location =
@@ -268,13 +345,58 @@ impl Http {
                 response,
                 until,
                 limits: self.limits.clone(),
+                _permit: permit,
             });
         }
         Err(ReadError::Redirect {
             url: url.into(),
             detail: format!("more than {} redirects", HttpLimits::MAX_REDIRECTS),
-        })
+        }
+        .into())
     }
+
+    /// What a transport error of a request to `current` is: out of time, a refusal (a
+    /// refused or reset connection to a host that has answered before: busy, not gone),
+    /// or unreachable.
+    fn transport(&self, url: &str, current: String, t: ureq::Transport, permit: Permit) -> Failure {
+        let text = t.to_string().to_ascii_lowercase();
+        if t.kind() == ureq::ErrorKind::Io && text.contains("timed out") {
+            return self.limits.out_of_time(url).into();
+        }
+        let refused = t.kind() == ureq::ErrorKind::ConnectionFailed
+            || text.contains("reset")
+            || text.contains("refused")
+            || text.contains("broken pipe");
+        let error = ReadError::Unreachable {
+            url: current,
+            detail: t.to_string(),
+        };
+        if refused && permit.host_answered_before() {
+            let wait = permit.refused(None);
+            return Failure::Refused { error, wait };
+        }
+        Failure::Other(error)
+    }
+}
+
+/// Reads a short error reply to its end, so that its connection goes back to the pool
+/// instead of being closed (a longer one is dropped, and its connection with it).
+fn drain(response: ureq::Response) {
+    let mut rest = Vec::new();
+    let _ = response.into_reader().take(4096).read_to_end(&mut rest);
+}
+
+/// A `Retry-After` header's pause: seconds, or an HTTP date.
+fn retry_after(response: &ureq::Response) -> Option<Duration> {
+    let value = response.header("Retry-After")?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 impl Http {

@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,33 @@ pub struct Proxy {
     addr: String,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<Arc<AtomicU8>>>>,
+    counts: Arc<Counts>,
+}
+
+/// Connections carried: open now, the most open at once, accepted in all.
+#[derive(Debug, Default)]
+struct Counts {
+    open: AtomicUsize,
+    peak: AtomicUsize,
+    accepted: AtomicUsize,
+}
+
+/// One connection counted open until both its directions are done.
+struct Open(Arc<Counts>);
+
+impl Open {
+    fn new(counts: &Arc<Counts>) -> Arc<Open> {
+        let now = counts.open.fetch_add(1, Ordering::SeqCst) + 1;
+        counts.peak.fetch_max(now, Ordering::SeqCst);
+        counts.accepted.fetch_add(1, Ordering::SeqCst);
+        Arc::new(Open(Arc::clone(counts)))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Proxy {
@@ -57,7 +84,9 @@ impl Proxy {
         let addr = listener.local_addr()?.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<Arc<AtomicU8>>>> = Arc::default();
+        let counts: Arc<Counts> = Arc::default();
         let (s, c, up) = (Arc::clone(&stop), Arc::clone(&conns), upstream.to_owned());
+        let counted = Arc::clone(&counts);
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
@@ -71,11 +100,27 @@ impl Proxy {
                 let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 let state = Arc::new(AtomicU8::new(PASS));
                 c.lock().unwrap().push(Arc::clone(&state));
-                pipe(&client, &server, &state, None, delay);
-                pipe(&server, &client, &state, pace.clone(), delay);
+                let open = Open::new(&counted);
+                pipe(&client, &server, &state, None, delay, Arc::clone(&open));
+                pipe(&server, &client, &state, pace.clone(), delay, open);
             }
         });
-        Ok(Proxy { addr, stop, conns })
+        Ok(Proxy {
+            addr,
+            stop,
+            conns,
+            counts,
+        })
+    }
+
+    /// The most connections it carried at once so far.
+    pub fn peak_connections(&self) -> usize {
+        self.counts.peak.load(Ordering::SeqCst)
+    }
+
+    /// Connections it accepted so far.
+    pub fn connections_accepted(&self) -> usize {
+        self.counts.accepted.load(Ordering::SeqCst)
     }
 
     /// `127.0.0.1:PORT`: give this to clients as the server.
@@ -154,13 +199,15 @@ impl Pace {
 
 /// Copies `from` to `to` on a thread, obeying `state` between reads and `pace` (if any)
 /// before each write; each chunk is written `delay` after it was read (by a second
-/// thread, so the link carries many chunks at once, as a long wire does).
+/// thread, so the link carries many chunks at once, as a long wire does). The
+/// connection counts as open while `open` is held.
 fn pipe(
     from: &TcpStream,
     to: &TcpStream,
     state: &Arc<AtomicU8>,
     pace: Option<Arc<Pace>>,
     delay: Duration,
+    open: Arc<Open>,
 ) {
     let (Ok(mut from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
         return;
@@ -182,6 +229,7 @@ fn pipe(
         let _ = writer.shutdown(Shutdown::Both);
     });
     std::thread::spawn(move || {
+        let _open = open;
         let mut buf = [0u8; 16 << 10];
         loop {
             match state.load(Ordering::SeqCst) {

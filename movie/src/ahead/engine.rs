@@ -346,6 +346,11 @@ impl ReadAhead {
             }
             AskKind::Whole(frames) => {
                 let whole = bytes.into_iter().next().unwrap_or_default();
+                if frames.len() == 1 && whole.len() == self.video.frames[frames.start].1 .1 {
+                    // One frame: its bytes as they came, not a copy.
+                    self.held += whole.len() as u64;
+                    return self.frames.got_whole(frames.start, whole);
+                }
                 let start = self.video.frames[frames.start].1 .0;
                 for k in frames {
                     let (offset, size) = self.video.frames[k].1;

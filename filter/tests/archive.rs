@@ -1,0 +1,153 @@
+//! A good citizen of the archive (issue 33), against a real nginx through a distant link:
+//! every video a process reads at once shares one budget of connections to their host,
+//! and a server that refuses beyond a few connections (503 with `Retry-After`) slows the
+//! analysis, never fails it or changes its answer.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use filter::decode::FetchChoice;
+use filter::document::OpticalFlowDocument;
+use filter::source::{self, Hosts, HttpLimits, SourceKind};
+use filter::{analyze, Settings};
+use support::{clip, clips};
+use testkit::{Link, Nginx, NginxOptions, Proxy};
+
+/// The scripted clip at 960x540 (the reduced decoder reads it, so parts are fetched).
+fn clip_path() -> std::path::PathBuf {
+    clip("scripted-960.mov", 960, 540, 60)
+}
+
+fn similarities(doc: &OpticalFlowDocument) -> Vec<(u64, [f64; 4], bool)> {
+    doc.frame_stats
+        .iter()
+        .map(|s| {
+            (
+                s.frame_number,
+                s.optical_flow.similarity,
+                s.optical_flow.valid,
+            )
+        })
+        .collect()
+}
+
+fn analyse(video: &str, limits: &HttpLimits, fetch: FetchChoice) -> OpticalFlowDocument {
+    let source = source::open_with(video, SourceKind::Auto, 0.25, limits).expect("opening");
+    let settings = Settings {
+        stride: 5,
+        fetch,
+        threads: 1,
+        ..Settings::default()
+    };
+    analyze(source, &settings, &mut |_| {})
+        .expect("the analysis")
+        .document
+}
+
+/// nginx serving the clips, 40 ms of round trip away through a 50 MB/s link.
+fn distant(options: &NginxOptions) -> (Nginx, Proxy, String) {
+    let nginx = Nginx::start(clips().path(), options);
+    let link = Link {
+        bytes_per_second: Some(50_000_000),
+        round_trip: Duration::from_millis(40),
+    };
+    let proxy = Proxy::start_link(&nginx.addr(), link).unwrap();
+    let name = clip_path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let url = format!("http://{}/{name}", proxy.addr());
+    (nginx, proxy, url)
+}
+
+#[test]
+fn videos_read_at_once_share_one_budget_of_connections_to_their_host() {
+    let local = analyse(
+        clip_path().to_str().unwrap(),
+        &HttpLimits::default(),
+        FetchChoice::Whole,
+    );
+    let (nginx, proxy, url) = distant(&NginxOptions::default());
+    // As the worker's slots do: one limits value, cloned for every video.
+    let limits = HttpLimits {
+        hosts: Arc::new(Hosts::new(6)),
+        ..HttpLimits::default()
+    };
+    let runs: Vec<_> = [
+        FetchChoice::Parts,
+        FetchChoice::Whole,
+        FetchChoice::Parts,
+        FetchChoice::Auto,
+    ]
+    .into_iter()
+    .map(|fetch| {
+        let (url, limits) = (url.clone(), limits.clone());
+        std::thread::spawn(move || analyse(&url, &limits, fetch))
+    })
+    .collect();
+    for run in runs {
+        assert_eq!(similarities(&run.join().unwrap()), similarities(&local));
+    }
+    let peak = proxy.peak_connections();
+    assert!(
+        peak <= 6,
+        "{peak} connections at once to one host with a budget of 6 ({} in all)",
+        proxy.connections_accepted()
+    );
+    assert!(
+        nginx.statuses().iter().all(|&s| s == 206),
+        "{}",
+        nginx.log()
+    );
+}
+
+#[test]
+fn a_server_refusing_beyond_four_connections_slows_the_analysis_and_never_fails_it() {
+    let local = analyse(
+        clip_path().to_str().unwrap(),
+        &HttpLimits::default(),
+        FetchChoice::Whole,
+    );
+    // Each reply at 2 MB/s: requests stay in flight long enough to meet the cap.
+    let options = NginxOptions {
+        connections_per_client: Some(4),
+        retry_after: Some(1),
+        bytes_per_second_per_reply: Some(2_000_000),
+        ..NginxOptions::default()
+    };
+    let (nginx, _proxy, url) = distant(&options);
+    // Four videos at once, as a 4-slot filter reads them, on the default budget.
+    let limits = HttpLimits::default();
+    let runs: Vec<_> = [
+        FetchChoice::Parts,
+        FetchChoice::Whole,
+        FetchChoice::Parts,
+        FetchChoice::Whole,
+    ]
+    .into_iter()
+    .map(|fetch| {
+        let (url, limits) = (url.clone(), limits.clone());
+        std::thread::spawn(move || (fetch, analyse(&url, &limits, fetch)))
+    })
+    .collect();
+    for run in runs {
+        let (fetch, far) = run.join().unwrap();
+        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
+    }
+    let statuses = nginx.statuses();
+    let refused = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(
+        refused > 0,
+        "the server refused none of {} requests",
+        statuses.len()
+    );
+    // The budget came down to what the server takes.
+    let budget = &limits.hosts.snapshot()[0];
+    assert!(
+        budget.refusals > 0 && budget.limit < HttpLimits::CONNECTIONS,
+        "{budget:?}"
+    );
+}
