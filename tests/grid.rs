@@ -1759,3 +1759,74 @@ fn a_running_jobs_progress_shows_between_touches() {
     gated.gate.open();
     assert!(f.wait(Duration::from_secs(120)).success(), "{}", f.log());
 }
+
+#[test]
+fn filters_sharing_a_grid_archive_budget_never_have_more_requests_at_the_archive_than_it() {
+    // Three filters of two slots against nginx, which refuses (503) a fourth request in
+    // flight from this one client address (each reply at 20 KB/s, so they overlap):
+    // with GRID_ARCHIVE_CONNECTIONS=3 (the sink keeps the tokens) it never has to.
+    // Without the budget, 22 of 64 requests were refused (and retried).
+    let names: Vec<String> = (0..6)
+        .map(|i| format!("CAMHDA301-20170614T0{i}0000.mov"))
+        .collect();
+    let clips: Vec<(&str, u32)> = names.iter().map(|n| (n.as_str(), 40)).collect();
+    let mut world = World::new(&clips);
+    let nginx = testkit::Nginx::start(
+        &world.dir.path().join("archive"),
+        &testkit::NginxOptions {
+            connections_per_client: Some(3),
+            bytes_per_second_per_reply: Some(20_000),
+            ..Default::default()
+        },
+    );
+    world
+        .served
+        .borrow_mut()
+        .push(format!("{}/files/", nginx.url()));
+    world
+        .extra_env
+        .push(("GRID_ARCHIVE_CONNECTIONS", "3".to_owned()));
+    let mut sink = world.sink(6);
+    let mut q = bin::command("queuer");
+    q.args(["--checkout", world.checkout().to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in world.env() {
+        q.env(k, v);
+    }
+    let mut child = q.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for name in &names {
+            writeln!(stdin, "{}/files/{DAY}/{name}", nginx.url()).unwrap();
+        }
+    }
+    let queued = child.wait_with_output().unwrap();
+    assert!(stdout(&queued).contains("queued 6"), "{queued:?}");
+    let mut filters: Vec<Proc> = (0..3)
+        .map(|i| world.filter_with(&format!("filter-{i}"), 4, &["--jobs", "2"]))
+        .collect();
+    for f in &mut filters {
+        assert!(f.wait(Duration::from_secs(180)).success(), "{}", f.log());
+    }
+    assert!(
+        sink.wait(Duration::from_secs(120)).success(),
+        "{}",
+        sink.log()
+    );
+    let statuses = nginx.statuses();
+    let refused = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(statuses.len() > 30, "{} requests", statuses.len());
+    assert_eq!(refused, 0, "requests beyond the budget reached the archive");
+    let s = world.status();
+    assert_eq!(s["archive"]["total"], 3, "{s}");
+    assert_eq!(s["archive"]["in_use"], 0, "every token given back: {s}");
+    let committed = git(&world.checkout(), &["log", "--name-only", "--format="]);
+    assert_eq!(
+        committed.matches("_optical_flow.json").count(),
+        6,
+        "{committed}"
+    );
+}

@@ -56,6 +56,14 @@ pub struct GridArgs {
         value_name = "FILE"
     )]
     pub also_accept_key_file: Vec<std::path::PathBuf>,
+
+    /// The most connections the whole grid's filters hold to the archive at once (every
+    /// filter process and host together; OOI's one server serves them all): a filter
+    /// takes a token of <NAME>.archive for each request in flight there, and the sink
+    /// keeps this many tokens. Unset: each filter keeps only its own budget
+    /// (--http-connections).
+    #[arg(long, global = true, env = "GRID_ARCHIVE_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub archive_connections: Option<u32>,
 }
 
 impl GridArgs {
@@ -140,6 +148,12 @@ impl GridConfig {
     /// `<namespace>.key`: the grid's key marker (see `grid::Grid::key_marker`).
     pub fn key_tube(&self) -> String {
         format!("{}.key", self.namespace)
+    }
+
+    /// `<namespace>.archive`: the grid's archive budget, a token per connection (see
+    /// `archive`).
+    pub fn archive_tube(&self) -> String {
+        format!("{}.archive", self.namespace)
     }
 
     /// `<namespace>.grid`: the grid's identity marker (the queuer's `grid_id`).

@@ -7,6 +7,8 @@
 //! without the client, TLS, axum or clap.
 
 #[cfg(feature = "grid")]
+pub mod archive;
+#[cfg(feature = "grid")]
 pub mod backoff;
 #[cfg(feature = "grid")]
 pub mod beanstalk;

@@ -194,3 +194,47 @@ async fn heartbeats_are_listed_with_their_signatures_checked() {
 fn grid_without_keys(server: &Beanstalkd) -> Grid {
     grid(server, Keys::none())
 }
+
+#[tokio::test]
+async fn the_archive_budget_is_kept_as_tokens_and_lowered_as_they_come_back() {
+    use common::archive::{keep_tokens, tokens};
+    let server = Beanstalkd::start().unwrap();
+    let grid = grid(&server, Keys::none());
+    let mut keeper = Client::connect(&server.addr()).await.unwrap();
+    assert_eq!(
+        tokens(&grid, &mut keeper).await.unwrap(),
+        None,
+        "no budget yet"
+    );
+    let kept = keep_tokens(&grid, &mut keeper, 5).await.unwrap();
+    assert_eq!((kept.total, kept.free), (5, 5));
+    assert_eq!(
+        keeper.used_tube(),
+        "default",
+        "the connection is back on its tube"
+    );
+    // A filter holds two; the budget is lowered to one: the free ones go now, one held
+    // token once it comes back.
+    let mut filter = Client::connect(&server.addr()).await.unwrap();
+    filter.watch("camhd.archive").await.unwrap();
+    let held = [
+        filter.reserve_with_timeout(1).await.unwrap(),
+        filter.reserve_with_timeout(1).await.unwrap(),
+    ];
+    let kept = keep_tokens(&grid, &mut keeper, 1).await.unwrap();
+    assert_eq!((kept.total, kept.in_use, kept.free), (2, 2, 0));
+    for token in &held {
+        filter.release(token.id, 0, 0).await.unwrap();
+    }
+    let kept = keep_tokens(&grid, &mut keeper, 1).await.unwrap();
+    assert_eq!((kept.total, kept.free), (1, 1));
+    // A filter that dies gives its tokens back with its connection.
+    let _ = filter.reserve_with_timeout(1).await.unwrap();
+    assert_eq!(tokens(&grid, &mut keeper).await.unwrap().unwrap().in_use, 1);
+    drop(filter);
+    let since = std::time::Instant::now();
+    while tokens(&grid, &mut keeper).await.unwrap().unwrap().free != 1 {
+        assert!(since.elapsed().as_secs() < 30, "the token never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

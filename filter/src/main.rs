@@ -187,6 +187,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
             ..cli.http.limits()
         },
         video_deadline: cli.http.video_budget(),
+        archive_budget: cli.grid.archive_connections.is_some(),
         wrong_key: Default::default(),
     };
     if !config.grid.keys().enabled() {

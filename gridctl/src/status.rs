@@ -95,6 +95,9 @@ pub(crate) struct Snapshot {
     /// What the grid's key marker says, checked with gridctl's keys; `None` on a grid
     /// with no marker.
     pub(crate) key_marker: Option<String>,
+    /// The grid's archive budget: its tokens, free and held by filters; `None` on a grid
+    /// without one.
+    pub(crate) archive: Option<common::archive::Tokens>,
     /// What the sink says of the record: commits not pushed yet, and why.
     pub(crate) sink: Option<SinkView>,
     /// Jobs finished per minute (only with --watch, once two refreshes are in).
@@ -235,8 +238,12 @@ pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result
         Ok(marker) => Some(marker.to_string()),
         Err(e) => Some(format!("cannot be read: {e}")),
     };
+    let archive = common::archive::tokens(grid, client)
+        .await
+        .context("reading the archive budget")?;
     Ok(Snapshot {
         key_marker,
+        archive,
         server: config.server.to_string(),
         namespace: config.namespace.to_string(),
         version: server.version,
@@ -393,6 +400,12 @@ fn render(s: &Snapshot) -> String {
     if let Some(marker) = &s.key_marker {
         out.push_str(&format!("key marker: {}\n", one_line(marker)));
     }
+    if let Some(a) = &s.archive {
+        out.push_str(&format!(
+            "archive budget: {} connections, {} held by filters, {} free\n",
+            a.total, a.in_use, a.free
+        ));
+    }
     if let (Some(awaiting), Some(retrying)) = (s.jobs.awaiting_commit, s.jobs.retrying) {
         out.push_str(&format!(
             "jobs delayed: {awaiting} awaiting commit (result in {}), {retrying} retrying later\n",
@@ -487,6 +500,7 @@ mod tests {
     fn snapshot(workers: Vec<Worker>) -> Snapshot {
         Snapshot {
             key_marker: None,
+            archive: None,
             server: "127.0.0.1:11300".into(),
             namespace: "camhd".into(),
             version: "1.12".into(),

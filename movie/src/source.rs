@@ -9,7 +9,7 @@ use common::paths::LAZYCACHE_MARKER;
 
 pub use crate::ahead::{FrameStream, Window};
 pub use crate::bytes::{ByteSource, FileBytes, HttpBytes};
-pub use crate::hosts::Hosts;
+pub use crate::hosts::{GridShare, Hosts};
 pub use crate::http::HttpLimits;
 pub use crate::lazycache::LazycacheSource;
 use crate::quicktime::{read_index, MovieIndex};

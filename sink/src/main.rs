@@ -178,6 +178,7 @@ fn main() -> ExitCode {
             push_wait: Duration::from_secs(cli.push_wait),
             max_document: cli.max_document_bytes as usize,
             regions_budget: Duration::from_secs(cli.regions_budget),
+            archive_connections: cli.grid.archive_connections,
         };
         if !config.grid.keys().enabled() {
             tracing::warn!("no grid key (--key-file, GRID_KEY_FILE): results are not checked for a signature; see docs/security.md");

@@ -40,7 +40,13 @@ pub struct SinkConfig {
     /// How long a batch waits for its regions files; one not derived by then is left
     /// for `sink regions`.
     pub regions_budget: Duration,
+    /// The grid's archive budget, whose tokens the sink keeps (`common::archive`).
+    pub archive_connections: Option<u32>,
 }
+
+/// How often the sink puts back the archive tokens missing (a server restarted without
+/// its binlog) and deletes extra ones.
+const TOKENS_EVERY: Duration = Duration::from_secs(60);
 
 /// Counts for the final report.
 #[derive(Debug, Default, Clone)]
@@ -92,6 +98,7 @@ impl<'a> Sink<'a> {
         let mut conn: Option<Client> = None;
         let mut backoff = Backoff::reconnect();
         let mut lost = false;
+        let mut tokens_kept: Option<Instant> = None;
         let grid = self.config.grid.config();
         let server = grid.server.to_string();
         tracing::info!(server = %server, tube = %grid.results_tube(), checkout = %self.checkout.root().display(),
@@ -132,6 +139,10 @@ impl<'a> Sink<'a> {
                 self.push_before_exit(c, waiting).await;
                 return Ok(self.totals);
             }
+            if tokens_kept.is_none_or(|t| t.elapsed() >= TOKENS_EVERY) {
+                tokens_kept = Some(Instant::now());
+                self.keep_tokens(c).await;
+            }
             let reserved = tokio::select! {
                 r = c.reserve_with_timeout(1) => r,
                 _ = shutdown.changed() => { conn = None; continue; }
@@ -159,6 +170,17 @@ impl<'a> Sink<'a> {
                     conn = None;
                 }
             }
+        }
+    }
+
+    /// Makes the archive tube hold the grid's budget of tokens, when it has one.
+    async fn keep_tokens(&self, c: &mut Client) {
+        let Some(budget) = self.config.archive_connections else {
+            return;
+        };
+        match common::archive::keep_tokens(&self.config.grid, c, budget).await {
+            Ok(t) => tracing::debug!(budget, in_use = t.in_use, free = t.free, "archive tokens"),
+            Err(e) => tracing::warn!(error = %e, "could not keep the archive tokens"),
         }
     }
 

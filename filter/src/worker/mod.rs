@@ -5,6 +5,7 @@
 mod conn;
 mod heartbeat;
 mod job;
+mod lease;
 mod outcome;
 mod slot;
 mod spool;
@@ -47,6 +48,9 @@ pub struct WorkerConfig {
     pub http: crate::source::HttpLimits,
     /// Each video's time budget (`--video-deadline`); `None`: derived from the video.
     pub video_deadline: Option<Duration>,
+    /// The grid has an archive budget (`GRID_ARCHIVE_CONNECTIONS`): requests to the
+    /// archive wait for its tokens.
+    pub archive_budget: bool,
     /// Set by the slot that learns this filter holds a stale key (from a key marker
     /// one of its keys vouches for): every slot then stops reserving, and the worker
     /// exits with a usage code naming the keys.
@@ -114,6 +118,10 @@ pub struct Totals {
 pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<Totals, WrongKey> {
     if let Some(why) = key_check(&config).await {
         return Err(WrongKey(why));
+    }
+    if config.archive_budget {
+        let share = config.http.hosts.share_grid_budget();
+        tokio::spawn(lease::keep(config.grid.clone(), share, shutdown.clone()));
     }
     let mut handles = Vec::new();
     for index in 0..config.jobs.max(1) {

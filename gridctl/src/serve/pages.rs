@@ -185,6 +185,9 @@ pub fn overview(snap: &Snapshot, samples: &[Sample], viewer: &Viewer) -> Markup 
             tr { th { "up" } td { (duration(snap.uptime_seconds as f64)) } }
             tr { th { "largest job" } td { (snap.max_job_size) " bytes" } }
             tr { th { "binlog" } td { @if snap.binlog { "on" } @else { span.warn { "off: a restart loses every job" } } } }
+            @if let Some(a) = &snap.archive {
+                tr { th { "archive budget" } td #archive { (a.total) " connections: " (a.in_use) " held by filters, " (a.free) " free" } }
+            }
             @if let Some(marker) = &snap.key_marker {
                 tr { th { "key marker" } td {
                     @if marker.starts_with("signed with key") && marker.ends_with("verified") { (shown(marker)) }

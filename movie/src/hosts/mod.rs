@@ -3,13 +3,18 @@
 //! server, and each request holds one of its workers. The budget starts at its cap and
 //! follows the server (AIMD): a refusal (503, 429, a refused or reset connection) halves
 //! it and pauses the host for its `Retry-After` (bounded) or a backoff; every clean round
-//! (as many successes as the budget) adds one back. A grid-wide budget can cap it further.
+//! (as many successes as the budget) adds one back. A grid-wide budget caps every host's
+//! requests together further (`share`).
+
+mod share;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::reach::{Filtered, Reach};
+pub use share::GridShare;
+use share::Total;
 
 /// The longest a `Retry-After` is honoured for: a server asking for longer is asked again
 /// then (a video's deadline still bounds the whole).
@@ -19,16 +24,6 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// row, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
-
-/// Requests in flight to hosts beyond a process's own budget: a grid-wide budget (see
-/// `filter`'s grid lease) says how many this process may have to all archive hosts.
-pub trait Allowance: Send + Sync {
-    /// Requests this process may have in flight to archive hosts now, all together.
-    fn allowed(&self) -> usize;
-    /// Tells the allowance how many requests this process wants in flight (so it can ask
-    /// the grid for more, or give back what it does not use).
-    fn want(&self, requests: usize);
-}
 
 /// The hosts one process reads, each with its budget; one pool of connections for all.
 pub struct Hosts {
@@ -47,14 +42,6 @@ impl std::fmt::Debug for Hosts {
     }
 }
 
-/// What every host's requests share: how many are in flight, and the grid's allowance.
-#[derive(Default)]
-struct Total {
-    in_flight: Mutex<usize>,
-    changed: Condvar,
-    allowance: Mutex<Option<Arc<dyn Allowance>>>,
-}
-
 impl Hosts {
     /// Hosts whose budgets start at, and never exceed, `cap` requests in flight each.
     pub fn new(cap: usize) -> Hosts {
@@ -71,15 +58,11 @@ impl Hosts {
         self.cap
     }
 
-    /// Caps every host's requests together at what `allowance` allows from now on.
-    pub fn limit_by(&self, allowance: Arc<dyn Allowance>) {
-        *lock(&self.total.allowance) = Some(allowance);
-        self.total.changed.notify_all();
-    }
-
-    /// Wakes requests waiting on the grid's allowance to look at it again.
-    pub fn allowance_changed(&self) {
-        self.total.changed.notify_all();
+    /// From now on every host's requests together stay within the share of the grid's
+    /// archive budget this process holds (none until its lease takes tokens): the
+    /// handle the lease keeps that share with.
+    pub fn share_grid_budget(&self) -> GridShare {
+        self.total.share()
     }
 
     /// The pool of connections for requests within `reach`: idle connections are kept
@@ -261,45 +244,6 @@ impl Budget {
     }
 }
 
-impl Total {
-    /// Takes one request of the grid's allowance, waiting until `until` at most.
-    fn take(&self, until: Instant) -> bool {
-        let allowance = lock(&self.allowance).clone();
-        let mut in_flight = lock(&self.in_flight);
-        loop {
-            let allowed = allowance.as_ref().map_or(usize::MAX, |a| a.allowed());
-            if *in_flight < allowed {
-                *in_flight += 1;
-                if let Some(a) = &allowance {
-                    a.want(*in_flight);
-                }
-                return true;
-            }
-            if let Some(a) = &allowance {
-                a.want(*in_flight + 1);
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            in_flight = self
-                .changed
-                .wait_timeout(in_flight, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
-
-    fn give_back(&self) {
-        let mut in_flight = lock(&self.in_flight);
-        *in_flight = in_flight.saturating_sub(1);
-        if let Some(a) = lock(&self.allowance).as_ref() {
-            a.want(*in_flight);
-        }
-        self.changed.notify_all();
-    }
-}
-
 impl Permit {
     /// The request got an answer that was no refusal (the permit is still held while
     /// its body is read): a clean round (as many successes as the budget allows) adds
@@ -371,7 +315,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
@@ -436,23 +379,13 @@ mod tests {
         assert_eq!(backoff, FIRST_BACKOFF);
     }
 
-    /// An allowance of a fixed number, counting what it was asked for.
-    struct Fixed(usize, AtomicUsize);
-
-    impl Allowance for Fixed {
-        fn allowed(&self) -> usize {
-            self.0
-        }
-        fn want(&self, requests: usize) {
-            self.1.fetch_max(requests, Ordering::SeqCst);
-        }
-    }
-
     #[test]
-    fn the_grids_allowance_caps_every_host_together() {
+    fn the_grids_share_caps_every_host_together() {
         let hosts = Hosts::new(8);
-        let allowance = Arc::new(Fixed(3, AtomicUsize::new(0)));
-        hosts.limit_by(allowance.clone());
+        let share = hosts.share_grid_budget();
+        for _ in 0..3 {
+            share.add();
+        }
         let (a, b) = (hosts.budget("http://a:80"), hosts.budget("http://b:80"));
         let held = [
             a.acquire(soon()).unwrap(),
@@ -462,11 +395,7 @@ mod tests {
         assert!(b
             .acquire(Instant::now() + Duration::from_millis(50))
             .is_none());
-        assert_eq!(
-            allowance.1.load(Ordering::SeqCst),
-            4,
-            "it asked for one more"
-        );
+        assert_eq!(share.held(), 3);
         drop(held);
         assert!(b.acquire(soon()).is_some());
     }
