@@ -101,6 +101,34 @@ fn gridctl_reports_an_unreachable_server_with_exit_code_69() {
 }
 
 #[test]
+fn a_setting_blanked_in_the_environment_means_none() {
+    // Rotation's last step blanks GRID_ALSO_ACCEPT_KEY_FILES=; it once stopped the sink,
+    // the dashboard, filters and gridctl with exit 2 (issue 35).
+    let server = Beanstalkd::start().unwrap();
+    let addr = server.addr();
+    drop(server);
+    for var in [
+        "GRID_ALSO_ACCEPT_KEY_FILES",
+        "GRID_KEY_FILE",
+        "GRID_CA_FILE",
+        "GRID_ARCHIVE_CONNECTIONS",
+    ] {
+        let out = run("gridctl", &["--server", &addr, "status"], &[(var, "")]);
+        assert_eq!(out.status.code(), Some(69), "{var}=: {}", stderr(&out));
+    }
+    // A setting of its own blanked, too: the analysis starts (and finds no such file).
+    let out = run(
+        "filter",
+        &["analyze", "/nonexistent/x.mov"],
+        &[
+            ("GRID_ALSO_ACCEPT_KEY_FILES", ""),
+            ("FILTER_HTTP_CONNECTIONS", ""),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+}
+
+#[test]
 fn gridctl_status_counts_the_namespace_tubes() {
     use common::beanstalk::{Client, PutOptions};
     let server = Beanstalkd::start().unwrap();

@@ -47,15 +47,17 @@ pub struct GridArgs {
     pub cert_key_file: Option<std::path::PathBuf>,
 
     /// Keys accepted besides --key-file while keys are rotated (repeatable; the
-    /// environment takes a comma-separated list).
+    /// environment takes a comma-separated list; empty means none, so a blanked
+    /// `GRID_ALSO_ACCEPT_KEY_FILES=` ends a rotation).
     #[arg(
         long,
         global = true,
         env = "GRID_ALSO_ACCEPT_KEY_FILES",
         value_delimiter = ',',
-        value_name = "FILE"
+        value_name = "FILE",
+        value_parser = clap::value_parser!(std::ffi::OsString)
     )]
-    pub also_accept_key_file: Vec<std::path::PathBuf>,
+    pub also_accept_key_file: Vec<std::ffi::OsString>,
 
     /// The most connections the whole grid's filters hold to the archive at once (every
     /// filter process and host together; OOI's one server serves them all): a filter
@@ -69,11 +71,13 @@ pub struct GridArgs {
 impl GridArgs {
     /// The keys this process signs with and accepts.
     pub fn keys(&self) -> anyhow::Result<crate::sign::Keys> {
-        crate::sign::Keys::load(
-            &self.namespace.0,
-            self.key_file.as_deref(),
-            &self.also_accept_key_file,
-        )
+        let also: Vec<std::path::PathBuf> = self
+            .also_accept_key_file
+            .iter()
+            .filter(|f| !f.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect();
+        crate::sign::Keys::load(&self.namespace.0, self.key_file.as_deref(), &also)
     }
 
     /// The checked configuration: TLS files only with a `tls://` server, where they mean
@@ -286,6 +290,25 @@ impl fmt::Display for Namespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        grid: GridArgs,
+    }
+
+    #[test]
+    fn an_empty_list_of_keys_to_accept_means_none() {
+        // What a blanked `GRID_ALSO_ACCEPT_KEY_FILES=` gives clap (issue 35: it stopped
+        // every service with "a value is required").
+        use clap::Parser;
+        for given in ["", ","] {
+            let cli = Cli::try_parse_from(["x", "--also-accept-key-file", given])
+                .unwrap_or_else(|e| panic!("{given:?}: {e}"));
+            let keys = cli.grid.keys().unwrap();
+            assert!(keys.accepted_ids().is_empty(), "{given:?}");
+        }
+    }
 
     #[test]
     fn server_addresses_need_a_host_and_a_port() {

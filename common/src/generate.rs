@@ -21,6 +21,8 @@ const FLAG: &str = "--generate";
 /// man pages and completions (still accepted, so a grid.env in the environment is no
 /// error there).
 pub fn parse<P: clap::Parser>(offline: &[&str]) -> P {
+    // clap reads a variable when the command is made: blanks go before that.
+    blank_means_unset(&shaped(P::command(), offline));
     let cmd = shaped(P::command(), offline);
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == FLAG) {
@@ -36,6 +38,24 @@ pub fn parse<P: clap::Parser>(offline: &[&str]) -> P {
     }
     let matches = cmd.get_matches();
     P::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// A setting blanked in an environment file (`GRID_ALSO_ACCEPT_KEY_FILES=`, the natural
+/// way to end a key rotation) means "none", as if it were not set: every variable a
+/// flag of `cmd` reads that is set but empty is unset before parsing (clap would
+/// refuse it with "a value is required", and the services would not start). Nothing
+/// else runs yet, so changing the environment here races with nothing.
+fn blank_means_unset(cmd: &clap::Command) {
+    for arg in cmd.get_arguments() {
+        if let Some(name) = arg.get_env() {
+            if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+                std::env::remove_var(name);
+            }
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        blank_means_unset(sub);
+    }
 }
 
 /// `cmd` with the grid's flags hidden in the `offline` subcommands.

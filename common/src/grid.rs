@@ -438,10 +438,15 @@ const MARKER_DELAY: u32 = i32::MAX as u32;
 const MARKER_ATTEMPTS: usize = 1000;
 
 impl Grid {
-    /// What the key marker says of this process's keys (read, never changed).
+    /// What the key marker says of this process's keys (read, never changed). The
+    /// connection is back on the tube it used before (a tube used is a tube that
+    /// exists, and `gridctl status` tells a namespace by its tubes).
     pub async fn key_marker(&self, c: &mut Client) -> Result<KeyMarker, Error> {
+        let back = c.used_tube().to_owned();
         c.use_tube(&self.config.key_tube()).await?;
-        let job = match c.peek_delayed().await {
+        let peeked = c.peek_delayed().await;
+        c.use_tube(&back).await?;
+        let job = match peeked {
             Ok(job) => job,
             Err(Error::NotFound) => return Ok(KeyMarker::Unknown),
             Err(e) => return Err(e),
