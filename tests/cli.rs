@@ -399,3 +399,31 @@ fn a_reader_that_stops_reading_ends_the_command_quietly_with_0() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn bash_completes_a_file_where_a_command_takes_one() {
+    // clap_complete's script offered only flags after `gridctl plot ` (issue 35).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a_optical_flow.json"), "{}").unwrap();
+    let script = run("gridctl", &["--generate", "complete-bash"], &[]);
+    assert!(script.status.success());
+    std::fs::write(dir.path().join("gridctl.bash"), &script.stdout).unwrap();
+    let complete = |words: &str, cword: u32| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source gridctl.bash; COMP_WORDS=({words}); COMP_CWORD={cword}; _gridctl_paths gridctl \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[@]}}\""
+            ))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let offered = complete("gridctl plot \"\"", 2);
+    assert!(offered.contains("a_optical_flow.json"), "{offered}");
+    assert!(
+        complete("gridctl \"\"", 1).contains("status"),
+        "subcommands as before"
+    );
+    assert!(complete("gridctl plot --\"\"", 2).contains("--output"));
+}

@@ -277,6 +277,11 @@ async fn pause_resume_and_drain_control_the_jobs_tube() {
     }
     assert!(text(&gridctl(&server, &["pause", "100"])).contains("paused for 100s"));
     assert_eq!(c.stats_tube("ops.jobs").await.unwrap().pause, 100);
+    let status = text(&gridctl(&server, &["status"]));
+    assert!(
+        status.contains("ops.jobs PAUSED: no job is handed out for another"),
+        "status says so (issue 35): {status}"
+    );
     assert!(matches!(
         c.reserve_with_timeout(0).await,
         Err(common::beanstalk::Error::TimedOut)
@@ -305,6 +310,11 @@ async fn pause_resume_and_drain_control_the_jobs_tube() {
     assert!(
         c.stats_tube("ops.jobs").await.unwrap().pause > 1_000_000,
         "paused until resumed"
+    );
+    let status = text(&gridctl(&server, &["status"]));
+    assert!(
+        status.contains("until `gridctl resume`; 0 in progress, drained"),
+        "{status}"
     );
 }
 

@@ -30,20 +30,20 @@ pub struct GridArgs {
     /// The grid key (make one with `gridctl keygen FILE`): everything this process puts
     /// is signed with it, and jobs (filters) and results (the sink) not signed with an
     /// accepted key are buried. Without one, nothing is signed or checked.
-    #[arg(long, global = true, env = "GRID_KEY_FILE", value_name = "FILE")]
+    #[arg(long, global = true, env = "GRID_KEY_FILE", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub key_file: Option<std::path::PathBuf>,
 
     /// With --server tls://…: PEM certificates of the CAs that sign the server's
     /// certificate [default: the system's roots].
-    #[arg(long, global = true, env = "GRID_CA_FILE", value_name = "FILE")]
+    #[arg(long, global = true, env = "GRID_CA_FILE", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub ca_file: Option<std::path::PathBuf>,
 
     /// With --server tls://…: a PEM client certificate, for a server that requires one.
-    #[arg(long, global = true, env = "GRID_CERT_FILE", value_name = "FILE")]
+    #[arg(long, global = true, env = "GRID_CERT_FILE", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub cert_file: Option<std::path::PathBuf>,
 
     /// With --server tls://…: the PEM private key of --cert-file.
-    #[arg(long, global = true, env = "GRID_CERT_KEY_FILE", value_name = "FILE")]
+    #[arg(long, global = true, env = "GRID_CERT_KEY_FILE", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub cert_key_file: Option<std::path::PathBuf>,
 
     /// Keys accepted besides --key-file while keys are rotated (repeatable; the

@@ -208,10 +208,55 @@ fn roff_text(text: &str) -> String {
 fn completion(mut cmd: clap::Command, shell: clap_complete::Shell) -> anyhow::Result<()> {
     let name = cmd.get_name().to_owned();
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    clap_complete::generate(shell, &mut cmd, name.clone(), &mut out);
+    if shell == clap_complete::Shell::Bash {
+        out.extend_from_slice(bash_paths(&cmd, &name).as_bytes());
+    }
     std::io::stdout()
         .lock()
         .write_all(&out)
         .context("writing the completion script to stdout")?;
     Ok(())
+}
+
+/// clap_complete's bash script offers only options where a positional argument goes
+/// (`gridctl plot <TAB>` listed flags, never files): a wrapper offers files there, for
+/// the commands whose positional argument is a path.
+fn bash_paths(cmd: &clap::Command, name: &str) -> String {
+    let takes_path = |c: &clap::Command| {
+        c.get_positionals().any(|a| {
+            matches!(
+                a.get_value_hint(),
+                clap::ValueHint::FilePath | clap::ValueHint::DirPath | clap::ValueHint::AnyPath
+            )
+        })
+    };
+    let mut patterns: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|c| takes_path(c))
+        .map(|c| format!("*\" {} \"*", c.get_name()))
+        .collect();
+    if takes_path(cmd) {
+        patterns.push("*".into());
+    }
+    if patterns.is_empty() {
+        return String::new();
+    }
+    let function = format!("_{}", name.replace('-', "__"));
+    format!(
+        r#"
+# Files where a path goes: clap_complete offers only options there.
+{function}_paths() {{
+    {function} "$@"
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+    [[ $cur == -* || $prev == -* || $COMP_CWORD -lt 2 && "{root}" != yes ]] && return 0
+    case " ${{COMP_WORDS[*]:1:COMP_CWORD-1}} " in
+        {patterns}) COMPREPLY=( $(compgen -f -- "$cur") ); compopt -o filenames 2>/dev/null ;;
+    esac
+}}
+complete -F {function}_paths -o bashdefault -o default {name}
+"#,
+        root = if takes_path(cmd) { "yes" } else { "no" },
+        patterns = patterns.join("|"),
+    )
 }

@@ -155,11 +155,13 @@ fn spool_key(grid: &common::config::GridConfig) -> String {
 }
 
 fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        cli.scale > 0.0 && cli.scale <= 1.0,
-        "--scale {} is not in (0, 1]",
-        cli.scale
-    );
+    if !(cli.scale > 0.0 && cli.scale <= 1.0) {
+        return Err(common::cli::usage(format!(
+            "--scale {} is not in (0, 1] (FILTER_SCALE)",
+            cli.scale
+        ))
+        .into());
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let config = WorkerConfig {
         grid: common::grid::Grid::from_args(&cli.grid, filter::document::hostname())?,

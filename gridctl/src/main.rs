@@ -140,9 +140,10 @@ enum Command {
     /// Plot scale, theta, tx and ty of an _optical_flow.json (SVG or PNG; invalid entries in red).
     Plot {
         /// The _optical_flow.json file.
+        #[arg(value_hint = clap::ValueHint::FilePath)]
         file: std::path::PathBuf,
         /// The SVG or PNG file to write [default: FILE with .svg instead of .json].
-        #[arg(long, short)]
+        #[arg(long, short, value_hint = clap::ValueHint::FilePath)]
         output: Option<std::path::PathBuf>,
         /// Plot against frame number instead of seconds.
         #[arg(long)]

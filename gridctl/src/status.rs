@@ -365,6 +365,16 @@ fn render_sink(sink: &SinkView) -> String {
     line
 }
 
+/// How long a pause lasts, as said: `gridctl pause` without SECS pauses for ever (a
+/// pause of decades).
+fn paused_for(seconds: u64) -> String {
+    if seconds > 365 * 24 * 3600 {
+        "until `gridctl resume`".into()
+    } else {
+        format!("for another {seconds}s (or until `gridctl resume`)")
+    }
+}
+
 /// What a slot's heartbeat says of jobs it gives back untouched, if anything.
 fn refusing(w: &Worker) -> String {
     w.refusing.as_deref().map_or(String::new(), |why| {
@@ -395,6 +405,19 @@ fn render(s: &Snapshot) -> String {
         out.push_str(&format!(
             "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}{note}\n",
             t.tube, t.ready, t.reserved, t.delayed, t.buried, t.workers_watching, t.total_jobs
+        ));
+    }
+    if s.jobs.paused_seconds_left > 0 {
+        out.push_str(&format!(
+            "{} PAUSED: no job is handed out {}; {} in progress{}\n",
+            s.jobs.tube,
+            paused_for(s.jobs.paused_seconds_left),
+            s.jobs.reserved,
+            if s.jobs.reserved == 0 {
+                ", drained"
+            } else {
+                ", draining"
+            }
         ));
     }
     if let Some(marker) = &s.key_marker {

@@ -114,20 +114,24 @@ fn main() -> ExitCode {
     init_logging();
     main_with(|| {
         let grid = common::grid::Grid::from_args(&cli.grid, common::host::hostname())?;
-        anyhow::ensure!(
-            cli.checkout.is_dir(),
-            "--checkout {} is not a folder",
-            cli.checkout.display()
-        );
+        if !cli.checkout.is_dir() {
+            return Err(common::cli::usage(format!(
+                "--checkout {} is not a folder (QUEUER_CHECKOUT): give the clone of CamHD_motion_metadata whose missing JSON to queue",
+                cli.checkout.display()
+            ))
+            .into());
+        }
         let ledger = match &cli.ledger {
             Some(l) => l.clone(),
             None => {
                 let git = cli.checkout.join(".git");
-                anyhow::ensure!(
-                    git.is_dir(),
-                    "{} has no .git folder for the ledger; give --ledger FILE",
-                    cli.checkout.display()
-                );
+                if !git.is_dir() {
+                    return Err(common::cli::usage(format!(
+                        "{} has no .git folder for the ledger; give --ledger FILE",
+                        cli.checkout.display()
+                    ))
+                    .into());
+                }
                 git.join(format!(
                     "camhd-grid-queued-{}.json",
                     grid.config().namespace
