@@ -141,6 +141,12 @@ systemctl() {
   case $verb in
     daemon-reload) return 0 ;;
     start) for u in "${units[@]}"; do start_unit "$u"; done ;;
+    restart)
+      for u in "${units[@]}"; do
+        stop_units "${u%.service}"
+        start_unit "$u"
+      done
+      ;;
     enable)
       command systemctl enable "${units[@]}" 2>/dev/null
       if [ -n "$now" ]; then

@@ -67,9 +67,35 @@ impl Auth {
     /// Reads the token from `path`: one line of at least 16 characters and 64 bits of
     /// guessing, in a file other users cannot read (refused otherwise, as the grid key is).
     pub fn load(path: &Path) -> anyhow::Result<Auth> {
+        let make = format!(
+            "make one with: umask 027; head -c 24 /dev/urandom | base64 >{p}; chgrp camhd-grid {p}",
+            p = path.display()
+        );
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            // A setting to fix, not a failure to retry: said once, with the fix (exit 2,
+            // which systemd does not restart every 15 s).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(common::cli::usage(format!(
+                    "the control token {} does not exist (GRIDCTL_TOKEN_FILE); {make}",
+                    path.display()
+                ))
+                .into())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(common::cli::usage(format!(
+                    "cannot read the control token {} (GRIDCTL_TOKEN_FILE): {e}; the dashboard runs as the service user: chgrp camhd-grid {p}; chmod 640 {p}",
+                    path.display(),
+                    p = path.display()
+                ))
+                .into())
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("reading the control token {}", path.display())))
+            }
+        };
         common::cli::private_file(path, "the control token")?;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the control token {}", path.display()))?;
         let token = text.trim();
         if let Some(why) = weak(token) {
             return Err(common::cli::usage(format!(

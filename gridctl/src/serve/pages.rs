@@ -526,7 +526,12 @@ pub fn login(error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head { meta charset="utf-8"; title { "camhd-grid: log in" } link rel="stylesheet" href="/static/style.css"; }
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "camhd-grid: log in" }
+                link rel="stylesheet" href="/static/style.css";
+            }
             body {
                 main {
                     h1 { "Log in to control the grid" }
