@@ -159,6 +159,11 @@ impl Failure {
     /// buried, made now; `job` is `None` when its body could not be read. The error is
     /// flattened to one line. Set `attempt` and `action` for other outcomes.
     pub fn now(job_id: u64, job: Option<&Job>, error: &str, host: &str) -> Failure {
+        // The record names the video already: a reason that starts with it says it
+        // once (every read error did, "URL: the server answered HTTP 404").
+        let error = job
+            .and_then(|j| error.strip_prefix(j.video.as_str())?.strip_prefix(": "))
+            .unwrap_or(error);
         Failure {
             version: WIRE_VERSION,
             job_id,

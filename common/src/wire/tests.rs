@@ -346,3 +346,18 @@ fn the_document_is_carried_as_the_bytes_it_was_written_as() {
     let back = JobResult::decode(&result.encode()).unwrap();
     assert_eq!(back.document.get(), text);
 }
+
+#[test]
+fn a_failure_record_names_its_video_once() {
+    let job = Job::new("http://h/a.mov", "a_optical_flow.json");
+    let f = Failure::now(
+        1,
+        Some(&job),
+        "http://h/a.mov: the server answered HTTP 404",
+        "x",
+    );
+    assert_eq!(f.error, "the server answered HTTP 404");
+    assert_eq!(f.video, "http://h/a.mov");
+    let other = Failure::now(1, Some(&job), "http://h/b.mov: moved", "x");
+    assert_eq!(other.error, "http://h/b.mov: moved", "another URL is kept");
+}
