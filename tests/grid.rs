@@ -1326,7 +1326,7 @@ fn a_signature_holds_only_for_its_own_namespace_and_kind() {
         .map(|w| w["signature"].as_str().unwrap())
         .collect();
     marks.sort();
-    assert_eq!(marks, ["forged", "unsigned"], "{keyed}");
+    assert_eq!(marks, ["other key", "unsigned"], "{keyed}");
     let keyless = status(false);
     assert_eq!(keyless["untrusted_workers"].as_array().unwrap().len(), 0);
     assert!(keyless["workers"]

@@ -750,6 +750,14 @@ async fn a_heartbeat_from_the_future_or_past_its_total_is_shown_as_implausible()
         table.contains("dead (1):") && table.contains("in the future"),
         "{table}"
     );
+    // The operator clears the dead one (issue 35); the living one stays.
+    let out = gridctl(&server, &["forget-dead"]);
+    assert!(text(&out).contains("forgot 1 dead worker(s)"), "{out:?}");
+    let table = text(&gridctl(&server, &["status"]));
+    assert!(
+        table.contains("workers (1):") && !table.contains("dead ("),
+        "{table}"
+    );
 }
 
 #[tokio::test]

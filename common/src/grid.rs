@@ -116,7 +116,10 @@ pub enum Trust {
     Unchecked,
     /// Not signed.
     Unsigned,
-    /// Refused: a bad HMAC, an unknown key, signed for another place, nested.
+    /// Signed with a key this process does not accept: a key retired from the grid, or
+    /// another grid's (told apart from forgery, which nobody of the grid could do).
+    OtherKey,
+    /// Refused: a bad HMAC, signed for another place, nested.
     Forged,
 }
 
@@ -127,6 +130,7 @@ impl Trust {
             Trust::Signed => "signed",
             Trust::Unchecked => "unchecked",
             Trust::Unsigned => "unsigned",
+            Trust::OtherKey => "other key",
             Trust::Forged => "forged",
         }
     }
@@ -186,6 +190,7 @@ impl Grid {
             Ok((_, Signature::Valid { .. } | Signature::Vouched { .. })) => Trust::Signed,
             Ok((_, Signature::Unchecked { .. })) => Trust::Unchecked,
             Ok((_, Signature::Unsigned)) => Trust::Unsigned,
+            Err(crate::sign::SignError::UnknownKey { .. }) => Trust::OtherKey,
             Err(_) => Trust::Forged,
         }
     }

@@ -164,7 +164,7 @@ async fn heartbeats_are_listed_with_their_signatures_checked() {
         listed,
         [
             ("a-job".into(), Trust::Forged),
-            ("forged".into(), Trust::Forged),
+            ("forged".into(), Trust::OtherKey),
             ("real".into(), Trust::Signed),
             ("unsigned".into(), Trust::Unsigned),
         ]

@@ -111,3 +111,29 @@ pub async fn drain(config: &GridConfig) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
+
+/// `gridctl forget-dead`: deletes every heartbeat not renewed in time (its filter died,
+/// hangs or lost the server), whatever its age; a filter that only lost the server for
+/// a while puts a new one when it is back.
+pub async fn forget_dead(
+    grid: &common::grid::Grid,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
+    let mut client = grid.connect().await?;
+    let mut forgotten = 0;
+    for listed in grid
+        .heartbeats(&mut client)
+        .await
+        .context("reading heartbeats")?
+    {
+        if listed.beat.is_dead(listed.age_seconds()) {
+            match client.delete(listed.id).await {
+                Ok(()) => forgotten += 1,
+                Err(BsError::NotFound) => {}
+                Err(e) => return Err(e).context("deleting a dead heartbeat"),
+            }
+        }
+    }
+    let _ = writeln!(out, "forgot {forgotten} dead worker(s)");
+    Ok(())
+}

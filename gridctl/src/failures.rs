@@ -43,7 +43,8 @@ pub struct Failed {
     /// When it failed last.
     pub at: String,
     /// What the last record's signature says: `signed` (checked with a grid key),
-    /// `unchecked` (signed, but gridctl has no key), `unsigned`, or `forged`.
+    /// `unchecked` (signed, but gridctl has no key), `unsigned`, `other key` (one gridctl
+    /// does not accept), or `forged`.
     pub record: &'static str,
 }
 

@@ -85,6 +85,9 @@ enum Command {
     Resume,
     /// Hand out no new job and wait until none is in progress (maintenance).
     Drain,
+    /// Remove the heartbeats of dead filters (status lists them under "dead"): a filter
+    /// starting removes those dead for over ten minutes, this removes them now.
+    ForgetDead,
     /// Write a new grid key: 32 random bytes, readable only by you (mode 0600). Give it to
     /// every process with --key-file (GRID_KEY_FILE).
     Keygen {
@@ -204,6 +207,7 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
         Command::Pause { secs } => control::pause(config, secs, &mut std::io::stdout()).await,
         Command::Resume => control::resume(config, &mut std::io::stdout()).await,
         Command::Drain => control::drain(config).await,
+        Command::ForgetDead => control::forget_dead(grid, &mut std::io::stdout()).await,
         Command::Serve {
             listen,
             checkout,

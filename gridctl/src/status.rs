@@ -66,8 +66,8 @@ pub(crate) struct Worker {
     pub(crate) seconds_since_heartbeat: i64,
     /// Not renewed for several of its intervals: the filter died, hangs or lost the server.
     pub(crate) stale: bool,
-    /// What its signature says: `signed`, `unchecked` (gridctl has no key), `unsigned`
-    /// or `forged`.
+    /// What its signature says: `signed`, `unchecked` (gridctl has no key), `unsigned`,
+    /// `other key` (one gridctl does not accept: retired, or another grid's) or `forged`.
     pub(crate) signature: &'static str,
     /// Why it gives jobs back untouched (a key it cannot verify them with, a stale key).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -217,7 +217,7 @@ pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result
     let (untrusted_workers, trusted): (Vec<Worker>, Vec<Worker>) = workers(client, grid)
         .await?
         .into_iter()
-        .partition(|w| keyed && matches!(w.signature, "unsigned" | "forged"));
+        .partition(|w| keyed && matches!(w.signature, "unsigned" | "other key" | "forged"));
     let (workers, dead_workers): (Vec<Worker>, Vec<Worker>) =
         trusted.into_iter().partition(|w| !w.stale);
     let sink = grid
