@@ -53,7 +53,7 @@ impl HttpLimits {
     /// Requests in flight to one archive host per process, by default: a 4-slot filter
     /// far from the archive holds at most this many connections to it (see
     /// [`HttpLimits::hosts`]; docs/architecture.md, "A good citizen of the archive").
-    pub const CONNECTIONS: usize = 16;
+    pub const CONNECTIONS: usize = 24;
 
     /// The most requests in flight to one host.
     pub fn connections(&self) -> usize {
