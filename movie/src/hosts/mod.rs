@@ -2,9 +2,9 @@
 //! by every video one process reads at once: the grid's filters all read OOI's one
 //! server, and each request holds one of its workers. The budget starts at its cap and
 //! follows the server (AIMD): a refusal (503, 429, a refused or reset connection) halves
-//! it and pauses the host for its `Retry-After` (bounded) or a backoff; every clean round
-//! (as many successes as the budget) adds one back. A grid-wide budget caps every host's
-//! requests together further (`share`).
+//! it and pauses the host for its `Retry-After` (bounded) or a backoff; clean rounds (as
+//! many successes as the budget) add one back, twice as many rounds per step after each
+//! decrease. A grid-wide budget caps every host's requests together further (`share`).
 
 mod share;
 
@@ -23,6 +23,9 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The pause after a refusal that names none: doubling from this with each refusal in a
 /// row, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The most clean rounds one more request in flight waits for, after refusals.
+const MAX_ROUNDS_PER_STEP: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 /// The hosts one process reads, each with its budget; one pool of connections for all.
@@ -148,6 +151,10 @@ struct State {
     epoch: u64,
     /// Successes since the last change.
     clean: usize,
+    /// Clean rounds that add one request: doubled by every decrease (up to
+    /// [`MAX_ROUNDS_PER_STEP`]), so a host that refused is probed for more less and less
+    /// often (each probe past its limit costs a refusal and a pause).
+    rounds_per_step: usize,
     /// No request starts before then.
     paused_until: Option<Instant>,
     /// Refusals in a row, for the backoff when a refusal names no pause.
@@ -164,6 +171,7 @@ impl State {
             in_flight: 0,
             epoch: 0,
             clean: 0,
+            rounds_per_step: 1,
             paused_until: None,
             in_a_row: 0,
             refusals: 0,
@@ -257,7 +265,8 @@ impl Permit {
         state.answered += 1;
         state.in_a_row = 0;
         state.clean += 1;
-        if state.clean >= state.limit.floor() as usize && state.limit < budget.cap as f64 {
+        let round = state.limit.floor() as usize * state.rounds_per_step;
+        if state.clean >= round && state.limit < budget.cap as f64 {
             state.limit = (state.limit + 1.0).min(budget.cap as f64);
             state.clean = 0;
             tracing::debug!(origin = %budget.origin, limit = state.limit, "more requests in flight");
@@ -281,6 +290,7 @@ impl Permit {
             state.limit = (state.limit / 2.0).max(1.0);
             state.epoch += 1;
             state.clean = 0;
+            state.rounds_per_step = (state.rounds_per_step * 2).min(MAX_ROUNDS_PER_STEP);
             tracing::info!(origin = %budget.origin, limit = state.limit.floor(), "the archive refused a request; fewer in flight");
         }
         let pause = match retry_after {
@@ -352,11 +362,14 @@ mod tests {
         // A refusal in the next round halves it again.
         a.acquire(soon()).unwrap().refused(Some(Duration::ZERO));
         assert_eq!(a.now().limit, 4);
-        // Four clean successes (one round) add one.
-        for _ in 0..4 {
+        // Clean rounds win it back, more slowly after each decrease: after two, four
+        // rounds of four successes add one.
+        for _ in 0..15 {
             a.acquire(soon()).unwrap().succeeded();
         }
+        assert_eq!(a.now().limit, 4);
         assert!(a.acquire(soon()).unwrap().host_answered_before());
+        a.acquire(soon()).unwrap().succeeded();
         assert_eq!(a.now().limit, 5);
     }
 
