@@ -601,3 +601,56 @@ async fn clients_that_send_headers_slowly_are_cut_off_and_cannot_starve_others()
     let closed = closed.await.unwrap();
     assert!(closed.iter().all(|&c| c), "not closed: {closed:?}");
 }
+
+#[tokio::test]
+async fn more_failure_records_than_a_page_reads_are_read_once_per_change() {
+    // With 1,000 records and more the cache never held: 20 views reserved 23,000 times
+    // (issue 34). Here 1,005 buried jobs with a record each, then views.
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    c.use_tube(&format!("{NS}.jobs")).await.unwrap();
+    c.watch(&format!("{NS}.jobs")).await.unwrap();
+    let mut records = Vec::new();
+    for i in 0..1_005 {
+        let job = Job::new(format!("/data/v{i}.mov"), format!("v{i}_optical_flow.json"));
+        let id = c.put(&job.encode(), PutOptions::default()).await.unwrap();
+        records.push(Failure::now(id, Some(&job), "broken", "filter-host"));
+    }
+    for _ in 0..1_005 {
+        let job = c.reserve().await.unwrap();
+        c.bury(job.id, 0).await.unwrap();
+    }
+    c.use_tube(&format!("{NS}.failures")).await.unwrap();
+    for record in &records {
+        c.put(&record.encode(), PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let served = Served::start(&server, &co, &[]);
+    let url = format!("{}/failures", served.url);
+    let view = || {
+        let url = url.clone();
+        std::thread::spawn(move || ureq::get(&url).call().unwrap().into_string().unwrap())
+            .join()
+            .unwrap()
+    };
+    let first = view();
+    assert!(
+        first.contains("Showing the first 1000"),
+        "capped, and said so"
+    );
+    // How often the oldest record was reserved: once per read of the records.
+    let oldest = c.peek_ready().await.unwrap().id;
+    let read_once = c.stats_job(oldest).await.unwrap().reserves;
+    assert!(read_once >= 1);
+    for _ in 0..5 {
+        view();
+    }
+    assert_eq!(
+        c.stats_job(oldest).await.unwrap().reserves,
+        read_once,
+        "views with nothing changed read the records again"
+    );
+}

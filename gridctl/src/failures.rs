@@ -67,8 +67,12 @@ pub struct Findings {
     pub failed: Vec<Failed>,
     /// Buried jobs without a record, per tube.
     pub unrecorded: Vec<Unrecorded>,
-    /// False when another reader held records throughout, so some may be missing.
+    /// False when another reader held records throughout, or more than the limit were
+    /// there, so some may be missing.
     pub complete: bool,
+    /// True when no other reader held records while they were read: what was read is
+    /// all that can be, as it stood (complete, or the first `limit`).
+    pub settled: bool,
     /// Ids of records whose job no longer exists (done, or discarded).
     pub stale_records: Vec<u64>,
     /// Ids of the records of each listed job.
@@ -84,6 +88,8 @@ struct Records {
     /// Each record's signature, by its id.
     marks: BTreeMap<u64, &'static str>,
     complete: bool,
+    /// No other reader held records (see [`Findings::settled`]).
+    settled: bool,
 }
 
 /// Reserves every record and releases it straight back. Another `gridctl` reading at the
@@ -136,6 +142,7 @@ async fn read_records(client: &mut Client, grid: &Grid, limit: usize) -> anyhow:
                 by_job,
                 marks,
                 complete: !capped,
+                settled: true,
             });
         }
         tokio::time::sleep(jitter()).await;
@@ -144,6 +151,7 @@ async fn read_records(client: &mut Client, grid: &Grid, limit: usize) -> anyhow:
         by_job,
         marks,
         complete: false,
+        settled: false,
     })
 }
 
@@ -170,6 +178,7 @@ pub async fn find_at_most(
     let (jobs, results) = (config.jobs_tube(), config.results_tube());
     let mut found = Findings {
         complete: records.complete,
+        settled: records.settled,
         ..Findings::default()
     };
     let records_marks = records.marks;
