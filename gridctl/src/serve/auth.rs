@@ -1,8 +1,10 @@
 //! Who may press the buttons of `gridctl serve --allow-control`: whoever knows the
 //! control token (a file, like the grid key). Logging in with it opens a session of its
 //! own (a random id in an HttpOnly, SameSite=Strict cookie, 12 hours at most, ended by
-//! logging out) with its own CSRF value for every control form. Failed logins make that
-//! client wait, doubling each time. Sessions and clients are kept in memory, bounded.
+//! logging out) with its own CSRF value for every control form. The token must hold 128
+//! bits of guessing, so the right one always logs in, whatever others tried; wrong ones
+//! make their client wait, doubling each time, and beyond a few a second from anywhere
+//! are all answered "wait". Sessions and clients are kept in memory, bounded.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,10 +18,15 @@ use anyhow::Context;
 pub const COOKIE: &str = "gridctl_session";
 
 /// The shortest token accepted, and the least it must hold: a token of 16 × `a` is as
-/// easy to guess as one character.
-const MIN_TOKEN_CHARS: usize = 16;
-const MIN_DISTINCT_CHARS: usize = 8;
-const MIN_TOKEN_BITS: f64 = 64.0;
+/// easy to guess as one character, `abcdefgh12345678` little harder. 128 bits, what
+/// `head -c 24 /dev/urandom | base64` gives and more: no rate of guessing finds it, so a
+/// right token is never held back by anyone's wrong ones.
+const MIN_TOKEN_CHARS: usize = 20;
+const MIN_DISTINCT_CHARS: usize = 12;
+const MIN_TOKEN_BITS: f64 = 128.0;
+
+/// Wrong tokens from everywhere together answered within a second, at most; more wait.
+const FAILURES_PER_SECOND: usize = 10;
 
 /// How long a session lasts, and how many are kept (the oldest go first).
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -42,6 +49,8 @@ pub struct Auth {
 struct State {
     sessions: HashMap<String, Session>,
     failed: HashMap<IpAddr, Failed>,
+    /// When the last wrong tokens came, from anyone (at most [`FAILURES_PER_SECOND`]).
+    recent_failures: std::collections::VecDeque<Instant>,
 }
 
 /// An open session: its CSRF value and when it ends.
@@ -124,18 +133,37 @@ impl Auth {
         equal(given.trim().as_bytes(), self.token.as_bytes())
     }
 
-    /// How long `client` must still wait before its next login, if at all.
+    /// How long `client` must still wait before a wrong token of its is answered as
+    /// wrong again, if at all: its own back-off, or everyone's wrong tokens of the last
+    /// second past [`FAILURES_PER_SECOND`]. (The right token never waits.)
     pub fn must_wait(&self, client: IpAddr) -> Option<Duration> {
         let now = Instant::now();
         let state = self.state();
-        let f = state.failed.get(&client)?;
-        (f.until > now).then(|| f.until - now)
+        let own = state
+            .failed
+            .get(&client)
+            .and_then(|f| (f.until > now).then(|| f.until - now));
+        let everyone = (state.recent_failures.len() >= FAILURES_PER_SECOND)
+            .then(|| state.recent_failures.front())
+            .flatten()
+            .map(|&first| (first + Duration::from_secs(1)).saturating_duration_since(now))
+            .filter(|left| !left.is_zero());
+        own.max(everyone)
     }
 
     /// A failed login by `client`: its next one waits twice as long as the last.
     pub fn failed(&self, client: IpAddr) {
         let now = Instant::now();
         let mut state = self.state();
+        while state
+            .recent_failures
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= Duration::from_secs(1))
+            || state.recent_failures.len() >= FAILURES_PER_SECOND
+        {
+            state.recent_failures.pop_front();
+        }
+        state.recent_failures.push_back(now);
         if !state.failed.contains_key(&client) && state.failed.len() >= MAX_CLIENTS {
             if let Some(oldest) = state
                 .failed
@@ -212,20 +240,25 @@ fn session_id(cookies: &str) -> Option<&str> {
     })
 }
 
-/// Why a token is too easy to guess, if it is.
+/// Why a token is too easy to guess, if it is: too short, too few different characters
+/// for 128 bits, or made of runs (`abcd`, `1234`, `aaaa`) as typed tokens are.
 fn weak(token: &str) -> Option<String> {
-    let chars = token.chars().count();
-    let distinct = token
-        .chars()
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let bits = chars as f64 * (distinct.max(1) as f64).log2();
-    if chars < MIN_TOKEN_CHARS {
+    let chars: Vec<char> = token.chars().collect();
+    let distinct = chars.iter().collect::<std::collections::HashSet<_>>().len();
+    let bits = chars.len() as f64 * (distinct.max(1) as f64).log2();
+    // Neighbours one apart or equal: a run a person typed, not random characters.
+    let in_runs = chars
+        .windows(2)
+        .filter(|w| (w[1] as i64 - w[0] as i64).abs() <= 1)
+        .count();
+    if chars.len() < MIN_TOKEN_CHARS {
         Some(format!("shorter than {MIN_TOKEN_CHARS} characters"))
     } else if distinct < MIN_DISTINCT_CHARS || bits < MIN_TOKEN_BITS {
         Some(format!(
             "too easy to guess ({distinct} different characters; at least {MIN_DISTINCT_CHARS} and {MIN_TOKEN_BITS} bits)"
         ))
+    } else if in_runs * 4 > chars.len() {
+        Some("too easy to guess (made of runs like abcd or 1234)".into())
     } else {
         None
     }
@@ -263,10 +296,18 @@ mod tests {
         );
         write("abababababababababab\n", 0o600);
         assert!(Auth::load(&path).is_err(), "two characters");
-        write("correct horse battery staple\n", 0o600);
+        for typed in [
+            "abcdefgh12345678",
+            "correct horse battery staple",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+        ] {
+            write(typed, 0o600);
+            assert!(Auth::load(&path).is_err(), "{typed:?} is guessable");
+        }
+        write("3q2+7u7vAgMEBQYHCAkKCwwNDg8QERIT\n", 0o600);
         let auth = Auth::load(&path).unwrap();
-        assert!(auth.is_token("correct horse battery staple"));
-        assert!(!auth.is_token("correct horse battery stapl"));
+        assert!(auth.is_token("3q2+7u7vAgMEBQYHCAkKCwwNDg8QERIT"));
+        assert!(!auth.is_token("3q2+7u7vAgMEBQYHCAkKCwwNDg8QERI"));
     }
 
     #[test]
@@ -306,13 +347,28 @@ mod tests {
         auth.failed(CLIENT);
         let third = auth.must_wait(CLIENT).unwrap();
         assert!(third > first * 3, "{first:?} then {third:?}");
-        for _ in 0..20 {
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(
+            auth.must_wait(other).is_none(),
+            "a few wrong tokens hold back no other"
+        );
+        auth.open(CLIENT).unwrap();
+        assert!(auth.must_wait(CLIENT).is_none(), "forgotten after a login");
+        for _ in 0..40 {
             auth.failed(CLIENT);
         }
         assert!(auth.must_wait(CLIENT).unwrap() <= MOST_WAIT);
-        let other: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(auth.must_wait(other).is_none());
-        auth.open(CLIENT).unwrap();
-        assert!(auth.must_wait(CLIENT).is_none(), "forgotten after a login");
+    }
+
+    #[test]
+    fn wrong_tokens_from_many_addresses_make_everyone_wait_a_second() {
+        // Rotating addresses once gave 2,445 guesses a second (issue 34).
+        let auth = Auth::new("3q2+7u7vAgMEBQYHCAkKCwwNDg8QERIT");
+        for i in 0..FAILURES_PER_SECOND {
+            auth.failed(format!("198.51.100.{i}").parse().unwrap());
+        }
+        let fresh: IpAddr = "203.0.113.9".parse().unwrap();
+        let wait = auth.must_wait(fresh).unwrap();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
     }
 }
