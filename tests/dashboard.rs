@@ -500,7 +500,8 @@ fn serve_stops_on_sigterm_within_its_grace_whatever_a_request_is_doing() {
     let server = Beanstalkd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let co = metadata_checkout(dir.path());
-    let mut served = Served::start(&server, &co, &[]);
+    let history = dir.path().join("state/history.json");
+    let mut served = Served::start(&server, &co, &["--history", history.to_str().unwrap()]);
     // A plot whose git waits for ever: HEAD becomes a FIFO nobody writes.
     let head = co.join(".git/HEAD");
     std::fs::remove_file(&head).unwrap();
@@ -545,6 +546,11 @@ fn serve_stops_on_sigterm_within_its_grace_whatever_a_request_is_doing() {
     assert!(status.success(), "{status}");
     drop(writer);
     let _ = request.join();
+    // Its throughput history is kept for the next start (issue 35).
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&history).expect("the history file")).unwrap();
+    assert_eq!(kept["version"], 1, "{kept}");
+    assert!(kept["samples"].is_array(), "{kept}");
 }
 
 /// `O_NONBLOCK`: opening a FIFO for writing fails at once while no reader has it open.

@@ -1,6 +1,7 @@
 //! Rules for the files a process is given: a secret others may read is refused, a
 //! checkout that cannot be written says how to fix it, a lock makes a process one of a
-//! kind, and root never writes over what the services own.
+//! kind, root never writes over what the services own, and a file is written whole or
+//! not at all.
 
 use anyhow::Context;
 
@@ -82,4 +83,43 @@ pub fn private_file(path: &std::path::Path, what: &str) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so no reader ever
+/// sees half of it; `path`'s folder is made if missing. The temporary file goes in
+/// `scratch` when given (a folder of the same file system, as a checkout's git
+/// directory, so a process killed mid-write leaves nothing beside the target), else, or
+/// where the rename would cross file systems, beside `path`. The error is the file
+/// system's, for the caller to tell whose fault it is.
+pub fn write_atomically(
+    path: &std::path::Path,
+    bytes: &[u8],
+    scratch: Option<&std::path::Path>,
+) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?;
+    // Short, so that a name near the file system's limit still has room beside it.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp_name = format!(".camhd-{}-{n}.tmp", std::process::id());
+    let places = scratch.into_iter().chain(std::iter::once(dir));
+    for tmp in places.map(|d| d.join(&tmp_name)) {
+        std::fs::write(&tmp, bytes)?;
+        match std::fs::rename(&tmp, path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+    }
+    Err(std::io::Error::other("could not write atomically"))
 }

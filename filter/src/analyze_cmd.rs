@@ -173,7 +173,7 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     );
     let text = analysis.document.to_json_pretty();
     match &args.output {
-        Some(path) => write_atomically(path, text.as_bytes())?,
+        Some(path) => write_output(path, text.as_bytes())?,
         None => std::io::stdout()
             .lock()
             .write_all(text.as_bytes())
@@ -191,27 +191,15 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes via a temporary file in the same folder and a rename, so a reader never sees
-/// half a document. A device or pipe (`/dev/null`, `/dev/stdout`) is written in place:
-/// renaming onto it would replace it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes the document whole or not at all (a temporary file beside it and a rename).
+/// A device or pipe (`/dev/null`, `/dev/stdout`) is written in place: renaming onto it
+/// would replace it.
+fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if path.exists() && !path.is_file() {
         return std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()));
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .context("the output path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))
+    common::files::write_atomically(path, bytes, None)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Progress on stderr, redrawn in place, only when stderr is a terminal.

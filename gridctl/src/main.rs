@@ -139,6 +139,11 @@ enum Command {
         /// and the session then cross the network in clear): only on a network of your own.
         #[arg(long, env = "GRIDCTL_INSECURE_CONTROL", requires = "allow_control")]
         insecure_control: bool,
+        /// Keep the throughput history (the rate and the chart) in FILE across restarts:
+        /// read at start, written every minute and on exit (the package's unit keeps it in
+        /// /var/lib/camhd-grid). Without it a restart starts the chart anew.
+        #[arg(long, env = "GRIDCTL_HISTORY", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+        history: Option<std::path::PathBuf>,
     },
     /// Plot scale, theta, tx and ty of an _optical_flow.json (SVG or PNG; invalid entries in red).
     Plot {
@@ -216,6 +221,7 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
             token_file,
             allow_host,
             insecure_control,
+            history,
         } => {
             let control = match (allow_control, token_file) {
                 (true, Some(file)) => Some(serve::Auth::load(&file)?),
@@ -228,6 +234,7 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
                 control,
                 allowed_hosts: allow_host,
                 insecure_control,
+                history,
             };
             serve::run(grid.clone(), config).await
         }

@@ -69,33 +69,11 @@ impl Checkout {
         &self.root
     }
 
-    /// Writes `bytes` to `path` (inside the checkout) via a temporary file and a rename.
-    /// The temporary file lives in the git directory, so a sink killed mid-write leaves
-    /// nothing in the work tree; where that is on another file system (the rename
-    /// fails), beside the target instead. The error is the file system's, for the caller
-    /// to tell a fault of this one result from one of the whole checkout.
-    pub fn write_atomically(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
-        std::fs::create_dir_all(dir)?;
-        path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?;
-        // Short, so that a name near the file system's limit still has room beside it.
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp_name = format!(".sink-{}-{n}.tmp", std::process::id());
-        for tmp in [self.tmp_dir.join(&tmp_name), dir.join(&tmp_name)] {
-            std::fs::write(&tmp, bytes)?;
-            match std::fs::rename(&tmp, path) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
-            }
-        }
-        Err(std::io::Error::other("could not write atomically"))
+    /// Writes `bytes` to `path` (inside the checkout) whole or not at all, the temporary
+    /// file in the git directory, so a sink killed mid-write leaves nothing in the work
+    /// tree (`common::files::write_atomically`).
+    pub fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        common::files::write_atomically(path, bytes, Some(&self.tmp_dir))
     }
 
     /// True when the checkout itself can be written: a file can be made (and removed) in

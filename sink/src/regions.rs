@@ -238,7 +238,7 @@ impl Plan {
 /// Writes a derived regions file where its plan says.
 pub fn write_planned(checkout: &Checkout, plan: Plan, text: &[u8]) -> Result<Derived, String> {
     checkout
-        .write_atomically(&plan.path, text)
+        .write(&plan.path, text)
         .map_err(|e| format!("cannot write {}: {e}", plan.rel))?;
     Ok(plan.into_derived())
 }

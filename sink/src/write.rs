@@ -82,7 +82,7 @@ impl Sink<'_> {
             self.totals.kept += 1;
             return Ok(Some(None));
         }
-        match self.checkout.write_atomically(path, &accepted.text) {
+        match self.checkout.write(path, &accepted.text) {
             Ok(()) => {
                 tracing::info!(job = id, video = %video, path = %path.display(), "written");
                 self.totals.written += 1;

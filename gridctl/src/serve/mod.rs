@@ -5,6 +5,7 @@
 
 mod auth;
 mod commits;
+mod history;
 mod listen;
 mod pages;
 
@@ -57,7 +58,12 @@ pub struct ServeConfig {
     pub allowed_hosts: Vec<String>,
     /// Control allowed over plain HTTP on an address other than loopback.
     pub insecure_control: bool,
+    /// Where the throughput history is kept across restarts, if anywhere.
+    pub history: Option<PathBuf>,
 }
+
+/// How often the throughput history is written (and on exit).
+const HISTORY_EVERY: usize = 30;
 
 /// One throughput sample: when, and how many jobs had finished (been deleted) by then
 /// since `gridctl serve` started watching, plus those the jobs tube counted then.
@@ -149,15 +155,21 @@ pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
         listen: bound.to_string(),
         ..config
     };
+    let (finished, samples) = config
+        .history
+        .as_deref()
+        .and_then(history::load)
+        .unwrap_or_default();
     let app = Arc::new(App {
         grid,
         config: ServeConfig { checkout, ..config },
-        samples: Mutex::new(VecDeque::new()),
-        finished: Mutex::new(Finished::default()),
+        samples: Mutex::new(samples),
+        finished: Mutex::new(finished),
         plots: tokio::sync::Semaphore::new(PLOTS_AT_ONCE),
         failures: tokio::sync::Mutex::new(FailureCache::default()),
     });
     tokio::spawn(sample(Arc::clone(&app)));
+    let saving = Arc::clone(&app);
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, control = app.config.control.is_some(), "serving the grid at http://{addr}/");
     println!("gridctl serve: http://{addr}/");
@@ -182,12 +194,13 @@ pub async fn run(grid: Grid, config: ServeConfig) -> anyhow::Result<()> {
         tokio::time::sleep(GRACE).await;
     };
     tokio::select! {
-        () = serving => Ok(()),
+        () = serving => {}
         () = grace_over => {
             tracing::warn!(grace_seconds = GRACE.as_secs(), "requests still running after the grace period; stopping anyway");
-            Ok(())
         }
     }
+    saving.save_history();
+    Ok(())
 }
 
 /// Every route.
@@ -300,7 +313,10 @@ async fn asset(kind: &'static str, body: &'static str) -> Response {
 async fn sample(app: Arc<App>) {
     let tube = app.grid.config().jobs_tube();
     let mut client = None;
-    loop {
+    for round in 1usize.. {
+        if round % HISTORY_EVERY == 0 {
+            app.save_history();
+        }
         if client.is_none() {
             client = app.grid.connect().await.ok();
         }
@@ -322,6 +338,15 @@ async fn sample(app: Arc<App>) {
 }
 
 impl App {
+    /// Writes the throughput history, when it is kept.
+    fn save_history(&self) {
+        if let Some(path) = &self.config.history {
+            let finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+            let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+            history::save(path, &finished, &samples);
+        }
+    }
+
     fn push_sample(&self, deleted: u64) {
         let finished = self
             .finished
