@@ -243,7 +243,8 @@ async fn the_dashboard_shows_the_grid_as_it_is_and_renders_hostile_text_inert() 
     let failures = page("/failures", "failures");
     assert!(failures.contains("Failures (1)"), "{failures}");
     assert!(
-        failures.contains(r"/data/&lt;script&gt;alert(1)&lt;/script&gt;\u{202e}vom.mov"),
+        failures
+            .contains(r"/<wbr>data/<wbr>&lt;script&gt;alert(1)&lt;/<wbr>script&gt;\u{202e}vom.mov"),
         "{failures}"
     );
     assert!(

@@ -35,6 +35,19 @@ fn shown(s: &str) -> String {
     one_line(s)
 }
 
+/// A path or URL as [`shown`], breakable after each `/`: at a phone's width a path
+/// broke every few letters wherever it had to.
+fn path_shown(s: &str) -> Markup {
+    let text = shown(s);
+    let mut parts = text.split('/').peekable();
+    html! {
+        @while let Some(part) = parts.next() {
+            (part)
+            @if parts.peek().is_some() { "/" wbr; }
+        }
+    }
+}
+
 /// The frame every page shares.
 fn page(title: &str, here: &str, snap: &Snapshot, viewer: &Viewer, body: Markup) -> Markup {
     let nav = [
@@ -346,13 +359,13 @@ fn busy_and_idle(workers: &[Worker]) -> (Vec<Worker>, Vec<Worker>) {
 
 fn worker_table(workers: &[Worker], class: &str) -> Markup {
     html! {
-        div.scroll { table.workers {
+        div.scroll { table.workers.cards {
             tr { th { "host" } th.n { "pid" } th.n { "slot" } th.n { "job" } th { "video" } th { "progress" } th.n { "heartbeat" } th { "signature" } }
             @for w in workers.iter().take(MAX_ROWS) {
                 tr class=(class) {
-                    td { (shown(&w.host)) } td.n { (w.pid) } td.n { (w.slot) }
-                    td.n { @if let Some(id) = w.job_id { (id) } @else { "idle" } }
-                    td.video { @if let Some(v) = &w.video { (shown(v)) } }
+                    td data-label="host" { (shown(&w.host)) } td.n data-label="pid" { (w.pid) } td.n data-label="slot" { (w.slot) }
+                    td.n data-label="job" { @if let Some(id) = w.job_id { (id) } @else { "idle" } }
+                    td.video { @if let Some(v) = &w.video { (path_shown(v)) } }
                     td {
                         @if w.frames_total > 0 {
                             progress max=(w.frames_total) value=(w.frames_done) {}
@@ -364,8 +377,8 @@ fn worker_table(workers: &[Worker], class: &str) -> Markup {
                             span.warn.refusing { "refusing: " (shown(why)) }
                         }
                     }
-                    td.n { (ago(w.seconds_since_heartbeat)) }
-                    td { (w.signature) }
+                    td.n data-label="heartbeat" { (ago(w.seconds_since_heartbeat)) }
+                    td data-label="signature" { (w.signature) }
                 }
             }
         } }
@@ -391,19 +404,19 @@ pub fn failures(snap: &Snapshot, found: &Findings, n: usize, viewer: &Viewer) ->
         @if let Viewer::Control { csrf } = viewer {
             @if !found.failed.is_empty() { p { (button("/control/retry", "Retry all", csrf, None)) } }
         }
-        div.scroll { table #failures {
+        div.scroll { table.cards #failures {
             tr { th { "kind" } th.n { "id" } th { "video" } th.n { "attempts" } th { "last error" } th { "host" } th { "when" } th { "record" }
                  @if let Viewer::Control { .. } = viewer { th { "" } } }
             @for f in page_of(&found.failed, n) {
                 tr {
-                    td { (match f.kind { Kind::Job => "job", Kind::Result => "result" }) }
-                    td.n { (f.job_id) }
-                    td.video { (shown(&f.video)) }
-                    td.n { (f.attempts) }
+                    td data-label="kind" { (match f.kind { Kind::Job => "job", Kind::Result => "result" }) }
+                    td.n data-label="id" { (f.job_id) }
+                    td.video { (path_shown(&f.video)) }
+                    td.n data-label="attempts" { (f.attempts) }
                     td.error { (shown(&cut(&f.last_error, MAX_TEXT))) }
-                    td { (shown(&f.host)) }
-                    td { (shown(&f.at)) }
-                    td { (f.record) }
+                    td data-label="host" { (shown(&f.host)) }
+                    td data-label="when" { (shown(&f.at)) }
+                    td data-label="record" { (f.record) }
                     @if let Viewer::Control { csrf } = viewer {
                         td {
                             (button("/control/retry", "Retry", csrf, Some(("video", f.video.clone()))))
