@@ -20,14 +20,15 @@ fn main() {
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
     // Build again when HEAD moves (a commit, a checkout); only files that exist, since a
-    // missing one would make every build run this again.
-    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        let mut watched = vec![format!("{dir}/HEAD"), format!("{dir}/packed-refs")];
-        if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watched.push(format!("{dir}/{head_ref}"));
-        }
-        for file in watched.iter().filter(|f| Path::new(f).exists()) {
-            println!("cargo:rerun-if-changed={file}");
+    // missing one would make every build run this again. Paths as git names them, so a
+    // worktree's branch (kept in the main repository) is watched too.
+    let mut names = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    names.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in names {
+        if let Some(file) = git(&["rev-parse", "--git-path", &name]) {
+            if Path::new(&file).exists() {
+                println!("cargo:rerun-if-changed={file}");
+            }
         }
     }
     println!("cargo:rustc-env=CAMHD_GRID_COMMIT={commit}");
