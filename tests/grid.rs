@@ -1830,3 +1830,42 @@ fn filters_sharing_a_grid_archive_budget_never_have_more_requests_at_the_archive
         "{committed}"
     );
 }
+
+#[test]
+fn a_video_discarded_for_good_is_not_queued_again() {
+    use common::beanstalk::Client;
+    let world = World::new(&[("CAMHDA301-20170614T010000.mov", 10)]);
+    assert!(stdout(&world.queuer()).contains("queued 1"));
+    // Its job failed for good (buried, as a filter buries one).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.watch("e2e.jobs").await.unwrap();
+        let job = c.reserve_with_timeout(5).await.unwrap();
+        c.bury(job.id, 0).await.unwrap();
+        job.id
+    });
+    let checkout = world.checkout();
+    let out = world.run(
+        "gridctl",
+        &[
+            "discard",
+            "--forever",
+            "--checkout",
+            checkout.to_str().unwrap(),
+            &id.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("skipped for good: 1 video(s)"),
+        "{out:?}"
+    );
+    // The next pass leaves it alone (issue 35: it came straight back before).
+    let again = world.queuer();
+    assert!(
+        stdout(&again).contains("queued 0") && stdout(&again).contains("skipped for good 1"),
+        "{again:?}"
+    );
+    assert_eq!(world.status()["jobs"]["ready"], 0);
+}

@@ -36,6 +36,8 @@ pub mod random;
 pub mod shutdown;
 #[cfg(feature = "wire")]
 pub mod sign;
+#[cfg(feature = "wire")]
+pub mod skip;
 #[cfg(feature = "grid")]
 pub mod tls;
 #[cfg(feature = "wire")]

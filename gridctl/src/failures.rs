@@ -385,6 +385,7 @@ pub async fn retry(
 pub async fn discard(
     grid: &Grid,
     ids: &[u64],
+    skip_in: Option<&std::path::Path>,
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<()> {
     let config = grid.config();
@@ -392,6 +393,7 @@ pub async fn discard(
     let found = find(&mut client, grid).await?;
     let (jobs, results) = (config.jobs_tube(), config.results_tube());
     let mut refused = 0;
+    let mut outputs = Vec::new();
     for &id in ids {
         let stats = match client.stats_job(id).await {
             Ok(s) => s,
@@ -410,6 +412,21 @@ pub async fn discard(
             refused += 1;
             continue;
         }
+        if skip_in.is_some() {
+            let body = client
+                .peek(id)
+                .await
+                .with_context(|| format!("reading job {id}"))?
+                .body;
+            let body = common::sign::unwrap(&body);
+            let job = common::wire::Job::decode(&body)
+                .ok()
+                .or_else(|| common::wire::job_said(&body));
+            match job {
+                Some(job) => outputs.push(job.output),
+                None => eprintln!("job {id}: no video to skip in its body; discarded only"),
+            }
+        }
         client
             .delete(id)
             .await
@@ -422,6 +439,19 @@ pub async fn discard(
             .find(|f| f.job_id == id)
             .map_or("", |f| f.video.as_str());
         let _ = writeln!(out, "discarded job {id} {}", one_line(video));
+    }
+    if let Some(checkout) = skip_in {
+        let why = format!(
+            "gridctl discard --forever, {}",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let added = common::skip::SkipList::add(checkout, &outputs, &why)
+            .with_context(|| format!("writing {}", common::skip::path(checkout).display()))?;
+        let _ = writeln!(
+            out,
+            "skipped for good: {added} video(s) more in {} (the queuer never queues them again)",
+            common::skip::path(checkout).display()
+        );
     }
     anyhow::ensure!(refused == 0, "{refused} job(s) not discarded");
     Ok(())

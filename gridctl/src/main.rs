@@ -64,11 +64,19 @@ enum Command {
     /// Delete failed jobs or parked results for good, with their failure records.
     ///
     /// Only buried jobs of this namespace are deleted. A discarded job's video is queued
-    /// again by the next queuer run if its JSON is still missing.
+    /// again by the next queuer run if its JSON is still missing, unless --forever puts
+    /// it on the checkout's skip list (`.git/camhd-grid-skip`, which the queuer honours;
+    /// delete its line there to have it queued again).
     Discard {
         /// The ids, as `gridctl failed` shows them.
         #[arg(required = true, value_name = "JOB-ID")]
         ids: Vec<u64>,
+        /// Never queue these videos again: add them to the skip list of --checkout.
+        #[arg(long, requires = "checkout")]
+        forever: bool,
+        /// The metadata checkout whose skip list --forever writes (the queuer's).
+        #[arg(long, env = "GRIDCTL_CHECKOUT", value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        checkout: Option<std::path::PathBuf>,
     },
     /// Show one job or result, decoded.
     Peek {
@@ -207,7 +215,14 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
                 .await
                 .map(drop)
         }
-        Command::Discard { ids } => failures::discard(grid, &ids, &mut std::io::stdout()).await,
+        Command::Discard {
+            ids,
+            forever,
+            checkout,
+        } => {
+            let skip_in = checkout.filter(|_| forever);
+            failures::discard(grid, &ids, skip_in.as_deref(), &mut std::io::stdout()).await
+        }
         Command::Peek { id } => control::peek(config, id).await,
         Command::Pause { secs } => control::pause(config, secs, &mut std::io::stdout()).await,
         Command::Resume => control::resume(config, &mut std::io::stdout()).await,

@@ -154,6 +154,12 @@ fn main() -> ExitCode {
             since: cli.since.or_else(|| cli.recent_days.map(recent_since)),
             until: cli.until,
             verify: cli.verify,
+            skip: common::skip::SkipList::read(&cli.checkout).with_context(|| {
+                format!(
+                    "reading the skip list {}",
+                    common::skip::path(&cli.checkout).display()
+                )
+            })?,
         };
         if !config.dry_run {
             common::cli::not_root_over(&config.checkout, "queuer …")?;
@@ -169,8 +175,13 @@ fn main() -> ExitCode {
         for r in &summary.rejected {
             eprintln!("rejected: {}: {}", r.entry, r.reason);
         }
+        let skipped = if summary.skipped > 0 {
+            format!(", skipped for good {}", summary.skipped)
+        } else {
+            String::new()
+        };
         common::cli::out_line(format_args!(
-            "{} {}, already done {}, in flight {}, out of date range {}, rejected {}",
+            "{} {}, already done {}, in flight {}, out of date range {}, rejected {}{skipped}",
             if config.dry_run {
                 "would queue"
             } else {

@@ -49,6 +49,8 @@ pub struct QueuerConfig {
     pub until: Option<NaiveDate>,
     /// Open each video's index before queuing it.
     pub verify: bool,
+    /// Videos given up on for good, read from the checkout at start.
+    pub skip: common::skip::SkipList,
 }
 
 /// What a pass did.
@@ -62,6 +64,8 @@ pub struct Summary {
     pub in_flight: usize,
     /// Videos outside --since/--until.
     pub out_of_range: usize,
+    /// Videos given up on for good (`gridctl discard --forever`, the checkout's skip list).
+    pub skipped: usize,
     /// Entries that could not become jobs.
     pub rejected: Vec<Rejected>,
 }
@@ -305,6 +309,10 @@ async fn consider(
             entry: c.video.clone(),
             reason: e.to_string(),
         });
+        return Ok(None);
+    }
+    if config.skip.contains(&output) {
+        summary.skipped += 1;
         return Ok(None);
     }
     if config.since.is_some() || config.until.is_some() {

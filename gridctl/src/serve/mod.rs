@@ -555,10 +555,18 @@ async fn failures(
 ) -> Result<Response, Failure> {
     let snap = app.status().await?;
     let found = app.failures().await?;
+    // The checkout's skip list: a few KB, read per view.
+    let skipped = app
+        .config
+        .checkout
+        .as_deref()
+        .and_then(|c| common::skip::SkipList::read(c).ok())
+        .filter(|l| !l.is_empty());
     Ok(page(pages::failures(
         &snap,
         &found,
         q.page.max(1),
+        skipped.as_ref(),
         &app.viewer(&headers),
     )))
 }
@@ -908,7 +916,7 @@ async fn control(
                 None => crate::failures::retry(grid, true, &[], out).await.map(drop),
             },
             "discard" => match form.id {
-                Some(id) => crate::failures::discard(grid, &[id], out).await,
+                Some(id) => crate::failures::discard(grid, &[id], None, out).await,
                 None => anyhow::bail!("discard needs an id"),
             },
             other => anyhow::bail!("no such action: {other}"),

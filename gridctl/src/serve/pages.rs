@@ -387,10 +387,20 @@ fn worker_table(workers: &[Worker], class: &str) -> Markup {
 }
 
 /// Failed jobs and parked results, as `gridctl failed` joins them.
-pub fn failures(snap: &Snapshot, found: &Findings, n: usize, viewer: &Viewer) -> Markup {
+pub fn failures(
+    snap: &Snapshot,
+    found: &Findings,
+    n: usize,
+    skipped: Option<&common::skip::SkipList>,
+    viewer: &Viewer,
+) -> Markup {
     let pages = found.failed.len().div_ceil(PER_PAGE).max(1);
     let body = html! {
         h1 { "Failures (" (found.failed.len()) ")" }
+        @if let Some(list) = skipped {
+            p #skipped { (list.len()) " video(s) skipped for good (gridctl discard --forever): the queuer never queues them again; they are listed in "
+                @if let Some(file) = list.file() { code { (shown(&file.display().to_string())) } } "." }
+        }
         @if pages > 1 {
             p.pages {
                 "Page " (n.min(pages)) " of " (pages) ": "
