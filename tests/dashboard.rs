@@ -738,3 +738,70 @@ async fn the_operator_gets_in_while_many_addresses_hold_every_connection() {
     assert!(stranger(101).await.starts_with("HTTP/1.1 503"));
     drop(idle);
 }
+
+#[tokio::test]
+async fn status_and_the_dashboard_count_finished_jobs_alike_and_discarded_ones_apart() {
+    // The dashboard said "Finished 88 of 116" where status said 45 (issue 35): one
+    // computation now, from the server's start, discards apart.
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let mut c = Client::connect(&server.addr()).await.unwrap();
+    c.use_tube(&format!("{NS}.jobs")).await.unwrap();
+    c.watch(&format!("{NS}.jobs")).await.unwrap();
+    for i in 0..5 {
+        let job = Job::new(format!("/data/v{i}.mov"), format!("v{i}_optical_flow.json"));
+        c.put(&job.encode(), PutOptions::default()).await.unwrap();
+    }
+    // Two committed (the sink deletes them), one buried and then discarded.
+    for _ in 0..2 {
+        let job = c.reserve().await.unwrap();
+        c.delete(job.id).await.unwrap();
+    }
+    let failed = c.reserve().await.unwrap();
+    c.bury(failed.id, 0).await.unwrap();
+    let discard = bin::command("gridctl")
+        .args(["discard", &failed.id.to_string()])
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", NS)
+        .output()
+        .unwrap();
+    assert!(discard.status.success(), "{discard:?}");
+    let status = bin::command("gridctl")
+        .args(["status", "--json"])
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", NS)
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (&status["finished"], &status["discarded"]),
+        (&2.into(), &1.into()),
+        "{status}"
+    );
+    let served = Served::start(&server, &co, &[]);
+    let api: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{}/api/status.json", served.url))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&api["finished"], &api["discarded"]),
+        (&2.into(), &1.into()),
+        "{api}"
+    );
+    let overview = ureq::get(&served.url)
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        overview.contains(r#"<strong id="finished">2</strong>"#)
+            && overview.contains(r#"<strong id="queued">5</strong>"#)
+            && overview.contains(r#"<strong id="discarded">1</strong>"#),
+        "{overview}"
+    );
+}

@@ -160,6 +160,12 @@ impl GridConfig {
         format!("{}.archive", self.namespace)
     }
 
+    /// `<namespace>.discarded`: counts the jobs `gridctl discard` deleted since the server
+    /// started (its deletes), so finished jobs are counted apart from them.
+    pub fn discarded_tube(&self) -> String {
+        format!("{}.discarded", self.namespace)
+    }
+
     /// `<namespace>.grid`: the grid's identity marker (the queuer's `grid_id`).
     pub fn grid_tube(&self) -> String {
         format!("{}.grid", self.namespace)

@@ -364,6 +364,41 @@ impl Grid {
     }
 }
 
+impl Grid {
+    /// Counts `n` jobs discarded by an operator: as many puts and deletes in
+    /// `<namespace>.discarded`, whose delete count the server keeps while it runs (a job
+    /// delayed for ever keeps the tube, and its count, from vanishing). The connection is
+    /// back on the tube it used before.
+    pub async fn count_discards(&self, c: &mut Client, n: u64) -> Result<(), Error> {
+        if n == 0 {
+            return Ok(());
+        }
+        let back = c.used_tube().to_owned();
+        c.use_tube(&self.config.discarded_tube()).await?;
+        if let Err(Error::NotFound) = c.peek_delayed().await {
+            let keeper = PutOptions {
+                priority: 0,
+                delay: MARKER_DELAY,
+                ttr: 60,
+            };
+            c.put(b"{\"keeps\": \"the count of discarded jobs\"}", keeper)
+                .await?;
+        }
+        for _ in 0..n {
+            let id = c.put(b"{\"discarded\": 1}", PutOptions::default()).await?;
+            c.delete(id).await?;
+        }
+        c.use_tube(&back).await
+    }
+
+    /// Jobs discarded by an operator since the server started.
+    pub async fn discarded(&self, c: &mut Client) -> Result<u64, Error> {
+        Ok(c.stats_tube_if_any(&self.config.discarded_tube())
+            .await?
+            .map_or(0, |s| s.cmd_delete))
+    }
+}
+
 /// What the grid's key marker says of this process's keys: the queuer keeps one signed
 /// with the grid's key (and co-signed by the keys it still accepts) in `<namespace>.key`,
 /// a job delayed for ever. Anyone who reaches the server can put a marker too, so only a

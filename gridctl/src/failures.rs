@@ -394,6 +394,7 @@ pub async fn discard(
     let (jobs, results) = (config.jobs_tube(), config.results_tube());
     let mut refused = 0;
     let mut outputs = Vec::new();
+    let mut jobs_discarded = 0;
     for &id in ids {
         let stats = match client.stats_job(id).await {
             Ok(s) => s,
@@ -431,6 +432,9 @@ pub async fn discard(
             .delete(id)
             .await
             .with_context(|| format!("deleting job {id}"))?;
+        if stats.tube == jobs {
+            jobs_discarded += 1;
+        }
         let records = found.records_of.get(&id).map_or(&[][..], Vec::as_slice);
         delete_records(&mut client, records).await?;
         let video = found
@@ -440,6 +444,10 @@ pub async fn discard(
             .map_or("", |f| f.video.as_str());
         let _ = writeln!(out, "discarded job {id} {}", one_line(video));
     }
+    // Counted apart, so that the jobs tube's deletes minus these are the jobs finished.
+    grid.count_discards(&mut client, jobs_discarded)
+        .await
+        .context("counting the jobs discarded")?;
     if let Some(checkout) = skip_in {
         let why = format!(
             "gridctl discard --forever, {}",

@@ -85,6 +85,15 @@ pub(crate) struct Snapshot {
     pub(crate) draining: bool,
     pub(crate) jobs: TubeCounts,
     pub(crate) results: TubeCounts,
+    /// Jobs finished (committed, then deleted by the sink) since the server started:
+    /// the jobs tube's deletes less the jobs discarded. `gridctl serve` counts on across
+    /// the jobs tube vanishing (an empty tube forgets its deletes); both count from the
+    /// server's start.
+    pub(crate) finished: u64,
+    /// Jobs discarded (`gridctl discard`) since the server started.
+    pub(crate) discarded: u64,
+    /// When the server started (unix seconds): the totals count from then.
+    pub(crate) server_started: i64,
     /// Filter slots whose heartbeat is current.
     pub(crate) workers: Vec<Worker>,
     /// Heartbeats not renewed in time: never counted as working.
@@ -152,7 +161,7 @@ pub async fn run(grid: &Grid, json: bool, watch: Option<u64>) -> anyhow::Result<
     loop {
         let mut snap = snapshot(&mut client, grid).await?;
         let now = Instant::now();
-        history.push_back((now, snap.jobs.deleted));
+        history.push_back((now, snap.finished));
         while history.len() > 2 && history.front().is_some_and(|(t, _)| now - *t > RATE_WINDOW) {
             history.pop_front();
         }
@@ -241,7 +250,14 @@ pub(crate) async fn snapshot(client: &mut Client, grid: &Grid) -> anyhow::Result
     let archive = common::archive::tokens(grid, client)
         .await
         .context("reading the archive budget")?;
+    let discarded = grid
+        .discarded(client)
+        .await
+        .context("reading the jobs discarded")?;
     Ok(Snapshot {
+        finished: jobs.deleted.saturating_sub(discarded),
+        discarded,
+        server_started: chrono::Utc::now().timestamp() - server.uptime as i64,
         key_marker,
         archive,
         server: config.server.to_string(),
@@ -420,6 +436,15 @@ fn render(s: &Snapshot) -> String {
             }
         ));
     }
+    out.push_str(&format!(
+        "finished {} since the server started{}\n",
+        s.finished,
+        if s.discarded > 0 {
+            format!(" ({} discarded apart)", s.discarded)
+        } else {
+            String::new()
+        }
+    ));
     if let Some(marker) = &s.key_marker {
         out.push_str(&format!("key marker: {}\n", one_line(marker)));
     }
@@ -522,6 +547,9 @@ mod tests {
 
     fn snapshot(workers: Vec<Worker>) -> Snapshot {
         Snapshot {
+            finished: 0,
+            discarded: 0,
+            server_started: 0,
             key_marker: None,
             archive: None,
             server: "127.0.0.1:11300".into(),

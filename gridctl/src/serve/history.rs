@@ -20,10 +20,13 @@ const MAX_BYTES: u64 = 1 << 20;
 #[derive(Serialize, Deserialize)]
 struct Saved {
     version: u32,
-    /// Jobs finished since the history began, across tubes that vanished.
+    /// The jobs tube's deletes since the server started, across tubes that vanished.
     finished: u64,
     /// The jobs tube's `cmd-delete` last seen, to go on counting from.
     last_seen: u64,
+    /// When the server counted for started (unix seconds).
+    #[serde(default)]
+    server_started: i64,
     /// `[unix seconds, jobs finished]`, oldest first.
     samples: Vec<(i64, u64)>,
 }
@@ -56,6 +59,7 @@ pub(super) fn load(path: &Path) -> Option<(Finished, VecDeque<Sample>)> {
             let finished = Finished {
                 total: saved.finished,
                 last_seen: saved.last_seen,
+                server_started: saved.server_started,
             };
             Some((finished, samples))
         }
@@ -76,6 +80,7 @@ pub(super) fn save(path: &Path, finished: &Finished, samples: &VecDeque<Sample>)
         version: VERSION,
         finished: finished.total,
         last_seen: finished.last_seen,
+        server_started: finished.server_started,
         samples: samples.iter().map(|s| (s.at, s.finished)).collect(),
     };
     let written = serde_json::to_vec(&saved)
@@ -103,6 +108,7 @@ mod tests {
         let finished = Finished {
             total: 12,
             last_seen: 40,
+            server_started: 1_700_000_000,
         };
         save(&path, &finished, &samples);
         let (back, again) = load(&path).unwrap();

@@ -75,24 +75,46 @@ pub struct Sample {
     pub finished: u64,
 }
 
-/// Jobs finished, counted across the jobs tube vanishing: beanstalkd forgets a tube (and
-/// its `cmd-delete` count) once it is empty and unwatched, as at the end of a run.
+/// The jobs tube's deletes since the server started, counted across the tube vanishing:
+/// beanstalkd forgets a tube (and its `cmd-delete` count) once it is empty and unwatched,
+/// as at the end of a run. A server that restarted starts the count anew, as `gridctl
+/// status` does (the one figure both show is these less the jobs discarded).
 #[derive(Debug, Default)]
 struct Finished {
     total: u64,
     last_seen: u64,
+    /// When the server counted for started (unix seconds; 0: none yet).
+    server_started: i64,
 }
 
+/// Seconds two readings of a server's start may differ by and be the same start
+/// (`uptime` is whole seconds, read a moment apart).
+const SAME_START: i64 = 5;
+
 impl Finished {
+    fn other_server(&self, server_started: i64) -> bool {
+        (self.server_started - server_started).abs() > SAME_START
+    }
+
     /// What the count would be with `deleted` seen now, without taking it: requests read,
     /// only the sampler (one task, in order) takes, so racing requests cannot be
     /// mistaken for a tube that vanished.
-    fn peek(&self, deleted: u64) -> u64 {
+    fn peek(&self, deleted: u64, server_started: i64) -> u64 {
+        if self.other_server(server_started) {
+            return deleted;
+        }
         self.total + deleted.saturating_sub(self.last_seen)
     }
 
-    /// Takes the tube's `cmd-delete` now (0 for a tube that is gone).
-    fn saw(&mut self, deleted: u64) -> u64 {
+    /// Takes the tube's `cmd-delete` now (0 for a tube that is gone) on the server that
+    /// started at `server_started`.
+    fn saw(&mut self, deleted: u64, server_started: i64) -> u64 {
+        if self.other_server(server_started) {
+            *self = Finished {
+                server_started,
+                ..Finished::default()
+            };
+        }
         self.total += if deleted >= self.last_seen {
             deleted - self.last_seen
         } else {
@@ -321,9 +343,8 @@ async fn sample(app: Arc<App>) {
             client = app.grid.connect().await.ok();
         }
         if let Some(c) = client.as_mut() {
-            match c.stats_tube(&tube).await {
-                Ok(s) => app.push_sample(s.cmd_delete),
-                Err(common::beanstalk::Error::NotFound) => app.push_sample(0),
+            match counts(c, &app.grid, &tube).await {
+                Ok((deleted, discarded, started)) => app.push_sample(deleted, discarded, started),
                 Err(_) => client = None,
             }
         }
@@ -337,6 +358,23 @@ async fn sample(app: Arc<App>) {
     }
 }
 
+/// What the sampler reads: the jobs tube's deletes (0 for a tube that is gone), the jobs
+/// discarded, and when the server started.
+async fn counts(
+    c: &mut common::beanstalk::Client,
+    grid: &Grid,
+    tube: &str,
+) -> Result<(u64, u64, i64), common::beanstalk::Error> {
+    let deleted = c.stats_tube_if_any(tube).await?.map_or(0, |s| s.cmd_delete);
+    let discarded = grid.discarded(c).await?;
+    let uptime = c.stats().await?.uptime;
+    Ok((
+        deleted,
+        discarded,
+        chrono::Utc::now().timestamp() - uptime as i64,
+    ))
+}
+
 impl App {
     /// Writes the throughput history, when it is kept.
     fn save_history(&self) {
@@ -347,12 +385,13 @@ impl App {
         }
     }
 
-    fn push_sample(&self, deleted: u64) {
+    fn push_sample(&self, deleted: u64, discarded: u64, server_started: i64) {
         let finished = self
             .finished
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .saw(deleted);
+            .saw(deleted, server_started)
+            .saturating_sub(discarded);
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         samples.push_back(Sample {
             at: chrono::Utc::now().timestamp(),
@@ -377,12 +416,12 @@ impl App {
         let mut snap = within_budget(work).await?;
         snap.newest_failure = self.newest_failure();
         // What the jobs tube says now, counted with what it said before it vanished.
-        let finished = self
+        let deleted = self
             .finished
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .peek(snap.jobs.deleted);
-        snap.jobs.deleted = finished;
+            .peek(snap.jobs.deleted, snap.server_started);
+        snap.finished = deleted.saturating_sub(snap.discarded);
         let samples = self.samples();
         if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
             snap.set_rate(
@@ -640,13 +679,29 @@ mod tests {
     #[test]
     fn finished_jobs_are_counted_across_the_tube_vanishing() {
         let mut f = Finished::default();
-        assert_eq!(f.saw(3), 3);
-        assert_eq!(f.saw(5), 5);
-        assert_eq!(f.saw(0), 5, "the tube is gone");
-        assert_eq!(f.saw(2), 7, "a new tube counts from zero");
-        assert_eq!(f.peek(4), 9, "a request sees what is new");
-        assert_eq!(f.peek(1), 7, "and never counts a stale read twice");
-        assert_eq!(f.saw(4), 9);
+        let start = 1_700_000_000;
+        assert_eq!(f.saw(3, start), 3);
+        assert_eq!(
+            f.saw(5, start + 2),
+            5,
+            "the same start, read a moment later"
+        );
+        assert_eq!(f.saw(0, start), 5, "the tube is gone");
+        assert_eq!(f.saw(2, start), 7, "a new tube counts from zero");
+        assert_eq!(f.peek(4, start), 9, "a request sees what is new");
+        assert_eq!(f.peek(1, start), 7, "and never counts a stale read twice");
+        assert_eq!(f.saw(4, start), 9);
+    }
+
+    #[test]
+    fn a_restarted_server_starts_the_count_anew_as_status_does() {
+        // The dashboard said "Finished 88" where status said 45 (issue 35).
+        let mut f = Finished::default();
+        let (before, after) = (1_700_000_000, 1_700_090_000);
+        assert_eq!(f.saw(40, before), 40);
+        assert_eq!(f.peek(45, after), 45);
+        assert_eq!(f.saw(45, after), 45);
+        assert_eq!(f.saw(46, after), 46);
     }
 }
 

@@ -141,17 +141,18 @@ pub fn overview(snap: &Snapshot, samples: &[Sample], viewer: &Viewer) -> Markup 
     // Failed jobs are neither done nor left: they wait for an operator, not a filter.
     let left = j.ready + j.reserved + j.delayed;
     let failed = j.buried;
-    let done = j.deleted;
-    let queued = done + left + failed;
+    let done = snap.finished;
+    let queued = done + left + failed + snap.discarded;
     let paused = j.paused_seconds_left > 0;
     let (working, idle) = busy_and_idle(&snap.workers);
     let body = html! {
         h1 { "Overview" }
         (record(snap))
         p {
-            "Finished " strong #finished { (done) } " of " strong #queued { (queued) } " jobs queued so far; "
+            "Finished " strong #finished { (done) } " of " strong #queued { (queued) } " jobs queued since the server started; "
             strong #left { (left) } " left"
             @if failed > 0 { ", " a.warn href="/failures" { strong #failed { (failed) } " failed" } }
+            @if snap.discarded > 0 { ", " strong #discarded { (snap.discarded) } " discarded" }
             "."
             br;
             progress max=(queued.max(1)) value=(done) {}
@@ -247,7 +248,7 @@ fn button(action: &str, label: &str, csrf: &str, field: Option<(&str, String)>) 
 fn tubes(tubes: &[&TubeCounts]) -> Markup {
     html! {
         div.scroll { table #tubes {
-            tr { th { "tube" } th.n { "ready" } th.n { "reserved" } th.n { "delayed" } th.n { "buried" } th.n { "watching" } th.n { "finished" } }
+            tr { th { "tube" } th.n { "ready" } th.n { "reserved" } th.n { "delayed" } th.n { "buried" } th.n { "watching" } th.n { "deleted" } }
             @for t in tubes {
                 tr data-tube=(shown(&t.tube)) {
                     td { (shown(&t.tube)) @if !t.exists { " (empty, unused)" } }
