@@ -142,8 +142,16 @@ systemctl() {
     daemon-reload) return 0 ;;
     start) for u in "${units[@]}"; do start_unit "$u"; done ;;
     restart)
+      # What runs now of the units named (a glob restarts every running match).
+      local running=() f
       for u in "${units[@]}"; do
-        stop_units "${u%.service}"
+        for f in "$CHECK_LOGS"/${u%.service}.pid; do
+          [ -e "$f" ] && running+=("$(basename "$f" .pid)")
+        done
+        [[ "$u" == *'*'* ]] || [ ${#running[@]} -gt 0 ] || running+=("${u%.service}")
+      done
+      for u in "${running[@]}"; do
+        stop_units "$u"
         start_unit "$u"
       done
       ;;
