@@ -47,12 +47,12 @@ pub async fn peek(config: &GridConfig, id: u64) -> anyhow::Result<()> {
 
 /// `gridctl pause [SECS]`: no job is handed out for SECS (or until `resume`). A jobs
 /// tube with no jobs does not exist (beanstalkd forgets an empty tube), so there is
-/// nothing to pause: said so, and not an error.
+/// nothing to pause: said so, and not an error. True when something was paused.
 pub async fn pause(
     config: &GridConfig,
     secs: Option<u32>,
     out: &mut (dyn std::io::Write + Send),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
     match client.pause_tube(&tube, secs.unwrap_or(FOREVER)).await {
@@ -61,7 +61,7 @@ pub async fn pause(
                 out,
                 "{tube} has no jobs (the server forgets an empty tube): nothing to hold back; jobs a queuer puts later are handed out unless you pause again then"
             );
-            return Ok(());
+            return Ok(false);
         }
         other => other.with_context(|| format!("pausing {tube}"))?,
     }
@@ -69,7 +69,7 @@ pub async fn pause(
         Some(s) => writeln!(out, "{tube} paused for {s}s"),
         None => writeln!(out, "{tube} paused until `gridctl resume`"),
     };
-    Ok(())
+    Ok(true)
 }
 
 /// `gridctl resume`: jobs are handed out again (a tube with no jobs is not paused).
@@ -94,7 +94,11 @@ pub async fn resume(
 /// filters can be stopped for maintenance without releasing work. A grid with no jobs
 /// is drained already.
 pub async fn drain(config: &GridConfig) -> anyhow::Result<()> {
-    pause(config, None, &mut std::io::stdout()).await?;
+    if !pause(config, None, &mut std::io::stdout()).await? {
+        // Nothing paused: saying "resume hands jobs out again" would be untrue.
+        println!("drained: the grid has no jobs, so none is in progress");
+        return Ok(());
+    }
     let mut client = config.connect().await?;
     let tube = config.jobs_tube();
     loop {

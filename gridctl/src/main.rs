@@ -224,7 +224,9 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
             failures::discard(grid, &ids, skip_in.as_deref(), &mut std::io::stdout()).await
         }
         Command::Peek { id } => control::peek(config, id).await,
-        Command::Pause { secs } => control::pause(config, secs, &mut std::io::stdout()).await,
+        Command::Pause { secs } => control::pause(config, secs, &mut std::io::stdout())
+            .await
+            .map(drop),
         Command::Resume => control::resume(config, &mut std::io::stdout()).await,
         Command::Drain => control::drain(config).await,
         Command::ForgetDead => control::forget_dead(grid, &mut std::io::stdout()).await,

@@ -960,10 +960,10 @@ async fn control(
     let done = within_budget(async {
         let out: &mut (dyn std::io::Write + Send) = &mut said;
         match action.as_str() {
-            "pause" => crate::control::pause(config, None, out).await,
+            "pause" => crate::control::pause(config, None, out).await.map(drop),
             "resume" => crate::control::resume(config, out).await,
             // The web's drain only pauses: the overview shows the jobs still in progress.
-            "drain" => crate::control::pause(config, None, out).await,
+            "drain" => crate::control::pause(config, None, out).await.map(drop),
             "retry" => match &form.video {
                 Some(v) => crate::failures::retry(grid, false, std::slice::from_ref(v), out)
                     .await
