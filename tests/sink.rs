@@ -587,7 +587,16 @@ async fn a_remote_that_moved_is_merged_and_pushed_and_keeps_an_edit_made_there()
     let co = metadata_checkout(dir.path());
     let bare = bare_origin(dir.path(), &co);
     let flow = "RS03ASHS/2017/06/14/b_optical_flow.json";
-    put_all(&server, &[result(flow, 1, false)]).await;
+    let regions = "RS03ASHS/2017/06/14/b_optical_flow_regions.json";
+    put_all(
+        &server,
+        &[result_of(
+            flow,
+            fixture("flow/clip_pans_optical_flow.json"),
+            false,
+        )],
+    )
+    .await;
     let out = sink_with(&server, &co, &["--push", "origin"]);
     assert!(
         out.status.success(),
@@ -617,9 +626,16 @@ async fn a_remote_that_moved_is_merged_and_pushed_and_keeps_an_edit_made_there()
     testkit::git::commit(&person, "A person's edit");
     git(&person, &["push", "-q", "origin", "HEAD"]);
 
-    // The grid recomputes that video (forced) and a new one.
+    // The grid recomputes that video (forced: a regions file of its own again) and a new one.
     let new = "RS03ASHS/2017/06/14/c_optical_flow.json";
-    put_all(&server, &[result(flow, 2, true), result(new, 3, false)]).await;
+    put_all(
+        &server,
+        &[
+            result_of(flow, fixture("flow/clip_zooms_optical_flow.json"), true),
+            result(new, 3, false),
+        ],
+    )
+    .await;
     let out = sink_with(&server, &co, &["--push", "origin", "--push-wait", "30"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pushed after merging: {stderr}");
@@ -641,12 +657,28 @@ async fn a_remote_that_moved_is_merged_and_pushed_and_keeps_an_edit_made_there()
         shown(new).contains("\"marker\": 3"),
         "the new video is there"
     );
+    // Regions always match the flow file at HEAD: those derived from the grid's version
+    // went with it (issue 34: they were pushed beside the person's file).
+    assert!(
+        git(&bare, &["ls-tree", "-r", "--name-only", "HEAD"])
+            .lines()
+            .all(|p| p != regions),
+        "a regions file of a flow file that is not the grid's"
+    );
     // The grid's own version is in the history, and a record says what happened.
     let ours = git(
         &co,
         &["log", "--full-history", "-p", "--format=", "--", flow],
     );
-    assert!(ours.contains("\"marker\": 2"), "{ours}");
+    let zooms = fixture("flow/clip_zooms_optical_flow.json");
+    let a_zoom = zooms["frameStats"][0]["opticalFlow"]["similarity"][0].to_string();
+    assert!(ours.contains(&a_zoom), "the grid's forced version: {ours}");
+    assert!(
+        !git(&co, &["log", "--format=%H", "--", regions])
+            .trim()
+            .is_empty(),
+        "the grid had committed regions for it"
+    );
     let mut c = Client::connect(&server.addr()).await.unwrap();
     c.watch("s.failures").await.unwrap();
     let record = c.reserve_with_timeout(1).await.expect("a failure record");
@@ -655,6 +687,82 @@ async fn a_remote_that_moved_is_merged_and_pushed_and_keeps_an_edit_made_there()
         record.contains(flow) && record.contains("edited on origin"),
         "{record}"
     );
+    assert!(
+        !record.contains("after the grid wrote"),
+        "nothing says which came first: {record}"
+    );
+}
+
+#[tokio::test]
+async fn a_rewritten_remote_history_is_not_merged_back_and_says_record_diverged() {
+    // A force-push removed the grid's commits: merging would resurrect them (issue 34).
+    let server = Beanstalkd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let co = metadata_checkout(dir.path());
+    let bare = bare_origin(dir.path(), &co);
+    let old = "RS03ASHS/2017/06/14/a_optical_flow.json";
+    put_all(&server, &[result(old, 1, false)]).await;
+    let out = sink_with(&server, &co, &["--push", "origin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Someone rewrites the record without the grid's commit and force-pushes.
+    let person = dir.path().join("person");
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            person.to_str().unwrap(),
+        ],
+    );
+    git(&person, &["reset", "-q", "--hard", "HEAD~1"]);
+    std::fs::write(
+        person.join("README.md"),
+        "# Rewritten
+",
+    )
+    .unwrap();
+    git(&person, &["add", "README.md"]);
+    testkit::git::commit(&person, "A history without the grid's file");
+    git(&person, &["push", "-q", "--force", "origin", "HEAD"]);
+    let rewritten = git(&bare, &["rev-parse", "HEAD"]);
+
+    put_all(
+        &server,
+        &[result("RS03ASHS/2017/06/14/b_optical_flow.json", 2, false)],
+    )
+    .await;
+    let out = sink_with(&server, &co, &["--push", "origin", "--push-wait", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "idle with its commits unpushed: {stderr}"
+    );
+    assert!(stderr.contains("RECORD DIVERGED"), "{stderr}");
+    assert_eq!(
+        git(&bare, &["rev-parse", "HEAD"]),
+        rewritten,
+        "nothing pushed"
+    );
+    assert!(
+        git(&bare, &["ls-tree", "-r", "--name-only", "HEAD"])
+            .lines()
+            .all(|p| p != old),
+        "the removed file did not come back"
+    );
+    let table = bin::command("gridctl")
+        .arg("status")
+        .env("GRID_SERVER", server.addr())
+        .env("GRID_NAMESPACE", "s")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("RECORD DIVERGED:"), "{table}");
 }
 
 #[test]

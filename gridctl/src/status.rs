@@ -371,14 +371,30 @@ fn render_sink(sink: &SinkView) -> String {
     };
     let line = match (&sink.remote, sink.unpushed_count) {
         (None, _) => format!("\nsink {who}{trust}): commits stay in the checkout (no --push)\n"),
-        (Some(remote), 0) => format!("\nsink {who}{trust}): every commit pushed to {}\n", one_line(remote)),
+        (Some(remote), 0) => format!(
+            "\nsink {who}{trust}): every commit pushed to {}\n",
+            one_line(remote)
+        ),
         (Some(remote), n) => format!(
-            "\nsink {who}{trust}): RECORD BEHIND: {n} commit(s) not pushed to {}; last push error: {}\n",
+            "\nsink {who}{trust}): {}: {n} commit(s) not pushed to {}; last push error: {}\n",
+            if diverged(sink) {
+                "RECORD DIVERGED"
+            } else {
+                "RECORD BEHIND"
+            },
             one_line(remote),
             one_line(sink.push_error.as_deref().unwrap_or("none yet"))
         ),
     };
     line
+}
+
+/// True when the sink found the remote's history rewritten: it pushes nothing until a
+/// person reconciles them.
+pub(crate) fn diverged(sink: &SinkView) -> bool {
+    sink.push_error
+        .as_deref()
+        .is_some_and(|e| e.contains("RECORD DIVERGED"))
 }
 
 /// How long a pause lasts, as said: `gridctl pause` without SECS pauses for ever (a

@@ -240,14 +240,34 @@ impl Checkout {
     /// Merges what `remote` holds now into the checkout (a merge, not a rebase: regions
     /// files name the commits of their flow files, which must stay in the history). A
     /// file that both the remote and the checkout changed since they parted (someone
-    /// edited a file the grid wrote) is left as the remote has it; those paths are
-    /// returned. Nothing is ever forced, and no edit of the remote is undone.
+    /// edited a file the grid wrote) is left as the remote has it, and its regions file
+    /// (derived from the grid's version) goes; those paths are returned. Nothing is ever
+    /// forced, and no edit of the remote is undone. A remote whose history no longer
+    /// holds what the checkout last saw of it (rewritten: a force-push) is not merged at
+    /// all: that would bring back what someone removed on purpose.
     fn catch_up(&self, remote: &str) -> anyhow::Result<Vec<String>> {
         let branch = git(&self.root, &["symbolic-ref", "--short", "HEAD"])?;
-        git(&self.root, &["fetch", "-q", remote, branch.trim()])?;
+        let branch = branch.trim();
+        // What the checkout last saw of the remote (a push or a fetch moves it).
+        let tracking = format!("refs/remotes/{remote}/{branch}");
+        let seen = git(&self.root, &["rev-parse", "--verify", "-q", &tracking])
+            .ok()
+            .map(|s| s.trim().to_owned());
+        git(&self.root, &["fetch", "-q", remote, branch])?;
         let theirs = git(&self.root, &["rev-parse", "FETCH_HEAD"])?
             .trim()
             .to_owned();
+        if let Some(seen) = seen {
+            let kept = git(&self.root, &["merge-base", "--is-ancestor", &seen, &theirs]);
+            if kept.is_err() {
+                // Back to what it was, so this is found again until a person settles it.
+                let _ = git(&self.root, &["update-ref", &tracking, &seen]);
+                anyhow::bail!(
+                    "RECORD DIVERGED: {remote}'s history no longer holds commit {}, which this checkout had pushed or fetched: it was rewritten (a force-push). Nothing is merged or pushed, so nothing removed there comes back; a person must reconcile the checkout with {remote} (docs/deploy.md, \"When the record moves\")",
+                    &seen[..12.min(seen.len())]
+                );
+            }
+        }
         let base = git(&self.root, &["merge-base", "HEAD", &theirs])?
             .trim()
             .to_owned();
@@ -300,16 +320,35 @@ impl Checkout {
                 git(&self.root, &["rm", "-q", "--", path])?;
             }
         }
+        // A regions file names the commit of the flow file it was derived from: beside a
+        // flow file kept as the remote has it, it no longer matches and goes (`sink
+        // regions` derives one anew from the kept file, when it can).
+        let regions: Vec<String> = kept
+            .iter()
+            .filter_map(|p| p.strip_suffix("_optical_flow.json"))
+            .map(|stem| format!("{stem}_optical_flow_regions.json"))
+            .filter(|r| !kept.contains(r) && self.root.join(r).is_file())
+            .collect();
+        for path in &regions {
+            git(&self.root, &["rm", "-q", "--", path])?;
+        }
         let mut text = format!(
-            "Keep {} file(s) as {remote} has them\n\nEdited there after the grid wrote them:\n",
+            "Keep {} file(s) as {remote} has them\n\nChanged there and by the grid since the two last agreed:\n",
             kept.len()
         );
         for path in &kept {
             text.push_str(&format!("  {path}\n"));
         }
+        if !regions.is_empty() {
+            text.push_str("\nRegions files removed, derived from the grid's versions:\n");
+            for path in &regions {
+                text.push_str(&format!("  {path}\n"));
+            }
+        }
         let staged = git(&self.root, &["diff", "--cached", "--name-only"])?;
         if !staged.trim().is_empty() {
-            self.commit_only(&kept, &text)?;
+            let paths: Vec<String> = kept.iter().chain(&regions).cloned().collect();
+            self.commit_only(&paths, &text)?;
         }
         Ok(kept)
     }

@@ -55,8 +55,9 @@ struct Cli {
 
     /// Push to this git remote after each commit (failures are retried, never fatal). A
     /// remote that has moved on (someone pushed there) is merged first; a file edited
-    /// there after the grid wrote it keeps the remote's version, with a failure record
-    /// saying so. Nothing is ever force-pushed.
+    /// there too keeps the remote's version, with a failure record saying so (and its
+    /// regions file goes). A remote whose history was rewritten is not merged: "RECORD
+    /// DIVERGED" until a person reconciles them. Nothing is ever force-pushed.
     #[arg(long, env = "SINK_PUSH", value_name = "REMOTE")]
     push: Option<String>,
 

@@ -49,7 +49,7 @@ pub static LAST_PUSH_FAILURE: Metric = Metric::gauge(
 /// Files someone edited on the remote that the grid had written too.
 pub static KEPT_REMOTE: Metric = Metric::counter(
     "camhd_sink_remote_versions_kept_total",
-    "Files edited on the remote after the grid wrote them: the remote's version was kept.",
+    "Files edited on the remote as well as by the grid since the two last agreed: the remote's version was kept.",
 );
 
 /// All of them, in the text format.

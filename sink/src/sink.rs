@@ -249,7 +249,7 @@ impl<'a> Sink<'a> {
     }
 
     /// Pushes what waits (now, or when its backoff has passed); a file edited on the
-    /// remote after the grid wrote it keeps the remote's version, and a record says so.
+    /// remote as well keeps the remote's version, and a record says so.
     async fn push(&mut self, c: &mut Client, now_anyway: bool) {
         let tried = self.pusher.due(now_anyway);
         let kept = self.pusher.push(self.checkout, now_anyway);
@@ -259,7 +259,8 @@ impl<'a> Sink<'a> {
         for path in kept {
             metrics::KEPT_REMOTE.inc();
             let remote = self.config.push.as_deref().unwrap_or("the remote");
-            let error = format!("{path} was edited on {remote} after the grid wrote it: the remote's version was kept (the grid's stays in the history)");
+            // Not "after": only that both changed it since the two last agreed is known.
+            let error = format!("{path} was also edited on {remote} (both changed it since the two last agreed): the remote's version was kept, the grid's stays in the history, and any regions file derived from the grid's version was removed");
             tracing::warn!(path = %path, "{error}");
             let mut record = common::wire::Failure::now(0, None, &error, self.config.grid.host());
             record.output = path;

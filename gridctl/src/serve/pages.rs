@@ -495,6 +495,7 @@ fn record(snap: &Snapshot) -> Markup {
     html! {
         @if sink.unpushed_count > 0 {
             p.warn #record {
+                @if crate::status::diverged(sink) { strong { "RECORD DIVERGED" } ": the remote's history was rewritten; nothing is pushed until a person reconciles them. " }
                 "The record is behind: " (count(sink.unpushed_count as usize, "commit", "commits"))
                 " not pushed to " (shown(sink.remote.as_deref().unwrap_or("the remote")))
                 @if let Some(e) = &sink.push_error { "; the last push failed: " (shown(e)) }
