@@ -48,14 +48,27 @@ fn path_shown(s: &str) -> Markup {
     }
 }
 
+/// The pages every header links to.
+const NAV: [(&str, &str); 4] = [
+    ("/", "Overview"),
+    ("/workers", "Workers"),
+    ("/failures", "Failures"),
+    ("/commits", "Commits"),
+];
+
+/// The header of a page outside the grid's frame (login, errors): the same links.
+fn plain_header() -> Markup {
+    html! {
+        header {
+            span.grid { "camhd-grid" }
+            @for (href, name) in NAV { a href=(href) { (name) } }
+        }
+    }
+}
+
 /// The frame every page shares.
 fn page(title: &str, here: &str, snap: &Snapshot, viewer: &Viewer, body: Markup) -> Markup {
-    let nav = [
-        ("/", "Overview"),
-        ("/workers", "Workers"),
-        ("/failures", "Failures"),
-        ("/commits", "Commits"),
-    ];
+    let nav = NAV;
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -129,8 +142,13 @@ pub fn error_page(status: axum::http::StatusCode, message: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head { meta charset="utf-8"; title { "camhd-grid: " (status.as_u16()) } link rel="stylesheet" href="/static/style.css"; }
-            body { main { h1 { (status) } p.error { (shown(message)) } p { a href="/" { "overview" } } } }
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "camhd-grid: " (status.as_u16()) }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body { (plain_header()) main { h1 { (status) } p.error { (shown(message)) } p { a href="/" { "overview" } } } }
         }
     }
 }
@@ -558,6 +576,7 @@ pub fn login(error: Option<&str>) -> Markup {
                 link rel="stylesheet" href="/static/style.css";
             }
             body {
+                (plain_header())
                 main {
                     h1 { "Log in to control the grid" }
                     @if let Some(e) = error { p.warn { (e) } }
