@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rayon::prelude::*;
 
-use crate::decode::{DecoderChoice, FetchChoice, GreyImage};
+use crate::decode::GreyImage;
 use crate::document::{
     EntryPerformance, EntryTiming, FrameStat, OpticalFlow, OpticalFlowDocument, RunFacts,
 };
@@ -20,50 +20,12 @@ use crate::frame_error::{first_fetch_error, FrameError, FrameErrors, Shared};
 use crate::motion::{self, Estimate, MotionConfig, Prepared, Similarity};
 use crate::pipeline::{frames_per_block, take, Pipeline};
 use crate::plan::Pair;
-use crate::source::{Deadline, FrameSource, Payload};
+use crate::source::{FrameSource, Payload};
 use crate::AnalysisError;
 
 pub use crate::pipeline::{auto_budget, single_threaded_opencv, MAX_PAIRS};
 
-/// Frames between `fromFrame` and `toFrame`, as the original.
-pub const PAIR_GAP: u64 = 10;
-
-/// What to analyse and how.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Sample every `stride`-th frame.
-    pub stride: u32,
-    /// First sampled frame (1-based).
-    pub start: u64,
-    /// One past the last sampled frame; -1: the number of frames.
-    pub stop: i64,
-    /// The analysis scale (0.25: 480x270 for 1080p).
-    pub img_scale: f64,
-    /// Worker threads.
-    pub threads: usize,
-    /// Which ProRes decoder to use.
-    pub decoder: DecoderChoice,
-    /// Whether to fetch only the parts of frames the reduced decoder reads.
-    pub fetch: FetchChoice,
-    /// The video's time budget, fetching included (`--video-deadline`); an automatic
-    /// one is fitted to the video by [`auto_budget`] once its plan is known.
-    pub deadline: Option<Deadline>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            stride: 10,
-            start: 1,
-            stop: -1,
-            img_scale: 0.25,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            decoder: DecoderChoice::Auto,
-            fetch: FetchChoice::Auto,
-            deadline: None,
-        }
-    }
-}
+pub use crate::settings::{Settings, PAIR_GAP};
 
 /// How far an analysis has got.
 #[derive(Debug, Clone)]

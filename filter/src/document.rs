@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 
-use crate::analysis::{Settings, PAIR_GAP};
+use crate::settings::{Settings, PAIR_GAP};
 use crate::source::VideoInfo;
 
 pub use flowdoc::document::*;

@@ -15,6 +15,7 @@ pub mod parts;
 mod pipeline;
 pub mod plan;
 pub mod prores;
+pub mod settings;
 pub mod worker;
 
 pub use analysis::{analyze, decode_only, Analysis, Progress, RunStats, Settings};

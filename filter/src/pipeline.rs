@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use crate::analysis::{Settings, PAIR_GAP};
 use crate::frame_decoder::FrameDecoder;
 use crate::frame_error::FrameError;
 use crate::plan::{plan, Pair, Plan, PlanError};
+use crate::settings::{Settings, PAIR_GAP};
 use crate::source::{Deadline, FrameSource, FrameStream, Payload, ReadError, VideoInfo, Window};
 use crate::AnalysisError;
 use flowdoc::limits::implausible_movie;
