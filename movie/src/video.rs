@@ -9,7 +9,8 @@ use crate::ReadError;
 
 /// The most frames a video may have: a 14-minute CamHD file has ~25,000; the largest
 /// archive files (228 GB) a few hundred thousand. The index of this many costs 80 MB.
-pub const MAX_FRAMES: u64 = 5_000_000;
+/// The document's own bound, so a video the filter reads is one a document may describe.
+pub use flowdoc::limits::MAX_FRAMES;
 /// The largest frame accepted: a 1080p ProRes 4444 XQ frame is under 2 MB, a 4K one
 /// under 8 MB. Also the largest single read, so one frame always fits one.
 pub const MAX_FRAME_BYTES: u64 = 32 << 20;
