@@ -194,11 +194,10 @@ impl<'a> Sink<'a> {
             return false;
         }
         match c
-            .stats_tube(&self.config.grid.config().results_tube())
+            .stats_tube_if_any(&self.config.grid.config().results_tube())
             .await
         {
-            Ok(s) => s.current_jobs_ready + s.current_jobs_delayed == 0,
-            Err(BsError::NotFound) => true,
+            Ok(s) => s.is_none_or(|s| s.current_jobs_ready + s.current_jobs_delayed == 0),
             Err(_) => false,
         }
     }
