@@ -33,9 +33,35 @@ pub struct HttpArgs {
     /// server the whole grid shares. Each video asks for as many as its round trip needs
     /// (4 beside the server, 19 at 10 ms, 64 from 40 ms on) within this; a host that
     /// refuses (503, 429, refused connections) gets half as many, and one more after
-    /// each clean round, and its `Retry-After` is honoured (up to 60 s).
+    /// each clean round, and its `Retry-After` is honoured (up to 60 s). Over HTTP/2
+    /// (`--http2`) every request is a stream on the host's one connection, and this bounds
+    /// the streams in flight.
     #[arg(long, env = "FILTER_HTTP_CONNECTIONS", default_value_t = HttpLimits::CONNECTIONS, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub http_connections: usize,
+
+    /// Speak HTTP/2 to an http:// archive without asking first (prior knowledge: it is
+    /// known to serve HTTP/2 without TLS, as nginx's `listen … http2` does): one
+    /// connection per host for the whole process, each request a stream on it, instead of
+    /// a connection per request in flight. The requests are the same (many ranges to
+    /// one), and so are the bytes and the speed. Off: HTTP/1.1.
+    #[arg(
+        long,
+        env = "FILTER_HTTP2",
+        value_name = "MODE",
+        value_enum,
+        default_value_t
+    )]
+    pub http2: Http2,
+}
+
+/// Whether to speak HTTP/2 to the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Http2 {
+    /// HTTP/1.1, several ranges to a request (multipart replies).
+    #[default]
+    Off,
+    /// HTTP/2 without TLS, without asking (the server is known to speak it).
+    PriorKnowledge,
 }
 
 impl HttpArgs {
@@ -47,6 +73,7 @@ impl HttpArgs {
             reach: Arc::new(Reach::Any),
             video: None,
             hosts: Arc::new(Hosts::new(self.http_connections)),
+            http2: self.http2 == Http2::PriorKnowledge,
         }
     }
 

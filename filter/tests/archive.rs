@@ -151,3 +151,74 @@ fn a_server_refusing_beyond_four_connections_slows_the_analysis_and_never_fails_
         "{budget:?}"
     );
 }
+
+#[test]
+fn over_http2_one_connection_carries_every_request_and_the_answer_is_the_local_one() {
+    let local = analyse(
+        clip_path().to_str().unwrap(),
+        &HttpLimits::default(),
+        FetchChoice::Whole,
+    );
+    let options = NginxOptions {
+        http2: true,
+        ..NginxOptions::default()
+    };
+    let (nginx, proxy, url) = distant(&options);
+    // What a worker's slots share: one limits value, HTTP/2 by prior knowledge.
+    let limits = HttpLimits {
+        http2: true,
+        ..HttpLimits::default()
+    };
+    for fetch in [FetchChoice::Parts, FetchChoice::Whole] {
+        let far = analyse(&url, &limits, fetch);
+        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
+    }
+    assert_eq!(
+        proxy.connections_accepted(),
+        1,
+        "every request on one connection ({} requests)",
+        nginx.statuses().len()
+    );
+    assert!(
+        nginx.statuses().iter().all(|&s| s == 206),
+        "{}",
+        nginx.log()
+    );
+    assert!(
+        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
+        "{:?}",
+        nginx.protocols()
+    );
+}
+
+#[test]
+fn an_http2_server_closing_its_connection_every_few_requests_costs_a_new_connection_not_the_answer()
+{
+    const PER_CONNECTION: u32 = 5;
+    let local = analyse(
+        clip_path().to_str().unwrap(),
+        &HttpLimits::default(),
+        FetchChoice::Parts,
+    );
+    // nginx ends a connection with a GOAWAY after its `keepalive_requests`; streams sent
+    // past that point are refused and must go again on a new connection.
+    let options = NginxOptions {
+        http2: true,
+        requests_per_connection: Some(PER_CONNECTION),
+        ..NginxOptions::default()
+    };
+    let (nginx, proxy, url) = distant(&options);
+    let limits = HttpLimits {
+        http2: true,
+        ..HttpLimits::default()
+    };
+    let far = analyse(&url, &limits, FetchChoice::Parts);
+    assert_eq!(similarities(&far), similarities(&local));
+    let requests = nginx.statuses().len();
+    assert!(
+        requests > 2 * PER_CONNECTION as usize
+            && proxy.connections_accepted() >= requests / PER_CONNECTION as usize,
+        "{} connections for {requests} requests",
+        proxy.connections_accepted()
+    );
+}

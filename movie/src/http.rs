@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hosts::{Hosts, Permit};
+use crate::multirange;
 use crate::reach::Reach;
 use crate::Deadline;
 use crate::ReadError;
@@ -32,6 +33,9 @@ pub struct HttpLimits {
     /// The process's archive hosts: one budget of requests in flight per host (each
     /// request on a connection of its own), shared by every video read at once.
     pub hosts: Arc<Hosts>,
+    /// Speak HTTP/2 to `http://` hosts without asking (prior knowledge: the archive is
+    /// known to serve it without TLS): one connection per host, each range a stream.
+    pub http2: bool,
 }
 
 impl PartialEq for HttpLimits {
@@ -41,6 +45,7 @@ impl PartialEq for HttpLimits {
             && self.reach == other.reach
             && self.video == other.video
             && Arc::ptr_eq(&self.hosts, &other.hosts)
+            && self.http2 == other.http2
     }
 }
 
@@ -103,6 +108,7 @@ impl Default for HttpLimits {
             reach: Arc::new(Reach::Any),
             video: None,
             hosts: Arc::new(Hosts::new(HttpLimits::CONNECTIONS)),
+            http2: false,
         }
     }
 }
@@ -124,11 +130,18 @@ pub struct Reply {
     pub status: u16,
     /// The URL it came from, after redirects.
     pub url: String,
-    response: ureq::Response,
+    body: Body,
     until: Instant,
     limits: HttpLimits,
     /// Its host's permit, held while the body is read (the connection is in use).
     _permit: Permit,
+}
+
+/// A reply's head and body: streaming from an HTTP/1.1 connection, or read already from
+/// an HTTP/2 stream.
+enum Body {
+    Streaming(ureq::Response),
+    Read(crate::h2::H2Reply),
 }
 
 impl std::fmt::Debug for Reply {
@@ -143,17 +156,26 @@ impl std::fmt::Debug for Reply {
 impl Reply {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.response.header(name)
+        match &self.body {
+            Body::Streaming(r) => r.header(name),
+            Body::Read(r) => r.header(name),
+        }
     }
 
     /// The content type.
     pub fn content_type(&self) -> &str {
-        self.response.content_type()
+        match &self.body {
+            Body::Streaming(r) => r.content_type(),
+            Body::Read(r) => r
+                .header("Content-Type")
+                .and_then(|t| t.split(';').next())
+                .map_or("text/plain", str::trim),
+        }
     }
 
     /// The whole `Content-Type` header, parameters included ("" when absent).
     pub fn content_type_header(&self) -> &str {
-        self.response.header("Content-Type").unwrap_or("")
+        self.header("Content-Type").unwrap_or("")
     }
 
     /// Reads at most `max` bytes of the body; more is an error, and so is running past
@@ -171,6 +193,12 @@ impl Reply {
     /// more; running past the request's time is an error.
     pub fn body_within(self, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
         let url = self.url.clone();
+        let response = match self.body {
+            Body::Read(reply) => {
+                return Ok((reply.body.len() as u64 <= max).then_some(reply.body));
+            }
+            Body::Streaming(response) => response,
+        };
         // Room for what was asked for, once: a body grown by doubling held up to twice
         // its bytes, many requests at a time.
         let mut out = Vec::with_capacity(
@@ -178,7 +206,7 @@ impl Reply {
                 .unwrap_or(0)
                 .min(PREALLOCATED),
         );
-        let mut reader = self.response.into_reader().take(max + 1);
+        let mut reader = response.into_reader().take(max + 1);
         let mut buf = [0u8; 64 << 10];
         loop {
             if Instant::now() > self.until {
@@ -298,6 +326,9 @@ impl Http {
             if left.is_zero() {
                 return Err(self.limits.out_of_time(url).into());
             }
+            if self.speaks_h2(&checked) {
+                return self.h2_get(checked, range, expect, left, until, permit);
+            }
             let mut request = self.agent.get(&current).timeout(left);
             if let Some(range) = range {
                 request = request.set("Range", range);
@@ -342,7 +373,7 @@ impl Http {
             return Ok(Reply {
                 status,
                 url: current,
-                response,
+                body: Body::Streaming(response),
                 until,
                 limits: self.limits.clone(),
                 _permit: permit,
@@ -353,6 +384,83 @@ impl Http {
             detail: format!("more than {} redirects", HttpLimits::MAX_REDIRECTS),
         }
         .into())
+    }
+
+    /// True when requests to `url` go over HTTP/2 (prior knowledge, plain `http://`).
+    pub fn speaks_h2(&self, url: &url::Url) -> bool {
+        self.limits.http2 && url.scheme() == "http"
+    }
+
+    /// One GET over HTTP/2 on the host's one connection, as [`Http::try_get`] makes it over
+    /// HTTP/1.1 (a redirect is not followed: the archive serves files where they are).
+    fn h2_get(
+        &self,
+        url: url::Url,
+        range: Option<&str>,
+        expect: u64,
+        left: Duration,
+        until: Instant,
+        mut permit: Permit,
+    ) -> Result<Reply, Failure> {
+        let h2 =
+            self.limits
+                .hosts
+                .h2(&self.limits.reach)
+                .map_err(|detail| ReadError::Unreachable {
+                    url: url.to_string(),
+                    detail,
+                })?;
+        let current = url.to_string();
+        let max = expect.saturating_add(multirange::overhead_allowed(1));
+        let reply = match h2.get(url, range.map(str::to_owned), max, left) {
+            Ok(reply) => reply,
+            Err(crate::h2::H2Error::Timeout) => {
+                return Err(self.limits.out_of_time(&current).into())
+            }
+            Err(crate::h2::H2Error::Failed(detail)) => {
+                return Err(ReadError::Unreachable {
+                    url: current,
+                    detail,
+                }
+                .into())
+            }
+        };
+        let status = reply.status;
+        if status == 429 || status == 503 {
+            let retry_after = reply
+                .header("Retry-After")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let wait = permit.refused(retry_after);
+            let error = ReadError::HttpStatus {
+                url: current,
+                status,
+            };
+            return Err(Failure::Refused { error, wait });
+        }
+        permit.succeeded();
+        if (300..400).contains(&status) {
+            return Err(ReadError::Redirect {
+                url: current,
+                detail: format!("HTTP {status}: redirects are not followed over HTTP/2 (--http2 off follows them)"),
+            }
+            .into());
+        }
+        if status >= 400 {
+            return Err(ReadError::HttpStatus {
+                url: current,
+                status,
+            }
+            .into());
+        }
+        Ok(Reply {
+            status,
+            url: current,
+            body: Body::Read(reply),
+            until,
+            limits: self.limits.clone(),
+            _permit: permit,
+        })
     }
 
     /// What a transport error of a request to `current` is: out of time, a refusal (a

@@ -7,6 +7,7 @@ mod ahead;
 mod bytes;
 mod deadline;
 mod error;
+pub mod h2;
 pub mod hosts;
 pub mod http;
 mod lazycache;

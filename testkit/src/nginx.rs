@@ -22,6 +22,9 @@ pub struct NginxOptions {
     /// Bytes a second each reply is sent at (nginx's `limit_rate`): a reply then holds
     /// its connection as long as on a busy archive, not the instant a local disk takes.
     pub bytes_per_second_per_reply: Option<u64>,
+    /// Requests served on one connection before nginx closes it (for HTTP/2 a GOAWAY);
+    /// default 100,000.
+    pub requests_per_connection: Option<u32>,
 }
 
 /// A running nginx; stopped on drop.
@@ -95,6 +98,22 @@ impl Nginx {
             .collect()
     }
 
+    /// The protocol of each request served so far (`HTTP/1.1`, `HTTP/2.0`).
+    pub fn protocols(&self) -> Vec<String> {
+        read(&self.dir.path().join("access.log"))
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+            .collect()
+    }
+
+    /// Bytes it sent in all (headers and bodies), from its access log.
+    pub fn bytes_sent(&self) -> u64 {
+        read(&self.dir.path().join("access.log"))
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Its error log (for a failing test's message).
     pub fn log(&self) -> String {
         read(&self.dir.path().join("error.log"))
@@ -135,6 +154,7 @@ fn config(dir: &Path, root: &Path, port: u16, options: &NginxOptions) -> String 
         .bytes_per_second_per_reply
         .map_or(String::new(), |r| format!("limit_rate {r};"));
     let http2 = if options.http2 { " http2" } else { "" };
+    let requests = options.requests_per_connection.unwrap_or(100_000);
     let d = dir.display();
     format!(
         "{user}
@@ -144,9 +164,9 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-  log_format status '$status $request_length $bytes_sent';
+  log_format status '$status $server_protocol $request_length $bytes_sent';
   access_log {d}/access.log status;
-  keepalive_requests 100000;
+  keepalive_requests {requests};
   client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};
   uwsgi_temp_path {d}; scgi_temp_path {d};
   {limit_zone}

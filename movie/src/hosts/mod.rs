@@ -34,6 +34,8 @@ pub struct Hosts {
     cap: usize,
     /// The pool of connections, one per set of reachable sources (a process has one).
     agents: Mutex<Vec<(Reach, ureq::Agent)>>,
+    /// The HTTP/2 connections, made on first use.
+    h2: std::sync::OnceLock<Result<Arc<crate::h2::H2>, String>>,
     budgets: Mutex<HashMap<String, Arc<Budget>>>,
     /// Requests in flight to every host together, all budgets' permits counted.
     total: Arc<Total>,
@@ -51,6 +53,7 @@ impl Hosts {
         Hosts {
             cap: cap.max(1),
             agents: Mutex::default(),
+            h2: std::sync::OnceLock::new(),
             budgets: Mutex::default(),
             total: Arc::default(),
         }
@@ -88,6 +91,17 @@ impl Hosts {
         let agent = builder.build();
         agents.push((reach.clone(), agent.clone()));
         agent
+    }
+
+    /// The process's HTTP/2 client (one connection per host), for sources within `reach`.
+    pub fn h2(&self, reach: &Reach) -> Result<Arc<crate::h2::H2>, String> {
+        self.h2
+            .get_or_init(|| {
+                crate::h2::H2::new(reach)
+                    .map(Arc::new)
+                    .map_err(|e| format!("cannot start the HTTP/2 client: {e}"))
+            })
+            .clone()
     }
 
     /// The budget of the host of `origin` (`scheme://host:port`).

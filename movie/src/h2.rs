@@ -1,0 +1,343 @@
+//! HTTP/2 to an archive that speaks it without TLS (`--http2 prior-knowledge`, as nginx's
+//! `listen … http2` serves it): one connection per host for the whole process, every
+//! request (as the HTTP/1.1 path makes it, many ranges to one) a stream on it, instead of
+//! a connection per request in flight. The requests run on a small runtime of their own, and a
+//! caller (a fetching thread, a decoder completing a frame, a runtime's blocking task)
+//! waits on a channel: nothing here needs, or may not have, a runtime of its own.
+//! hyper's HTTP/2 client does the protocol (the h2 crate); what is ours is bounding it
+//! as the HTTP/1.1 path is bounded (reach, time, bytes).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::reach::{forbidden, Reach};
+
+/// Streams open at once on the process's connections, all hosts together (nginx allows
+/// 128 on a connection by default).
+const STREAMS: usize = 100;
+
+/// Tries of a batch whose connection failed (closed by the server, broken).
+const ATTEMPTS: u32 = 3;
+
+/// The open connection to each origin, with its number (connections are numbered as
+/// made, so a failed one is forgotten, not one made since).
+type Connections = tokio::sync::Mutex<HashMap<String, (u64, SendRequest<Empty<Bytes>>)>>;
+
+/// The number of the next connection made.
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One reply: its status, headers and whole body (at most what was asked, and one byte).
+#[derive(Debug)]
+pub struct H2Reply {
+    /// The status.
+    pub status: u16,
+    /// The headers.
+    pub headers: hyper::HeaderMap,
+    /// The body, cut one byte past what was allowed (so "more than asked" shows).
+    pub body: Vec<u8>,
+}
+
+impl H2Reply {
+    /// A header's value, when it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a batch of streams failed.
+#[derive(Debug)]
+pub enum H2Error {
+    /// It ran past its time.
+    Timeout,
+    /// The connection or a stream failed.
+    Failed(String),
+}
+
+/// The process's HTTP/2 connections and the runtime they run on.
+pub struct H2 {
+    runtime: tokio::runtime::Runtime,
+    conns: Arc<Connections>,
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Addresses an allowed source names (let through the loopback refusal).
+    exempt: Vec<IpAddr>,
+    filters: bool,
+}
+
+impl std::fmt::Debug for H2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("H2(..)")
+    }
+}
+
+impl H2 {
+    /// A client for sources within `reach`.
+    pub fn new(reach: &Reach) -> std::io::Result<H2> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("http2")
+            .enable_all()
+            .build()?;
+        Ok(H2 {
+            runtime,
+            conns: Arc::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
+            exempt: reach.exempt_addresses(),
+            filters: reach.filters_hosts(),
+        })
+    }
+
+    /// GETs `url` (already checked against the reach), with `range` if any, as a stream
+    /// on its host's connection, its body read to `max` bytes (and one more), within
+    /// `within`.
+    pub fn get(
+        &self,
+        url: url::Url,
+        range: Option<String>,
+        max: u64,
+        within: Duration,
+    ) -> Result<H2Reply, H2Error> {
+        let mut replies = self.get_all(vec![(url, range, max)], within)?;
+        replies
+            .pop()
+            .ok_or_else(|| H2Error::Failed("no reply".into()))
+    }
+
+    /// GETs each of `requests` (a URL, a `Range` value, the most body bytes accepted) as
+    /// its own stream, all at once, within `within`; the replies in order.
+    fn get_all(
+        &self,
+        requests: Vec<(url::Url, Option<String>, u64)>,
+        within: Duration,
+    ) -> Result<Vec<H2Reply>, H2Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (conns, streams) = (Arc::clone(&self.conns), Arc::clone(&self.streams));
+        let (exempt, filters) = (self.exempt.clone(), self.filters);
+        self.runtime.spawn(async move {
+            let all = all_of(&conns, &streams, &requests, filters, &exempt);
+            let outcome = match tokio::time::timeout(within, all).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(H2Error::Timeout),
+            };
+            let _ = tx.send(outcome);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(H2Error::Failed("the HTTP/2 runtime stopped".into())))
+    }
+}
+
+/// Every one of `requests`, the replies in order. A stream that fails (its connection
+/// closed by the server: nginx's GOAWAY after `keepalive_requests`, Apache's after
+/// `MaxKeepAliveRequests`; or broken) goes again on a new connection, the replies
+/// already in kept; [`ATTEMPTS`] rounds in a row with no reply at all fail the batch.
+async fn all_of(
+    conns: &Connections,
+    streams: &Arc<tokio::sync::Semaphore>,
+    requests: &[(url::Url, Option<String>, u64)],
+    filters: bool,
+    exempt: &[IpAddr],
+) -> Result<Vec<H2Reply>, H2Error> {
+    let mut replies: Vec<Option<H2Reply>> = std::iter::repeat_with(|| None)
+        .take(requests.len())
+        .collect();
+    let mut fruitless = 0;
+    loop {
+        let missing: Vec<usize> = (0..replies.len())
+            .filter(|&i| replies[i].is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(replies.into_iter().flatten().collect());
+        }
+        let round = round_of(conns, streams, requests, &missing, filters, exempt).await;
+        let progressed = !round.got.is_empty();
+        for (i, reply) in round.got {
+            replies[i] = Some(reply);
+        }
+        if let Some((error, used)) = round.failed {
+            forget(conns, &used).await;
+            // A connection another batch wore out says nothing of the server; one made
+            // for this round that brought nothing does.
+            let own = used.is_empty() || used.iter().any(|id| round.made.contains(id));
+            fruitless = match (progressed, own) {
+                (true, _) => 0,
+                (false, true) => fruitless + 1,
+                (false, false) => fruitless,
+            };
+            if fruitless >= ATTEMPTS {
+                return Err(error);
+            }
+            tracing::debug!(
+                ?error,
+                fruitless,
+                "HTTP/2 streams failed; again on a new connection"
+            );
+        }
+    }
+}
+
+/// What one round of streams brought: the replies, and the first failure with the
+/// connections it happened on.
+struct Round {
+    got: Vec<(usize, H2Reply)>,
+    /// The connections this round made.
+    made: Vec<u64>,
+    failed: Option<(H2Error, Vec<u64>)>,
+}
+
+/// The `missing` ones of `requests`, each its own stream, at once.
+async fn round_of(
+    conns: &Connections,
+    streams: &Arc<tokio::sync::Semaphore>,
+    requests: &[(url::Url, Option<String>, u64)],
+    missing: &[usize],
+    filters: bool,
+    exempt: &[IpAddr],
+) -> Round {
+    let mut round = Round {
+        got: Vec::with_capacity(missing.len()),
+        made: Vec::new(),
+        failed: None,
+    };
+    // A set's tasks end with it: a batch out of time holds no stream after.
+    let mut pending = tokio::task::JoinSet::new();
+    for &i in missing {
+        let (url, range, max) = requests[i].clone();
+        let (id, sender) = match connection(conns, &url, filters, exempt).await {
+            Ok((id, sender, made)) => {
+                if made {
+                    round.made.push(id);
+                }
+                (id, sender)
+            }
+            Err(e) => {
+                round.failed = Some((e, Vec::new()));
+                break;
+            }
+        };
+        let streams = Arc::clone(streams);
+        pending.spawn(async move {
+            let _stream = streams.acquire_owned().await;
+            (i, id, get(sender, &url, range.as_deref(), max).await)
+        });
+    }
+    while let Some(done) = pending.join_next().await {
+        match done {
+            Ok((i, _, Ok(reply))) => round.got.push((i, reply)),
+            Ok((_, id, Err(e))) => match &mut round.failed {
+                Some((_, used)) => used.push(id),
+                None => round.failed = Some((e, vec![id])),
+            },
+            Err(e) => {
+                round.failed = round
+                    .failed
+                    .take()
+                    .or(Some((H2Error::Failed(e.to_string()), Vec::new())))
+            }
+        }
+    }
+    round
+}
+
+/// Forgets the connections `used` (by their numbers), so the next stream makes a new one;
+/// a newer connection made meanwhile by another batch is kept.
+async fn forget(conns: &Connections, used: &[u64]) {
+    conns.lock().await.retain(|_, conn| !used.contains(&conn.0));
+}
+
+/// The connection to `url`'s host, its number, and whether it was made now: the one
+/// open, or a new one (its address checked
+/// against the reach as the HTTP/1.1 client's resolver checks it).
+async fn connection(
+    conns: &Connections,
+    url: &url::Url,
+    filters: bool,
+    exempt: &[IpAddr],
+) -> Result<(u64, SendRequest<Empty<Bytes>>, bool), H2Error> {
+    let origin = url.origin().ascii_serialization();
+    let mut conns = conns.lock().await;
+    if let Some((id, sender)) = conns.get(&origin) {
+        if !sender.is_closed() {
+            return Ok((*id, sender.clone(), false));
+        }
+    }
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let exempt = exempt.to_vec();
+    let addrs: Vec<SocketAddr> = tokio::task::spawn_blocking(move || {
+        use std::net::ToSocketAddrs;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        (host.as_str(), port).to_socket_addrs().map(|a| {
+            a.filter(|a| !filters || !forbidden(a.ip()) || exempt.contains(&a.ip()))
+                .collect()
+        })
+    })
+    .await
+    .map_err(|e| H2Error::Failed(e.to_string()))?
+    .map_err(|e| H2Error::Failed(format!("cannot resolve: {e}")))?;
+    let addr = addrs
+        .first()
+        .ok_or_else(|| H2Error::Failed("no address it may reach".into()))?;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| H2Error::Failed(format!("connecting: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| H2Error::Failed(format!("HTTP/2 handshake: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "an HTTP/2 connection ended");
+        }
+    });
+    let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conns.insert(origin, (id, sender.clone()));
+    Ok((id, sender, true))
+}
+
+/// One stream: GET `url` (with `range`), its body read to `max` bytes and one more.
+async fn get(
+    mut sender: SendRequest<Empty<Bytes>>,
+    url: &url::Url,
+    range: Option<&str>,
+    max: u64,
+) -> Result<H2Reply, H2Error> {
+    let failed = |e: hyper::Error| H2Error::Failed(e.to_string());
+    let mut request = hyper::Request::get(url.as_str());
+    if let Some(range) = range {
+        request = request.header(hyper::header::RANGE, range);
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| H2Error::Failed(e.to_string()))?;
+    sender.ready().await.map_err(failed)?;
+    let response = sender.send_request(request).await.map_err(failed)?;
+    let (parts, mut body) = response.into_parts();
+    let cap = usize::try_from(max.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(cap.min(33 << 20));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(failed)?;
+        if let Some(data) = frame.data_ref() {
+            let room = cap - out.len();
+            out.extend_from_slice(&data[..data.len().min(room)]);
+            if out.len() >= cap {
+                // More than asked: read no further (the stream is reset when dropped).
+                break;
+            }
+        }
+    }
+    Ok(H2Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: out,
+    })
+}
