@@ -471,6 +471,40 @@ fn plot_draws_four_traces_with_invalid_entries_marked() {
 }
 
 #[test]
+fn a_plot_needs_no_grid_so_a_broken_grid_key_does_not_stop_it() {
+    // Plotting reads one file: a grid setting that would fail a grid command (here a key
+    // file that does not exist) is not read at all.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = serde_json::json!({
+        "frameStats": [{"frameNumber": 1, "opticalFlow": {"similarity": [1.0, 0.0, 1.0, 2.0], "valid": true}}],
+        "movie": {"NumFrames": 2, "Duration": 0.07},
+    });
+    let json = dir.path().join("y_optical_flow.json");
+    std::fs::write(&json, doc.to_string()).unwrap();
+    let missing_key = dir.path().join("no-such.key");
+    let with_key = |args: &[&str]| {
+        bin::command("gridctl")
+            .args(args)
+            .env("GRID_SERVER", "127.0.0.1:1")
+            .env("GRID_KEY_FILE", &missing_key)
+            .output()
+            .unwrap()
+    };
+    let out = with_key(&["plot", json.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(&out).contains("plotted 1 entries"));
+    // The same setting still fails a command that talks to the grid, naming the file.
+    let out = with_key(&["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such.key"), "{err}");
+}
+
+#[test]
 fn a_plot_ends_whatever_numbers_its_document_holds() {
     // Each of these made plotters' axis layout loop for ever (the process never ended).
     // A plot ends and draws; a hang fails the test at its bound, not a timing.

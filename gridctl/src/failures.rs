@@ -166,6 +166,9 @@ pub async fn find(client: &mut Client, grid: &Grid) -> anyhow::Result<Findings> 
     find_at_most(client, grid, usize::MAX).await
 }
 
+/// The most failure records one view of the dashboard reads (`find_at_most`).
+pub const MAX_PER_VIEW: usize = 1000;
+
 /// [`find`], reading at most `limit` failure records (then `complete` is false): what a
 /// web page can afford per request whatever the server holds.
 pub async fn find_at_most(

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use common::cli::{init_logging, main_with};
 use common::config::GridArgs;
-use common::grid::Grid;
 use flowdoc::plot::{plot_file, Axis};
 
 mod control;
@@ -180,56 +179,64 @@ fn main() -> ExitCode {
 const NO_SUCH_NAMESPACE: u8 = 3;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Keygen { file } = &cli.command {
-        let key = common::sign::keygen(file)?;
-        println!("wrote grid key {} to {}", key.id(), file.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let grid = common::grid::Grid::from_args(&cli.grid, common::host::hostname())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Status { json, watch } => match status::run(&grid, json, watch).await? {
-                status::Found::Namespace => Ok(ExitCode::SUCCESS),
-                status::Found::NoSuchNamespace => Ok(ExitCode::from(NO_SUCH_NAMESPACE)),
-            },
-            other => command(&grid, other).await.map(|()| ExitCode::SUCCESS),
-        }
-    });
+    let code = runtime.block_on(command(&cli.grid, cli.command));
     // A blocking task still running (a plot `serve` gave up on) must not hold the
     // process: dropping the runtime would wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
 }
 
-/// The commands other than `status`.
-async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
-    let config = grid.config();
+/// Runs one command. The grid is made (its key read, its settings checked) only for the
+/// commands that talk to it: `keygen` and `plot` work without one.
+async fn command(args: &GridArgs, command: Command) -> anyhow::Result<ExitCode> {
+    let grid = || common::grid::Grid::from_args(args, common::host::hostname());
+    let done = |()| ExitCode::SUCCESS;
+    let out = &mut std::io::stdout();
     match command {
-        Command::Status { .. } | Command::Keygen { .. } => unreachable!("handled by run"),
-        Command::Failed { json, prune } => failures::list(grid, json, prune).await,
-        Command::Retry { all, videos } => {
-            failures::retry(grid, all, &videos, &mut std::io::stdout())
-                .await
-                .map(drop)
+        Command::Keygen { file } => {
+            let key = common::sign::keygen(&file)?;
+            println!("wrote grid key {} to {}", key.id(), file.display());
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Plot {
+            file,
+            output,
+            by_frame,
+        } => {
+            let output = output.unwrap_or_else(|| file.with_extension("svg"));
+            let axis = if by_frame { Axis::Frame } else { Axis::Time };
+            let n = plot_file(&file, &output, axis)?;
+            println!("plotted {n} entries to {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json, watch } => match status::run(&grid()?, json, watch).await? {
+            status::Found::Namespace => Ok(ExitCode::SUCCESS),
+            status::Found::NoSuchNamespace => Ok(ExitCode::from(NO_SUCH_NAMESPACE)),
+        },
+        Command::Failed { json, prune } => failures::list(&grid()?, json, prune).await.map(done),
+        Command::Retry { all, videos } => failures::retry(&grid()?, all, &videos, out)
+            .await
+            .map(|_| ExitCode::SUCCESS),
         Command::Discard {
             ids,
             forever,
             checkout,
         } => {
             let skip_in = checkout.filter(|_| forever);
-            failures::discard(grid, &ids, skip_in.as_deref(), &mut std::io::stdout()).await
+            failures::discard(&grid()?, &ids, skip_in.as_deref(), out)
+                .await
+                .map(done)
         }
-        Command::Peek { id } => control::peek(config, id).await,
-        Command::Pause { secs } => control::pause(config, secs, &mut std::io::stdout())
+        Command::Peek { id } => control::peek(grid()?.config(), id).await.map(done),
+        Command::Pause { secs } => control::pause(grid()?.config(), secs, out)
             .await
-            .map(drop),
-        Command::Resume => control::resume(config, &mut std::io::stdout()).await,
-        Command::Drain => control::drain(config).await,
-        Command::ForgetDead => control::forget_dead(grid, &mut std::io::stdout()).await,
+            .map(|_| ExitCode::SUCCESS),
+        Command::Resume => control::resume(grid()?.config(), out).await.map(done),
+        Command::Drain => control::drain(grid()?.config()).await.map(done),
+        Command::ForgetDead => control::forget_dead(&grid()?, out).await.map(done),
         Command::Serve {
             listen,
             checkout,
@@ -253,18 +260,7 @@ async fn command(grid: &Grid, command: Command) -> anyhow::Result<()> {
                 insecure_control,
                 history,
             };
-            serve::run(grid.clone(), config).await
-        }
-        Command::Plot {
-            file,
-            output,
-            by_frame,
-        } => {
-            let output = output.unwrap_or_else(|| file.with_extension("svg"));
-            let axis = if by_frame { Axis::Frame } else { Axis::Time };
-            let n = plot_file(&file, &output, axis)?;
-            println!("plotted {n} entries to {}", output.display());
-            Ok(())
+            serve::run(grid()?, config).await.map(done)
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Finished, Sample, SAMPLES_KEPT};
+use super::throughput::{Finished, Sample, SAMPLES_KEPT};
 
 /// The format this build writes and reads.
 const VERSION: u32 = 1;

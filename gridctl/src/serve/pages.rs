@@ -5,7 +5,7 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::commits::{Committed, RegionRow};
-use super::Sample;
+use super::throughput::Sample;
 use crate::failures::{Findings, Kind};
 use crate::status::{Snapshot, TubeCounts, Worker};
 use crate::text::one_line;
@@ -428,7 +428,7 @@ pub fn failures(
             }
         }
         @if !found.complete {
-            p.warn { "Showing the first " (super::MAX_FAILURES) " failure records (or another gridctl held some): the list may be incomplete." }
+            p.warn { "Showing the first " (crate::failures::MAX_PER_VIEW) " failure records (or another gridctl held some): the list may be incomplete." }
         }
         @if let Viewer::Control { csrf } = viewer {
             @if !found.failed.is_empty() { p { (button("/control/retry", "Retry all", csrf, None)) } }
