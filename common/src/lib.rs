@@ -1,7 +1,7 @@
 //! What every camhd-grid process shares: the beanstalkd client, the JSON wire format of
 //! jobs and results, the `--server`/`--namespace` configuration, and the glue that turns
 //! a `run()` into a process exit code. Without the `grid` feature (on by default) only
-//! the path policy (`paths`), `random`, and the wrapped child processes (`process`, `git`)
+//! the path policy (`paths`), safe text (`text`), `random`, and the wrapped child processes (`process`, `git`)
 //! are built, on the standard library alone: all a reader of movies needs; the `wire`
 //! feature adds the bodies and their signatures (`wire`, `sign`, `exit`, `files`)
 //! without the client, TLS, axum or clap.
@@ -38,6 +38,7 @@ pub mod shutdown;
 pub mod sign;
 #[cfg(feature = "wire")]
 pub mod skip;
+pub mod text;
 #[cfg(feature = "grid")]
 pub mod tls;
 #[cfg(feature = "wire")]

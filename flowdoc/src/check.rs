@@ -4,15 +4,17 @@
 
 use serde::Deserialize;
 
+use crate::error::{DocError, EntryProblem, MovieError};
 use crate::limits::{implausible_movie, implausible_similarity, MAX_FRAMES};
 use crate::read::{read, Reading, Spelling};
 
 /// Checks that `document` is an optical-flow document (see [`check_reading`]) with no
 /// object holding a key twice, and returns its reading for the caller to use.
-pub fn check(document: &[u8]) -> Result<Reading<'_>, String> {
+pub fn check(document: &[u8]) -> Result<Reading<'_>, DocError> {
     // Readers disagree on which of two equal keys wins (Python's json keeps the last,
     // ours the first), so a document that has any means two things at once.
-    serde_json::from_slice::<UniqueKeys>(document).map_err(|e| e.to_string())?;
+    serde_json::from_slice::<UniqueKeys>(document)
+        .map_err(|e| DocError::Unreadable(e.to_string()))?;
     let reading = read(document)?;
     check_reading(&reading)?;
     Ok(reading)
@@ -23,35 +25,35 @@ pub fn check(document: &[u8]) -> Result<Reading<'_>, String> {
 /// most `limits::MAX_ENTRIES`) whose every entry has a frame number of a video and an
 /// `opticalFlow` with a camera's `similarity` and a boolean `valid`. The error says what
 /// is wrong, and where.
-pub fn check_reading(doc: &Reading) -> Result<(), String> {
+pub fn check_reading(doc: &Reading) -> Result<(), DocError> {
     if !doc.declares_flow {
-        return Err("contents.frameStats.opticalFlow is missing".into());
+        return Err(DocError::NotDeclared);
     }
-    let movie = doc.movie_facts().map_err(|e| format!("movie: {e}"))?;
+    let movie = doc.movie_facts()?;
     if let Some(why) = implausible_movie(movie.num_frames, movie.duration) {
-        return Err(format!("movie: {why}"));
+        return Err(MovieError::Implausible(why).into());
     }
     if doc.spelling != Some(Spelling::V11) {
-        return Err("there is no frameStats array".into());
+        return Err(DocError::NoFrameStats);
     }
     for (i, e) in doc.entries.iter().enumerate() {
-        let at = |what: &str| format!("frameStats[{i}]{what}");
+        let at = |problem| DocError::Entry { index: i, problem };
         match e.frame {
             Some(f) if (0..=MAX_FRAMES as i64).contains(&f) => {}
-            Some(f) => return Err(at(&format!(".frameNumber {f} is not a frame of a video"))),
-            None => return Err(at(".frameNumber is missing or not a whole number")),
+            Some(f) => return Err(at(EntryProblem::NotAFrame(f))),
+            None => return Err(at(EntryProblem::NoFrame)),
         }
         if !e.nested {
-            return Err(at(" has no opticalFlow object"));
+            return Err(at(EntryProblem::NoFlow));
         }
         let Some(similarity) = e.similarity else {
-            return Err(at(".opticalFlow.similarity is missing or not four numbers"));
+            return Err(at(EntryProblem::NoSimilarity));
         };
         if e.valid.is_none() {
-            return Err(at(".opticalFlow.valid is missing or not true or false"));
+            return Err(at(EntryProblem::NoValid));
         }
         if let Some(why) = implausible_similarity(&similarity) {
-            return Err(at(&format!(".opticalFlow.similarity: {why}")));
+            return Err(at(EntryProblem::Implausible(why)));
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 
 mod check;
 pub mod document;
+mod error;
 pub mod limits;
 pub mod read;
 pub mod regions;
@@ -14,4 +15,5 @@ pub mod regions;
 pub mod plot;
 
 pub use check::{check, check_reading};
+pub use error::{DocError, EntryProblem, MovieError};
 pub use read::{read, Reading};

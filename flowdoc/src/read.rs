@@ -12,6 +12,7 @@ use serde::de::Deserializer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::error::{DocError, MovieError};
 use crate::limits::implausible_movie;
 
 /// How a document spells its entries.
@@ -67,12 +68,12 @@ pub struct Sample {
 
 /// Reads `document`. Fails only on what no user can read: not JSON, not an object, an
 /// entries field that is not an array, or more than [`MAX_ENTRIES`](crate::limits::MAX_ENTRIES) entries.
-pub fn read(document: &[u8]) -> Result<Reading<'_>, String> {
+pub fn read(document: &[u8]) -> Result<Reading<'_>, DocError> {
     let mut de = serde_json::Deserializer::from_slice(document);
     let reading = de
         .deserialize_map(visit::DocumentVisitor)
         .and_then(|r| de.end().map(|()| r))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| DocError::Unreadable(e.to_string()))?;
     Ok(reading)
 }
 
@@ -88,7 +89,7 @@ pub struct MovieFacts {
 impl Reading<'_> {
     /// `movie`'s facts: an object with a numeric `NumFrames` and, if any, a numeric
     /// `Duration`; the error says what is missing.
-    pub fn movie_facts(&self) -> Result<MovieFacts, String> {
+    pub fn movie_facts(&self) -> Result<MovieFacts, MovieError> {
         #[derive(Deserialize)]
         struct Movie {
             #[serde(rename = "NumFrames")]
@@ -96,8 +97,9 @@ impl Reading<'_> {
             #[serde(rename = "Duration", default)]
             duration: Option<f64>,
         }
-        let raw = self.movie.ok_or("there is no movie")?;
-        let movie: Movie = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+        let raw = self.movie.ok_or(MovieError::Missing)?;
+        let movie: Movie =
+            serde_json::from_str(raw.get()).map_err(|e| MovieError::Unreadable(e.to_string()))?;
         Ok(MovieFacts {
             num_frames: movie.num_frames,
             duration: movie.duration,

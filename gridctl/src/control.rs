@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::text::{printable, safe_json};
 use anyhow::Context;
 use common::beanstalk::Error as BsError;
 use common::config::GridConfig;
+use common::text::{printable, safe_json};
 use common::wire::{Failure, Job, JobResult};
 
 /// The longest pause beanstalkd takes, used for "until resumed" (about 136 years).

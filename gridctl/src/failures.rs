@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use crate::text::one_line;
 use anyhow::Context;
 use common::beanstalk::{Client, Error as BsError, JobState};
 use common::grid::Grid;
+use common::text::one_line;
 use common::wire::Failure;
 use serde::Serialize;
 
@@ -258,7 +258,7 @@ pub async fn list(grid: &Grid, json: bool, prune: bool) -> anyhow::Result<()> {
     if json {
         common::cli::out_line(format_args!(
             "{}",
-            crate::text::safe_json(serde_json::to_string(&found.failed)?)
+            common::text::safe_json(serde_json::to_string(&found.failed)?)
         ))?;
     } else {
         print_failed(grid, &found.failed)?;

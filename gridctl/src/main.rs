@@ -12,7 +12,6 @@ mod control;
 mod failures;
 mod serve;
 mod status;
-mod text;
 
 /// Look at and steer a camhd-grid: tube counts, server facts, failures.
 ///

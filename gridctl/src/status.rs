@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::text::{one_line, safe_json};
 use anyhow::Context;
 use common::beanstalk::{Client, ServerStats, TubeStats};
 use common::grid::{Grid, KeyMarker};
+use common::text::{one_line, safe_json};
 use serde::Serialize;
 
 /// The window the finishing rate is measured over.
@@ -319,18 +319,20 @@ async fn workers(client: &mut Client, grid: &Grid) -> anyhow::Result<Vec<Worker>
             let b = l.beat;
             Worker {
                 stale: b.is_dead(age),
-                host: crate::text::cut(&b.host, crate::text::MAX_NAME),
+                host: common::text::cut(&b.host, common::text::MAX_NAME),
                 pid: b.pid,
                 slot: b.slot,
                 job_id: b.job_id,
-                video: b.video.map(|v| crate::text::cut(&v, crate::text::MAX_NAME)),
+                video: b
+                    .video
+                    .map(|v| common::text::cut(&v, common::text::MAX_NAME)),
                 frames_done: b.frames_done,
                 frames_total: b.frames_total,
                 seconds_since_heartbeat: age,
                 signature: l.trust.as_str(),
                 refusing: b
                     .refusing
-                    .map(|r| crate::text::cut(&r, crate::text::MAX_NAME)),
+                    .map(|r| common::text::cut(&r, common::text::MAX_NAME)),
             }
         })
         .collect();

@@ -399,7 +399,7 @@ impl HttpBytes {
             )));
         };
         self.fetched.fetch_add(body.len() as u64, Ordering::Relaxed);
-        multirange::parse(&body, &boundary, &asked, self.len).map_err(refused)
+        multirange::parse(&body, &boundary, &asked, self.len).map_err(|e| refused(e.to_string()))
     }
 
     /// Exactly `buf.len()` bytes at `offset`, in one request.

@@ -49,6 +49,39 @@ pub fn boundary(content_type: &str) -> Option<String> {
     })
 }
 
+/// What was wrong with a `multipart/byteranges` reply; its text ends up in a
+/// [`crate::ReadError::NoMultiRange`], so the fetch falls back to other requests.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Malformed {
+    #[error("expected {0}")]
+    Expected(&'static str),
+    #[error("a part for bytes {a}-{b}/{stated} of a {total}-byte file")]
+    WrongTotal {
+        a: u64,
+        b: u64,
+        stated: u64,
+        total: u64,
+    },
+    #[error("a part for bytes {a}-{b}, which were not asked for")]
+    NotAsked { a: u64, b: u64 },
+    #[error("bytes {a}-{b} sent twice")]
+    Twice { a: u64, b: u64 },
+    #[error("the part for bytes {a}-{b} is cut short")]
+    CutShort { a: u64, b: u64 },
+    #[error("{seen} of the {asked} ranges asked came")]
+    Missing { seen: usize, asked: usize },
+    #[error("a part header line too long or cut short")]
+    LongLine,
+    #[error("a part header that is not text")]
+    NotText,
+    #[error("a part without a Content-Range")]
+    NoContentRange,
+    #[error("a part with Content-Range {0:?}")]
+    BadContentRange(String),
+    #[error("a part with more than {MAX_PART_HEADERS} header lines")]
+    TooManyHeaders,
+}
+
 /// The bytes of each range in `asked` (inclusive, in the order asked) from a
 /// `multipart/byteranges` `body` with `boundary`; `total` is the resource's length,
 /// which every part must state. Any other shape is an error saying what was wrong.
@@ -57,12 +90,12 @@ pub fn parse(
     boundary: &str,
     asked: &[(u64, u64)],
     total: u64,
-) -> Result<Vec<Vec<u8>>, String> {
+) -> Result<Vec<Vec<u8>>, Malformed> {
     let delimiter = format!("--{boundary}");
     let delimiter = delimiter.as_bytes();
     let first = find(body, delimiter)
         .filter(|&at| at <= MAX_LINE)
-        .ok_or("no boundary at the start of the body")?;
+        .ok_or(Malformed::Expected("a boundary at the start of the body"))?;
     let mut at = first + delimiter.len();
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; asked.len()];
     let mut seen = 0;
@@ -73,60 +106,60 @@ pub fn parse(
         at = expect(body, at, b"\r\n", "a line break after the boundary")?;
         let ((a, b, stated), data_at) = part_headers(body, at)?;
         if stated != total || b >= total {
-            return Err(format!(
-                "a part for bytes {a}-{b}/{stated} of a {total}-byte file"
-            ));
+            return Err(Malformed::WrongTotal {
+                a,
+                b,
+                stated,
+                total,
+            });
         }
         if !asked.contains(&(a, b)) {
-            return Err(format!(
-                "a part for bytes {a}-{b}, which were not asked for"
-            ));
+            return Err(Malformed::NotAsked { a, b });
         }
         let slot = asked.iter().position(|&r| r == (a, b)).unwrap_or(0);
         if parts[slot].is_some() {
-            return Err(format!("bytes {a}-{b} sent twice"));
+            return Err(Malformed::Twice { a, b });
         }
         let len = (b - a + 1) as usize;
         let data = body
             .get(data_at..data_at + len)
-            .ok_or_else(|| format!("the part for bytes {a}-{b} is cut short"))?;
+            .ok_or(Malformed::CutShort { a, b })?;
         parts[slot] = Some(data.to_vec());
         seen += 1;
         at = expect(body, data_at + len, b"\r\n", "a line break after a part")?;
         at = expect(body, at, delimiter, "the boundary after a part")?;
     }
     if seen != asked.len() {
-        return Err(format!("{seen} of the {} ranges asked came", asked.len()));
+        return Err(Malformed::Missing {
+            seen,
+            asked: asked.len(),
+        });
     }
     Ok(parts.into_iter().flatten().collect())
 }
 
 /// The part's `Content-Range` and where its data starts, from the header lines at `at`.
-fn part_headers(body: &[u8], mut at: usize) -> Result<((u64, u64, u64), usize), String> {
+fn part_headers(body: &[u8], mut at: usize) -> Result<((u64, u64, u64), usize), Malformed> {
     let mut range = None;
     for _ in 0..=MAX_PART_HEADERS {
         let end = find(&body[at..body.len().min(at + MAX_LINE + 2)], b"\r\n")
-            .ok_or("a part header line too long or cut short")?;
+            .ok_or(Malformed::LongLine)?;
         let line = &body[at..at + end];
         at += end + 2;
         if line.is_empty() {
-            return range
-                .map(|r| (r, at))
-                .ok_or_else(|| "a part without a Content-Range".to_owned());
+            return range.map(|r| (r, at)).ok_or(Malformed::NoContentRange);
         }
-        let line = std::str::from_utf8(line).map_err(|_| "a part header that is not text")?;
+        let line = std::str::from_utf8(line).map_err(|_| Malformed::NotText)?;
         if let Some((name, value)) = line.split_once(':') {
             if name.trim().eq_ignore_ascii_case("content-range") {
                 range = Some(
                     content_range(value)
-                        .ok_or_else(|| format!("a part with Content-Range {:?}", value.trim()))?,
+                        .ok_or_else(|| Malformed::BadContentRange(value.trim().to_owned()))?,
                 );
             }
         }
     }
-    Err(format!(
-        "a part with more than {MAX_PART_HEADERS} header lines"
-    ))
+    Err(Malformed::TooManyHeaders)
 }
 
 /// `bytes A-B/TOTAL` as `(A, B, TOTAL)` when it is well formed.
@@ -137,10 +170,10 @@ fn content_range(value: &str) -> Option<(u64, u64, u64)> {
     (a <= b).then_some((a, b, total.trim().parse().ok()?))
 }
 
-fn expect(body: &[u8], at: usize, what: &[u8], name: &str) -> Result<usize, String> {
+fn expect(body: &[u8], at: usize, what: &[u8], name: &'static str) -> Result<usize, Malformed> {
     match body.get(at..at + what.len()) {
         Some(s) if s == what => Ok(at + what.len()),
-        _ => Err(format!("expected {name}")),
+        _ => Err(Malformed::Expected(name)),
     }
 }
 

@@ -21,12 +21,6 @@ enum Bad {
     Implausible(String),
 }
 
-impl From<String> for Bad {
-    fn from(s: String) -> Bad {
-        Bad::Corrupt(s)
-    }
-}
-
 impl From<&str> for Bad {
     fn from(s: &str) -> Bad {
         Bad::Corrupt(s.into())
@@ -172,17 +166,17 @@ fn atom_header(b: &[u8], remaining: u64) -> (u64, [u8; 4], u64) {
 type Atom<'a> = ([u8; 4], &'a [u8]);
 
 /// The children of an atom's body.
-fn children(body: &[u8]) -> Result<Vec<Atom<'_>>, String> {
+fn children(body: &[u8]) -> Result<Vec<Atom<'_>>, Bad> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at + 8 <= body.len() {
         let (size, kind, header) = atom_header(&body[at..], (body.len() - at) as u64);
         let (size, header) = (size as usize, header as usize);
         if size < header || at + size > body.len() {
-            return Err(format!(
+            return Err(Bad::Corrupt(format!(
                 "atom {:?} overruns its parent",
                 String::from_utf8_lossy(&kind)
-            ));
+            )));
         }
         out.push((kind, &body[at + header..at + size]));
         at += size;
@@ -190,15 +184,16 @@ fn children(body: &[u8]) -> Result<Vec<Atom<'_>>, String> {
     Ok(out)
 }
 
-fn child<'a>(body: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, String> {
+fn child<'a>(body: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, Bad> {
     Ok(children(body)?
         .into_iter()
         .find(|(k, _)| k == kind)
         .map(|(_, b)| b))
 }
 
-fn need<'a>(body: &'a [u8], kind: &[u8; 4]) -> Result<&'a [u8], String> {
-    child(body, kind)?.ok_or_else(|| format!("missing {} atom", String::from_utf8_lossy(kind)))
+fn need<'a>(body: &'a [u8], kind: &[u8; 4]) -> Result<&'a [u8], Bad> {
+    child(body, kind)?
+        .ok_or_else(|| Bad::Corrupt(format!("missing {} atom", String::from_utf8_lossy(kind))))
 }
 
 /// A big-endian reader over an atom body that reports overruns instead of panicking.
@@ -211,7 +206,7 @@ impl<'a> Cursor<'a> {
     fn new(b: &'a [u8]) -> Self {
         Cursor { b, at: 0 }
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Bad> {
         let s = self
             .b
             .get(self.at..self.at + n)
@@ -219,11 +214,11 @@ impl<'a> Cursor<'a> {
         self.at += n;
         Ok(s)
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, Bad> {
         let s = self.take(4)?;
         Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, Bad> {
         let s = self.take(8)?;
         Ok(u64::from_be_bytes([
             s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
@@ -231,7 +226,7 @@ impl<'a> Cursor<'a> {
     }
     /// An entry count, checked against the bytes left so corrupt counts cannot make us
     /// allocate gigabytes.
-    fn count(&mut self, entry_size: usize) -> Result<usize, String> {
+    fn count(&mut self, entry_size: usize) -> Result<usize, Bad> {
         let n = self.u32()? as usize;
         if n.saturating_mul(entry_size) > self.b.len() - self.at {
             return Err("a table's entry count exceeds its size".into());
@@ -304,7 +299,7 @@ fn parse_video_track(mdia: &[u8], file_len: u64) -> Result<MovieIndex, Bad> {
     })
 }
 
-fn media_header(mdhd: &[u8]) -> Result<(u32, u64), String> {
+fn media_header(mdhd: &[u8]) -> Result<(u32, u64), Bad> {
     let mut c = Cursor::new(mdhd);
     let version = c.take(4)?[0];
     if version == 1 {
@@ -316,7 +311,7 @@ fn media_header(mdhd: &[u8]) -> Result<(u32, u64), String> {
     }
 }
 
-fn sample_description(stsd: &[u8]) -> Result<([u8; 4], u32, u32), String> {
+fn sample_description(stsd: &[u8]) -> Result<([u8; 4], u32, u32), Bad> {
     let mut c = Cursor::new(stsd);
     c.take(4)?;
     if c.u32()? == 0 {
@@ -344,10 +339,10 @@ fn sample_sizes(stsz: &[u8]) -> Result<Vec<u32>, Bad> {
     if uniform != 0 {
         return Ok(vec![uniform; n]);
     }
-    Ok((0..n).map(|_| c.u32()).collect::<Result<_, _>>()?)
+    (0..n).map(|_| c.u32()).collect()
 }
 
-fn chunk_offsets(atom: &[u8], wide: bool) -> Result<Vec<u64>, String> {
+fn chunk_offsets(atom: &[u8], wide: bool) -> Result<Vec<u64>, Bad> {
     let mut c = Cursor::new(atom);
     c.take(4)?;
     let n = c.count(if wide { 8 } else { 4 })?;
@@ -363,7 +358,7 @@ fn chunk_offsets(atom: &[u8], wide: bool) -> Result<Vec<u64>, String> {
 }
 
 /// Lays the samples out in their chunks using the sample-to-chunk runs.
-fn place_samples(sizes: &[u32], chunks: &[u64], stsc: &[u8]) -> Result<Vec<Sample>, String> {
+fn place_samples(sizes: &[u32], chunks: &[u64], stsc: &[u8]) -> Result<Vec<Sample>, Bad> {
     let mut c = Cursor::new(stsc);
     c.take(4)?;
     let n = c.count(12)?;
@@ -395,11 +390,11 @@ fn place_samples(sizes: &[u32], chunks: &[u64], stsc: &[u8]) -> Result<Vec<Sampl
         }
     }
     if samples.len() < sizes.len() {
-        return Err(format!(
+        return Err(Bad::Corrupt(format!(
             "the chunk tables place {} of {} frames",
             samples.len(),
             sizes.len()
-        ));
+        )));
     }
     Ok(samples)
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use common::paths::{resolve_regions, OUTPUT_SUFFIX, REGIONS_SUFFIX};
 
 use crate::checkout::Checkout;
-use crate::regions::{commit_derived, derive_text, plan_one, write_planned, Derived};
+use crate::regions::{commit_derived, derive_text, plan_one, write_planned, Derived, Skipped};
 use rayon::prelude::*;
 
 /// What to fill in.
@@ -97,6 +97,7 @@ pub fn run(checkout: &Checkout, config: &BackfillConfig) -> anyhow::Result<Summa
                 Ok(Some(d)) => batch.push(d),
                 Ok(None) => {}
                 Err(why) => {
+                    let why = why.to_string();
                     bar.suspend(|| eprintln!("no regions for {}: {}", shown(flow), shown(&why)));
                     skipped.push((flow.clone(), why));
                     summary.skipped += 1;
@@ -149,14 +150,9 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 }
 
 /// A name as a terminal may be shown it: control characters (escapes, line breaks)
-/// written as escapes, never obeyed.
+/// and bidi overrides written as escapes, never obeyed.
 fn shown(name: &str) -> String {
-    name.chars()
-        .map(|c| match c.is_control() {
-            true => c.escape_default().to_string(),
-            false => c.to_string(),
-        })
-        .collect()
+    common::text::one_line(name)
 }
 
 /// Derives the regions file of the flow file `flow_rel` (committed in `commit`) and,
@@ -167,7 +163,7 @@ fn derive(
     flow_rel: &str,
     commit: &str,
     config: &BackfillConfig,
-) -> Result<Option<Derived>, String> {
+) -> Result<Option<Derived>, Skipped> {
     let Some(plan) = plan_one(checkout, flow_rel, commit, config.force)? else {
         return Ok(None);
     };

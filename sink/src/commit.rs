@@ -104,7 +104,7 @@ impl<'a> Committer<'a> {
     }
 }
 
-/// The commit message: a count, then one line per video (control characters dropped),
+/// The commit message: a count, then one line per video (control characters and bidi overrides dropped),
 /// of the items whose file is among `changed`, the paths the commit holds.
 fn message(items: &[Written], changed: &[String]) -> String {
     let changed: std::collections::HashSet<&str> = changed.iter().map(String::as_str).collect();
@@ -114,8 +114,7 @@ fn message(items: &[Written], changed: &[String]) -> String {
         .collect();
     let mut message = format!("Add optical flow for {} video(s)\n\n", shown.len());
     for p in shown {
-        let video: String = p.video.chars().filter(|c| !c.is_control()).collect();
-        message.push_str(&format!("- {video}\n"));
+        message.push_str(&format!("- {}\n", common::text::plain_line(&p.video)));
     }
     message
 }

@@ -55,7 +55,8 @@ pub fn accept(body: &[u8], max_document: usize) -> Result<Accepted, Refused> {
     let refused = |r: Refusal| (common::wire::job_said(body).map(Box::new), r);
     let result = JobResult::decode_within(body, max_document).map_err(|e| refused(e.into()))?;
     let document = result.document.get().as_bytes();
-    let reading = flowdoc::check(document).map_err(|e| refused(Refusal::NotOpticalFlow(e)))?;
+    let reading =
+        flowdoc::check(document).map_err(|e| refused(Refusal::NotOpticalFlow(e.to_string())))?;
     let regions = regions::Input::of(&reading);
     drop(reading);
     let text = pretty(document).map_err(refused)?;

@@ -17,6 +17,48 @@ use crate::batch::Written;
 use crate::checkout::Checkout;
 use crate::metrics;
 
+/// Why a committed flow file is left without a regions file (logged, counted, and named
+/// in the regions commit's message; `sink regions` tries again).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Skipped {
+    /// The flow file is in no commit the regions file could name.
+    #[error("its flow file is not in any commit")]
+    NotCommitted,
+    /// The flow file's path or the regions file's beside it breaks the path policy.
+    #[error(transparent)]
+    Path(#[from] common::paths::UnsafePath),
+    /// Region finding cannot read the document, or it has no valid entry.
+    #[error(transparent)]
+    Derive(#[from] NoRegions),
+    /// The batch's budget for regions ran out first.
+    #[error("not derived within the batch's budget ({0} s); `sink regions` derives it")]
+    OverBudget(u64),
+    /// The flow file could not be read, or the regions file written.
+    #[error("cannot {action} {path}: {error}")]
+    Io {
+        /// "read" or "write".
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The system's words.
+        error: String,
+    },
+    /// The flow file is a FIFO, device, socket or folder.
+    #[error("{0} is not a regular file (a FIFO, device, socket or folder)")]
+    NotAFile(String),
+    /// The flow file is larger than the sink accepts.
+    #[error("the flow file has {size} bytes, more than the {max} accepted")]
+    TooLarge {
+        /// Its size when opened (or read, when it grew).
+        size: u64,
+        /// The most accepted.
+        max: usize,
+    },
+    /// The flow file grew while it was read.
+    #[error("the flow file grew past the {0} bytes accepted")]
+    Grew(usize),
+}
+
 /// A regions file written and waiting for its commit.
 pub struct Derived {
     /// Its path relative to the checkout.
@@ -52,12 +94,12 @@ pub fn commit_regions(
         }
     };
     // Which need a regions file, and from what: decided here, where the checkout is.
-    let plans: Vec<Result<Option<Plan>, String>> = wanted
+    let plans: Vec<Result<Option<Plan>, Skipped>> = wanted
         .iter()
         .map(|w| match commits.get(&w.rel) {
             Some(commit) => plan_one(checkout, &w.rel, commit, w.job.force)
                 .map(|plan| plan.map(|p| p.deriving_from(w))),
-            None => Err("its flow file is not in any commit".to_owned()),
+            None => Err(Skipped::NotCommitted),
         })
         .collect();
     let tasks: Vec<(usize, Plan)> = plans
@@ -66,7 +108,7 @@ pub fn commit_regions(
         .filter_map(|(i, p)| p.as_ref().ok().cloned().flatten().map(|p| (i, p)))
         .collect();
     let mut texts = derive_within(tasks, max_document, budget);
-    let outcomes: Vec<(&Written, Result<Option<Derived>, String>)> = wanted
+    let outcomes: Vec<(&Written, Result<Option<Derived>, Skipped>)> = wanted
         .iter()
         .zip(plans)
         .enumerate()
@@ -75,10 +117,7 @@ pub fn commit_regions(
                 Ok(Some(plan)) => match texts.remove(&i) {
                     Some(Ok(text)) => write_planned(checkout, plan, &text).map(Some),
                     Some(Err(why)) => Err(why),
-                    None => Err(format!(
-                        "not derived within the batch's budget ({} s); `sink regions` derives it",
-                        budget.as_secs()
-                    )),
+                    None => Err(Skipped::OverBudget(budget.as_secs())),
                 },
                 Ok(None) => Ok(None),
                 Err(why) => Err(why),
@@ -97,7 +136,7 @@ pub fn commit_regions(
             Err(why) => {
                 tracing::warn!(video = %w.video, reason = %why, "no regions file");
                 metrics::REGIONS_SKIPPED.inc();
-                skipped.push((w.video.clone(), why));
+                skipped.push((w.video.clone(), why.to_string()));
             }
         }
     }
@@ -176,12 +215,12 @@ pub fn plan_one(
     flow_rel: &str,
     commit: &str,
     force: bool,
-) -> Result<Option<Plan>, String> {
-    let (rel, path) = resolve_regions(checkout.root(), flow_rel).map_err(|e| e.to_string())?;
+) -> Result<Option<Plan>, Skipped> {
+    let (rel, path) = resolve_regions(checkout.root(), flow_rel)?;
     if !force && path.is_file() && checkout.tracked(&rel).unwrap_or(false) {
         return Ok(None);
     }
-    let flow_path = resolve_output(checkout.root(), flow_rel).map_err(|e| e.to_string())?;
+    let flow_path = resolve_output(checkout.root(), flow_rel)?;
     Ok(Some(Plan {
         rel,
         path,
@@ -194,7 +233,7 @@ pub fn plan_one(
 /// The regions file's text: derived from what the sink read of the document it wrote,
 /// or from the flow file read (bounded). Touches nothing of the checkout but that one
 /// file, so it may run on a thread of its own.
-pub fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, String> {
+pub fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, Skipped> {
     let source = Source {
         flow_path: &plan.flow_rel,
         flow_commit: &plan.commit,
@@ -203,11 +242,11 @@ pub fn derive_text(plan: &Plan, max_document: usize) -> Result<Vec<u8>, String> 
     match &plan.from {
         Origin::Written(input) => match &**input {
             Ok(input) => Ok(input.derive(source)),
-            Err(why) => Err(why.to_string()),
+            Err(why) => Err(why.clone().into()),
         },
         Origin::File(path) => {
             let flow = read_bounded(path, max_document)?;
-            regions::derive(&flow, source).map_err(|e| e.to_string())
+            Ok(regions::derive(&flow, source)?)
         }
     }
 }
@@ -236,10 +275,12 @@ impl Plan {
 }
 
 /// Writes a derived regions file where its plan says.
-pub fn write_planned(checkout: &Checkout, plan: Plan, text: &[u8]) -> Result<Derived, String> {
-    checkout
-        .write(&plan.path, text)
-        .map_err(|e| format!("cannot write {}: {e}", plan.rel))?;
+pub fn write_planned(checkout: &Checkout, plan: Plan, text: &[u8]) -> Result<Derived, Skipped> {
+    checkout.write(&plan.path, text).map_err(|e| Skipped::Io {
+        action: "write",
+        path: plan.rel.clone(),
+        error: e.to_string(),
+    })?;
     Ok(plan.into_derived())
 }
 
@@ -250,7 +291,7 @@ fn derive_within(
     tasks: Vec<(usize, Plan)>,
     max_document: usize,
     budget: Duration,
-) -> std::collections::HashMap<usize, Result<Vec<u8>, String>> {
+) -> std::collections::HashMap<usize, Result<Vec<u8>, Skipped>> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{mpsc, Arc, Mutex};
     let count = tasks.len();
@@ -296,10 +337,14 @@ fn derive_within(
 /// The flow file as written, if it is a regular file no larger than the sink accepts:
 /// opened without blocking (a FIFO put in its place would hang the open) and checked by
 /// what was opened, so nothing swapped in between is read.
-fn read_bounded(path: &std::path::Path, max: usize) -> Result<Vec<u8>, String> {
+fn read_bounded(path: &std::path::Path, max: usize) -> Result<Vec<u8>, Skipped> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let cannot = |e: std::io::Error| Skipped::Io {
+        action: "read",
+        path: path.display().to_string(),
+        error: e.to_string(),
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -307,23 +352,20 @@ fn read_bounded(path: &std::path::Path, max: usize) -> Result<Vec<u8>, String> {
         .map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
-        return Err(format!(
-            "{} is not a regular file (a FIFO, device, socket or folder)",
-            path.display()
-        ));
+        return Err(Skipped::NotAFile(path.display().to_string()));
     }
     if meta.len() > max as u64 {
-        return Err(format!(
-            "the flow file has {} bytes, more than the {max} accepted",
-            meta.len()
-        ));
+        return Err(Skipped::TooLarge {
+            size: meta.len(),
+            max,
+        });
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(max as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(cannot)?;
     if bytes.len() > max {
-        return Err(format!("the flow file grew past the {max} bytes accepted"));
+        return Err(Skipped::Grew(max));
     }
     Ok(bytes)
 }
@@ -359,7 +401,7 @@ pub fn commit_derived(
 
 /// "Add regions for N video(s)", one line per video, then those without regions and why.
 fn message(derived: &[Derived], changed: &[String], skipped: &[(String, String)]) -> String {
-    let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).collect() };
+    let clean = common::text::plain_line;
     let changed: std::collections::HashSet<&str> = changed.iter().map(String::as_str).collect();
     let shown: Vec<&Derived> = derived
         .iter()
@@ -410,7 +452,7 @@ mod tests {
             commit: "abc".into(),
         };
         let err = derive_text(&plan, 1 << 20).unwrap_err();
-        assert!(err.contains("cannot read"), "{err}");
+        assert!(matches!(err, Skipped::Io { action: "read", .. }), "{err}");
         let text = derive_text(&plan.deriving_from(&written(1, true)), 1 << 20).unwrap();
         let source = Source {
             flow_path: "x_optical_flow.json",

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use common::backoff::Backoff;
-use common::beanstalk::{Client, Error as BsError};
+use common::beanstalk::{Client, Error as BsError, RawJob};
 use common::grid::Grid;
 use common::shutdown::Shutdown;
 use common::wire::{Failure, Job};
@@ -18,6 +18,7 @@ use crate::commit::Committer;
 use crate::fate::{decide, Event, Fate};
 use crate::metrics;
 use crate::push::Pusher;
+use crate::write::{write_result, Wrote};
 
 /// What the sink does, checked.
 #[derive(Debug, Clone)]
@@ -69,10 +70,10 @@ pub struct Totals {
 /// The sink over one checkout, and the batch it is filling.
 #[derive(Debug)]
 pub struct Sink<'a> {
-    pub(crate) config: SinkConfig,
-    pub(crate) checkout: &'a Checkout,
-    pub(crate) batch: Vec<Written>,
-    pub(crate) totals: Totals,
+    config: SinkConfig,
+    checkout: &'a Checkout,
+    batch: Vec<Written>,
+    totals: Totals,
     pusher: Pusher,
     /// The job holding this sink's state of the record, in `<namespace>.sink`.
     state_job: Option<u64>,
@@ -153,9 +154,7 @@ impl<'a> Sink<'a> {
                     if self.batch.is_empty() {
                         batch_started = Instant::now();
                     }
-                    if let Some(w) = self.write_result(c, result).await? {
-                        self.batch.push(w);
-                    }
+                    self.take(c, result).await?;
                 }
                 // Only between batches: a merge must never meet written, uncommitted files.
                 Err(BsError::TimedOut) if self.batch.is_empty() => self.push(c, false).await,
@@ -200,6 +199,26 @@ impl<'a> Sink<'a> {
             Ok(s) => s.is_none_or(|s| s.current_jobs_ready + s.current_jobs_delayed == 0),
             Err(_) => false,
         }
+    }
+
+    /// Writes (or keeps) one reserved result into the batch, or settles it at once when
+    /// it must never be written. Fails only for a fault of the whole checkout.
+    async fn take(&mut self, c: &mut Client, result: RawJob) -> anyhow::Result<()> {
+        let (keys, max) = (self.config.grid.keys(), self.config.max_document);
+        match write_result(keys, max, self.checkout, &self.batch, &result)? {
+            Wrote::Written(w) => {
+                match w.written {
+                    Some(_) => self.totals.written += 1,
+                    None => self.totals.kept += 1,
+                }
+                self.batch.push(*w);
+            }
+            Wrote::Refused { job, event } => {
+                self.settle(c, result.id, job.as_deref(), decide(event))
+                    .await
+            }
+        }
+        Ok(())
     }
 
     /// Commits the batch, then deletes its results and their jobs. A result whose file
@@ -322,7 +341,7 @@ impl<'a> Sink<'a> {
 
     /// Applies a result's fate: the one place a result leaves the tube or is parked. A
     /// result deleted takes the job it answers with it ([`Sink::settle_committed`]).
-    pub(crate) async fn settle(&mut self, c: &mut Client, id: u64, job: Option<&Job>, fate: Fate) {
+    async fn settle(&mut self, c: &mut Client, id: u64, job: Option<&Job>, fate: Fate) {
         let video = job.map_or(common::wire::UNREADABLE, |j| j.video.as_str());
         match fate {
             Fate::Delete => {

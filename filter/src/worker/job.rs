@@ -1,21 +1,23 @@
-//! One job's life in a slot, once reserved and read: the analysis, run while the
-//! reservation and the heartbeat are kept alive; the result, delivered (or spooled) and
-//! never dropped; and the outcome `decide` picks, applied with its failure record.
+//! One job's life in a slot, once reserved and read, as an [`Attempt`]: the analysis,
+//! run while the reservation and the heartbeat are kept alive; the result, delivered
+//! (or spooled) and never dropped; and the outcome `decide` picks, applied with its
+//! failure record. The slot lends an attempt what it keeps across jobs.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError};
-use common::shutdown::Phase;
+use common::shutdown::{Phase, Shutdown};
 use common::sign::Kind;
 use common::wire::{ComputedBy, Failure, Job, JobResult};
 
-use super::conn::result_options;
-use super::heartbeat::Progress;
+use super::conn::{result_options, Conn};
+use super::heartbeat::{Beat, Progress};
 use super::outcome::{decide, JobError, Lease, Outcome};
-use super::slot::Slot;
+use super::spool::Spool;
 use super::{metrics, WorkerConfig};
 use crate::source::{self, SourceKind};
 use crate::{analyze, Analysis, AnalysisError, Settings};
@@ -23,21 +25,42 @@ use crate::{analyze, Analysis, AnalysisError, Settings};
 /// How often a running job's heartbeat is renewed while its progress moves.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-impl Slot {
+/// One reserved job being worked: the lease it holds and the job it read, with what it
+/// borrows of its slot (the connection, the heartbeat, the spool, the shutdown signal).
+pub(super) struct Attempt<'s> {
+    pub(super) lease: Lease,
+    pub(super) job: &'s Job,
+    pub(super) config: &'s WorkerConfig,
+    pub(super) conn: &'s mut Conn,
+    pub(super) beat: &'s mut Beat,
+    pub(super) spool: &'s Spool,
+    pub(super) shutdown: &'s mut Shutdown,
+}
+
+impl Attempt<'_> {
+    /// Analyses the job, delivers its result and finishes it: its outcome, or `None`
+    /// when it was given back unfinished (shutdown) or lost with the connection.
+    pub(super) async fn run(mut self) -> Option<Outcome> {
+        tracing::info!(video = %self.job.video, attempt = self.lease.attempt, "analysing");
+        let started = Utc::now();
+        let result = match self.analyse().await? {
+            Ok(analysis) => self.deliver(analysis, started).await,
+            Err(e) => Err(e),
+        };
+        self.finish(result).await
+    }
+
     /// Runs the analysis while keeping the reservation and the heartbeat alive. `None`
     /// when the job was given back unfinished (shutdown).
-    pub(super) async fn analyse(
-        &mut self,
-        lease: &Lease,
-        job: &Job,
-    ) -> Option<Result<Analysis, JobError>> {
+    async fn analyse(&mut self) -> Option<Result<Analysis, JobError>> {
+        let (lease, job) = (self.lease, self.job);
         let progress = Arc::new(Progress::default());
         if let Some(c) = self.conn.get() {
             self.beat
                 .publish(c, Some((lease.id, &job.video)), Some(&progress))
                 .await;
         }
-        let analysis = spawn_analysis(&self.config, job, Arc::clone(&progress));
+        let analysis = spawn_analysis(self.config, job, Arc::clone(&progress));
         tokio::pin!(analysis);
         let mut ticker = tokio::time::interval(self.config.touch_every);
         ticker.tick().await;
@@ -75,11 +98,11 @@ impl Slot {
                     }
                 }
                 _ = self.shutdown.changed() => match self.shutdown.phase() {
-                    Phase::Abort => return self.give_back(lease, "second signal").await,
+                    Phase::Abort => return self.give_back("second signal").await,
                     Phase::Draining => deadline = deadline.or(Some(Instant::now() + grace)),
                     Phase::Running => {}
                 },
-                _ = grace_over => return self.give_back(lease, "grace period over").await,
+                _ = grace_over => return self.give_back("grace period over").await,
             }
         };
         Some(match joined {
@@ -103,8 +126,10 @@ impl Slot {
         }
     }
 
-    pub(super) async fn give_back<T>(&mut self, lease: &Lease, why: &str) -> Option<T> {
+    /// Releases the job unfinished, at once, for another filter to take.
+    pub(super) async fn give_back<T>(&mut self, why: &str) -> Option<T> {
         tracing::warn!(reason = why, "releasing an unfinished job");
+        let lease = self.lease;
         if let Some(c) = self.conn.get() {
             if let Err(e) = c.release(lease.id, lease.priority, 0).await {
                 tracing::warn!(error = %e, "release failed; the job returns when the connection closes");
@@ -117,20 +142,19 @@ impl Slot {
     /// meanwhile. A result too big for the server is spooled, and so is one the server
     /// cannot take while we shut down (after the grace period, or at once on a second
     /// signal): a result is never dropped.
-    pub(super) async fn deliver(
+    async fn deliver(
         &mut self,
-        lease: &Lease,
-        job: &Job,
         analysis: Analysis,
         started: chrono::DateTime<Utc>,
     ) -> Result<(), JobError> {
+        let (lease, job) = (&self.lease, self.job);
         let grid = self.config.grid.clone();
         let sealed = grid.seal(
             Kind::Result,
             &result_of(&grid, lease, job, &analysis, started)?.encode(),
         );
         let results = grid.config().results_tube();
-        let (mut wait, failing_since) = (Duration::from_millis(200), Instant::now());
+        let (mut backoff, failing_since) = (Backoff::reconnect(), Instant::now());
         loop {
             let given_up = self.shutdown.phase() == Phase::Abort
                 || (self.shutdown.stopping() && failing_since.elapsed() >= self.config.grace);
@@ -142,7 +166,7 @@ impl Slot {
                     other => other,
                 });
             }
-            if let Some(c) = self.conn.get_or_connect(&self.config).await {
+            if let Some(c) = self.conn.get_or_connect(self.config).await {
                 match grid.put(c, &results, &sealed, result_options()).await {
                     Ok(rid) => {
                         tracing::info!(result = rid, video = %job.video, "result delivered");
@@ -156,21 +180,16 @@ impl Slot {
                 }
             }
             // The result is never dropped: keep trying until the server is back.
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(30));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
     /// Applies the outcome `decide` picks, recording any failure in the failures tube
     /// first.
-    pub(super) async fn finish(
-        &mut self,
-        lease: &Lease,
-        job: &Job,
-        result: Result<(), JobError>,
-    ) -> Option<Outcome> {
+    pub(super) async fn finish(&mut self, result: Result<(), JobError>) -> Option<Outcome> {
+        let (lease, job) = (&self.lease, self.job);
         let outcome = decide(&result, lease.attempt, lease.id, &self.config.retry);
-        let c = self.conn.get_or_connect(&self.config).await?;
+        let c = self.conn.get_or_connect(self.config).await?;
         if let Err(err) = &result {
             let action = match outcome {
                 Outcome::Release { delay } => format!("released; retry in {}s", delay.as_secs()),

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::conn::Conn;
 use super::heartbeat::{self, Beat};
+use super::job::Attempt;
 use super::outcome::{JobError, Lease, Outcome};
 use super::spool::Spool;
 use super::{metrics, Totals, WorkerConfig};
@@ -28,13 +29,13 @@ const REFUSING_PAUSE: Duration = Duration::from_secs(30);
 
 /// One slot and what it keeps across jobs.
 pub struct Slot {
-    pub(super) index: usize,
-    pub(super) config: WorkerConfig,
-    pub(super) conn: Conn,
-    pub(super) beat: Beat,
-    pub(super) spool: Spool,
-    pub(super) shutdown: Shutdown,
-    pub(super) totals: Totals,
+    index: usize,
+    config: WorkerConfig,
+    conn: Conn,
+    beat: Beat,
+    spool: Spool,
+    shutdown: Shutdown,
+    totals: Totals,
     /// Reserving nothing until then: it gave back a job it could not verify.
     refusing_until: Option<Instant>,
 }
@@ -197,19 +198,21 @@ impl Slot {
                         ForeignJob::Junk => {}
                         ForeignJob::StaleKey => {
                             return self
-                                .give_back(&lease, "this filter holds a stale key")
+                                .attempt(lease, &job)
+                                .give_back("this filter holds a stale key")
                                 .await;
                         }
                         ForeignJob::Unknown => {
                             self.refuse_for_a_while(kid);
                             return self
-                                .give_back(&lease, "signed with a key this filter cannot verify")
+                                .attempt(lease, &job)
+                                .give_back("signed with a key this filter cannot verify")
                                 .await;
                         }
                     }
                 }
                 tracing::error!(error = %err, "burying a job that cannot be analysed");
-                return self.finish(&lease, &job, Err(err)).await;
+                return self.attempt(lease, &job).finish(Err(err)).await;
             }
         };
         if lease.attempt > self.config.retry.max_attempts {
@@ -217,16 +220,22 @@ impl Slot {
                 reserves: lease.attempt,
             };
             tracing::error!(error = %err, video = %job.video, "burying a job that never finished");
-            return self.finish(&lease, &job, Err(err)).await;
+            return self.attempt(lease, &job).finish(Err(err)).await;
         }
-        tracing::info!(video = %job.video, attempt = lease.attempt, "analysing");
-        let started = chrono::Utc::now();
-        let analysed = self.analyse(&lease, &job).await?;
-        let result = match analysed {
-            Ok(analysis) => self.deliver(&lease, &job, analysis, started).await,
-            Err(e) => Err(e),
-        };
-        self.finish(&lease, &job, result).await
+        self.attempt(lease, &job).run().await
+    }
+
+    /// Lends one reserved job what the slot keeps across jobs.
+    fn attempt<'s>(&'s mut self, lease: Lease, job: &'s Job) -> Attempt<'s> {
+        Attempt {
+            lease,
+            job,
+            config: &self.config,
+            conn: &mut self.conn,
+            beat: &mut self.beat,
+            spool: &self.spool,
+            shutdown: &mut self.shutdown,
+        }
     }
 
     /// What a job signed with key `kid`, which this filter does not hold, is: only a

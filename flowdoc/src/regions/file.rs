@@ -18,15 +18,20 @@ pub struct Span {
     pub end: i64,
 }
 
+/// Why bytes are not a regions file (the parser's message says where).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a regions file: {0}")]
+pub struct NotRegionsFile(String);
+
 /// The regions of a regions file, in its order; the error says what is not there.
-pub fn spans(file: &[u8]) -> Result<Vec<Span>, String> {
+pub fn spans(file: &[u8]) -> Result<Vec<Span>, NotRegionsFile> {
     #[derive(Deserialize)]
     struct File {
         regions: Vec<Span>,
     }
     serde_json::from_slice::<File>(file)
         .map(|f| f.regions)
-        .map_err(|e| format!("not a regions file: {e}"))
+        .map_err(|e| NotRegionsFile(e.to_string()))
 }
 
 #[cfg(test)]
@@ -57,7 +62,7 @@ mod tests {
         assert!(spans_of_nothing().is_err());
     }
 
-    fn spans_of_nothing() -> Result<Vec<Span>, String> {
+    fn spans_of_nothing() -> Result<Vec<Span>, NotRegionsFile> {
         spans(br#"{"regions": [{"type": "static"}]}"#)
     }
 }

@@ -55,7 +55,7 @@ pub struct Input {
 impl Input {
     /// The input of the flow document `flow`.
     pub fn read(flow: &[u8]) -> Result<Input, NoRegions> {
-        let reading = crate::read::read(flow).map_err(TableError::Unreadable)?;
+        let reading = crate::read::read(flow).map_err(|e| TableError::Unreadable(e.to_string()))?;
         Input::of(&reading)
     }
 

@@ -50,7 +50,7 @@ pub enum TableError {
 
 /// Reads the table of `document` (an `_optical_flow.json`, version 1.1).
 pub fn read(document: &[u8]) -> Result<Table, TableError> {
-    let reading = crate::read::read(document).map_err(TableError::Unreadable)?;
+    let reading = crate::read::read(document).map_err(|e| TableError::Unreadable(e.to_string()))?;
     Table::of(&reading)
 }
 
@@ -61,7 +61,7 @@ impl Table {
     pub fn of(doc: &Reading) -> Result<Table, TableError> {
         if doc.spelling != Some(Spelling::V11) {
             return Err(TableError::Unreadable(
-                "there is no frameStats array".into(),
+                crate::DocError::NoFrameStats.to_string(),
             ));
         }
         let mut center_width = 0;

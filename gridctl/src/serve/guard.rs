@@ -29,7 +29,7 @@ pub async fn known_host(
     }
     let message = format!(
         "this dashboard does not answer to the name {:?}: add it with --allow-host (GRIDCTL_ALLOW_HOSTS)\n",
-        crate::text::one_line(host)
+        common::text::one_line(host)
     );
     (StatusCode::MISDIRECTED_REQUEST, message).into_response()
 }

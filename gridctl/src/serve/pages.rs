@@ -8,7 +8,7 @@ use super::commits::{Committed, RegionRow};
 use super::throughput::Sample;
 use crate::failures::{Findings, Kind};
 use crate::status::{Snapshot, TubeCounts, Worker};
-use crate::text::one_line;
+use common::text::one_line;
 
 /// A committed flow file and, if HEAD holds it, its regions file's regions.
 pub type WithRegions = (Committed, Option<Vec<RegionRow>>);
@@ -135,7 +135,7 @@ pub fn page_of<T>(rows: &[T], n: usize) -> &[T] {
     &rows[start..(start + PER_PAGE).min(rows.len())]
 }
 
-pub use crate::text::cut;
+pub use common::text::cut;
 
 /// A page saying what went wrong.
 pub fn error_page(status: axum::http::StatusCode, message: &str) -> Markup {

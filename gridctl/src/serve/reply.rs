@@ -60,7 +60,7 @@ pub fn page(markup: maud::Markup) -> Response {
 pub fn json_response(text: String) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::text::safe_json(text),
+        common::text::safe_json(text),
     )
         .into_response()
 }

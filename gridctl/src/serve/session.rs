@@ -227,7 +227,7 @@ pub async fn control(
     // What the commands would print goes to the log, not to a stdout no one may read.
     let mut said = Vec::new();
     within_budget(act(&app, &action, &form, &mut said)).await?;
-    tracing::info!(action = %action, said = %crate::text::one_line(&String::from_utf8_lossy(&said)), "control action done");
+    tracing::info!(action = %action, said = %common::text::one_line(&String::from_utf8_lossy(&said)), "control action done");
     Ok(Redirect::to(if action == "retry" || action == "discard" {
         "/failures"
     } else {

@@ -1,5 +1,7 @@
-//! Text from a tube made safe for an operator's terminal: whatever a body holds, what
-//! `gridctl` prints of it cannot move the cursor, clear the screen or retitle the window.
+//! Text from outside made safe to show, the rule written once: whatever a body, a path or
+//! a video name holds, what `gridctl` prints, the dashboard shows or the sink writes into
+//! a commit message cannot move the cursor, clear the screen, retitle the window or
+//! reorder a line.
 
 use std::borrow::Cow;
 
@@ -41,6 +43,14 @@ pub fn one_line(s: &str) -> String {
     printable(s).replace('\n', "\\n").replace('\t', "\\t")
 }
 
+/// `s` on one line with every unsafe character (controls, line breaks included, and bidi
+/// overrides) dropped: for text that is read as it stands, such as a commit message.
+pub fn plain_line(s: &str) -> String {
+    s.chars()
+        .filter(|&c| !unsafe_char(c) && !c.is_control())
+        .collect()
+}
+
 /// JSON text (as serde_json writes it) with the characters [`printable`] escapes written
 /// as JSON `\uXXXX` escapes: the same JSON value, but a terminal shows it instead of
 /// obeying it. serde_json escapes C0 controls itself, not DEL, C1 (U+009B is a one-byte
@@ -67,6 +77,7 @@ mod tests {
         assert_eq!(printable("\x1b[2J\x07x\u{9b}"), "\\u{1b}[2J\\u{7}x\\u{9b}");
         assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
         assert_eq!(one_line("a\nb\r"), "a\\nb\\u{d}");
+        assert_eq!(plain_line("a\nb\u{1b}[2J\u{202e}c\t"), "ab[2Jc");
     }
 
     #[test]
