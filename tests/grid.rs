@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::wire::Action;
 use testkit::git::git;
 use testkit::http::HttpServer;
 use testkit::{bin, files_with_gate, Beanstalkd, Gate, Proc};
@@ -596,12 +597,12 @@ fn an_unreachable_video_is_retried_with_backoff_then_buried_with_its_records() {
         .iter()
         .all(|r| r.job_id == id && r.error.contains("cannot reach")));
     assert!(
-        records[0].action.starts_with("released; retry in"),
+        matches!(records[0].action, Action::Released { .. }),
         "{:?}",
         records[0]
     );
     assert_eq!((records[0].attempt, records[1].attempt), (1, 2));
-    assert_eq!(records[1].action, "buried");
+    assert_eq!(records[1].action, Action::Buried);
 }
 
 /// Every failure record in the world's failures tube, in the order they were put.
@@ -646,10 +647,10 @@ fn a_video_past_its_deadline_is_a_failed_attempt_retried_then_buried() {
         assert!(r.error.contains("deadline of 2 s"), "{r:?}");
     }
     assert!(
-        records[0].action.starts_with("released; retry in"),
+        matches!(records[0].action, Action::Released { .. }),
         "{records:?}"
     );
-    assert_eq!(records[1].action, "buried");
+    assert_eq!(records[1].action, Action::Buried);
 }
 
 /// `GET /metrics` from a process's `--metrics` endpoint, if it is up yet.

@@ -30,7 +30,7 @@ fn record(job_id: u64, video: &str, attempt: u32, error: &str) -> Vec<u8> {
         video: video.into(),
         output: "o_optical_flow.json".into(),
         attempt,
-        action: "buried".into(),
+        action: common::wire::Action::Buried,
         error: error.into(),
         host: "desk-3".into(),
         at: Utc::now() + chrono::Duration::seconds(attempt as i64),

@@ -141,8 +141,8 @@ pub struct Failure {
     pub output: String,
     /// Which attempt this was (1 for the first).
     pub attempt: u32,
-    /// What happened to the job: "released" (will be retried) or "buried".
-    pub action: String,
+    /// What was done with it: released (to be retried), buried, or superseded.
+    pub action: Action,
     /// The error, one line.
     pub error: String,
     /// The hostname of the filter (or sink) that wrote the record.
@@ -170,7 +170,7 @@ impl Failure {
             video: job.map_or_else(|| UNREADABLE.into(), |j| j.video.clone()),
             output: job.map_or_else(|| UNREADABLE.into(), |j| j.output.clone()),
             attempt: 1,
-            action: "buried".into(),
+            action: Action::Buried,
             error: error.replace('\n', " "),
             host: host.to_owned(),
             at: Utc::now(),
@@ -421,8 +421,10 @@ fn check_version(kind: &'static str, version: Option<&str>) -> Result<(), WireEr
     }
 }
 
+mod action;
 mod result;
 
+pub use action::Action;
 pub use result::{job_said, JobResult, COMPRESS_ABOVE};
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError, RawJob};
 use common::grid::Grid;
 use common::shutdown::Shutdown;
-use common::wire::{Failure, Job};
+use common::wire::{Action, Failure, Job};
 
 use crate::batch::Written;
 use crate::checkout::Checkout;
@@ -282,7 +282,7 @@ impl<'a> Sink<'a> {
             tracing::warn!(path = %path, "{error}");
             let mut record = common::wire::Failure::now(0, None, &error, self.config.grid.host());
             record.output = path;
-            record.action = "superseded".into();
+            record.action = Action::Superseded;
             if let Err(e) = self.config.grid.record_failure(c, &record).await {
                 tracing::warn!(error = %e, "could not record a file kept as the remote has it");
             }

@@ -12,7 +12,7 @@ use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError};
 use common::shutdown::{Phase, Shutdown};
 use common::sign::Kind;
-use common::wire::{ComputedBy, Failure, Job, JobResult};
+use common::wire::{Action, ComputedBy, Failure, Job, JobResult};
 
 use super::conn::{result_options, Conn};
 use super::heartbeat::{Beat, Progress};
@@ -192,8 +192,8 @@ impl Attempt<'_> {
         let c = self.conn.get_or_connect(self.config).await?;
         if let Err(err) = &result {
             let action = match outcome {
-                Outcome::Release { delay } => format!("released; retry in {}s", delay.as_secs()),
-                _ => "buried".into(),
+                Outcome::Release { delay } => Action::released(delay),
+                _ => Action::Buried,
             };
             tracing::warn!(error = %err, action = %action, "job failed");
             let failure = Failure {
