@@ -6,8 +6,12 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::paths::{archive_relative, LAZYCACHE_MARKER};
+use movie::hosts::Hosts;
+use movie::http::{Http, HttpLimits};
 
 use crate::found::{Candidate, Found, Rejected};
 
@@ -27,14 +31,11 @@ pub fn walk(source: &str) -> Found {
         } else {
             format!("{source}/")
         };
-        let agent = ureq::AgentBuilder::new()
-            .timeout(std::time::Duration::from_secs(60))
-            .max_idle_connections_per_host(crate::listing::PARALLEL)
-            .build();
+        let http = listing_client();
         let lazycache = source.contains(LAZYCACHE_MARKER);
         let pages = crate::listing::walk(&base, |page| match lazycache {
-            true => lazycache_dir(&agent, page),
-            false => http_index(&agent, &base, page),
+            true => lazycache_dir(&http, page),
+            false => http_index(&http, &base, page),
         });
         pages.into_found(&mut found);
     } else {
@@ -130,29 +131,45 @@ fn list(text: &str, found: &mut Found) {
 /// The most bytes of one listing page read (an archive day's index is a few KB).
 const MAX_PAGE: u64 = 8 << 20;
 
-fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
-    match agent.get(url).call() {
-        Ok(r) => {
-            let mut text = String::new();
-            r.into_reader()
-                .take(MAX_PAGE + 1)
-                .read_to_string(&mut text)
-                .map_err(|e| format!("reading the page: {e}"))?;
-            if text.len() as u64 > MAX_PAGE {
-                return Err(format!("a listing of more than {MAX_PAGE} bytes"));
-            }
-            Ok(text)
+/// The longest one listing page may take.
+const PAGE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The client listings are fetched with: the filter's (`movie::http`), so the archive
+/// sees one rule from the grid — a 503 or 429 waited out (its `Retry-After` honoured)
+/// and asked again, a refused connection to a host that answered before taken as busy,
+/// each page within [`PAGE_DEADLINE`] — with the walk's own bound on requests in flight
+/// ([`crate::listing::PARALLEL`]: a walk is one pass of a few thousand small pages).
+fn listing_client() -> Http {
+    Http::new(HttpLimits {
+        deadline: PAGE_DEADLINE,
+        hosts: Arc::new(Hosts::new(crate::listing::PARALLEL)),
+        ..HttpLimits::default()
+    })
+}
+
+/// One listing page as text, at most [`MAX_PAGE`] bytes; the error says why not (the
+/// caller names the page).
+fn get(http: &Http, url: &str) -> Result<String, String> {
+    let why = |e: movie::ReadError| {
+        let text = e.to_string();
+        match text.strip_prefix(url).and_then(|t| t.strip_prefix(": ")) {
+            Some(reason) => reason.to_owned(),
+            None => text,
         }
-        Err(ureq::Error::Status(s, _)) => Err(format!("HTTP {s}")),
-        Err(e) => Err(format!("cannot reach the server: {e}")),
-    }
+    };
+    let body = http
+        .get(url, None, MAX_PAGE)
+        .and_then(|reply| reply.body_within(MAX_PAGE))
+        .map_err(why)?
+        .ok_or_else(|| format!("a listing of more than {MAX_PAGE} bytes"))?;
+    String::from_utf8(body).map_err(|_| "the page is not UTF-8 text".to_owned())
 }
 
 /// One page of an Apache or nginx directory index: its videos and its subfolders, in
 /// the page's order.
-fn http_index(agent: &ureq::Agent, root: &str, page: &str) -> crate::listing::Page {
+fn http_index(http: &Http, root: &str, page: &str) -> crate::listing::Page {
     let mut out = crate::listing::Page::default();
-    let html = match get(agent, page) {
+    let html = match get(http, page) {
         Ok(html) => html,
         Err(e) => return out.rejected(page, e),
     };
@@ -196,9 +213,9 @@ fn hrefs(html: &str) -> Vec<String> {
 }
 
 /// One lazycache directory listing: its videos, then its subdirectories.
-fn lazycache_dir(agent: &ureq::Agent, dir: &str) -> crate::listing::Page {
+fn lazycache_dir(http: &Http, dir: &str) -> crate::listing::Page {
     let mut out = crate::listing::Page::default();
-    let listing: serde_json::Value = match get(agent, dir).map(|t| serde_json::from_str(&t)) {
+    let listing: serde_json::Value = match get(http, dir).map(|t| serde_json::from_str(&t)) {
         Ok(Ok(v)) => v,
         Ok(Err(_)) => return out.rejected(dir, "the reply is not lazycache's JSON".into()),
         Err(e) => return out.rejected(dir, e),

@@ -156,6 +156,36 @@ fn an_http_directory_index_is_followed_into_subfolders() {
 }
 
 #[test]
+fn a_busy_archive_answering_503_is_waited_out_not_rejected() {
+    // Every listing page is refused once (503, Retry-After: 1), as a busy Apache does;
+    // the queuer waits as told, asks again, and lists everything.
+    let world = World::new();
+    let index = autoindex(world.root());
+    let refused = std::sync::Mutex::new(std::collections::HashSet::new());
+    let http = HttpServer::start(move |req| {
+        if refused.lock().unwrap().insert(req.path().to_owned()) {
+            let mut busy = Response::new(503, "text/plain", "busy");
+            busy.headers.push(("Retry-After".into(), "1".into()));
+            return busy;
+        }
+        index(req)
+    });
+    let url = format!("{}/files/RS03ASHS/", http.url());
+    let dry = world.queuer(&["--dry-run", &url]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert_eq!(
+        summary(&dry),
+        "would queue 4, already done 0, in flight 0, out of date range 0, rejected 0"
+    );
+    // Each page was asked twice: refused, then served.
+    assert_eq!(http.requests() % 2, 0, "{} requests", http.requests());
+}
+
+#[test]
 fn a_lazycache_directory_is_listed_and_limit_caps_the_queue() {
     let world = World::new();
     let cache = HttpServer::start(lazycache(world.root()));
