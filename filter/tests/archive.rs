@@ -192,6 +192,59 @@ fn over_http2_one_connection_carries_every_request_and_the_answer_is_the_local_o
 }
 
 #[test]
+fn an_http2_server_refusing_beyond_four_streams_is_waited_out_not_failed() {
+    // nginx counts each HTTP/2 stream as a connection for `limit_conn`: beyond four at
+    // once it answers 503 with Retry-After, on the one connection.
+    let local = analyse(
+        clip_path().to_str().unwrap(),
+        &HttpLimits::default(),
+        FetchChoice::Whole,
+    );
+    let options = NginxOptions {
+        http2: true,
+        connections_per_client: Some(4),
+        retry_after: Some(1),
+        bytes_per_second_per_reply: Some(2_000_000),
+        ..NginxOptions::default()
+    };
+    let (nginx, _proxy, url) = distant(&options);
+    let limits = HttpLimits {
+        http2: true,
+        ..HttpLimits::default()
+    };
+    // Four videos at once, as a 4-slot filter reads them: more streams than four.
+    let runs: Vec<_> = [FetchChoice::Parts, FetchChoice::Whole]
+        .repeat(2)
+        .into_iter()
+        .map(|fetch| {
+            let (url, limits) = (url.clone(), limits.clone());
+            std::thread::spawn(move || (fetch, analyse(&url, &limits, fetch)))
+        })
+        .collect();
+    for run in runs {
+        let (fetch, far) = run.join().unwrap();
+        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
+    }
+    let statuses = nginx.statuses();
+    let refused = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(
+        refused > 0,
+        "the server refused none of {} requests",
+        statuses.len()
+    );
+    assert!(
+        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
+        "{:?}",
+        nginx.protocols()
+    );
+    let budget = &limits.hosts.snapshot()[0];
+    assert!(
+        budget.refusals > 0 && budget.limit < HttpLimits::CONNECTIONS,
+        "{budget:?}"
+    );
+}
+
+#[test]
 fn an_http2_server_closing_its_connection_every_few_requests_costs_a_new_connection_not_the_answer()
 {
     const PER_CONNECTION: u32 = 5;

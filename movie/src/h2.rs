@@ -103,25 +103,17 @@ impl H2 {
         max: u64,
         within: Duration,
     ) -> Result<H2Reply, H2Error> {
-        let mut replies = self.get_all(vec![(url, range, max)], within)?;
-        replies
-            .pop()
-            .ok_or_else(|| H2Error::Failed("no reply".into()))
-    }
-
-    /// GETs each of `requests` (a URL, a `Range` value, the most body bytes accepted) as
-    /// its own stream, all at once, within `within`; the replies in order.
-    fn get_all(
-        &self,
-        requests: Vec<(url::Url, Option<String>, u64)>,
-        within: Duration,
-    ) -> Result<Vec<H2Reply>, H2Error> {
         let (tx, rx) = std::sync::mpsc::channel();
         let (conns, streams) = (Arc::clone(&self.conns), Arc::clone(&self.streams));
         let (exempt, filters) = (self.exempt.clone(), self.filters);
         self.runtime.spawn(async move {
-            let all = all_of(&conns, &streams, &requests, filters, &exempt);
-            let outcome = match tokio::time::timeout(within, all).await {
+            let to = Target {
+                url: &url,
+                filters,
+                exempt: &exempt,
+            };
+            let reply = stream_again(&conns, &streams, to, range.as_deref(), max);
+            let outcome = match tokio::time::timeout(within, reply).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(H2Error::Timeout),
             };
@@ -132,133 +124,72 @@ impl H2 {
     }
 }
 
-/// Every one of `requests`, the replies in order. A stream that fails (its connection
-/// closed by the server: nginx's GOAWAY after `keepalive_requests`, Apache's after
-/// `MaxKeepAliveRequests`; or broken) goes again on a new connection, the replies
-/// already in kept; [`ATTEMPTS`] rounds in a row with no reply at all fail the batch.
-async fn all_of(
-    conns: &Connections,
-    streams: &Arc<tokio::sync::Semaphore>,
-    requests: &[(url::Url, Option<String>, u64)],
+/// Where a stream goes, and what its address must pass.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    url: &'a url::Url,
     filters: bool,
-    exempt: &[IpAddr],
-) -> Result<Vec<H2Reply>, H2Error> {
-    let mut replies: Vec<Option<H2Reply>> = std::iter::repeat_with(|| None)
-        .take(requests.len())
-        .collect();
+    exempt: &'a [IpAddr],
+}
+
+/// The stream's reply. A stream that fails (its connection closed by the server:
+/// nginx's GOAWAY after `keepalive_requests`, Apache's after `MaxKeepAliveRequests`; or
+/// broken) goes again on a new connection; [`ATTEMPTS`] failures on connections made for
+/// it fail the request (one another request wore out says nothing of the server).
+async fn stream_again(
+    conns: &Connections,
+    streams: &tokio::sync::Semaphore,
+    to: Target<'_>,
+    range: Option<&str>,
+    max: u64,
+) -> Result<H2Reply, H2Error> {
     let mut fruitless = 0;
     loop {
-        let missing: Vec<usize> = (0..replies.len())
-            .filter(|&i| replies[i].is_none())
-            .collect();
-        if missing.is_empty() {
-            return Ok(replies.into_iter().flatten().collect());
-        }
-        let round = round_of(conns, streams, requests, &missing, filters, exempt).await;
-        let progressed = !round.got.is_empty();
-        for (i, reply) in round.got {
-            replies[i] = Some(reply);
-        }
-        if let Some((error, used)) = round.failed {
-            forget(conns, &used).await;
-            // A connection another batch wore out says nothing of the server; one made
-            // for this round that brought nothing does.
-            let own = used.is_empty() || used.iter().any(|id| round.made.contains(id));
-            fruitless = match (progressed, own) {
-                (true, _) => 0,
-                (false, true) => fruitless + 1,
-                (false, false) => fruitless,
-            };
-            if fruitless >= ATTEMPTS {
-                return Err(error);
-            }
-            tracing::debug!(
-                ?error,
-                fruitless,
-                "HTTP/2 streams failed; again on a new connection"
-            );
-        }
-    }
-}
-
-/// What one round of streams brought: the replies, and the first failure with the
-/// connections it happened on.
-struct Round {
-    got: Vec<(usize, H2Reply)>,
-    /// The connections this round made.
-    made: Vec<u64>,
-    failed: Option<(H2Error, Vec<u64>)>,
-}
-
-/// The `missing` ones of `requests`, each its own stream, at once.
-async fn round_of(
-    conns: &Connections,
-    streams: &Arc<tokio::sync::Semaphore>,
-    requests: &[(url::Url, Option<String>, u64)],
-    missing: &[usize],
-    filters: bool,
-    exempt: &[IpAddr],
-) -> Round {
-    let mut round = Round {
-        got: Vec::with_capacity(missing.len()),
-        made: Vec::new(),
-        failed: None,
-    };
-    // A set's tasks end with it: a batch out of time holds no stream after.
-    let mut pending = tokio::task::JoinSet::new();
-    for &i in missing {
-        let (url, range, max) = requests[i].clone();
-        let (id, sender) = match connection(conns, &url, filters, exempt).await {
+        let (error, made) = match connection(conns, to).await {
             Ok((id, sender, made)) => {
-                if made {
-                    round.made.push(id);
+                let _stream = streams.acquire().await;
+                match get(sender, to.url, range, max).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(e) => {
+                        forget(conns, id).await;
+                        (e, made)
+                    }
                 }
-                (id, sender)
             }
-            Err(e) => {
-                round.failed = Some((e, Vec::new()));
-                break;
-            }
+            Err(e) => (e, true),
         };
-        let streams = Arc::clone(streams);
-        pending.spawn(async move {
-            let _stream = streams.acquire_owned().await;
-            (i, id, get(sender, &url, range.as_deref(), max).await)
-        });
-    }
-    while let Some(done) = pending.join_next().await {
-        match done {
-            Ok((i, _, Ok(reply))) => round.got.push((i, reply)),
-            Ok((_, id, Err(e))) => match &mut round.failed {
-                Some((_, used)) => used.push(id),
-                None => round.failed = Some((e, vec![id])),
-            },
-            Err(e) => {
-                round.failed = round
-                    .failed
-                    .take()
-                    .or(Some((H2Error::Failed(e.to_string()), Vec::new())))
-            }
+        if made {
+            fruitless += 1;
         }
+        if fruitless >= ATTEMPTS {
+            return Err(error);
+        }
+        tracing::debug!(
+            ?error,
+            fruitless,
+            "an HTTP/2 stream failed; again on a new connection"
+        );
     }
-    round
 }
 
-/// Forgets the connections `used` (by their numbers), so the next stream makes a new one;
-/// a newer connection made meanwhile by another batch is kept.
-async fn forget(conns: &Connections, used: &[u64]) {
-    conns.lock().await.retain(|_, conn| !used.contains(&conn.0));
+/// Forgets the connection numbered `id`, so the next stream makes a new one; a newer
+/// connection made meanwhile by another request is kept.
+async fn forget(conns: &Connections, id: u64) {
+    conns.lock().await.retain(|_, conn| conn.0 != id);
 }
 
-/// The connection to `url`'s host, its number, and whether it was made now: the one
-/// open, or a new one (its address checked
-/// against the reach as the HTTP/1.1 client's resolver checks it).
+/// The connection to the target's host, its number, and whether it was made now: the
+/// one open, or a new one (its address checked against the reach as the HTTP/1.1
+/// client's resolver checks it).
 async fn connection(
     conns: &Connections,
-    url: &url::Url,
-    filters: bool,
-    exempt: &[IpAddr],
+    to: Target<'_>,
 ) -> Result<(u64, SendRequest<Empty<Bytes>>, bool), H2Error> {
+    let Target {
+        url,
+        filters,
+        exempt,
+    } = to;
     let origin = url.origin().ascii_serialization();
     let mut conns = conns.lock().await;
     if let Some((id, sender)) = conns.get(&origin) {

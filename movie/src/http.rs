@@ -337,7 +337,7 @@ impl Http {
                 Ok(r) => r,
                 Err(ureq::Error::Status(status, r)) if (300..400).contains(&status) => r,
                 Err(ureq::Error::Status(status @ (429 | 503), r)) => {
-                    let wait = permit.refused(retry_after(&r));
+                    let wait = permit.refused(retry_after(r.header("Retry-After")));
                     drain(r);
                     let error = ReadError::HttpStatus {
                         url: current,
@@ -427,11 +427,7 @@ impl Http {
         };
         let status = reply.status;
         if status == 429 || status == 503 {
-            let retry_after = reply
-                .header("Retry-After")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let wait = permit.refused(retry_after);
+            let wait = permit.refused(retry_after(reply.header("Retry-After")));
             let error = ReadError::HttpStatus {
                 url: current,
                 status,
@@ -495,8 +491,8 @@ fn drain(response: ureq::Response) {
 }
 
 /// A `Retry-After` header's pause: seconds, or an HTTP date.
-fn retry_after(response: &ureq::Response) -> Option<Duration> {
-    let value = response.header("Retry-After")?.trim();
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    let value = value?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
