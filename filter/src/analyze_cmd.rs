@@ -103,9 +103,11 @@ pub fn main(args: AnalyzeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            let code = err
-                .downcast_ref::<AnalysisError>()
-                .map_or(common::cli::exit::FAILURE, AnalysisError::exit_code);
+            let code = match err.downcast_ref::<AnalysisError>() {
+                Some(e) => e.exit_code(),
+                None if err.is::<common::cli::exit::Usage>() => common::cli::exit::USAGE,
+                None => common::cli::exit::FAILURE,
+            };
             ExitCode::from(code)
         }
     }
@@ -129,14 +131,12 @@ fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         settings.threads = t as usize;
     }
+    let limits = args.http.limits()?;
     let video = source::open_with(
         &args.video,
         args.source,
         settings.img_scale,
-        &args
-            .http
-            .limits()
-            .within(settings.deadline.as_ref().expect("set above")),
+        &limits.within(settings.deadline.as_ref().expect("set above")),
     )
     .map_err(AnalysisError::from)?;
     let info = video.info().clone();

@@ -1,11 +1,11 @@
 //! The limits on reading one video as flags (each HTTP request's time and rate, the whole
 //! video's deadline), shared by the worker and `filter analyze`.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use filter::source::{Hosts, HttpLimits, Reach};
+use filter::source::{self, ArchiveTls, Hosts, HttpLimits, Reach};
 
 /// Bounds on every HTTP request to an archive or lazycache server, and on the whole
 /// analysis of a video.
@@ -39,12 +39,14 @@ pub struct HttpArgs {
     #[arg(long, env = "FILTER_HTTP_CONNECTIONS", default_value_t = HttpLimits::CONNECTIONS, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub http_connections: usize,
 
-    /// Speak HTTP/2 to an http:// archive without asking first (prior knowledge: it is
-    /// known to serve HTTP/2 without TLS, as nginx's `listen … http2` does): one
-    /// connection per host for the whole process, each request a stream on it, instead of
-    /// a connection per request in flight. The requests are the same (many ranges to
-    /// one) and so is the speed; the bytes sent are ~2% more (HTTP/2's frame headers).
-    /// Off: HTTP/1.1.
+    /// When to speak HTTP/2 to the archive: one connection per host for the whole
+    /// process, each request a stream on it, instead of a connection per request in
+    /// flight (and, over TLS, one handshake instead of one per connection). `alpn`: offer
+    /// it to https:// archives and use it where the server picks it (HTTP/1.1 where it
+    /// does not); `prior-knowledge`: also to http:// archives without asking (they are
+    /// known to serve HTTP/2 without TLS, as nginx's `listen … http2` does). The requests
+    /// are the same (many ranges to one) and so is the speed; the bytes sent are ~2% more
+    /// (HTTP/2's frame headers). Off: HTTP/1.1.
     #[arg(
         long,
         env = "FILTER_HTTP2",
@@ -53,6 +55,12 @@ pub struct HttpArgs {
         default_value_t
     )]
     pub http2: Http2,
+
+    /// Trust only the CAs in this PEM file for https:// archives (a mirror or proxy with
+    /// a private CA), over HTTP/1.1 and HTTP/2 alike. [default: the public web's CAs,
+    /// Mozilla's list built in]
+    #[arg(long, env = "FILTER_HTTP_CA_FILE", value_name = "PEM")]
+    pub http_ca_file: Option<PathBuf>,
 }
 
 /// Whether to speak HTTP/2 to the archive.
@@ -61,21 +69,34 @@ pub enum Http2 {
     /// HTTP/1.1, several ranges to a request (multipart replies).
     #[default]
     Off,
-    /// HTTP/2 without TLS, without asking (the server is known to speak it).
+    /// HTTP/2 to https:// archives that pick it by ALPN; HTTP/1.1 to the rest.
+    Alpn,
+    /// HTTP/2 to http:// archives without asking (known to speak it), and as `alpn` to
+    /// https:// ones.
     PriorKnowledge,
 }
 
 impl HttpArgs {
-    /// The checked limits.
-    pub fn limits(&self) -> HttpLimits {
-        HttpLimits {
+    /// The checked limits: an unreadable `--http-ca-file` is an error naming it.
+    pub fn limits(&self) -> anyhow::Result<HttpLimits> {
+        let mut hosts = Hosts::new(self.http_connections);
+        if let Some(ca) = &self.http_ca_file {
+            let tls = ArchiveTls::from_ca_file(ca)
+                .map_err(|e| common::cli::usage(format!("--http-ca-file: {e}")))?;
+            hosts = hosts.trusting(tls);
+        }
+        Ok(HttpLimits {
             deadline: Duration::from_secs(self.http_deadline),
             min_rate: self.http_min_rate,
             reach: Arc::new(Reach::Any),
             video: None,
-            hosts: Arc::new(Hosts::new(self.http_connections)),
-            http2: self.http2 == Http2::PriorKnowledge,
-        }
+            hosts: Arc::new(hosts),
+            http2: match self.http2 {
+                Http2::Off => source::Http2::Off,
+                Http2::Alpn => source::Http2::Alpn,
+                Http2::PriorKnowledge => source::Http2::PriorKnowledge,
+            },
+        })
     }
 
     /// `--video-deadline`: a fixed budget, or `None` for one derived from each video.

@@ -186,7 +186,7 @@ fn run_worker(cli: &Cli) -> anyhow::Result<ExitCode> {
                 filter::source::Reach::allowing(&cli.allow_sources)
                     .map_err(|e| common::cli::usage(format!("--allow-source: {e}")))?,
             ),
-            ..cli.http.limits()
+            ..cli.http.limits()?
         },
         video_deadline: cli.http.video_budget(),
         archive_budget: cli.grid.archive_connections.is_some(),

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use filter::decode::FetchChoice;
 use filter::document::OpticalFlowDocument;
-use filter::source::{self, Hosts, HttpLimits, SourceKind};
+use filter::source::{self, ArchiveTls, Hosts, Http2, HttpLimits, SourceKind};
 use filter::{analyze, Settings};
 use support::{clip, clips};
+use testkit::stunnel::Pki;
 use testkit::{Link, Nginx, NginxOptions, Proxy};
 
 /// The scripted clip at 960x540 (the reduced decoder reads it, so parts are fetched).
@@ -59,8 +60,34 @@ fn distant(options: &NginxOptions) -> (Nginx, Proxy, String) {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let url = format!("http://{}/{name}", proxy.addr());
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{}/{name}", proxy.addr());
     (nginx, proxy, url)
+}
+
+/// A throwaway CA and the certificate for 127.0.0.1 it signed, and nginx options serving
+/// https with it.
+fn tls_options(dir: &std::path::Path) -> (Pki, NginxOptions) {
+    let pki = Pki::new(dir, "archive");
+    let options = NginxOptions {
+        tls: Some((pki.file("server.pem"), pki.file("server.key"))),
+        ..NginxOptions::default()
+    };
+    (pki, options)
+}
+
+/// Limits trusting only `pki`'s CA, speaking HTTP/2 where a server picks it by ALPN.
+fn trusting(pki: &Pki) -> HttpLimits {
+    let tls = ArchiveTls::from_ca_file(&pki.file("ca.pem")).expect("the test CA");
+    HttpLimits {
+        hosts: Arc::new(Hosts::new(HttpLimits::CONNECTIONS).trusting(tls)),
+        http2: Http2::Alpn,
+        ..HttpLimits::default()
+    }
 }
 
 #[test]
@@ -166,7 +193,7 @@ fn over_http2_one_connection_carries_every_request_and_the_answer_is_the_local_o
     let (nginx, proxy, url) = distant(&options);
     // What a worker's slots share: one limits value, HTTP/2 by prior knowledge.
     let limits = HttpLimits {
-        http2: true,
+        http2: Http2::PriorKnowledge,
         ..HttpLimits::default()
     };
     for fetch in [FetchChoice::Parts, FetchChoice::Whole] {
@@ -209,7 +236,7 @@ fn an_http2_server_refusing_beyond_four_streams_is_waited_out_not_failed() {
     };
     let (nginx, _proxy, url) = distant(&options);
     let limits = HttpLimits {
-        http2: true,
+        http2: Http2::PriorKnowledge,
         ..HttpLimits::default()
     };
     // Four videos at once, as a 4-slot filter reads them: more streams than four.
@@ -262,7 +289,7 @@ fn an_http2_server_closing_its_connection_every_few_requests_costs_a_new_connect
     };
     let (nginx, proxy, url) = distant(&options);
     let limits = HttpLimits {
-        http2: true,
+        http2: Http2::PriorKnowledge,
         ..HttpLimits::default()
     };
     let far = analyse(&url, &limits, FetchChoice::Parts);
@@ -274,4 +301,93 @@ fn an_http2_server_closing_its_connection_every_few_requests_costs_a_new_connect
         "{} connections for {requests} requests",
         proxy.connections_accepted()
     );
+}
+
+#[test]
+fn over_tls_a_server_that_picks_http2_by_alpn_gets_one_connection_and_the_local_answer() {
+    let local = analyse(
+        clip_path().to_str().unwrap(),
+        &HttpLimits::default(),
+        FetchChoice::Whole,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, options) = tls_options(dir.path());
+    let options = NginxOptions {
+        http2: true,
+        ..options
+    };
+    let (nginx, proxy, url) = distant(&options);
+    let limits = trusting(&pki);
+    for fetch in [FetchChoice::Parts, FetchChoice::Whole] {
+        let far = analyse(&url, &limits, fetch);
+        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
+    }
+    assert_eq!(
+        proxy.connections_accepted(),
+        1,
+        "one TLS connection for every request ({} requests)",
+        nginx.statuses().len()
+    );
+    assert!(
+        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
+        "{:?}",
+        nginx.protocols()
+    );
+}
+
+#[test]
+fn over_tls_a_server_that_picks_http1_by_alpn_is_read_over_http1_trusting_the_same_ca() {
+    let local = analyse(
+        clip_path().to_str().unwrap(),
+        &HttpLimits::default(),
+        FetchChoice::Parts,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, options) = tls_options(dir.path());
+    let (nginx, _proxy, url) = distant(&options);
+    // Two videos at once: the second asks after the first learnt the server's choice.
+    let limits = trusting(&pki);
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, limits) = (url.clone(), limits.clone());
+            std::thread::spawn(move || analyse(&url, &limits, FetchChoice::Parts))
+        })
+        .collect();
+    for run in runs {
+        assert_eq!(similarities(&run.join().unwrap()), similarities(&local));
+    }
+    let protocols = nginx.protocols();
+    assert!(
+        !protocols.is_empty() && protocols.iter().all(|p| p == "HTTP/1.1"),
+        "{protocols:?}"
+    );
+}
+
+#[test]
+fn an_archive_whose_certificate_no_trusted_ca_signed_is_refused_saying_how_to_trust_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pki, options) = tls_options(dir.path());
+    let nginx = Nginx::start(clips().path(), &options);
+    let name = clip_path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let url = format!("{}/{name}", nginx.url());
+    for http2 in [Http2::Off, Http2::Alpn] {
+        // The public web's CAs, the default: the test CA is not among them.
+        let limits = HttpLimits {
+            http2,
+            ..HttpLimits::default()
+        };
+        let Err(e) = source::open_with(&url, SourceKind::Auto, 0.25, &limits) else {
+            panic!("{http2:?}: a certificate no trusted CA signed was accepted");
+        };
+        let text = e.to_string();
+        assert!(
+            matches!(e, source::ReadError::Unreachable { .. }) && text.contains("--http-ca-file"),
+            "{http2:?}: {text}"
+        );
+    }
+    assert!(nginx.statuses().is_empty(), "no request was served");
 }

@@ -271,12 +271,56 @@ fn network_failures_have_their_own_codes() {
 }
 
 #[test]
+fn an_https_archive_is_trusted_only_through_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = testkit::stunnel::Pki::new(dir.path(), "archive");
+    let options = testkit::NginxOptions {
+        tls: Some((pki.file("server.pem"), pki.file("server.key"))),
+        http2: true,
+        ..Default::default()
+    };
+    let nginx = testkit::Nginx::start(clips().path(), &options);
+    let video = clip("cli-640-60.mov", 640, 360, 60);
+    let url = format!(
+        "{}/{}",
+        nginx.url(),
+        video.file_name().unwrap().to_string_lossy()
+    );
+    // The public web's CAs by default: refused, saying what to do.
+    assert_fails(&analyze(&[&url, "--stride", "10"]), 13, "--http-ca-file");
+    // Its CA given (here by the environment, as a service's unit gives it).
+    let out = Command::new(env!("CARGO_BIN_EXE_filter"))
+        .args(["analyze", &url, "--stride", "10", "--http2", "alpn"])
+        .env("GRID_LOG", "warn")
+        .env("FILTER_HTTP_CA_FILE", pki.file("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["frameStats"].as_array().is_some_and(|f| !f.is_empty()));
+    assert!(
+        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
+        "{:?}",
+        nginx.protocols()
+    );
+}
+
+#[test]
 fn bad_arguments_exit_2_with_a_reason() {
     for (args, needle) in [
         (&["a.mov", "--stride", "0"][..], "--stride"),
         (&["a.mov", "--scale", "2"], "not a scale"),
         (&["a.mov", "--stop", "-5"], "--stop"),
         (&["a.mov", "--source", "ftp"], "not one of"),
+        (&["a.mov", "--http2", "h3"], "--http2"),
+        (
+            &["a.mov", "--http-ca-file", "/nonexistent/ca.pem"],
+            "--http-ca-file",
+        ),
     ] {
         let out = analyze(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -1,13 +1,14 @@
-//! HTTP/2 to an archive that speaks it without TLS (`--http2 prior-knowledge`, as nginx's
-//! `listen … http2` serves it): one connection per host for the whole process, every
-//! request (as the HTTP/1.1 path makes it, many ranges to one) a stream on it, instead of
-//! a connection per request in flight. The requests run on a small runtime of their own, and a
-//! caller (a fetching thread, a decoder completing a frame, a runtime's blocking task)
-//! waits on a channel: nothing here needs, or may not have, a runtime of its own.
-//! hyper's HTTP/2 client does the protocol (the h2 crate); what is ours is bounding it
-//! as the HTTP/1.1 path is bounded (reach, time, bytes).
+//! HTTP/2 to an archive that speaks it: over TLS when the server picks `h2` by ALPN
+//! (`--http2 alpn`), or without TLS and without asking (`--http2 prior-knowledge`, as
+//! nginx's `listen … http2` serves it). One connection per host for the whole process,
+//! every request (as the HTTP/1.1 path makes it, many ranges to one) a stream on it,
+//! instead of a connection per request in flight. A TLS server that picks HTTP/1.1 is
+//! remembered as such and left to the HTTP/1.1 path. The requests run on a small runtime
+//! of their own, and a caller (a fetching thread, a decoder completing a frame, a
+//! runtime's blocking task) waits on a channel. hyper's HTTP/2 client does the protocol;
+//! what is ours is bounding it as the HTTP/1.1 path is bounded (reach, time, bytes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::reach::{forbidden, Reach};
 
@@ -58,13 +60,21 @@ pub enum H2Error {
     Timeout,
     /// The connection or a stream failed.
     Failed(String),
+    /// The server picked HTTP/1.1 (or nothing) by ALPN: ask it over HTTP/1.1.
+    NotOffered,
 }
+
+/// Origins (`https://host:port`) whose server picked HTTP/1.1 by ALPN, for this process.
+type Http1Only = std::sync::Mutex<HashSet<String>>;
 
 /// The process's HTTP/2 connections and the runtime they run on.
 pub struct H2 {
     runtime: tokio::runtime::Runtime,
     conns: Arc<Connections>,
     streams: Arc<tokio::sync::Semaphore>,
+    /// The TLS set-up offering `h2` by ALPN.
+    tls: Arc<rustls::ClientConfig>,
+    http1_only: Arc<Http1Only>,
     /// Addresses an allowed source names (let through the loopback refusal).
     exempt: Vec<IpAddr>,
     filters: bool,
@@ -77,8 +87,9 @@ impl std::fmt::Debug for H2 {
 }
 
 impl H2 {
-    /// A client for sources within `reach`.
-    pub fn new(reach: &Reach) -> std::io::Result<H2> {
+    /// A client for sources within `reach`, its TLS connections set up by `tls` (which
+    /// offers `h2` by ALPN).
+    pub fn new(reach: &Reach, tls: Arc<rustls::ClientConfig>) -> std::io::Result<H2> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("http2")
@@ -88,9 +99,17 @@ impl H2 {
             runtime,
             conns: Arc::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
+            tls,
+            http1_only: Arc::default(),
             exempt: reach.exempt_addresses(),
             filters: reach.filters_hosts(),
         })
+    }
+
+    /// False once the server of `origin` picked HTTP/1.1 by ALPN: its requests go over
+    /// HTTP/1.1 from then on.
+    pub fn offered(&self, origin: &str) -> bool {
+        !lock(&self.http1_only).contains(origin)
     }
 
     /// GETs `url` (already checked against the reach), with `range` if any, as a stream
@@ -106,11 +125,14 @@ impl H2 {
         let (tx, rx) = std::sync::mpsc::channel();
         let (conns, streams) = (Arc::clone(&self.conns), Arc::clone(&self.streams));
         let (exempt, filters) = (self.exempt.clone(), self.filters);
+        let (tls, http1_only) = (Arc::clone(&self.tls), Arc::clone(&self.http1_only));
         self.runtime.spawn(async move {
             let to = Target {
                 url: &url,
                 filters,
                 exempt: &exempt,
+                tls: &tls,
+                http1_only: &http1_only,
             };
             let reply = stream_again(&conns, &streams, to, range.as_deref(), max);
             let outcome = match tokio::time::timeout(within, reply).await {
@@ -130,6 +152,8 @@ struct Target<'a> {
     url: &'a url::Url,
     filters: bool,
     exempt: &'a [IpAddr],
+    tls: &'a Arc<rustls::ClientConfig>,
+    http1_only: &'a Http1Only,
 }
 
 /// The stream's reply. A stream that fails (its connection closed by the server:
@@ -156,6 +180,7 @@ async fn stream_again(
                     }
                 }
             }
+            Err(H2Error::NotOffered) => return Err(H2Error::NotOffered),
             Err(e) => (e, true),
         };
         if made {
@@ -185,11 +210,7 @@ async fn connection(
     conns: &Connections,
     to: Target<'_>,
 ) -> Result<(u64, SendRequest<Empty<Bytes>>, bool), H2Error> {
-    let Target {
-        url,
-        filters,
-        exempt,
-    } = to;
+    let url = to.url;
     let origin = url.origin().ascii_serialization();
     let mut conns = conns.lock().await;
     if let Some((id, sender)) = conns.get(&origin) {
@@ -197,6 +218,38 @@ async fn connection(
             return Ok((*id, sender.clone(), false));
         }
     }
+    if lock(to.http1_only).contains(&origin) {
+        return Err(H2Error::NotOffered);
+    }
+    let tcp = connect(to).await?;
+    let sender = if url.scheme() == "https" {
+        let tls = over_tls(to, tcp).await?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            tracing::info!(
+                origin,
+                "the archive picked HTTP/1.1 by ALPN; asking it over HTTP/1.1"
+            );
+            lock(to.http1_only).insert(origin);
+            return Err(H2Error::NotOffered);
+        }
+        handshake(tls).await?
+    } else {
+        handshake(tcp).await?
+    };
+    let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conns.insert(origin, (id, sender.clone()));
+    Ok((id, sender, true))
+}
+
+/// A TCP connection to the target's host, its address checked against the reach as the
+/// HTTP/1.1 client's resolver checks it.
+async fn connect(to: Target<'_>) -> Result<tokio::net::TcpStream, H2Error> {
+    let Target {
+        url,
+        filters,
+        exempt,
+        ..
+    } = to;
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
     let exempt = exempt.to_vec();
@@ -221,8 +274,31 @@ async fn connection(
         .await
         .map_err(|e| H2Error::Failed(format!("connecting: {e}")))?;
     let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// TLS on `tcp`, the server's certificate checked for the target's host, `h2` offered.
+async fn over_tls(
+    to: Target<'_>,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, H2Error> {
+    let host = to.url.host_str().unwrap_or_default();
+    let name = host.trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|e| H2Error::Failed(format!("{host:?} cannot be checked by TLS: {e}")))?;
+    tokio_rustls::TlsConnector::from(Arc::clone(to.tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| H2Error::Failed(crate::tls::with_hint(format!("TLS: {e}"))))
+}
+
+/// HTTP/2's handshake on `io`, its connection driven by a task of its own.
+async fn handshake<I>(io: I) -> Result<SendRequest<Empty<Bytes>>, H2Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
             .await
             .map_err(|e| H2Error::Failed(format!("HTTP/2 handshake: {e}")))?;
     tokio::spawn(async move {
@@ -230,9 +306,11 @@ async fn connection(
             tracing::debug!(error = %e, "an HTTP/2 connection ended");
         }
     });
-    let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    conns.insert(origin, (id, sender.clone()));
-    Ok((id, sender, true))
+    Ok(sender)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One stream: GET `url` (with `range`), its body read to `max` bytes and one more.

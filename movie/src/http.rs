@@ -33,9 +33,22 @@ pub struct HttpLimits {
     /// The process's archive hosts: one budget of requests in flight per host (each
     /// request on a connection of its own), shared by every video read at once.
     pub hosts: Arc<Hosts>,
-    /// Speak HTTP/2 to `http://` hosts without asking (prior knowledge: the archive is
-    /// known to serve it without TLS): one connection per host, each range a stream.
-    pub http2: bool,
+    /// When to speak HTTP/2 (one connection per host, each request a stream on it).
+    pub http2: Http2,
+}
+
+/// When requests go over HTTP/2 instead of HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http2 {
+    /// Never: HTTP/1.1, several ranges to a request (multipart replies).
+    #[default]
+    Off,
+    /// To `https://` hosts that pick `h2` when offered it by ALPN; HTTP/1.1 to the others
+    /// (a host that picks HTTP/1.1 is asked over HTTP/1.1 from then on).
+    Alpn,
+    /// To `http://` hosts without asking (they are known to serve HTTP/2 without TLS), and
+    /// to `https://` hosts as [`Http2::Alpn`].
+    PriorKnowledge,
 }
 
 impl PartialEq for HttpLimits {
@@ -108,7 +121,7 @@ impl Default for HttpLimits {
             reach: Arc::new(Reach::Any),
             video: None,
             hosts: Arc::new(Hosts::new(HttpLimits::CONNECTIONS)),
-            http2: false,
+            http2: Http2::Off,
         }
     }
 }
@@ -327,7 +340,10 @@ impl Http {
                 return Err(self.limits.out_of_time(url).into());
             }
             if self.speaks_h2(&checked) {
-                return self.h2_get(checked, range, expect, left, until, permit);
+                if let Some(reply) = self.h2_get(&checked, range, expect, left)? {
+                    return self.h2_reply(reply, current, until, permit);
+                }
+                // The host picked HTTP/1.1 by ALPN: asked over HTTP/1.1 now and from now on.
             }
             let mut request = self.agent.get(&current).timeout(left);
             if let Some(range) = range {
@@ -386,45 +402,64 @@ impl Http {
         .into())
     }
 
-    /// True when requests to `url` go over HTTP/2 (prior knowledge, plain `http://`).
+    /// True when requests to `url` go over HTTP/2: `http://` by prior knowledge,
+    /// `https://` while its host has not picked HTTP/1.1 by ALPN.
     pub fn speaks_h2(&self, url: &url::Url) -> bool {
-        self.limits.http2 && url.scheme() == "http"
+        let wanted = match (self.limits.http2, url.scheme()) {
+            (Http2::Off, _) => false,
+            (_, "https") => true,
+            (Http2::PriorKnowledge, "http") => true,
+            _ => false,
+        };
+        wanted
+            && self
+                .limits
+                .hosts
+                .h2(&self.limits.reach)
+                .map_or(true, |h2| h2.offered(&url.origin().ascii_serialization()))
     }
 
     /// One GET over HTTP/2 on the host's one connection, as [`Http::try_get`] makes it over
-    /// HTTP/1.1 (a redirect is not followed: the archive serves files where they are).
+    /// HTTP/1.1 (a redirect is not followed: the archive serves files where they are);
+    /// `None` when the host picked HTTP/1.1 by ALPN.
     fn h2_get(
         &self,
-        url: url::Url,
+        url: &url::Url,
         range: Option<&str>,
         expect: u64,
         left: Duration,
-        until: Instant,
-        mut permit: Permit,
-    ) -> Result<Reply, Failure> {
-        let h2 =
-            self.limits
-                .hosts
-                .h2(&self.limits.reach)
-                .map_err(|detail| ReadError::Unreachable {
-                    url: url.to_string(),
-                    detail,
-                })?;
+    ) -> Result<Option<crate::h2::H2Reply>, Failure> {
         let current = url.to_string();
+        let unreachable = |detail| ReadError::Unreachable {
+            url: current.clone(),
+            detail,
+        };
+        let h2 = self
+            .limits
+            .hosts
+            .h2(&self.limits.reach)
+            .map_err(unreachable)?;
         let max = expect.saturating_add(multirange::overhead_allowed(1));
-        let reply = match h2.get(url, range.map(str::to_owned), max, left) {
+        let reply = match h2.get(url.clone(), range.map(str::to_owned), max, left) {
             Ok(reply) => reply,
+            Err(crate::h2::H2Error::NotOffered) => return Ok(None),
             Err(crate::h2::H2Error::Timeout) => {
                 return Err(self.limits.out_of_time(&current).into())
             }
-            Err(crate::h2::H2Error::Failed(detail)) => {
-                return Err(ReadError::Unreachable {
-                    url: current,
-                    detail,
-                }
-                .into())
-            }
+            Err(crate::h2::H2Error::Failed(detail)) => return Err(unreachable(detail).into()),
         };
+        Ok(Some(reply))
+    }
+
+    /// An HTTP/2 reply from `current` as the HTTP/1.1 path treats its status: a refusal
+    /// lowers the host's budget, a redirect or an error status is an error.
+    fn h2_reply(
+        &self,
+        reply: crate::h2::H2Reply,
+        current: String,
+        until: Instant,
+        mut permit: Permit,
+    ) -> Result<Reply, Failure> {
         let status = reply.status;
         if status == 429 || status == 503 {
             let wait = permit.refused(retry_after(reply.header("Retry-After")));
@@ -473,7 +508,7 @@ impl Http {
             || text.contains("broken pipe");
         let error = ReadError::Unreachable {
             url: current,
-            detail: t.to_string(),
+            detail: crate::tls::with_hint(t.to_string()),
         };
         if refused && permit.host_answered_before() {
             let wait = permit.refused(None);

@@ -15,6 +15,7 @@ pub mod multirange;
 pub mod quicktime;
 pub mod reach;
 mod source;
+pub mod tls;
 mod video;
 
 pub use bytes::requests_for;

@@ -10,10 +10,11 @@ use common::paths::LAZYCACHE_MARKER;
 pub use crate::ahead::{FrameStream, Window};
 pub use crate::bytes::{ByteSource, FileBytes, HttpBytes};
 pub use crate::hosts::{GridShare, Hosts};
-pub use crate::http::HttpLimits;
+pub use crate::http::{Http2, HttpLimits};
 pub use crate::lazycache::LazycacheSource;
 use crate::quicktime::{read_index, MovieIndex};
 pub use crate::reach::{Allowed, Reach};
+pub use crate::tls::{ArchiveTls, TlsError};
 pub use crate::video::{
     archive_path, Fetched, FrameParts, FrameSource, PartsPlanner, Payload, VideoInfo, MAX_FRAMES,
     MAX_FRAME_BYTES,

@@ -93,6 +93,11 @@ struct Cli {
     #[arg(long, env = "QUEUER_VERIFY")]
     verify: bool,
 
+    /// Trust only the CAs in this PEM file for https:// sources (an archive mirror with a
+    /// private CA), for listings and --verify alike. [default: the public web's CAs]
+    #[arg(long, env = "QUEUER_HTTP_CA_FILE", value_name = "PEM")]
+    http_ca_file: Option<std::path::PathBuf>,
+
     /// Folders, URLs or list files (- for stdin); the environment takes a
     /// comma-separated list.
     #[arg(
@@ -154,6 +159,11 @@ fn main() -> ExitCode {
             since: cli.since.or_else(|| cli.recent_days.map(recent_since)),
             until: cli.until,
             verify: cli.verify,
+            archive_tls: match &cli.http_ca_file {
+                Some(ca) => movie::tls::ArchiveTls::from_ca_file(ca)
+                    .map_err(|e| common::cli::usage(format!("--http-ca-file: {e}")))?,
+                None => movie::tls::ArchiveTls::public(),
+            },
             skip: common::skip::SkipList::read(&cli.checkout).with_context(|| {
                 format!(
                     "reading the skip list {}",

@@ -49,6 +49,8 @@ pub struct QueuerConfig {
     pub until: Option<NaiveDate>,
     /// Open each video's index before queuing it.
     pub verify: bool,
+    /// Whom `https://` sources must prove themselves to.
+    pub archive_tls: movie::tls::ArchiveTls,
     /// Videos given up on for good, read from the checkout at start.
     pub skip: common::skip::SkipList,
 }
@@ -129,7 +131,7 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
     client.use_tube(&jobs_tube).await?;
     let host = config.grid.host().to_owned();
     for source in &config.sources {
-        let found = walk(source);
+        let found = walk(source, &config.archive_tls);
         summary.rejected.extend(found.rejected);
         for candidate in found.videos {
             if config.limit.is_some_and(|l| summary.queued >= l) {
@@ -345,7 +347,14 @@ async fn consider(
         ledger.remove(&output);
     }
     if config.verify {
-        if let Err(e) = movie::open(&c.video, movie::SourceKind::Auto, 0.25) {
+        let limits = movie::HttpLimits {
+            hosts: std::sync::Arc::new(
+                movie::Hosts::new(movie::HttpLimits::CONNECTIONS)
+                    .trusting(config.archive_tls.clone()),
+            ),
+            ..movie::HttpLimits::default()
+        };
+        if let Err(e) = movie::open_with(&c.video, movie::SourceKind::Auto, 0.25, &limits) {
             summary.rejected.push(Rejected {
                 entry: c.video.clone(),
                 reason: e.to_string(),

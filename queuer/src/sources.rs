@@ -12,11 +12,12 @@ use std::time::Duration;
 use common::paths::{archive_relative, LAZYCACHE_MARKER};
 use movie::hosts::Hosts;
 use movie::http::{Http, HttpLimits};
+use movie::tls::ArchiveTls;
 
 use crate::found::{Candidate, Found, Rejected};
 
 /// Walks one SOURCE.
-pub fn walk(source: &str) -> Found {
+pub fn walk(source: &str, tls: &ArchiveTls) -> Found {
     let mut found = Found::default();
     let lower = source.to_ascii_lowercase();
     if source == "-" {
@@ -31,7 +32,7 @@ pub fn walk(source: &str) -> Found {
         } else {
             format!("{source}/")
         };
-        let http = listing_client();
+        let http = listing_client(tls);
         let lazycache = source.contains(LAZYCACHE_MARKER);
         let pages = crate::listing::walk(&base, |page| match lazycache {
             true => lazycache_dir(&http, page),
@@ -139,10 +140,10 @@ const PAGE_DEADLINE: Duration = Duration::from_secs(60);
 /// and asked again, a refused connection to a host that answered before taken as busy,
 /// each page within [`PAGE_DEADLINE`] — with the walk's own bound on requests in flight
 /// ([`crate::listing::PARALLEL`]: a walk is one pass of a few thousand small pages).
-fn listing_client() -> Http {
+fn listing_client(tls: &ArchiveTls) -> Http {
     Http::new(HttpLimits {
         deadline: PAGE_DEADLINE,
-        hosts: Arc::new(Hosts::new(crate::listing::PARALLEL)),
+        hosts: Arc::new(Hosts::new(crate::listing::PARALLEL).trusting(tls.clone())),
         ..HttpLimits::default()
     })
 }

@@ -355,3 +355,36 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
         "in the order of the index, folder by folder"
     );
 }
+
+#[test]
+fn an_https_index_is_listed_trusting_only_the_ca_file() {
+    let world = World::new();
+    let pki = testkit::stunnel::Pki::new(world.dir.path(), "archive");
+    let nginx = testkit::Nginx::start(
+        &world.root(),
+        &testkit::NginxOptions {
+            tls: Some((pki.file("server.pem"), pki.file("server.key"))),
+            autoindex: true,
+            ..Default::default()
+        },
+    );
+    let url = format!("{}/files/RS03ASHS/", nginx.url());
+
+    // The public web's CAs by default: the page is rejected, saying what to do.
+    let untrusted = world.queuer(&["--dry-run", &url]);
+    assert_eq!(untrusted.status.code(), Some(3), "{}", summary(&untrusted));
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains("--http-ca-file"), "{stderr}");
+
+    let ca = pki.file("ca.pem");
+    let trusted = world.queuer(&["--dry-run", "--http-ca-file", ca.to_str().unwrap(), &url]);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert_eq!(
+        summary(&trusted),
+        "would queue 4, already done 0, in flight 0, out of date range 0, rejected 0"
+    );
+}

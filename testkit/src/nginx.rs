@@ -25,6 +25,11 @@ pub struct NginxOptions {
     /// Requests served on one connection before nginx closes it (for HTTP/2 a GOAWAY);
     /// default 100,000.
     pub requests_per_connection: Option<u32>,
+    /// Serve https with this certificate chain and key (PEM files, e.g. a [`crate::stunnel::Pki`]'s
+    /// `server.pem` and `server.key`); with `http2`, HTTP/2 is offered by ALPN.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// List folders (nginx's `autoindex`), as the archive's index pages do.
+    pub autoindex: bool,
 }
 
 /// A running nginx; stopped on drop.
@@ -33,6 +38,7 @@ pub struct Nginx {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    https: bool,
 }
 
 impl Nginx {
@@ -57,7 +63,13 @@ impl Nginx {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("starting nginx (apt-get install nginx-light)");
-            let mut nginx = Nginx { child, port, dir };
+            let https = options.tls.is_some();
+            let mut nginx = Nginx {
+                child,
+                port,
+                dir,
+                https,
+            };
             if nginx.wait_ready() {
                 return nginx;
             }
@@ -85,9 +97,10 @@ impl Nginx {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr())
     }
 
     /// The status codes of the requests served so far, from its access log.
@@ -154,7 +167,23 @@ fn config(dir: &Path, root: &Path, port: u16, options: &NginxOptions) -> String 
         .bytes_per_second_per_reply
         .map_or(String::new(), |r| format!("limit_rate {r};"));
     let http2 = if options.http2 { " http2" } else { "" };
+    let (ssl, certificate) = match &options.tls {
+        Some((cert, key)) => (
+            " ssl",
+            format!(
+                "ssl_certificate {}; ssl_certificate_key {};",
+                cert.display(),
+                key.display()
+            ),
+        ),
+        None => ("", String::new()),
+    };
     let requests = options.requests_per_connection.unwrap_or(100_000);
+    let autoindex = if options.autoindex {
+        "autoindex on;"
+    } else {
+        ""
+    };
     let d = dir.display();
     format!(
         "{user}
@@ -171,7 +200,9 @@ http {{
   uwsgi_temp_path {d}; scgi_temp_path {d};
   {limit_zone}
   server {{
-    listen 127.0.0.1:{port}{http2};
+    listen 127.0.0.1:{port}{ssl}{http2};
+    {certificate}
+    {autoindex}
     root {root};
     {limit}
     {rate}

@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::reach::{Filtered, Reach};
+use crate::tls::ArchiveTls;
 pub use share::GridShare;
 use share::Total;
 
@@ -36,6 +37,8 @@ pub struct Hosts {
     agents: Mutex<Vec<(Reach, ureq::Agent)>>,
     /// The HTTP/2 connections, made on first use.
     h2: std::sync::OnceLock<Result<Arc<crate::h2::H2>, String>>,
+    /// Whom `https://` hosts must prove themselves to, over either protocol.
+    tls: ArchiveTls,
     budgets: Mutex<HashMap<String, Arc<Budget>>>,
     /// Requests in flight to every host together, all budgets' permits counted.
     total: Arc<Total>,
@@ -54,9 +57,22 @@ impl Hosts {
             cap: cap.max(1),
             agents: Mutex::default(),
             h2: std::sync::OnceLock::new(),
+            tls: ArchiveTls::public(),
             budgets: Mutex::default(),
             total: Arc::default(),
         }
+    }
+
+    /// These hosts, trusting the CAs `tls` trusts instead of the public web's (set
+    /// before the first request: connections made since keep what they were made with).
+    pub fn trusting(mut self, tls: ArchiveTls) -> Hosts {
+        self.tls = tls;
+        self
+    }
+
+    /// Whom `https://` hosts must prove themselves to.
+    pub fn tls(&self) -> &ArchiveTls {
+        &self.tls
     }
 
     /// The most requests in flight to one host.
@@ -82,7 +98,8 @@ impl Hosts {
             .timeout_connect(Duration::from_secs(15))
             .max_idle_connections_per_host(self.cap)
             .max_idle_connections(self.cap * 4)
-            .redirects(0);
+            .redirects(0)
+            .tls_config(Arc::clone(&self.tls.http1));
         if reach.filters_hosts() {
             builder = builder.resolver(Filtered {
                 exempt: reach.exempt_addresses(),
@@ -97,7 +114,7 @@ impl Hosts {
     pub fn h2(&self, reach: &Reach) -> Result<Arc<crate::h2::H2>, String> {
         self.h2
             .get_or_init(|| {
-                crate::h2::H2::new(reach)
+                crate::h2::H2::new(reach, Arc::clone(&self.tls.http2))
                     .map(Arc::new)
                     .map_err(|e| format!("cannot start the HTTP/2 client: {e}"))
             })
