@@ -219,6 +219,47 @@ fn over_http2_one_connection_carries_every_request_and_the_answer_is_the_local_o
 }
 
 #[test]
+fn over_http2_a_redirect_is_followed_as_over_http1() {
+    let local = analyse(
+        clip_path().to_str().unwrap(),
+        &HttpLimits::default(),
+        FetchChoice::Whole,
+    );
+    let options = NginxOptions {
+        http2: true,
+        moved: true,
+        ..NginxOptions::default()
+    };
+    let nginx = Nginx::start(clips().path(), &options);
+    let name = clip_path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let limits = HttpLimits {
+        http2: Http2::PriorKnowledge,
+        ..HttpLimits::default()
+    };
+    let far = analyse(
+        &format!("{}/moved/{name}", nginx.url()),
+        &limits,
+        FetchChoice::Parts,
+    );
+    assert_eq!(similarities(&far), similarities(&local));
+    let statuses = nginx.statuses();
+    assert!(statuses.contains(&301), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 301 || s == 206),
+        "{statuses:?}"
+    );
+    assert!(
+        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
+        "{:?}",
+        nginx.protocols()
+    );
+}
+
+#[test]
 fn an_http2_server_refusing_beyond_four_streams_is_waited_out_not_failed() {
     // nginx counts each HTTP/2 stream as a connection for `limit_conn`: beyond four at
     // once it answers 503 with Retry-After, on the one connection.

@@ -249,6 +249,23 @@ impl Reply {
 /// multi-range request's headers).
 const PREALLOCATED: usize = 33 << 20;
 
+/// What one request of a chain of redirects came to.
+enum Hop {
+    /// A reply to read (boxed: a streaming reply is ~400 bytes).
+    Done(Box<Reply>),
+    /// Ask this URL next (resolved against the one that redirected).
+    Redirect(String),
+}
+
+/// Where a 3xx reply from `current` points, resolved against it.
+fn redirect(current: &str, status: u16, location: Option<&str>) -> Result<String, ReadError> {
+    let location = location.ok_or_else(|| ReadError::Unreachable {
+        url: current.to_owned(),
+        detail: format!("HTTP {status} without a Location"),
+    })?;
+    resolve(current, location)
+}
+
 /// Why one try of a request failed: refused by its host (to be tried again after the
 /// pause the host's budget sets), or anything else.
 enum Failure {
@@ -331,7 +348,7 @@ impl Http {
                 .hosts
                 .budget(&checked.origin().ascii_serialization());
             // Waiting for a permit is not the request's time: only the deadlines bound it.
-            let mut permit = budget
+            let permit = budget
                 .acquire(give_up)
                 .ok_or_else(|| self.limits.out_of_time(url))?;
             let until = *until.get_or_insert_with(|| Instant::now() + allowance);
@@ -339,61 +356,19 @@ impl Http {
             if left.is_zero() {
                 return Err(self.limits.out_of_time(url).into());
             }
-            if self.speaks_h2(&checked) {
-                if let Some(reply) = self.h2_get(&checked, range, expect, left)? {
-                    return self.h2_reply(reply, current, until, permit);
-                }
-                // The host picked HTTP/1.1 by ALPN: asked over HTTP/1.1 now and from now on.
-            }
-            let mut request = self.agent.get(&current).timeout(left);
-            if let Some(range) = range {
-                request = request.set("Range", range);
-            }
-            let response = match request.call() {
-                Ok(r) => r,
-                Err(ureq::Error::Status(status, r)) if (300..400).contains(&status) => r,
-                Err(ureq::Error::Status(status @ (429 | 503), r)) => {
-                    let wait = permit.refused(retry_after(r.header("Retry-After")));
-                    drain(r);
-                    let error = ReadError::HttpStatus {
-                        url: current,
-                        status,
-                    };
-                    return Err(Failure::Refused { error, wait });
-                }
-                Err(ureq::Error::Status(status, _)) => {
-                    permit.succeeded();
-                    return Err(ReadError::HttpStatus {
-                        url: current,
-                        status,
-                    }
-                    .into());
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    return Err(self.transport(url, current, t, permit))
-                }
+            let spoken = match self.speaks_h2(&checked) {
+                true => self.h2_get(&checked, range, expect, left)?,
+                // `None` from HTTP/2 too when the host picked HTTP/1.1 by ALPN.
+                false => None,
             };
-            permit.succeeded();
-            let status = response.status();
-            if (300..400).contains(&status) {
-                let location =
-                    response
-                        .header("Location")
-                        .ok_or_else(|| ReadError::Unreachable {
-                            url: current.clone(),
-                            detail: format!("HTTP {status} without a Location"),
-                        })?;
-                current = resolve(&current, location)?;
-                continue;
+            let hop = match spoken {
+                Some(reply) => self.h2_hop(reply, current, until, permit)?,
+                None => self.h1_hop(url, current, range, left, until, permit)?,
+            };
+            match hop {
+                Hop::Done(reply) => return Ok(*reply),
+                Hop::Redirect(next) => current = next,
             }
-            return Ok(Reply {
-                status,
-                url: current,
-                body: Body::Streaming(response),
-                until,
-                limits: self.limits.clone(),
-                _permit: permit,
-            });
         }
         Err(ReadError::Redirect {
             url: url.into(),
@@ -419,9 +394,8 @@ impl Http {
                 .map_or(true, |h2| h2.offered(&url.origin().ascii_serialization()))
     }
 
-    /// One GET over HTTP/2 on the host's one connection, as [`Http::try_get`] makes it over
-    /// HTTP/1.1 (a redirect is not followed: the archive serves files where they are);
-    /// `None` when the host picked HTTP/1.1 by ALPN.
+    /// One GET over HTTP/2 on the host's one connection, as [`Http::h1_hop`] makes it
+    /// over HTTP/1.1; `None` when the host picked HTTP/1.1 by ALPN.
     fn h2_get(
         &self,
         url: &url::Url,
@@ -451,15 +425,70 @@ impl Http {
         Ok(Some(reply))
     }
 
+    /// One request over HTTP/1.1 on the host's pool: its reply, or where it redirects.
+    fn h1_hop(
+        &self,
+        url: &str,
+        current: String,
+        range: Option<&str>,
+        left: Duration,
+        until: Instant,
+        mut permit: Permit,
+    ) -> Result<Hop, Failure> {
+        let mut request = self.agent.get(&current).timeout(left);
+        if let Some(range) = range {
+            request = request.set("Range", range);
+        }
+        let response = match request.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(status, r)) if (300..400).contains(&status) => r,
+            Err(ureq::Error::Status(status @ (429 | 503), r)) => {
+                let wait = permit.refused(retry_after(r.header("Retry-After")));
+                drain(r);
+                let error = ReadError::HttpStatus {
+                    url: current,
+                    status,
+                };
+                return Err(Failure::Refused { error, wait });
+            }
+            Err(ureq::Error::Status(status, _)) => {
+                permit.succeeded();
+                return Err(ReadError::HttpStatus {
+                    url: current,
+                    status,
+                }
+                .into());
+            }
+            Err(ureq::Error::Transport(t)) => return Err(self.transport(url, current, t, permit)),
+        };
+        permit.succeeded();
+        let status = response.status();
+        if (300..400).contains(&status) {
+            return Ok(Hop::Redirect(redirect(
+                &current,
+                status,
+                response.header("Location"),
+            )?));
+        }
+        Ok(Hop::Done(Box::new(Reply {
+            status,
+            url: current,
+            body: Body::Streaming(response),
+            until,
+            limits: self.limits.clone(),
+            _permit: permit,
+        })))
+    }
+
     /// An HTTP/2 reply from `current` as the HTTP/1.1 path treats its status: a refusal
-    /// lowers the host's budget, a redirect or an error status is an error.
-    fn h2_reply(
+    /// lowers the host's budget, a redirect is followed, an error status is an error.
+    fn h2_hop(
         &self,
         reply: crate::h2::H2Reply,
         current: String,
         until: Instant,
         mut permit: Permit,
-    ) -> Result<Reply, Failure> {
+    ) -> Result<Hop, Failure> {
         let status = reply.status;
         if status == 429 || status == 503 {
             let wait = permit.refused(retry_after(reply.header("Retry-After")));
@@ -471,11 +500,11 @@ impl Http {
         }
         permit.succeeded();
         if (300..400).contains(&status) {
-            return Err(ReadError::Redirect {
-                url: current,
-                detail: format!("HTTP {status}: redirects are not followed over HTTP/2 (--http2 off follows them)"),
-            }
-            .into());
+            return Ok(Hop::Redirect(redirect(
+                &current,
+                status,
+                reply.header("Location"),
+            )?));
         }
         if status >= 400 {
             return Err(ReadError::HttpStatus {
@@ -484,14 +513,14 @@ impl Http {
             }
             .into());
         }
-        Ok(Reply {
+        Ok(Hop::Done(Box::new(Reply {
             status,
             url: current,
             body: Body::Read(reply),
             until,
             limits: self.limits.clone(),
             _permit: permit,
-        })
+        })))
     }
 
     /// What a transport error of a request to `current` is: out of time, a refusal (a

@@ -1,9 +1,11 @@
 //! A distant, slow link for benchmarks: forwards a free loopback port to UPSTREAM,
 //! delaying every byte by half of RTT_MS each way and carrying what the server sends at
 //! RATE bytes a second over all connections together (0: unlimited); prints
-//! `127.0.0.1:PORT` and runs until killed (`scripts/bench-fetch`).
+//! `127.0.0.1:PORT` and runs until killed (`scripts/bench-fetch`). With COUNT_FILE, the
+//! bytes carried to the clients so far are written there every 100 ms (the wire's bytes:
+//! TLS and HTTP/2 framing included, which a server's log does not count).
 //!
-//!     cargo run --release -p testkit --example throttle -- HOST:PORT RATE [RTT_MS]
+//!     cargo run --release -p testkit --example throttle -- HOST:PORT RATE [RTT_MS [COUNT_FILE]]
 
 use std::time::Duration;
 
@@ -25,7 +27,23 @@ fn main() {
         std::process::exit(1);
     });
     println!("{}", proxy.addr());
+    let Some(count_file) = args.get(3) else {
+        loop {
+            std::thread::park();
+        }
+    };
+    let mut written = u64::MAX;
     loop {
-        std::thread::park();
+        let now = proxy.bytes_to_clients();
+        if now != written {
+            // Whole or not at all: a reader never sees half a number.
+            let part = format!("{count_file}.part");
+            if std::fs::write(&part, now.to_string()).is_ok()
+                && std::fs::rename(&part, count_file).is_ok()
+            {
+                written = now;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

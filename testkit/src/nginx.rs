@@ -30,6 +30,8 @@ pub struct NginxOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// List folders (nginx's `autoindex`), as the archive's index pages do.
     pub autoindex: bool,
+    /// `/moved/PATH` answers 301 with `Location: /PATH`, as an archive that moved does.
+    pub moved: bool,
 }
 
 /// A running nginx; stopped on drop.
@@ -184,6 +186,11 @@ fn config(dir: &Path, root: &Path, port: u16, options: &NginxOptions) -> String 
     } else {
         ""
     };
+    let moved = if options.moved {
+        "location /moved/ { rewrite ^/moved/(.*)$ /$1 permanent; }"
+    } else {
+        ""
+    };
     let d = dir.display();
     format!(
         "{user}
@@ -203,6 +210,7 @@ http {{
     listen 127.0.0.1:{port}{ssl}{http2};
     {certificate}
     {autoindex}
+    {moved}
     root {root};
     {limit}
     {rate}

@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,12 +25,14 @@ pub struct Proxy {
     counts: Arc<Counts>,
 }
 
-/// Connections carried: open now, the most open at once, accepted in all.
+/// Connections carried: open now, the most open at once, accepted in all; and the bytes
+/// carried from the server to its clients.
 #[derive(Debug, Default)]
 struct Counts {
     open: AtomicUsize,
     peak: AtomicUsize,
     accepted: AtomicUsize,
+    to_clients: AtomicU64,
 }
 
 /// One connection counted open until both its directions are done.
@@ -101,8 +103,15 @@ impl Proxy {
                 let state = Arc::new(AtomicU8::new(PASS));
                 c.lock().unwrap().push(Arc::clone(&state));
                 let open = Open::new(&counted);
-                pipe(&client, &server, &state, None, delay, Arc::clone(&open));
-                pipe(&server, &client, &state, pace.clone(), delay, open);
+                pipe(
+                    &client,
+                    &server,
+                    &state,
+                    None,
+                    delay,
+                    (Arc::clone(&open), false),
+                );
+                pipe(&server, &client, &state, pace.clone(), delay, (open, true));
             }
         });
         Ok(Proxy {
@@ -121,6 +130,12 @@ impl Proxy {
     /// Connections it accepted so far.
     pub fn connections_accepted(&self) -> usize {
         self.counts.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Bytes it carried from the server to its clients so far: what the wire carried,
+    /// TLS records, HTTP/2 frames and all.
+    pub fn bytes_to_clients(&self) -> u64 {
+        self.counts.to_clients.load(Ordering::SeqCst)
     }
 
     /// `127.0.0.1:PORT`: give this to clients as the server.
@@ -200,14 +215,15 @@ impl Pace {
 /// Copies `from` to `to` on a thread, obeying `state` between reads and `pace` (if any)
 /// before each write; each chunk is written `delay` after it was read (by a second
 /// thread, so the link carries many chunks at once, as a long wire does). The
-/// connection counts as open while `open` is held.
+/// connection counts as open while `open` is held; the bytes are counted when it is the
+/// server-to-client direction.
 fn pipe(
     from: &TcpStream,
     to: &TcpStream,
     state: &Arc<AtomicU8>,
     pace: Option<Arc<Pace>>,
     delay: Duration,
-    open: Arc<Open>,
+    (open, to_client): (Arc<Open>, bool),
 ) {
     let (Ok(mut from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
         return;
@@ -249,6 +265,9 @@ fn pipe(
             match from.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    if to_client {
+                        _open.0.to_clients.fetch_add(n as u64, Ordering::SeqCst);
+                    }
                     if let Some(pace) = &pace {
                         pace.wait(n);
                     }
@@ -352,5 +371,7 @@ mod tests {
         // 2 MiB at 8 MiB/s: a quarter of a second at least, however fast the machine.
         assert!(got.iter().all(|&n| n > 1 << 20), "{got:?}");
         assert!(took >= Duration::from_millis(240), "{took:?}");
+        // Every byte the clients got went through it, and it counted them.
+        assert_eq!(proxy.bytes_to_clients(), got.iter().sum::<usize>() as u64);
     }
 }
