@@ -8,10 +8,10 @@
 //! runtime's blocking task) waits on a channel. hyper's HTTP/2 client does the protocol;
 //! what is ours is bounding it as the HTTP/1.1 path is bounded (reach, time, bytes).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -64,8 +64,19 @@ pub enum H2Error {
     NotOffered,
 }
 
-/// Origins (`https://host:port`) whose server picked HTTP/1.1 by ALPN, for this process.
-type Http1Only = std::sync::Mutex<HashSet<String>>;
+/// Origins (`https://host:port`) whose server picked HTTP/1.1 by ALPN, and when.
+type Http1Only = std::sync::Mutex<HashMap<String, Instant>>;
+
+/// How long a server that picked HTTP/1.1 is taken at its word: a filter runs for months,
+/// and an archive may turn HTTP/2 on meanwhile (asking again costs one handshake).
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(3600);
+
+/// True while (at `now`) the server of `origin` is known to have picked HTTP/1.1 by ALPN.
+fn picked_http1(http1_only: &Http1Only, origin: &str, now: Instant) -> bool {
+    lock(http1_only)
+        .get(origin)
+        .is_some_and(|&at| now.saturating_duration_since(at) < ASK_AGAIN_AFTER)
+}
 
 /// The process's HTTP/2 connections and the runtime they run on.
 pub struct H2 {
@@ -107,9 +118,9 @@ impl H2 {
     }
 
     /// False once the server of `origin` picked HTTP/1.1 by ALPN: its requests go over
-    /// HTTP/1.1 from then on.
+    /// HTTP/1.1 from then on (for an hour; then it is offered HTTP/2 again).
     pub fn offered(&self, origin: &str) -> bool {
-        !lock(&self.http1_only).contains(origin)
+        !picked_http1(&self.http1_only, origin, Instant::now())
     }
 
     /// GETs `url` (already checked against the reach), with `range` if any, as a stream
@@ -218,7 +229,7 @@ async fn connection(
             return Ok((*id, sender.clone(), false));
         }
     }
-    if lock(to.http1_only).contains(&origin) {
+    if picked_http1(to.http1_only, &origin, Instant::now()) {
         return Err(H2Error::NotOffered);
     }
     let tcp = connect(to).await?;
@@ -229,7 +240,7 @@ async fn connection(
                 origin,
                 "the archive picked HTTP/1.1 by ALPN; asking it over HTTP/1.1"
             );
-            lock(to.http1_only).insert(origin);
+            lock(to.http1_only).insert(origin, Instant::now());
             return Err(H2Error::NotOffered);
         }
         handshake(tls).await?
@@ -349,4 +360,20 @@ async fn get(
         headers: parts.headers,
         body: out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_picked_http1_is_asked_again_after_an_hour() {
+        let http1_only = Http1Only::default();
+        let origin = "https://archive.example:443";
+        let now = Instant::now();
+        assert!(!picked_http1(&http1_only, origin, now));
+        lock(&http1_only).insert(origin.into(), now);
+        assert!(picked_http1(&http1_only, origin, now + ASK_AGAIN_AFTER / 2));
+        assert!(!picked_http1(&http1_only, origin, now + ASK_AGAIN_AFTER));
+    }
 }
