@@ -137,6 +137,8 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // One process (`master_process off`): killing it leaves no worker behind holding
+        // the port (a master killed with SIGKILL orphans its workers).
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -194,7 +196,7 @@ fn config(dir: &Path, root: &Path, port: u16, options: &NginxOptions) -> String 
     let d = dir.display();
     format!(
         "{user}
-worker_processes 1;
+master_process off;
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
