@@ -166,13 +166,26 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-impl Reply {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        match &self.body {
+impl Body {
+    fn status(&self) -> u16 {
+        match self {
+            Body::Streaming(r) => r.status(),
+            Body::Read(r) => r.status,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        match self {
             Body::Streaming(r) => r.header(name),
             Body::Read(r) => r.header(name),
         }
+    }
+}
+
+impl Reply {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.body.header(name)
     }
 
     /// The content type.
@@ -362,7 +375,7 @@ impl Http {
                 false => None,
             };
             let hop = match spoken {
-                Some(reply) => self.h2_hop(reply, current, until, permit)?,
+                Some(reply) => self.settle(Body::Read(reply), current, until, permit)?,
                 None => self.h1_hop(url, current, range, left, until, permit)?,
             };
             match hop {
@@ -433,65 +446,35 @@ impl Http {
         range: Option<&str>,
         left: Duration,
         until: Instant,
-        mut permit: Permit,
+        permit: Permit,
     ) -> Result<Hop, Failure> {
         let mut request = self.agent.get(&current).timeout(left);
         if let Some(range) = range {
             request = request.set("Range", range);
         }
         let response = match request.call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(status, r)) if (300..400).contains(&status) => r,
-            Err(ureq::Error::Status(status @ (429 | 503), r)) => {
-                let wait = permit.refused(retry_after(r.header("Retry-After")));
-                drain(r);
-                let error = ReadError::HttpStatus {
-                    url: current,
-                    status,
-                };
-                return Err(Failure::Refused { error, wait });
-            }
-            Err(ureq::Error::Status(status, _)) => {
-                permit.succeeded();
-                return Err(ReadError::HttpStatus {
-                    url: current,
-                    status,
-                }
-                .into());
-            }
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
             Err(ureq::Error::Transport(t)) => return Err(self.transport(url, current, t, permit)),
         };
-        permit.succeeded();
-        let status = response.status();
-        if (300..400).contains(&status) {
-            return Ok(Hop::Redirect(redirect(
-                &current,
-                status,
-                response.header("Location"),
-            )?));
-        }
-        Ok(Hop::Done(Box::new(Reply {
-            status,
-            url: current,
-            body: Body::Streaming(response),
-            until,
-            limits: self.limits.clone(),
-            _permit: permit,
-        })))
+        self.settle(Body::Streaming(response), current, until, permit)
     }
 
-    /// An HTTP/2 reply from `current` as the HTTP/1.1 path treats its status: a refusal
-    /// lowers the host's budget, a redirect is followed, an error status is an error.
-    fn h2_hop(
+    /// What a reply from `current`, over either protocol, makes of its hop: a refusal
+    /// (429, 503) lowers the host's budget, a redirect is followed, an error status is an
+    /// error, anything else is the reply to read.
+    fn settle(
         &self,
-        reply: crate::h2::H2Reply,
+        body: Body,
         current: String,
         until: Instant,
         mut permit: Permit,
     ) -> Result<Hop, Failure> {
-        let status = reply.status;
+        let status = body.status();
         if status == 429 || status == 503 {
-            let wait = permit.refused(retry_after(reply.header("Retry-After")));
+            let wait = permit.refused(retry_after(body.header("Retry-After")));
+            if let Body::Streaming(response) = body {
+                drain(response);
+            }
             let error = ReadError::HttpStatus {
                 url: current,
                 status,
@@ -500,11 +483,8 @@ impl Http {
         }
         permit.succeeded();
         if (300..400).contains(&status) {
-            return Ok(Hop::Redirect(redirect(
-                &current,
-                status,
-                reply.header("Location"),
-            )?));
+            let location = body.header("Location");
+            return Ok(Hop::Redirect(redirect(&current, status, location)?));
         }
         if status >= 400 {
             return Err(ReadError::HttpStatus {
@@ -516,7 +496,7 @@ impl Http {
         Ok(Hop::Done(Box::new(Reply {
             status,
             url: current,
-            body: Body::Read(reply),
+            body,
             until,
             limits: self.limits.clone(),
             _permit: permit,
