@@ -34,6 +34,51 @@ fn similarities(doc: &OpticalFlowDocument) -> Vec<(u64, [f64; 4], bool)> {
         .collect()
 }
 
+/// The clip's file name, as the archive serves it.
+fn clip_name() -> String {
+    clip_path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The motion a local analysis of the clip finds (what every distant one must find).
+fn local_answer(fetch: FetchChoice) -> Vec<(u64, [f64; 4], bool)> {
+    let local = analyse(clip_path().to_str().unwrap(), &HttpLimits::default(), fetch);
+    similarities(&local)
+}
+
+/// Reads `url` once for each of `fetches`, all at once (as a worker's slots do, sharing
+/// one `limits`), and asserts each finds `local`.
+fn all_at_once_find(
+    url: &str,
+    limits: &HttpLimits,
+    fetches: &[FetchChoice],
+    local: &[(u64, [f64; 4], bool)],
+) {
+    let runs: Vec<_> = fetches
+        .iter()
+        .map(|&fetch| {
+            let (url, limits) = (url.to_owned(), limits.clone());
+            std::thread::spawn(move || (fetch, analyse(&url, &limits, fetch)))
+        })
+        .collect();
+    for run in runs {
+        let (fetch, far) = run.join().unwrap();
+        assert_eq!(similarities(&far), local, "{fetch:?}");
+    }
+}
+
+/// Asserts nginx served every request (at least one) over `protocol`.
+fn assert_every_request_over(nginx: &Nginx, protocol: &str) {
+    let protocols = nginx.protocols();
+    assert!(
+        !protocols.is_empty() && protocols.iter().all(|p| p == protocol),
+        "{protocols:?}"
+    );
+}
+
 fn analyse(video: &str, limits: &HttpLimits, fetch: FetchChoice) -> OpticalFlowDocument {
     let source = source::open_with(video, SourceKind::Auto, 0.25, limits).expect("opening");
     let settings = Settings {
@@ -55,11 +100,7 @@ fn distant(options: &NginxOptions) -> (Nginx, Proxy, String) {
         round_trip: Duration::from_millis(40),
     };
     let proxy = Proxy::start_link(&nginx.addr(), link).unwrap();
-    let name = clip_path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let name = clip_name();
     let scheme = if options.tls.is_some() {
         "https"
     } else {
@@ -92,32 +133,20 @@ fn trusting(pki: &Pki) -> HttpLimits {
 
 #[test]
 fn videos_read_at_once_share_one_budget_of_connections_to_their_host() {
-    let local = analyse(
-        clip_path().to_str().unwrap(),
-        &HttpLimits::default(),
-        FetchChoice::Whole,
-    );
+    let local = local_answer(FetchChoice::Whole);
     let (nginx, proxy, url) = distant(&NginxOptions::default());
     // As the worker's slots do: one limits value, cloned for every video.
     let limits = HttpLimits {
         hosts: Arc::new(Hosts::new(6)),
         ..HttpLimits::default()
     };
-    let runs: Vec<_> = [
+    let fetches = [
         FetchChoice::Parts,
         FetchChoice::Whole,
         FetchChoice::Parts,
         FetchChoice::Auto,
-    ]
-    .into_iter()
-    .map(|fetch| {
-        let (url, limits) = (url.clone(), limits.clone());
-        std::thread::spawn(move || analyse(&url, &limits, fetch))
-    })
-    .collect();
-    for run in runs {
-        assert_eq!(similarities(&run.join().unwrap()), similarities(&local));
-    }
+    ];
+    all_at_once_find(&url, &limits, &fetches, &local);
     let peak = proxy.peak_connections();
     assert!(
         peak <= 6,
@@ -133,11 +162,7 @@ fn videos_read_at_once_share_one_budget_of_connections_to_their_host() {
 
 #[test]
 fn a_server_refusing_beyond_four_connections_slows_the_analysis_and_never_fails_it() {
-    let local = analyse(
-        clip_path().to_str().unwrap(),
-        &HttpLimits::default(),
-        FetchChoice::Whole,
-    );
+    let local = local_answer(FetchChoice::Whole);
     // Each reply at 2 MB/s: requests stay in flight long enough to meet the cap.
     let options = NginxOptions {
         connections_per_client: Some(4),
@@ -148,22 +173,8 @@ fn a_server_refusing_beyond_four_connections_slows_the_analysis_and_never_fails_
     let (nginx, _proxy, url) = distant(&options);
     // Four videos at once, as a 4-slot filter reads them, on the default budget.
     let limits = HttpLimits::default();
-    let runs: Vec<_> = [
-        FetchChoice::Parts,
-        FetchChoice::Whole,
-        FetchChoice::Parts,
-        FetchChoice::Whole,
-    ]
-    .into_iter()
-    .map(|fetch| {
-        let (url, limits) = (url.clone(), limits.clone());
-        std::thread::spawn(move || (fetch, analyse(&url, &limits, fetch)))
-    })
-    .collect();
-    for run in runs {
-        let (fetch, far) = run.join().unwrap();
-        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
-    }
+    let fetches = [FetchChoice::Parts, FetchChoice::Whole].repeat(2);
+    all_at_once_find(&url, &limits, &fetches, &local);
     let statuses = nginx.statuses();
     let refused = statuses.iter().filter(|&&s| s == 503).count();
     assert!(
@@ -181,11 +192,7 @@ fn a_server_refusing_beyond_four_connections_slows_the_analysis_and_never_fails_
 
 #[test]
 fn over_http2_one_connection_carries_every_request_and_the_answer_is_the_local_one() {
-    let local = analyse(
-        clip_path().to_str().unwrap(),
-        &HttpLimits::default(),
-        FetchChoice::Whole,
-    );
+    let local = local_answer(FetchChoice::Whole);
     let options = NginxOptions {
         http2: true,
         ..NginxOptions::default()
@@ -198,7 +205,7 @@ fn over_http2_one_connection_carries_every_request_and_the_answer_is_the_local_o
     };
     for fetch in [FetchChoice::Parts, FetchChoice::Whole] {
         let far = analyse(&url, &limits, fetch);
-        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
+        assert_eq!(similarities(&far), local, "{fetch:?}");
     }
     assert_eq!(
         proxy.connections_accepted(),
@@ -211,31 +218,19 @@ fn over_http2_one_connection_carries_every_request_and_the_answer_is_the_local_o
         "{}",
         nginx.log()
     );
-    assert!(
-        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
-        "{:?}",
-        nginx.protocols()
-    );
+    assert_every_request_over(&nginx, "HTTP/2.0");
 }
 
 #[test]
 fn over_http2_a_redirect_is_followed_as_over_http1() {
-    let local = analyse(
-        clip_path().to_str().unwrap(),
-        &HttpLimits::default(),
-        FetchChoice::Whole,
-    );
+    let local = local_answer(FetchChoice::Whole);
     let options = NginxOptions {
         http2: true,
         moved: true,
         ..NginxOptions::default()
     };
     let nginx = Nginx::start(clips().path(), &options);
-    let name = clip_path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let name = clip_name();
     let limits = HttpLimits {
         http2: Http2::PriorKnowledge,
         ..HttpLimits::default()
@@ -245,29 +240,21 @@ fn over_http2_a_redirect_is_followed_as_over_http1() {
         &limits,
         FetchChoice::Parts,
     );
-    assert_eq!(similarities(&far), similarities(&local));
+    assert_eq!(similarities(&far), local);
     let statuses = nginx.statuses();
     assert!(statuses.contains(&301), "{statuses:?}");
     assert!(
         statuses.iter().all(|&s| s == 301 || s == 206),
         "{statuses:?}"
     );
-    assert!(
-        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
-        "{:?}",
-        nginx.protocols()
-    );
+    assert_every_request_over(&nginx, "HTTP/2.0");
 }
 
 #[test]
 fn an_http2_server_refusing_beyond_four_streams_is_waited_out_not_failed() {
     // nginx counts each HTTP/2 stream as a connection for `limit_conn`: beyond four at
     // once it answers 503 with Retry-After, on the one connection.
-    let local = analyse(
-        clip_path().to_str().unwrap(),
-        &HttpLimits::default(),
-        FetchChoice::Whole,
-    );
+    let local = local_answer(FetchChoice::Whole);
     let options = NginxOptions {
         http2: true,
         connections_per_client: Some(4),
@@ -281,18 +268,8 @@ fn an_http2_server_refusing_beyond_four_streams_is_waited_out_not_failed() {
         ..HttpLimits::default()
     };
     // Four videos at once, as a 4-slot filter reads them: more streams than four.
-    let runs: Vec<_> = [FetchChoice::Parts, FetchChoice::Whole]
-        .repeat(2)
-        .into_iter()
-        .map(|fetch| {
-            let (url, limits) = (url.clone(), limits.clone());
-            std::thread::spawn(move || (fetch, analyse(&url, &limits, fetch)))
-        })
-        .collect();
-    for run in runs {
-        let (fetch, far) = run.join().unwrap();
-        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
-    }
+    let fetches = [FetchChoice::Parts, FetchChoice::Whole].repeat(2);
+    all_at_once_find(&url, &limits, &fetches, &local);
     let statuses = nginx.statuses();
     let refused = statuses.iter().filter(|&&s| s == 503).count();
     assert!(
@@ -300,11 +277,7 @@ fn an_http2_server_refusing_beyond_four_streams_is_waited_out_not_failed() {
         "the server refused none of {} requests",
         statuses.len()
     );
-    assert!(
-        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
-        "{:?}",
-        nginx.protocols()
-    );
+    assert_every_request_over(&nginx, "HTTP/2.0");
     let budget = &limits.hosts.snapshot()[0];
     assert!(
         budget.refusals > 0 && budget.limit < HttpLimits::CONNECTIONS,
@@ -316,11 +289,7 @@ fn an_http2_server_refusing_beyond_four_streams_is_waited_out_not_failed() {
 fn an_http2_server_closing_its_connection_every_few_requests_costs_a_new_connection_not_the_answer()
 {
     const PER_CONNECTION: u32 = 5;
-    let local = analyse(
-        clip_path().to_str().unwrap(),
-        &HttpLimits::default(),
-        FetchChoice::Parts,
-    );
+    let local = local_answer(FetchChoice::Parts);
     // nginx ends a connection with a GOAWAY after its `keepalive_requests`; streams sent
     // past that point are refused and must go again on a new connection.
     let options = NginxOptions {
@@ -334,7 +303,7 @@ fn an_http2_server_closing_its_connection_every_few_requests_costs_a_new_connect
         ..HttpLimits::default()
     };
     let far = analyse(&url, &limits, FetchChoice::Parts);
-    assert_eq!(similarities(&far), similarities(&local));
+    assert_eq!(similarities(&far), local);
     let requests = nginx.statuses().len();
     assert!(
         requests > 2 * PER_CONNECTION as usize
@@ -346,11 +315,7 @@ fn an_http2_server_closing_its_connection_every_few_requests_costs_a_new_connect
 
 #[test]
 fn over_tls_a_server_that_picks_http2_by_alpn_gets_one_connection_and_the_local_answer() {
-    let local = analyse(
-        clip_path().to_str().unwrap(),
-        &HttpLimits::default(),
-        FetchChoice::Whole,
-    );
+    let local = local_answer(FetchChoice::Whole);
     let dir = tempfile::tempdir().unwrap();
     let (pki, options) = tls_options(dir.path());
     let options = NginxOptions {
@@ -361,7 +326,7 @@ fn over_tls_a_server_that_picks_http2_by_alpn_gets_one_connection_and_the_local_
     let limits = trusting(&pki);
     for fetch in [FetchChoice::Parts, FetchChoice::Whole] {
         let far = analyse(&url, &limits, fetch);
-        assert_eq!(similarities(&far), similarities(&local), "{fetch:?}");
+        assert_eq!(similarities(&far), local, "{fetch:?}");
     }
     assert_eq!(
         proxy.connections_accepted(),
@@ -369,39 +334,19 @@ fn over_tls_a_server_that_picks_http2_by_alpn_gets_one_connection_and_the_local_
         "one TLS connection for every request ({} requests)",
         nginx.statuses().len()
     );
-    assert!(
-        nginx.protocols().iter().all(|p| p == "HTTP/2.0"),
-        "{:?}",
-        nginx.protocols()
-    );
+    assert_every_request_over(&nginx, "HTTP/2.0");
 }
 
 #[test]
 fn over_tls_a_server_that_picks_http1_by_alpn_is_read_over_http1_trusting_the_same_ca() {
-    let local = analyse(
-        clip_path().to_str().unwrap(),
-        &HttpLimits::default(),
-        FetchChoice::Parts,
-    );
+    let local = local_answer(FetchChoice::Parts);
     let dir = tempfile::tempdir().unwrap();
     let (pki, options) = tls_options(dir.path());
     let (nginx, _proxy, url) = distant(&options);
     // Two videos at once: the second asks after the first learnt the server's choice.
     let limits = trusting(&pki);
-    let runs: Vec<_> = (0..2)
-        .map(|_| {
-            let (url, limits) = (url.clone(), limits.clone());
-            std::thread::spawn(move || analyse(&url, &limits, FetchChoice::Parts))
-        })
-        .collect();
-    for run in runs {
-        assert_eq!(similarities(&run.join().unwrap()), similarities(&local));
-    }
-    let protocols = nginx.protocols();
-    assert!(
-        !protocols.is_empty() && protocols.iter().all(|p| p == "HTTP/1.1"),
-        "{protocols:?}"
-    );
+    all_at_once_find(&url, &limits, &[FetchChoice::Parts; 2], &local);
+    assert_every_request_over(&nginx, "HTTP/1.1");
 }
 
 #[test]
@@ -409,12 +354,7 @@ fn an_archive_whose_certificate_no_trusted_ca_signed_is_refused_saying_how_to_tr
     let dir = tempfile::tempdir().unwrap();
     let (_pki, options) = tls_options(dir.path());
     let nginx = Nginx::start(clips().path(), &options);
-    let name = clip_path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let url = format!("{}/{name}", nginx.url());
+    let url = format!("{}/{}", nginx.url(), clip_name());
     for http2 in [Http2::Off, Http2::Alpn] {
         // The public web's CAs, the default: the test CA is not among them.
         let limits = HttpLimits {
