@@ -837,11 +837,14 @@ fn a_job_whose_filters_keep_dying_is_buried_and_the_next_job_analysed() {
     let good = "CAMHDA301-20170614T230000.mov";
     let world = World::new(&[(poisonous, 45), (good, 45)]);
     let gated = world.queue_gated(poisonous, &[], Gate::closed());
-    // Two filters die while analysing it (SIGKILL with its frames held: a read of
-    // its own at the gate says a filter is inside the job)…
+    // Two filters die while analysing it (SIGKILL with its frames held). Each must have
+    // reserved it before it dies: its own log says which attempt it is on. (The held
+    // count alone cannot tell: a dead filter's last reads may still reach the gate after
+    // the next one starts.)
     for i in 0..2 {
         let before = gated.gate.held();
         let mut f = world.filter_with(&format!("filter-dies-{i}"), 30, &["--max-attempts", "2"]);
+        f.wait_log(&format!("attempt={}", i + 1), HOLD_LIMIT);
         gated.gate.wait_held(before + 1, HOLD_LIMIT);
         f.kill();
     }

@@ -75,6 +75,21 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until its log contains `needle`; panics after `limit` (which only bounds a
+    /// broken test) with the log so far.
+    pub fn wait_log(&self, needle: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < end,
+                "{} never logged {needle:?} within {limit:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Its process id.
     pub fn id(&self) -> u32 {
         self.child.id()
