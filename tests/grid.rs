@@ -510,7 +510,9 @@ fn sigterm_releases_a_job_when_the_grace_runs_out_and_a_second_signal_at_once() 
     .enumerate()
     {
         let mut f = world.filter_with_grace(name, grace);
-        // A read of a filter that gave up stays held, so this one's is the (i+1)-th.
+        // A read of a filter that gave up stays held, so this one's is the (i+1)-th; its
+        // log says it holds the job (the held count alone could be the last one's).
+        f.wait_log(&format!("attempt={}", i + 1), HOLD_LIMIT);
         gated.gate.wait_held(i + 1, HOLD_LIMIT);
         f.signal("-TERM");
         if second {
