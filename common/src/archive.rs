@@ -25,7 +25,7 @@ const MAX_DELETED: usize = 10_000;
 pub struct Tokens {
     /// Tokens not held by any filter.
     pub free: u64,
-    /// Tokens held by filters (connections they may have open to the archive).
+    /// Tokens held by filters and queuers (requests they may have in flight to the archive).
     pub in_use: u64,
     /// Every token: free, in use, delayed or buried.
     pub total: u64,

@@ -59,11 +59,11 @@ pub struct GridArgs {
     )]
     pub also_accept_key_file: Vec<std::ffi::OsString>,
 
-    /// The most connections the whole grid's filters hold to the archive at once (every
-    /// filter process and host together; OOI's one server serves them all): a filter
-    /// takes a token of <NAME>.archive for each request in flight there, and the sink
-    /// keeps this many tokens. Unset: each filter keeps only its own budget
-    /// (--http-connections).
+    /// The most connections the whole grid holds to the archive at once (every filter
+    /// and queuer process and host together; OOI's one server serves them all): a filter,
+    /// or a queuer listing the archive, takes a token of <NAME>.archive for each request
+    /// in flight there, and the sink keeps this many tokens. Unset: each process keeps
+    /// only its own budget (--http-connections).
     #[arg(long, global = true, env = "GRID_ARCHIVE_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub archive_connections: Option<u32>,
 }

@@ -104,7 +104,7 @@ pub(crate) struct Snapshot {
     /// What the grid's key marker says, checked with gridctl's keys; `None` on a grid
     /// with no marker.
     pub(crate) key_marker: Option<String>,
-    /// The grid's archive budget: its tokens, free and held by filters; `None` on a grid
+    /// The grid's archive budget: its tokens, free and in use (filters, queuers); `None` on a grid
     /// without one.
     pub(crate) archive: Option<common::archive::Tokens>,
     /// What the sink says of the record: commits not pushed yet, and why.
@@ -468,7 +468,7 @@ fn render(s: &Snapshot) -> String {
     }
     if let Some(a) = &s.archive {
         out.push_str(&format!(
-            "archive budget: {} connections, {} held by filters, {} free\n",
+            "archive budget: {} connections, {} in use, {} free\n",
             a.total, a.in_use, a.free
         ));
     }

@@ -98,6 +98,15 @@ struct Cli {
     #[arg(long, env = "QUEUER_HTTP_CA_FILE", value_name = "PEM")]
     http_ca_file: Option<std::path::PathBuf>,
 
+    /// The most requests in flight to one host at once: listing pages fetched together
+    /// (a walk far from the archive waits a round trip per this many folders), and
+    /// --verify's index reads. The archive is one server the whole grid shares; a host
+    /// that refuses (503, 429) gets half as many, and its `Retry-After` is honoured. With
+    /// the grid's archive budget (GRID_ARCHIVE_CONNECTIONS) every request also waits for
+    /// one of the grid's tokens, as a filter's do.
+    #[arg(long, env = "QUEUER_HTTP_CONNECTIONS", default_value_t = movie::HttpLimits::CONNECTIONS, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    http_connections: usize,
+
     /// Folders, URLs or list files (- for stdin); the environment takes a
     /// comma-separated list.
     #[arg(
@@ -159,11 +168,14 @@ fn main() -> ExitCode {
             since: cli.since.or_else(|| cli.recent_days.map(recent_since)),
             until: cli.until,
             verify: cli.verify,
-            archive_tls: match &cli.http_ca_file {
-                Some(ca) => movie::tls::ArchiveTls::from_ca_file(ca)
-                    .map_err(|e| common::cli::usage(format!("--http-ca-file: {e}")))?,
-                None => movie::tls::ArchiveTls::public(),
-            },
+            archive: std::sync::Arc::new(
+                movie::Hosts::new(cli.http_connections).trusting(match &cli.http_ca_file {
+                    Some(ca) => movie::tls::ArchiveTls::from_ca_file(ca)
+                        .map_err(|e| common::cli::usage(format!("--http-ca-file: {e}")))?,
+                    None => movie::tls::ArchiveTls::public(),
+                }),
+            ),
+            archive_budget: cli.grid.archive_connections.is_some(),
             skip: common::skip::SkipList::read(&cli.checkout).with_context(|| {
                 format!(
                     "reading the skip list {}",

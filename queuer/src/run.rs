@@ -3,13 +3,16 @@
 
 use common::sign::Kind;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{NaiveDate, Utc};
 use common::beanstalk::{Client, Error as BsError, PutOptions};
 use common::grid::{Grid, JobNow, KeyMarker};
 use common::paths::{archive_date, check_output, output_for};
+use common::shutdown::{Phase, Shutdown};
 use common::wire::{Job, QueuedBy, WIRE_VERSION};
+use movie::Hosts;
 
 use crate::found::{Candidate, Rejected};
 use crate::grid_id::{grid_id, GridId};
@@ -49,8 +52,12 @@ pub struct QueuerConfig {
     pub until: Option<NaiveDate>,
     /// Open each video's index before queuing it.
     pub verify: bool,
-    /// Whom `https://` sources must prove themselves to.
-    pub archive_tls: movie::tls::ArchiveTls,
+    /// Every request to an archive host (listings, --verify) goes through this one pool
+    /// and budget per host, trusting whom `https://` sources must prove themselves to.
+    pub archive: Arc<Hosts>,
+    /// The grid has an archive budget (`GRID_ARCHIVE_CONNECTIONS`): those requests also
+    /// wait for its tokens, held for the pass.
+    pub archive_budget: bool,
     /// Videos given up on for good, read from the checkout at start.
     pub skip: common::skip::SkipList,
 }
@@ -97,8 +104,32 @@ async fn warn_unsigned_on_a_signed_grid(
     Ok(())
 }
 
-/// Runs one pass.
+/// How long the end of a pass waits for its lease to give the grid's tokens back.
+const LEASE_END: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one pass, within the grid's archive budget when it has one: a lease holds this
+/// process's share of the tokens for the pass and gives every one back at its end.
 pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
+    if !config.archive_budget {
+        return pass(config, client).await;
+    }
+    let (stop, shutdown) = Shutdown::new();
+    let share = config.archive.share_grid_budget();
+    let lease = tokio::spawn(movie::hosts::lease::keep(
+        config.grid.clone(),
+        share,
+        shutdown,
+    ));
+    let summary = pass(config, client).await;
+    let _ = stop.send(Phase::Draining);
+    // It releases its tokens within a second; one that cannot reach the server (waiting
+    // to reconnect) holds none: the server took them back with its connection.
+    let _ = tokio::time::timeout(LEASE_END, lease).await;
+    summary
+}
+
+/// One pass: the ledger made current, then every source walked and its videos queued.
+async fn pass(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
     let GridId {
         id: grid,
@@ -131,7 +162,7 @@ pub async fn run(config: &QueuerConfig, client: &mut Client) -> anyhow::Result<S
     client.use_tube(&jobs_tube).await?;
     let host = config.grid.host().to_owned();
     for source in &config.sources {
-        let found = walk(source, &config.archive_tls);
+        let found = walk(source, &config.archive);
         summary.rejected.extend(found.rejected);
         for candidate in found.videos {
             if config.limit.is_some_and(|l| summary.queued >= l) {
@@ -348,10 +379,7 @@ async fn consider(
     }
     if config.verify {
         let limits = movie::HttpLimits {
-            hosts: std::sync::Arc::new(
-                movie::Hosts::new(movie::HttpLimits::CONNECTIONS)
-                    .trusting(config.archive_tls.clone()),
-            ),
+            hosts: Arc::clone(&config.archive),
             ..movie::HttpLimits::default()
         };
         if let Err(e) = movie::open_with(&c.video, movie::SourceKind::Auto, 0.25, &limits) {

@@ -12,12 +12,11 @@ use std::time::Duration;
 use common::paths::{archive_relative, LAZYCACHE_MARKER};
 use movie::hosts::Hosts;
 use movie::http::{Http, HttpLimits};
-use movie::tls::ArchiveTls;
 
 use crate::found::{Candidate, Found, Rejected};
 
 /// Walks one SOURCE.
-pub fn walk(source: &str, tls: &ArchiveTls) -> Found {
+pub fn walk(source: &str, archive: &Arc<Hosts>) -> Found {
     let mut found = Found::default();
     let lower = source.to_ascii_lowercase();
     if source == "-" {
@@ -32,9 +31,9 @@ pub fn walk(source: &str, tls: &ArchiveTls) -> Found {
         } else {
             format!("{source}/")
         };
-        let http = listing_client(tls);
+        let http = listing_client(archive);
         let lazycache = source.contains(LAZYCACHE_MARKER);
-        let pages = crate::listing::walk(&base, |page| match lazycache {
+        let pages = crate::listing::walk(&base, archive.cap(), |page| match lazycache {
             true => lazycache_dir(&http, page),
             false => http_index(&http, &base, page),
         });
@@ -138,12 +137,12 @@ const PAGE_DEADLINE: Duration = Duration::from_secs(60);
 /// The client listings are fetched with: the filter's (`movie::http`), so the archive
 /// sees one rule from the grid — a 503 or 429 waited out (its `Retry-After` honoured)
 /// and asked again, a refused connection to a host that answered before taken as busy,
-/// each page within [`PAGE_DEADLINE`] — with the walk's own bound on requests in flight
-/// ([`crate::listing::PARALLEL`]: a walk is one pass of a few thousand small pages).
-fn listing_client(tls: &ArchiveTls) -> Http {
+/// each page within [`PAGE_DEADLINE`] — through the pass's one pool and budget per host
+/// (`--http-connections`) and, with a grid budget, its tokens.
+fn listing_client(archive: &Arc<Hosts>) -> Http {
     Http::new(HttpLimits {
         deadline: PAGE_DEADLINE,
-        hosts: Arc::new(Hosts::new(crate::listing::PARALLEL).trusting(tls.clone())),
+        hosts: Arc::clone(archive),
         ..HttpLimits::default()
     })
 }

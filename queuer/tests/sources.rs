@@ -261,11 +261,18 @@ fn verify_rejects_videos_that_cannot_be_opened() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a QuickTime"));
 }
 
-#[test]
-fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
-    // A hundred day folders; the server holds every day's listing until the test lets
-    // go, so the queuer's listings in flight can be counted without betting on speed.
-    let world = World::new();
+/// Listings held at the server: how many are in flight now, the most ever, and whether
+/// the test has let them go.
+type Held = std::sync::Arc<(std::sync::Mutex<(usize, usize, bool)>, std::sync::Condvar)>;
+
+/// A queuer's dry run over a hundred day folders whose listings the server holds until
+/// the test lets go, once `held` of them are in flight at once (so the listings in flight
+/// are counted without betting on speed). Returns the most ever in flight, and the run.
+fn list_a_hundred_days_holding(
+    world: &World,
+    held: usize,
+    env: &[(&'static str, &'static str)],
+) -> (usize, Output) {
     let days: Vec<String> = (0..100)
         .map(|i| {
             let (month, day) = (6 + i / 30, 1 + i % 30);
@@ -277,14 +284,13 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
         std::fs::create_dir_all(&p).unwrap();
         std::fs::write(p.join("CAMHDA301-20180601T000000.mov"), b"x").unwrap();
     }
-    type Held = std::sync::Arc<(std::sync::Mutex<(usize, usize, bool)>, std::sync::Condvar)>;
     let gate: Held = Default::default();
     let index = autoindex(world.root());
-    let held = gate.clone();
+    let at_server = gate.clone();
     let http = HttpServer::start(move |req| {
         let is_day = req.path().matches('/').count() == 8 && req.path().contains("/2018/");
         if is_day {
-            let (lock, cv) = &*held;
+            let (lock, cv) = &*at_server;
             let mut g = lock.lock().unwrap();
             g.0 += 1;
             g.1 = g.1.max(g.0);
@@ -299,6 +305,7 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
     let url = format!("{}/files/RS03ASHS/PN03B/06-CAMHDA301/2018/", http.url());
     let run = {
         let (root, server) = (world.root(), world.server.addr());
+        let env = env.to_vec();
         std::thread::spawn(move || {
             Command::new(env!("CARGO_BIN_EXE_queuer"))
                 .args(["--checkout", root.join("checkout").to_str().unwrap()])
@@ -306,6 +313,7 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
                 .env("GRID_SERVER", server)
                 .env("GRID_NAMESPACE", "q")
                 .env("GRID_LOG", "warn")
+                .envs(env)
                 .output()
                 .unwrap()
         })
@@ -314,7 +322,7 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
         let (lock, cv) = &*gate;
         let mut g = lock.lock().unwrap();
         let started = std::time::Instant::now();
-        while g.0 < 64 {
+        while g.0 < held {
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(60),
                 "only {} listings at once",
@@ -325,8 +333,6 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
                 .unwrap()
                 .0;
         }
-        // Every listing thread is held: none is left to ask for a 65th.
-        assert_eq!(g.1, 64, "listings in flight at most");
         g.2 = true;
         cv.notify_all();
     }
@@ -354,6 +360,56 @@ fn an_http_index_is_listed_many_folders_at_a_time_and_in_order() {
         listed, expected,
         "in the order of the index, folder by folder"
     );
+    let most = gate.0.lock().unwrap().1;
+    (most, out)
+}
+
+#[test]
+fn an_http_index_is_listed_many_folders_at_a_time_in_order_within_the_hosts_budget() {
+    // The default: as many listings at once as a filter has requests to one host (24).
+    let (most, _) = list_a_hundred_days_holding(&World::new(), 24, &[]);
+    assert_eq!(most, 24, "listings in flight at most, by default");
+    // An operator's lower budget for the archive.
+    let env = [("QUEUER_HTTP_CONNECTIONS", "5")];
+    let (most, _) = list_a_hundred_days_holding(&World::new(), 5, &env);
+    assert_eq!(
+        most, 5,
+        "listings in flight at most, QUEUER_HTTP_CONNECTIONS=5"
+    );
+}
+
+#[test]
+fn with_a_grid_archive_budget_the_queuer_lists_within_its_tokens_and_gives_them_back() {
+    use common::beanstalk::{Client, PutOptions};
+    let world = World::new();
+    // The grid's budget: three tokens (the sink keeps them; here the test puts them).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tube_now = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let mut c = Client::connect(&world.server.addr()).await.unwrap();
+            let s = c.stats_tube("q.archive").await.unwrap();
+            (s.current_jobs_ready, s.current_jobs_reserved)
+        })
+    };
+    rt.block_on(async {
+        let mut c = Client::connect(&world.server.addr()).await.unwrap();
+        c.use_tube("q.archive").await.unwrap();
+        for _ in 0..3 {
+            let options = PutOptions {
+                priority: 0,
+                delay: 0,
+                ttr: 60,
+            };
+            c.put(br#"{"archive_token": 1}"#, options).await.unwrap();
+        }
+    });
+    let env = [("GRID_ARCHIVE_CONNECTIONS", "3")];
+    let (most, _) = list_a_hundred_days_holding(&world, 3, &env);
+    assert_eq!(
+        most, 3,
+        "never more listings in flight than the grid's tokens"
+    );
+    assert_eq!(tube_now(&rt), (3, 0), "every token given back, none lost");
 }
 
 #[test]

@@ -5,7 +5,6 @@
 mod conn;
 mod heartbeat;
 mod job;
-mod lease;
 mod outcome;
 mod slot;
 mod spool;
@@ -121,7 +120,11 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<Totals, Wro
     }
     if config.archive_budget {
         let share = config.http.hosts.share_grid_budget();
-        tokio::spawn(lease::keep(config.grid.clone(), share, shutdown.clone()));
+        tokio::spawn(crate::source::hosts::lease::keep(
+            config.grid.clone(),
+            share,
+            shutdown.clone(),
+        ));
     }
     let mut handles = Vec::new();
     for index in 0..config.jobs.max(1) {

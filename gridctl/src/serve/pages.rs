@@ -218,7 +218,7 @@ pub fn overview(snap: &Snapshot, samples: &[Sample], viewer: &Viewer) -> Markup 
             tr { th { "largest job" } td { (snap.max_job_size) " bytes" } }
             tr { th { "binlog" } td { @if snap.binlog { "on" } @else { span.warn { "off: a restart loses every job" } } } }
             @if let Some(a) = &snap.archive {
-                tr { th { "archive budget" } td #archive { (a.total) " connections: " (a.in_use) " held by filters, " (a.free) " free" } }
+                tr { th { "archive budget" } td #archive { (a.total) " connections: " (a.in_use) " in use, " (a.free) " free" } }
             }
             @if let Some(marker) = &snap.key_marker {
                 tr { th { "key marker" } td {

@@ -6,6 +6,8 @@
 //! many successes as the budget) add one back, twice as many rounds per step after each
 //! decrease. A grid-wide budget caps every host's requests together further (`share`).
 
+#[cfg(feature = "lease")]
+pub mod lease;
 mod share;
 
 use std::collections::HashMap;

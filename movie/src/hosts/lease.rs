@@ -1,23 +1,24 @@
-//! This filter's share of the grid's archive budget (`common::archive`): tokens of
+//! A process's share of the grid's archive budget (`common::archive`): tokens of
 //! `<namespace>.archive` reserved on a connection of their own, one per request in
-//! flight to the archive. A token is taken when requests wait for room, touched while
-//! held, and given back when fewer are wanted or its turn is over (so filters that wait
-//! get theirs: the server hands a token given back to the filter waiting longest);
-//! every one goes back when the filter stops, and the server takes them back by itself
-//! if the filter dies (its connection closes) or hangs (their TTR runs out).
+//! flight to the archive (a filter's videos, a queuer's listings). A token is taken when
+//! requests wait for room, touched while held, and given back when fewer are wanted or
+//! its turn is over (the server hands a token given back to the process waiting longest);
+//! every one goes back when the process stops, and the server takes them back by itself
+//! if it dies (its connection closes) or hangs (their TTR runs out). Built with the
+//! `lease` feature (it needs common's beanstalkd client).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::source::GridShare;
+use super::GridShare;
 use common::archive::TOKEN_TTR;
 use common::backoff::Backoff;
 use common::beanstalk::{Client, Error as BsError};
 use common::grid::Grid;
 use common::shutdown::Shutdown;
 
-/// How long a token is held before it is given back once unused, for a filter that
-/// waits: tokens go round the filters that want them.
+/// How long a token is held before it is given back once unused, for a process that
+/// waits: tokens go round the processes that want them.
 const TURN: Duration = Duration::from_secs(5);
 
 /// How often held tokens are touched (well within their TTR).
@@ -29,7 +30,8 @@ const LOOK_EVERY: Duration = Duration::from_millis(50);
 /// Waiting this long for a first token says so in the log.
 const STARVED: Duration = Duration::from_secs(30);
 
-/// Keeps this filter's share until shutdown, reconnecting when the server goes.
+/// Keeps this process's share (of `Hosts::share_grid_budget`) until `shutdown`,
+/// reconnecting when the server goes; every token held is given back before it returns.
 pub async fn keep(grid: Grid, share: GridShare, shutdown: Shutdown) {
     let mut backoff = Backoff::reconnect();
     while !shutdown.stopping() {
