@@ -27,7 +27,8 @@ Exit codes:
   28  index and frame disagree on the picture size
   29  a frame image too large                       30  more pairs than one document holds
   31  a source the filter may not fetch (grid workers only)
-  32  the video's deadline passed (--video-deadline)";
+  32  the video's deadline passed (--video-deadline)
+  33  no token of the grid's archive budget in time (grid workers only)";
 
 /// Analyse one video and write its _optical_flow.json (to FILE or stdout).
 ///

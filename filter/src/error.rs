@@ -82,6 +82,7 @@ fn read_exit_code(e: &ReadError) -> u8 {
         ReadError::ImageTooLarge { .. } => 29,
         ReadError::Forbidden { .. } => 31,
         ReadError::DeadlineExceeded { .. } => 32,
+        ReadError::NoArchiveToken { .. } => 33,
         // A fault of this filter, as an internal error is.
         ReadError::ReadAhead { .. } => 1,
     }

@@ -95,6 +95,13 @@ pub enum ReadError {
         /// The URL fetched.
         url: String,
     },
+    /// No token of the grid's archive budget (`GRID_ARCHIVE_CONNECTIONS`) came free for a
+    /// request within its time: the budget is in use, or nobody keeps its tokens.
+    #[error("{url}: no token of the grid's archive budget came free in time: the budget (GRID_ARCHIVE_CONNECTIONS) is all in use (gridctl status shows it), or nobody keeps its tokens (the sink does, with the same setting)")]
+    NoArchiveToken {
+        /// The URL fetched.
+        url: String,
+    },
     /// A redirect the filter will not follow (not http(s), or too many).
     #[error("{url}: {detail}")]
     Redirect {
@@ -200,6 +207,7 @@ impl ReadError {
             ReadError::Unreachable { .. }
             | ReadError::Io { .. }
             | ReadError::TooSlow { .. }
+            | ReadError::NoArchiveToken { .. }
             | ReadError::DeadlineExceeded { .. } => true,
             ReadError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
             _ => false,

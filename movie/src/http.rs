@@ -10,7 +10,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::hosts::{Hosts, Permit};
+use crate::hosts::{Hosts, NoPermit, Permit};
 use crate::multirange;
 use crate::reach::Reach;
 use crate::Deadline;
@@ -98,6 +98,17 @@ impl HttpLimits {
         HttpLimits {
             video: Some(deadline.clone()),
             ..self.clone()
+        }
+    }
+
+    /// The error for a request to `url` that ran out of time waiting to start: the
+    /// video's deadline when that is what passed, the grid's tokens when those were
+    /// what it waited for, else the request's own allowance.
+    fn no_permit(&self, url: &str, why: NoPermit) -> ReadError {
+        match (&self.video, why) {
+            (Some(d), _) if d.passed() => d.exceeded(url),
+            (_, NoPermit::GridToken) => ReadError::NoArchiveToken { url: url.into() },
+            (_, NoPermit::Host) => ReadError::TooSlow { url: url.into() },
         }
     }
 
@@ -363,7 +374,7 @@ impl Http {
             // Waiting for a permit is not the request's time: only the deadlines bound it.
             let permit = budget
                 .acquire(give_up)
-                .ok_or_else(|| self.limits.out_of_time(url))?;
+                .map_err(|why| self.limits.no_permit(url, why))?;
             let until = *until.get_or_insert_with(|| Instant::now() + allowance);
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -610,6 +621,24 @@ mod tests {
             "{frame:?}"
         );
         assert_eq!(l.allowance(1 << 40), l.deadline);
+    }
+
+    #[test]
+    fn a_request_that_never_gets_a_grid_token_says_that_is_what_it_waited_for() {
+        let hosts = Arc::new(Hosts::new(4));
+        // The grid's budget on, and no token held (nobody keeps them, or all in use).
+        let _share = hosts.share_grid_budget();
+        let http = Http::new(HttpLimits {
+            deadline: Duration::from_millis(100),
+            hosts,
+            ..HttpLimits::default()
+        });
+        let e = http
+            .get("http://archive.invalid/x.mov", None, 10)
+            .unwrap_err();
+        assert!(matches!(e, ReadError::NoArchiveToken { .. }), "{e}");
+        assert!(e.is_transient(), "the job is tried again later: {e}");
+        assert!(e.to_string().contains("GRID_ARCHIVE_CONNECTIONS"), "{e}");
     }
 
     #[test]

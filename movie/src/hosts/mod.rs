@@ -228,16 +228,26 @@ impl std::fmt::Debug for Permit {
     }
 }
 
+/// Why no request could start before its time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoPermit {
+    /// The host's own budget was in use, or the host paused (a refusal's `Retry-After`).
+    Host,
+    /// This process held no free token of the grid's archive budget.
+    GridToken,
+}
+
 impl Budget {
     /// Waits until a request may start (within this host's budget, past any pause, and
-    /// within the grid's allowance) and gives its permit; `None` once `until` passes.
-    pub fn acquire(self: &Arc<Self>, until: Instant) -> Option<Permit> {
+    /// within the grid's allowance) and gives its permit; once `until` passes, which of
+    /// them it was still waiting for.
+    pub fn acquire(self: &Arc<Self>, until: Instant) -> Result<Permit, NoPermit> {
         let epoch = {
             let mut state = lock(&self.state);
             loop {
                 let now = Instant::now();
                 if now >= until {
-                    return None;
+                    return Err(NoPermit::Host);
                 }
                 let paused = state.paused_until.filter(|&t| t > now);
                 let room = (state.in_flight as f64) < state.limit.floor().max(1.0);
@@ -250,7 +260,7 @@ impl Budget {
         };
         // The grid's allowance, waited for without holding this host's state.
         if self.total.take(until) {
-            return Some(Permit {
+            return Ok(Permit {
                 budget: Arc::clone(self),
                 epoch,
                 succeeded: false,
@@ -258,7 +268,7 @@ impl Budget {
         }
         lock(&self.state).in_flight -= 1;
         self.changed.notify_all();
-        None
+        Err(NoPermit::GridToken)
     }
 
     fn wait<'a>(
@@ -368,17 +378,17 @@ mod tests {
         let hosts = Hosts::new(3);
         let a = hosts.budget("http://a:80");
         let permits: Vec<Permit> = (0..3).map(|_| a.acquire(soon()).unwrap()).collect();
-        assert!(
-            a.acquire(Instant::now() + Duration::from_millis(50))
-                .is_none(),
+        assert_eq!(
+            a.acquire(Instant::now() + Duration::from_millis(50)).err(),
+            Some(NoPermit::Host),
             "a fourth waits"
         );
         assert!(
-            hosts.budget("http://b:80").acquire(soon()).is_some(),
+            hosts.budget("http://b:80").acquire(soon()).is_ok(),
             "another host has its own"
         );
         drop(permits);
-        assert!(a.acquire(soon()).is_some());
+        assert!(a.acquire(soon()).is_ok());
     }
 
     #[test]
@@ -417,7 +427,7 @@ mod tests {
         assert_eq!(wait, MAX_RETRY_AFTER);
         assert!(
             a.acquire(Instant::now() + Duration::from_millis(50))
-                .is_none(),
+                .is_err(),
             "paused"
         );
         let b = hosts.budget("http://b:80");
@@ -438,11 +448,13 @@ mod tests {
             a.acquire(soon()).unwrap(),
             b.acquire(soon()).unwrap(),
         ];
-        assert!(b
-            .acquire(Instant::now() + Duration::from_millis(50))
-            .is_none());
+        assert_eq!(
+            b.acquire(Instant::now() + Duration::from_millis(50)).err(),
+            Some(NoPermit::GridToken),
+            "waiting for the grid's token, not the host"
+        );
         assert_eq!(share.held(), 3);
         drop(held);
-        assert!(b.acquire(soon()).is_some());
+        assert!(b.acquire(soon()).is_ok());
     }
 }
