@@ -151,6 +151,13 @@ fn listing_client(archive: &Arc<Hosts>) -> Http {
 /// caller names the page).
 fn get(http: &Http, url: &str) -> Result<String, String> {
     let why = |e: movie::ReadError| {
+        if let movie::ReadError::TooSlow { .. } = e {
+            // Its own text names the filter's flags; a page has its own bound.
+            return format!(
+                "the server is too slow: the page took more than {} s",
+                PAGE_DEADLINE.as_secs()
+            );
+        }
         let text = e.to_string();
         match text.strip_prefix(url).and_then(|t| t.strip_prefix(": ")) {
             Some(reason) => reason.to_owned(),
