@@ -105,10 +105,10 @@ impl HttpLimits {
     /// video's deadline when that is what passed, the grid's tokens when those were
     /// what it waited for, else the request's own allowance.
     fn no_permit(&self, url: &str, why: NoPermit) -> ReadError {
-        match (&self.video, why) {
-            (Some(d), _) if d.passed() => d.exceeded(url),
-            (_, NoPermit::GridToken) => ReadError::NoArchiveToken { url: url.into() },
-            (_, NoPermit::Host) => ReadError::TooSlow { url: url.into() },
+        let video_over = self.video.as_ref().is_some_and(|d| d.passed());
+        match why {
+            NoPermit::GridToken if !video_over => ReadError::NoArchiveToken { url: url.into() },
+            _ => self.out_of_time(url),
         }
     }
 
