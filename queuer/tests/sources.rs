@@ -63,6 +63,20 @@ fn summary(out: &Output) -> String {
         .to_owned()
 }
 
+/// Asserts that a dry run succeeded (its stderr if not) and would queue `n` new videos,
+/// none done, in flight, out of range or rejected.
+fn assert_would_queue(out: &Output, n: usize) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        summary(out),
+        format!("would queue {n}, already done 0, in flight 0, out of date range 0, rejected 0")
+    );
+}
+
 /// Apache-style autoindex pages: parent and sort links, folders with a trailing slash.
 fn autoindex(root: PathBuf) -> impl Fn(&Request) -> Response {
     move |req| {
@@ -120,15 +134,7 @@ fn an_http_directory_index_is_followed_into_subfolders() {
     let url = format!("{}/files/RS03ASHS/", http.url());
 
     let dry = world.queuer(&["--dry-run", &url]);
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
-    assert_eq!(
-        summary(&dry),
-        "would queue 4, already done 0, in flight 0, out of date range 0, rejected 0"
-    );
+    assert_would_queue(&dry, 4);
     let first = String::from_utf8_lossy(&dry.stdout)
         .lines()
         .next()
@@ -172,15 +178,7 @@ fn a_busy_archive_answering_503_is_waited_out_not_rejected() {
     });
     let url = format!("{}/files/RS03ASHS/", http.url());
     let dry = world.queuer(&["--dry-run", &url]);
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
-    assert_eq!(
-        summary(&dry),
-        "would queue 4, already done 0, in flight 0, out of date range 0, rejected 0"
-    );
+    assert_would_queue(&dry, 4);
     // Each page was asked twice: refused, then served.
     assert_eq!(http.requests() % 2, 0, "{} requests", http.requests());
 }
@@ -337,15 +335,7 @@ fn list_a_hundred_days_holding(
         cv.notify_all();
     }
     let out = run.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        summary(&out),
-        "would queue 100, already done 0, in flight 0, out of date range 0, rejected 0"
-    );
+    assert_would_queue(&out, 100);
     let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("would queue "))
@@ -434,13 +424,5 @@ fn an_https_index_is_listed_trusting_only_the_ca_file() {
 
     let ca = pki.file("ca.pem");
     let trusted = world.queuer(&["--dry-run", "--http-ca-file", ca.to_str().unwrap(), &url]);
-    assert!(
-        trusted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trusted.stderr)
-    );
-    assert_eq!(
-        summary(&trusted),
-        "would queue 4, already done 0, in flight 0, out of date range 0, rejected 0"
-    );
+    assert_would_queue(&trusted, 4);
 }
